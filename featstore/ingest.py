@@ -1,0 +1,139 @@
+"""Ingest: run a model over a warehouse corpus, encode its MLP activation with an SAE, store act > 0.
+
+The token ids come from the warehouse, so every activation row carries the `tok` of the occurrence
+it was computed on. Rows stream as Arrow batches into `Warehouse.write_partition`, which commits the
+Parquet file atomically: an interrupted or failed ingest leaves the previous partition (or none) and
+a rerun replaces it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import torch
+from tqdm.auto import tqdm
+
+from featstore.capture import batch_activations, hook_name, load_model, select_device
+from featstore.errors import FeatstoreError
+from featstore.warehouse import ACTIVATION_SCHEMA, Warehouse
+
+
+def default_corpus(wh: Warehouse, tokenizer: str | None) -> str:
+    """The only corpus tokenized with the model's tokenizer; otherwise ask for --corpus."""
+    names = wh.query("SELECT name FROM corpora WHERE tokenizer = ? ORDER BY name", [tokenizer]).column("name").to_pylist()
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise FeatstoreError("no corpus in the warehouse uses this model's tokenizer; add one with `featstore corpus add`")
+    raise FeatstoreError(f"several corpora use this model's tokenizer ({', '.join(names)}); pick one with --corpus")
+
+
+def windows(wh: Warehouse, corpus: str, context: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(tok, token_id) windows of at most `context` tokens, each inside one document."""
+    from featstore.corpus import corpus_token_blocks
+
+    for _doc_id, toks, token_ids in corpus_token_blocks(wh, corpus):
+        for start in range(0, len(toks), context):
+            yield toks[start : start + context], token_ids[start : start + context]
+
+
+def encode_windows(
+    model, sae, batches: Iterator[list[tuple[np.ndarray, np.ndarray]]], layer: int, device: torch.device, bar
+) -> Iterator[pa.RecordBatch]:
+    """Sparse (tok, feature, act) rows of each batch of windows; NaN/inf activations abort."""
+    for batch in batches:
+        blocks = [torch.as_tensor(ids.astype(np.int64)) for _, ids in batch]
+        x = batch_activations(model, blocks, layer, device).float()
+        feats = sae.encode(x)
+        if not (torch.isfinite(x).all() and torch.isfinite(feats).all()):
+            raise FeatstoreError("NaN/inf activations from the model or SAE; nothing was written (check the weights)")
+        rows, features = torch.nonzero(feats > 0, as_tuple=True)
+        toks = torch.as_tensor(np.concatenate([t for t, _ in batch]).astype(np.int64), device=device)
+        yield pa.RecordBatch.from_arrays(
+            [
+                pa.array(toks[rows].cpu().numpy().astype(np.uint32)),
+                pa.array(features.cpu().numpy().astype(np.uint32)),
+                pa.array(feats[rows, features].cpu().numpy().astype(np.float32)),
+            ],
+            schema=ACTIVATION_SCHEMA,
+        )
+        bar.update(len(x))
+
+
+def _batched(items, size: int):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def ingest(
+    wh: Warehouse,
+    model: str,
+    *,
+    corpus: str | None = None,
+    sae_id: str | None = None,
+    layer: int | None = None,
+    batch_size: int = 16,
+    context: int = 256,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Write the sparse activations of `sae_id` (default: the model's primary SAE) on `corpus`.
+
+    `corpus` defaults to the only corpus tokenized with the model's tokenizer. Checks before any
+    compute: the SAE belongs to the model, the corpus and model share a tokenizer, the SAE's d_in is
+    the hook's width. Returns a summary (sae, corpus, tokens, rows, seconds, tokens_per_s, path).
+    """
+    from featstore.corpus import get_corpus
+    from featstore.registry import get_model, get_sae, primary_sae
+    from featstore.sae import load_sae
+    from featstore.sae_train import check_width
+
+    if context < 1 or batch_size < 1:
+        raise FeatstoreError("--context and --batch-size must be positive")
+    model_row = get_model(wh, model)
+    sae_row = get_sae(wh, sae_id) if sae_id else primary_sae(wh, model)
+    if sae_row["model"] != model:
+        raise FeatstoreError(f"SAE {sae_row['id']!r} was trained on model {sae_row['model']!r}, not {model!r}")
+    if sae_row["hook_point"] != hook_name(sae_row["layer"]):
+        raise FeatstoreError(
+            f"SAE {sae_row['id']!r} reads {sae_row['hook_point']}; featstore captures only the MLP hidden activation {hook_name(sae_row['layer'])}"
+        )
+    if layer is not None and layer != sae_row["layer"]:
+        raise FeatstoreError(f"SAE {sae_row['id']!r} reads layer {sae_row['layer']}, not layer {layer}")
+    corpus = corpus or default_corpus(wh, model_row.get("tokenizer"))
+    corpus_row = get_corpus(wh, corpus)
+    if corpus_row["tokenizer"] != model_row.get("tokenizer"):
+        raise FeatstoreError(
+            f"corpus {corpus!r} was tokenized with tokenizer {corpus_row['tokenizer']}, model {model!r} uses "
+            f"{model_row.get('tokenizer')}; add the corpus again with the model's tokenizer"
+        )
+    if not corpus_row["n_tokens"]:
+        raise FeatstoreError(f"corpus {corpus!r} has no tokens")
+
+    device = select_device(device)
+    lm = load_model(model_row["path"], device)
+    check_width(lm, sae_row["layer"], sae_row["d_in"], sae_row["id"])
+    sae = load_sae(sae_row["path"], device)
+    if sae.cfg.d_in != sae_row["d_in"]:
+        raise FeatstoreError(f"SAE {sae_row['id']!r}: weights have d_in {sae.cfg.d_in}, the registry says {sae_row['d_in']}")
+
+    start = time.perf_counter()
+    with torch.no_grad(), tqdm(total=corpus_row["n_tokens"], unit="tok", unit_scale=True, disable=not progress, desc=f"ingest {sae_row['id']}") as bar:
+        rows = encode_windows(lm, sae, _batched(windows(wh, corpus, context), batch_size), sae_row["layer"], device, bar)
+        path = wh.write_partition(sae_row["id"], corpus, rows, corpus_row["n_tokens"], origin="ingest")
+    seconds = time.perf_counter() - start
+    n_rows = wh.scalar("SELECT n_rows FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae_row["id"], corpus])
+    return {
+        "sae": sae_row["id"], "corpus": corpus, "tokens": corpus_row["n_tokens"], "rows": n_rows,
+        "rows_per_token": n_rows / corpus_row["n_tokens"], "seconds": round(seconds, 3),
+        "tokens_per_s": round(corpus_row["n_tokens"] / seconds, 1), "path": str(path),
+    }

@@ -1,0 +1,123 @@
+"""Ingest: sparse rows equal the dense computation, atomic replace, and every refusal leaves no trace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import tiny_texts
+from featstore.capture import load_model, mlp_activations
+from featstore.errors import FeatstoreError
+from featstore.ingest import ingest
+from featstore.sae import SAEConfig, SparseAutoencoder, load_sae, save_sae
+
+
+@pytest.fixture
+def setup(warehouse, tiny_model_dir, tiny_tokenizer_dir, tmp_path):
+    """Model 'm' with a random SAE 'm-sae' (b_enc shifted so ~half the features fire) and corpus 'c'."""
+    from featstore.corpus import add_corpus
+    from featstore.registry import register_model, register_sae
+
+    register_model(warehouse, "m", tiny_model_dir, kind="base")
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=64, d_sae=96, model_name="m"))
+    folder = save_sae(sae, tmp_path / "sae")
+    register_sae(warehouse, "m-sae", "m", folder, hook_point="blocks.0.mlp.hook_post", layer=0, d_in=64, d_sae=96,
+                 architecture="relu")
+    source = tmp_path / "eval.txt"
+    source.write_text("\n\n".join(tiny_texts(12, seed=5)))
+    add_corpus(warehouse, "c", str(source), tiny_tokenizer_dir)
+    return warehouse, folder
+
+
+def dense_expectation(wh, model_dir, sae_folder, corpus, context):
+    from featstore.corpus import corpus_token_blocks
+
+    model, sae = load_model(model_dir, "cpu"), load_sae(sae_folder)
+    rows = []
+    for _doc, toks, ids in corpus_token_blocks(wh, corpus):
+        for s in range(0, len(ids), context):
+            feats = sae.encode(mlp_activations(model, torch.tensor(ids[s : s + context], dtype=torch.long)[None], 0)[0])
+            r, f = torch.nonzero(feats > 0, as_tuple=True)
+            rows += zip(toks[s : s + context][r.numpy()].tolist(), f.tolist(), feats[r, f].tolist())
+    return sorted(rows)
+
+
+@pytest.mark.parametrize("context", [256, 7])
+def test_rows_equal_the_dense_computation(setup, tiny_model_dir, context):
+    wh, folder = setup
+    done = ingest(wh, "m", context=context, batch_size=3, device="cpu", progress=False)
+    assert done["corpus"] == "c" and done["sae"] == "m-sae"
+    table = pq.read_table(done["path"])
+    got = sorted(zip(*(table.column(c).to_pylist() for c in ("tok", "feature", "act"))))
+    expected = dense_expectation(wh, tiny_model_dir, folder, "c", context)
+    assert len(got) == len(expected) == done["rows"] > 0
+    assert [g[:2] for g in got] == [e[:2] for e in expected]
+    np.testing.assert_allclose([g[2] for g in got], [e[2] for e in expected], rtol=1e-4, atol=1e-5)
+    assert wh.scalar("SELECT min(act) FROM activations WHERE sae = 'm-sae'") > 0
+
+
+def test_rerun_replaces_and_nan_leaves_the_old_partition(setup, monkeypatch):
+    wh, _ = setup
+    first = ingest(wh, "m", device="cpu", progress=False)
+    again = ingest(wh, "m", corpus="c", sae_id="m-sae", device="cpu", progress=False)
+    assert wh.scalar("SELECT count(*) FROM activations") == first["rows"] == again["rows"]
+    assert wh.scalar("SELECT count(*) FROM activation_partitions") == 1
+
+    from featstore import sae as sae_module
+
+    real_load = sae_module.load_sae
+
+    def poisoned(folder, device="cpu"):
+        sae = real_load(folder, device)
+        sae.b_enc.data[0] = float("nan")
+        return sae
+
+    monkeypatch.setattr(sae_module, "load_sae", poisoned)
+    with pytest.raises(FeatstoreError, match="NaN/inf"):
+        ingest(wh, "m", device="cpu", progress=False)
+    assert wh.scalar("SELECT count(*) FROM activations") == first["rows"]
+    assert wh.scalar("SELECT path FROM activation_partitions") == again["path"]
+    files = list(wh.partition_dir("m-sae", "c").iterdir())
+    assert [f.name for f in files] == [again["path"].rsplit("/", 1)[1]]
+
+
+def test_refusals_write_nothing(setup, tmp_path, tiny_tokenizer_dir):
+    from featstore.corpus import add_corpus
+    from featstore.tokenizer import train_bpe
+
+    wh, folder = setup
+    other_tok = tmp_path / "other_tok"
+    train_bpe(tiny_texts(50, seed=9), vocab_size=300, out_dir=other_tok)
+    (tmp_path / "other.txt").write_text("\n\n".join(tiny_texts(3, seed=1)))
+    add_corpus(wh, "other", str(tmp_path / "other.txt"), other_tok)
+    with pytest.raises(FeatstoreError, match="tokenized with tokenizer"):
+        ingest(wh, "m", corpus="other", device="cpu", progress=False)
+    with pytest.raises(FeatstoreError, match="unknown model 'ghost'"):
+        ingest(wh, "ghost", device="cpu", progress=False)
+    with pytest.raises(FeatstoreError, match="reads layer 0, not layer 1"):
+        ingest(wh, "m", layer=1, device="cpu", progress=False)
+    add_corpus(wh, "c2", str(tmp_path / "other.txt"), tiny_tokenizer_dir)
+    with pytest.raises(FeatstoreError, match=r"several corpora .*\(c, c2\)"):
+        ingest(wh, "m", device="cpu", progress=False)
+    # Weights that no longer match the registered width (e.g. overwritten by another run).
+    save_sae(SparseAutoencoder(SAEConfig(d_in=32, d_sae=96)), folder)
+    with pytest.raises(FeatstoreError, match="weights have d_in 32"):
+        ingest(wh, "m", corpus="c", device="cpu", progress=False)
+    assert wh.scalar("SELECT count(*) FROM activation_partitions") == 0
+    assert not wh.activations_dir.exists() or not any(wh.activations_dir.rglob("*.parquet"))
+
+
+def test_cli_ingest_defaults_and_errors(setup):
+    from cli import main
+
+    wh, _ = setup
+    runner = CliRunner()
+    result = runner.invoke(main, ["--warehouse", str(wh.root), "ingest", "m", "--batch-size", "4", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "m-sae on c:" in result.output and "tokens/s" in result.output
+    result = runner.invoke(main, ["--warehouse", str(wh.root), "ingest", "ghost"])
+    assert result.exit_code == 1 and result.output.strip() == "error: unknown model 'ghost'; see `featstore models`"
