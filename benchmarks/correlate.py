@@ -1,0 +1,254 @@
+"""Benchmark `featstore correlate` against scipy.sparse on two synthetic SAEs, in the same run.
+
+    python benchmarks/correlate.py                                   # 200k tokens x 16,384 features
+    python benchmarks/correlate.py --tokens 1000000 --features 65536 --no-scipy
+
+Synthetic activations: about --l0 active features per token per SAE, feature frequencies log-normal,
+activations log-normal float32; --planted features of SAE a have a partner in SAE b that fires on the
+same tokens with a noisy rescaled activation (r about 0.99). The data goes through the real warehouse
+API (Warehouse.write_partition). Each engine runs in its own subprocess so its peak RSS is its own:
+featstore's full `correlate` (read Parquet, compute, store), and scipy's CSR build + Aᵀ·B + Pearson
+formula on the same Parquet (file reading and best-match extraction timed apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featstore.warehouse import Warehouse
+
+CORPUS, SAE_A, SAE_B = "bench", "bench-a", "bench-b"
+
+
+# -- synthetic data ----------------------------------------------------------------------------------
+
+
+def synthetic(n_tokens: int, n_features: int, l0: int, n_planted: int, seed: int):
+    """(tok, feature, act) arrays of both SAEs, sorted by (tok, feature), and the planted a -> b map."""
+    rng = np.random.default_rng(seed)
+    weights = rng.lognormal(0.0, 1.0, n_features)
+    source = rng.choice(n_features, n_planted, replace=False)
+    target = rng.choice(n_features, n_planted, replace=False)
+
+    def draw(w):
+        tok = np.repeat(np.arange(n_tokens, dtype=np.uint64), l0)
+        key = np.unique(tok * n_features + rng.choice(n_features, size=tok.size, p=w / w.sum()))
+        return (key // n_features).astype(np.uint32), (key % n_features).astype(np.uint32)
+
+    tok_a, feat_a = draw(weights)
+    act_a = rng.lognormal(0.0, 0.7, tok_a.size).astype(np.float32)
+    weights_b = weights.copy()
+    weights_b[target] = 0  # planted targets fire only with their source
+    tok_b, feat_b = draw(weights_b)
+    act_b = rng.lognormal(0.0, 0.7, tok_b.size).astype(np.float32)
+    partner = np.full(n_features, -1, np.int64)
+    partner[source] = target
+    copied = partner[feat_a] >= 0
+    noisy = act_a[copied] * 1.5 + rng.normal(0, 0.1, copied.sum())
+    tok_b = np.concatenate([tok_b, tok_a[copied]])
+    feat_b = np.concatenate([feat_b, partner[feat_a[copied]].astype(np.uint32)])
+    act_b = np.concatenate([act_b, np.clip(noisy, 0.01, None).astype(np.float32)])
+    order = np.lexsort((feat_b, tok_b))
+    return (tok_a, feat_a, act_a), (tok_b[order], feat_b[order], act_b[order]), dict(zip(source.tolist(), target.tolist()))
+
+
+def build_warehouse(root: Path, args) -> dict:
+    """Catalog rows for two models, their SAEs and the corpus; activations through write_partition."""
+    side_a, side_b, planted = synthetic(args.tokens, args.features, args.l0, args.planted, args.seed)
+    wh = Warehouse(root)
+    with wh.transaction() as con:
+        con.execute("INSERT INTO corpora (name, source, tokenizer, n_documents, n_tokens, tok_start)"
+                    " VALUES (?, 'synthetic', 'bench', 1, ?, 0)", [CORPUS, args.tokens])
+        for model, sae in (("bench-base", SAE_A), ("bench-child", SAE_B)):
+            con.execute("INSERT INTO models (name, kind, path, tokenizer) VALUES (?, 'imported', 'synthetic', 'bench')", [model])
+            con.execute("INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture)"
+                        " VALUES (?, ?, 'blocks.0.mlp.hook_post', 0, 1024, ?, 'imported')", [sae, model, args.features])
+    for sae, (tok, feature, act) in ((SAE_A, side_a), (SAE_B, side_b)):
+        chunk = 2_000_000
+        batches = (pa.table({"tok": tok[i:i + chunk], "feature": feature[i:i + chunk], "act": act[i:i + chunk]})
+                   for i in range(0, tok.size, chunk))
+        wh.write_partition(sae, CORPUS, batches, n_tokens=args.tokens, origin="import")
+    return planted
+
+
+# -- the two engines, each run in a subprocess -------------------------------------------------------
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def run_featstore(root: Path, floor: float) -> dict:
+    from featstore.correlate import correlate
+
+    started, cpu = time.perf_counter(), time.process_time()
+    run = correlate(Warehouse(root), SAE_A, SAE_B, corpus=CORPUS, r_floor=floor, progress=False)
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu, "peak_rss_gb": peak_rss_gb(),
+            "n_cofiring_pairs": run["n_cofiring_pairs"], "n_pairs": run["n_pairs"]}
+
+
+def run_scipy(root: Path, floor: float, out: Path) -> dict:
+    """CSR matrices, C = Aᵀ·B, r = (C − Σa·Σb/N) / (‖a − ā‖·‖b − b̄‖) on C's nonzeros; then best matches."""
+    import scipy.sparse as sp
+
+    wh = Warehouse(root)
+    n = wh.scalar("SELECT n_tokens FROM corpora WHERE name = ?", [CORPUS])
+    d_sae = wh.scalar("SELECT d_sae FROM saes WHERE id = ?", [SAE_A])
+    started = time.perf_counter()
+    sides = [pq.read_table(wh.partition_path(sae, CORPUS)) for sae in (SAE_A, SAE_B)]
+    read = time.perf_counter() - started
+    started, cpu = time.perf_counter(), time.process_time()
+    mats = [sp.csr_matrix((t["act"].to_numpy().astype(np.float64), (t["tok"].to_numpy(), t["feature"].to_numpy())),
+                          shape=(n, d_sae)) for t in sides]
+    del sides
+    product = (mats[0].T @ mats[1]).tocsr()
+    sums = [np.asarray(m.sum(axis=0)).ravel() for m in mats]
+    norms = [np.sqrt(np.maximum(np.asarray(m.multiply(m).sum(axis=0)).ravel() - s * s / n, 0)) for m, s in zip(mats, sums)]
+    rows = np.repeat(np.arange(d_sae), np.diff(product.indptr))
+    r = (product.data - sums[0][rows] * sums[1][product.indices] / n) / (norms[0][rows] * norms[1][product.indices])
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    peak = peak_rss_gb()
+    started = time.perf_counter()
+    u = [s / (nm * np.sqrt(n)) for s, nm in zip(sums, norms)]
+    r_matrix = sp.csr_matrix((r, product.indices, product.indptr), shape=product.shape)
+    best_a = best_matches(r_matrix, u[0], u[1], norms[0] > 0, norms[1] > 0)
+    best_b = best_matches(r_matrix.T.tocsr(), u[1], u[0], norms[1] > 0, norms[0] > 0)
+    keep = r >= floor
+    np.savez(out, pair_a=rows[keep], pair_b=product.indices[keep], pair_r=r[keep], *best_a, *best_b)
+    return {"seconds": seconds, "cpu_seconds": cpu, "read_seconds": read, "best_match_seconds": time.perf_counter() - started,
+            "peak_rss_gb": peak, "n_cofiring_pairs": int(product.nnz)}
+
+
+def best_matches(r, u_self, u_other, fires_self, fires_other):
+    """Per row: best r over its co-firing partners, or −u·u' of the lowest-u partner it never co-fires with."""
+    order = np.lexsort((np.arange(u_other.size), np.where(fires_other, u_other, np.inf)))[: fires_other.sum()]
+    match = np.full(r.shape[0], -1)
+    best = np.full(r.shape[0], np.nan)
+    for row in np.flatnonzero(fires_self):
+        partners, values = r.indices[r.indptr[row]:r.indptr[row + 1]], r.data[r.indptr[row]:r.indptr[row + 1]]
+        if values.size:
+            match[row], best[row] = partners[values.argmax()], values.max()
+        k = 64
+        while k < 4 * order.size:
+            free = order[:k][~np.isin(order[:k], partners)]
+            if free.size:
+                quiet = -u_self[row] * u_other[free[0]]
+                if np.isnan(best[row]) or quiet > best[row]:
+                    match[row], best[row] = free[0], quiet
+                break
+            k *= 4
+    return match, best
+
+
+# -- comparison ---------------------------------------------------------------------------------------
+
+
+def compare(root: Path, reference: Path, planted: dict, floor: float) -> dict:
+    wh = Warehouse(root)
+    run_id = wh.scalar("SELECT id FROM correlation_runs WHERE sae_a = ? AND sae_b = ? AND corpus = ?", [SAE_A, SAE_B, CORPUS])
+    ref = np.load(reference)
+    stored = wh.query("SELECT feature_a, feature_b, r FROM correlations WHERE run_id = ?", [run_id])
+    ours = dict(zip(zip(stored["feature_a"].to_numpy().tolist(), stored["feature_b"].to_numpy().tolist()),
+                    stored["r"].to_numpy().tolist()))
+    theirs = dict(zip(zip(ref["pair_a"].tolist(), ref["pair_b"].tolist()), ref["pair_r"].tolist()))
+    shared = ours.keys() & theirs.keys()
+    differing = [k for k in ours.keys() ^ theirs.keys() if abs(ours.get(k, theirs.get(k)) - floor) > 1e-5]
+    out = {"pairs_featstore": len(ours), "pairs_scipy": len(theirs), "pairs_differing": len(differing),
+           "max_abs_dr_pairs": max((abs(ours[k] - theirs[k]) for k in shared), default=0.0)}
+    identical, total, max_dr = 0, 0, 0.0
+    for side, (match_ref, r_ref) in (("a", (ref["arr_0"], ref["arr_1"])), ("b", (ref["arr_2"], ref["arr_3"]))):
+        best = wh.query("SELECT feature, match, r FROM best_matches WHERE run_id = ? AND side = ? ORDER BY feature", [run_id, side])
+        match = best["match"].to_numpy(zero_copy_only=False)
+        r = best["r"].to_numpy(zero_copy_only=False).astype(np.float64)
+        match = np.where(np.isnan(r), -1, np.nan_to_num(match, nan=-1)).astype(np.int64)
+        identical += int(np.sum(match == match_ref))
+        total += match.size
+        both = ~np.isnan(r) & ~np.isnan(r_ref)
+        max_dr = max(max_dr, float(np.max(np.abs(r[both] - r_ref[both]), initial=0.0)))
+    out.update(best_matches_identical=identical, best_matches_total=total, max_abs_dr_best=max_dr)
+    out.update(planted_found(wh, run_id, planted))
+    return out
+
+
+def planted_found(wh: Warehouse, run_id: int, planted: dict) -> dict:
+    best = wh.query("SELECT feature, match, r FROM best_matches WHERE run_id = ? AND side = 'a'", [run_id]).to_pylist()
+    by_feature = {row["feature"]: row for row in best}
+    found = sum(by_feature[a]["match"] == b and by_feature[a]["r"] >= 0.8 for a, b in planted.items())
+    return {"planted": len(planted), "planted_found": found}
+
+
+def bytes_per_activation(root: Path) -> float:
+    return Warehouse(root).scalar("SELECT sum(bytes) / sum(n_rows) FROM activation_partitions")
+
+
+# -- driver -------------------------------------------------------------------------------------------
+
+
+def subprocess_json(*argv: str) -> dict:
+    done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[0]} run failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=200_000)
+    parser.add_argument("--features", type=int, default=16_384)
+    parser.add_argument("--l0", type=int, default=20)
+    parser.add_argument("--planted", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--floor", type=float, default=0.2)
+    parser.add_argument("--no-scipy", action="store_true", help="featstore only (for sizes scipy cannot hold)")
+    parser.add_argument("--dir", type=Path, help="warehouse folder to (re)use; default a temporary one")
+    parser.add_argument("engine", nargs="?", choices=["featstore", "scipy"], help=argparse.SUPPRESS)
+    parser.add_argument("out", nargs="?", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.engine == "featstore":
+        print(json.dumps(run_featstore(args.dir, args.floor)))
+        return
+    if args.engine == "scipy":
+        print(json.dumps(run_scipy(args.dir, args.floor, args.out)))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.dir or Path(tmp) / "warehouse"
+        started = time.perf_counter()
+        planted = build_warehouse(root, args)
+        print(f"data: {args.tokens:,} tokens x {args.features:,} features, L0 {args.l0}, {args.planted} planted matches; "
+              f"written in {time.perf_counter() - started:.1f} s, {bytes_per_activation(root):.2f} bytes per stored activation")
+        ours = subprocess_json("--dir", str(root), "--floor", str(args.floor), "featstore")
+        print(f"featstore correlate: {ours['seconds']:.2f} s ({ours['cpu_seconds']:.2f} s CPU), peak RSS {ours['peak_rss_gb']:.2f} GB, "
+              f"{ours['n_cofiring_pairs']:,} co-firing pairs, {ours['n_pairs']:,} stored with r >= {args.floor}")
+        if args.no_scipy:
+            found = planted_found(Warehouse(root), Warehouse(root).scalar("SELECT max(id) FROM correlation_runs"), planted)
+            print(f"planted matches found: {found['planted_found']} of {found['planted']}")
+            return
+        reference = Path(tmp) / "scipy.npz"
+        theirs = subprocess_json("--dir", str(root), "--floor", str(args.floor), "scipy", str(reference))
+        print(f"scipy.sparse AᵀB + Pearson: {theirs['seconds']:.2f} s ({theirs['cpu_seconds']:.2f} s CPU; + {theirs['read_seconds']:.2f} s reading Parquet, "
+              f"+ {theirs['best_match_seconds']:.2f} s best matches), peak RSS {theirs['peak_rss_gb']:.2f} GB, "
+              f"{theirs['n_cofiring_pairs']:,} co-firing pairs")
+        print(f"ratio featstore / scipy: {ours['seconds'] / theirs['seconds']:.2f} wall, "
+              f"{ours['cpu_seconds'] / theirs['cpu_seconds']:.2f} CPU; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        c = compare(root, reference, planted, args.floor)
+        print(f"stored pairs: featstore {c['pairs_featstore']:,}, scipy {c['pairs_scipy']:,}, differing {c['pairs_differing']}; "
+              f"max |Δr| {c['max_abs_dr_pairs']:.2e} (pairs), {c['max_abs_dr_best']:.2e} (best matches)")
+        print(f"best matches identical: {c['best_matches_identical']:,} of {c['best_matches_total']:,}")
+        print(f"planted matches found: {c['planted_found']} of {c['planted']}")
+
+
+if __name__ == "__main__":
+    main()
