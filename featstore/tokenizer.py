@@ -72,3 +72,71 @@ def vocab_rows(tok) -> list[tuple[int, str, str]]:
     ids = range(len(tok))
     raw = tok.convert_ids_to_tokens(list(ids))
     return [(i, r if r is not None else "", tok.decode([i])) for i, r in zip(ids, raw)]
+
+
+# -- the paper's tokenizer ----------------------------------------------------------------------
+
+MISTRAL_TOKENIZER = ("data", "tokenizer.model.v1")  # Mistral-7B-v0.1's SentencePiece model inside mistral-common
+MISTRAL_VOCAB_SIZE = 32000
+
+
+def mistral_tokenizer_file() -> Path:
+    """Where mistral-common keeps Mistral-7B-v0.1's tokenizer; found without importing the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mistral_common")
+    if spec is None or not spec.submodule_search_locations:
+        raise FeatstoreError(
+            "the paper preset's tokenizer comes from the mistral-common package; install it with `pip install -e .[paper]`"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*MISTRAL_TOKENIZER)
+    if not path.is_file():
+        raise FeatstoreError(f"mistral-common is installed but has no {'/'.join(MISTRAL_TOKENIZER)}; reinstall it")
+    return path
+
+
+def load_mistral_tokenizer():
+    """The paper's tokenizer: Mistral-7B-v0.1's SentencePiece BPE, 32,000 tokens."""
+    tok = load_sentencepiece_bpe(mistral_tokenizer_file())
+    if len(tok) != MISTRAL_VOCAB_SIZE:
+        raise FeatstoreError(f"Mistral tokenizer loaded with {len(tok)} tokens instead of {MISTRAL_VOCAB_SIZE}")
+    return tok
+
+
+def load_sentencepiece_bpe(model_file: str | Path):
+    """A SentencePiece BPE `.model` file as an HF fast tokenizer that encodes exactly like SentencePiece.
+
+    transformers 5 builds Llama tokenizers from vocab + merges (given a `vocab_file` it silently makes a
+    3-token one), so the merges are derived from the piece scores; the result is checked against
+    SentencePiece itself on a probe text.
+    """
+    try:
+        import sentencepiece
+    except ImportError as exc:
+        raise FeatstoreError("reading a SentencePiece model needs the sentencepiece package: `pip install -e .[paper]`") from exc
+    from tokenizers import normalizers
+    from transformers import LlamaTokenizer, PreTrainedTokenizerFast
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+    specials = {name: sp.id_to_piece(i) for name, i in (("unk_token", sp.unk_id()), ("bos_token", sp.bos_id()),
+                                                        ("eos_token", sp.eos_id())) if i >= 0}
+    try:
+        from transformers.tokenization_utils_base import generate_merges
+    except ImportError:  # transformers 4: the fast tokenizer converts the SentencePiece file itself
+        from transformers import LlamaTokenizerFast
+
+        tok = LlamaTokenizerFast(vocab_file=str(model_file), legacy=False)
+    else:
+        vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+        scores = {piece: sp.get_score(i) for piece, i in vocab.items()}
+        tok = LlamaTokenizer(vocab=vocab, merges=generate_merges(vocab, scores), add_prefix_space=True, legacy=False)
+        # SentencePiece always prepends "▁", also to text that starts with a space; Metaspace skips it there
+        backend = tok.backend_tokenizer
+        backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+        backend.pre_tokenizer = None
+        # a plain fast tokenizer, so a saved folder reloads from tokenizer.json as is (LlamaTokenizer rebuilds its own)
+        tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=specials.get("eos_token"), **specials)
+    probe = "  def f(x):\n    return x  # ok\nlocal t = {1, 2}\n*MOT:\tlook at the doggie !\nOnce upon a time, Ünï 😀."
+    if len(tok) != sp.get_piece_size() or tok(probe, add_special_tokens=False)["input_ids"] != sp.encode(probe):
+        raise FeatstoreError(f"{model_file} did not convert to an equivalent HF tokenizer ({len(tok)} tokens)")
+    return tok

@@ -1,0 +1,526 @@
+"""The model zoo: presets, Mistral-architecture LMs, training, fine-tuning and evaluation.
+
+The paper's family is a base model trained on about half English, half Python (BabyPython), two
+fine-tunes of it (Lua, TinyStories) and a SLERP merge of those (`featstore.merge`). A preset fixes
+the architecture, the tokenizer, the corpora (as `featstore.corpora` spec strings) and the schedules;
+`tiny` trains the whole family on two CPU cores in minutes, `paper` has the paper's shapes and
+optimiser settings with token budgets that fit a GPU in minutes.
+
+Every model is evaluated on the validation part of each domain of its family, and the loss and
+next-token accuracy per domain go to the warehouse `models.metrics` (see the `model_validation` view).
+Model folders are written under a temporary name and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from featstore.corpora import iter_texts
+from featstore.errors import FeatstoreError
+from featstore.warehouse import Warehouse, check_name
+
+BASE, LUA, STORIES = "base", "lua", "tinystories"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Optimiser settings of one training run. `max_tokens` counts tokens processed over all epochs."""
+
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    batch_size: int
+    max_tokens: int
+    epochs: int = 1
+    grad_clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Architecture, tokenizer, corpora and schedules of one model family."""
+
+    name: str
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    vocab_size: int
+    tokenizer: str             # "bpe": train a byte-level BPE of vocab_size on the family; "mistral"; or a folder / hub id
+    block_size: int
+    base: Schedule
+    finetune: Schedule
+    corpora: dict[str, str]    # model role (base, lua, tinystories) -> corpus spec it trains on
+    domains: dict[str, str]    # evaluation domain -> corpus spec whose validation part measures it
+    eval_tokens: int           # validation tokens per domain
+    tokenizer_chars: int = 3_000_000  # BPE training text per corpus: a stable 8k vocabulary in seconds
+    rope_theta: float = 1e4
+    num_hidden_layers: int = 1
+    max_position_embeddings: int = 2048
+
+
+def family_specs(childes_docs: int, lua_docs: int, stories_docs: int) -> tuple[dict[str, str], dict[str, str]]:
+    """(corpora, domains) of the paper's family over the built-in generators, with these document counts."""
+    childes = f"generated:childes?docs={childes_docs}"
+    lua = f"generated:lua?docs={lua_docs}"
+    stories = f"generated:stories?docs={stories_docs}"
+    corpora = {BASE: f"python-stdlib=0.5+{childes}=0.5", LUA: lua, STORIES: stories}
+    domains = {"python": "python-stdlib", "english": childes, LUA: lua, STORIES: stories}
+    return corpora, domains
+
+
+_TINY_CORPORA, _TINY_DOMAINS = family_specs(childes_docs=20_000, lua_docs=4_000, stories_docs=10_000)
+_PAPER_CORPORA, _PAPER_DOMAINS = family_specs(childes_docs=60_000, lua_docs=20_000, stories_docs=100_000)
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        name="tiny", hidden_size=128, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=8192, tokenizer="bpe", block_size=128,
+        base=Schedule(lr=2e-3, weight_decay=0.1, warmup_steps=20, batch_size=16, max_tokens=500_000),
+        finetune=Schedule(lr=1e-3, weight_decay=0.01, warmup_steps=10, batch_size=16, max_tokens=125_000),
+        corpora=_TINY_CORPORA, domains=_TINY_DOMAINS, eval_tokens=16_384,
+    ),
+    # The paper's shapes and optimiser settings; token budgets sized for a GPU run of minutes.
+    "paper": Preset(
+        name="paper", hidden_size=512, intermediate_size=1024, num_attention_heads=16, num_key_value_heads=8,
+        vocab_size=32000, tokenizer="mistral", block_size=256,
+        base=Schedule(lr=6e-4, weight_decay=0.1, warmup_steps=0, batch_size=64, max_tokens=24_000_000, epochs=3),
+        finetune=Schedule(lr=2e-5, weight_decay=0.01, warmup_steps=500, batch_size=64, max_tokens=12_000_000),
+        corpora=_PAPER_CORPORA, domains=_PAPER_DOMAINS, eval_tokens=131_072,
+    ),
+}
+
+
+def get_preset(preset: str | Preset, **overrides) -> Preset:
+    """A preset by name (or as given), with fields replaced by `overrides` (e.g. block_size=64)."""
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise FeatstoreError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        preset = PRESETS[preset]
+    return replace(preset, **overrides) if overrides else preset
+
+
+def corpus_specs(preset: str | Preset) -> dict[str, str]:
+    """Model role (base, lua, tinystories) -> the corpus spec that model trains on."""
+    return dict(get_preset(preset).corpora)
+
+
+def preset_from_dict(data: dict) -> Preset:
+    """Inverse of `asdict(preset)`, as stored in a model's hyperparams."""
+    fields = {**data, "base": Schedule(**data["base"]), "finetune": Schedule(**data["finetune"])}
+    return Preset(**fields)
+
+
+# -- tokenizers ---------------------------------------------------------------------------------
+
+
+def family_tokenizer(preset: Preset, tokenizer: str | None, out_dir: Path, *, base_corpus: str, seed: int = 0):
+    """The tokenizer the whole family shares: trained BPE, Mistral's, a SentencePiece file, an HF folder or hub id.
+
+    A trained BPE sees the base corpus and the fine-tune corpora, so every family member tokenizes well.
+    """
+    from featstore.tokenizer import load_mistral_tokenizer, load_sentencepiece_bpe, load_tokenizer, train_bpe
+
+    choice = tokenizer or preset.tokenizer
+    if choice == "bpe":
+        specs = dict.fromkeys([base_corpus, *(v for k, v in preset.corpora.items() if k != BASE)])
+        texts = (t for spec in specs for t in _sample_texts(spec, preset.tokenizer_chars, seed))
+        return train_bpe(tqdm(texts, desc="tokenizer sample", unit="doc"), preset.vocab_size, out_dir)
+    if choice == "mistral":
+        return load_mistral_tokenizer()
+    if Path(choice).is_file():  # a single file is a SentencePiece model; tokenizer folders are directories
+        return load_sentencepiece_bpe(choice)
+    return load_tokenizer(choice)
+
+
+def _sample_texts(spec: str, max_chars: int, seed: int) -> Iterable[str]:
+    chars = 0
+    for text in iter_texts(spec, part="train", seed=seed):
+        yield text
+        chars += len(text)
+        if chars >= max_chars:
+            return
+
+
+def probe_corpus(spec: str, seed: int = 0) -> None:
+    """Fail fast, before any training, when a corpus spec is malformed, missing or empty."""
+    next(iter_texts(spec, part="train", seed=seed))
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def pack_blocks(texts: Iterable[str], tokenizer, block_size: int, max_tokens: int, desc: str) -> torch.Tensor:
+    """Documents tokenized, joined by EOS and cut into (n_blocks, block_size) until max_tokens."""
+    eos = tokenizer.eos_token_id
+    ids: list[int] = []
+    with tqdm(total=max_tokens, desc=desc, unit="tok", unit_scale=True) as bar:
+        for text in texts:
+            piece = tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
+            bar.update(min(len(piece), max_tokens - len(ids)))
+            ids.extend(piece)
+            if len(ids) >= max_tokens:
+                break
+    n_blocks = min(len(ids), max_tokens) // block_size
+    if n_blocks == 0:
+        raise FeatstoreError(f"{desc}: only {len(ids)} tokens, fewer than one {block_size}-token block; give more text")
+    return torch.tensor(ids[: n_blocks * block_size], dtype=torch.long).view(n_blocks, block_size)
+
+
+_validation_cache: dict[tuple, torch.Tensor] = {}
+
+
+def validation_blocks(spec: str, tokenizer, block_size: int, max_tokens: int, seed: int = 0) -> torch.Tensor:
+    """Validation blocks of a spec, cached per process (a merge sweep evaluates them many times)."""
+    from featstore.tokenizer import fingerprint
+
+    key = (spec, fingerprint(tokenizer), block_size, max_tokens, seed)
+    if key not in _validation_cache:
+        texts = iter_texts(spec, part="validation", seed=seed)
+        _validation_cache[key] = pack_blocks(texts, tokenizer, block_size, max_tokens, desc=f"validation {spec}")
+    return _validation_cache[key]
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """`cuda` when available unless told otherwise."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise FeatstoreError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise FeatstoreError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
+    return resolved
+
+
+def new_model(preset: Preset, tokenizer, seed: int):
+    """A freshly initialised MistralForCausalLM of the preset's shape for `tokenizer`."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=preset.hidden_size,
+        intermediate_size=preset.intermediate_size,
+        num_hidden_layers=preset.num_hidden_layers,
+        num_attention_heads=preset.num_attention_heads,
+        num_key_value_heads=preset.num_key_value_heads,
+        max_position_embeddings=preset.max_position_embeddings,
+        rope_theta=preset.rope_theta,
+        sliding_window=None,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    return MistralForCausalLM(config)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu"):
+    """An HF causal LM from a folder or hub id, in eval mode on `device`."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path))
+    except (OSError, ValueError) as exc:
+        raise FeatstoreError(f"cannot load model {str(path)!r}: {str(exc).splitlines()[0]}") from exc
+    return model.to(device).eval()
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; plain fp32 on the CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+def train_lm(model, blocks: torch.Tensor, schedule: Schedule, *, device: torch.device, seed: int, desc: str) -> dict:
+    """AdamW with warmup then cosine decay, gradient clipping, shuffled blocks; returns run statistics.
+
+    Weight decay applies to matrices only (not norms), as usual for transformers.
+    """
+    from transformers import get_cosine_schedule_with_warmup
+
+    model.to(device).train()
+    block_size = blocks.shape[1]
+    steps_per_epoch = max(1, len(blocks) // schedule.batch_size)
+    total_steps = steps_per_epoch * schedule.epochs
+    warmup = min(schedule.warmup_steps, total_steps // 5)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": schedule.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=schedule.lr, fused=device.type == "cuda")
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    start, loss_value, tokens = time.perf_counter(), float("nan"), 0
+    with tqdm(total=total_steps * schedule.batch_size * block_size, desc=desc, unit="tok", unit_scale=True) as bar:
+        for _ in range(schedule.epochs):
+            order = torch.randperm(len(blocks), generator=generator)
+            for step in range(steps_per_epoch):
+                batch = blocks[order[step * schedule.batch_size : (step + 1) * schedule.batch_size]].to(device)
+                with autocast(device):
+                    loss = model(input_ids=batch, labels=batch).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, schedule.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                tokens += batch.numel()
+                bar.update(batch.numel())
+                if step % 10 == 0:
+                    loss_value = loss.item()
+                    bar.set_postfix(loss=f"{loss_value:.3f}")
+    loss_value = loss.item()
+    seconds = time.perf_counter() - start
+    model.eval()
+    return {
+        "tokens": tokens, "steps": total_steps, "warmup_steps": warmup, "seconds": round(seconds, 2),
+        "tokens_per_s": round(tokens / seconds), "final_loss": round(loss_value, 4), "device": str(device),
+    }
+
+
+@torch.no_grad()
+def evaluate(model, blocks: torch.Tensor, *, device: torch.device, batch_size: int = 32) -> dict:
+    """Mean next-token cross-entropy and accuracy over every position of every block."""
+    model.to(device).eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for start in range(0, len(blocks), batch_size):
+        batch = blocks[start : start + batch_size].to(device)
+        with autocast(device):
+            logits = model(input_ids=batch).logits
+        logits, targets = logits[:, :-1].float(), batch[:, 1:]
+        total_loss += torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
+        ).item()
+        correct += (logits.argmax(-1) == targets).sum().item()
+        count += targets.numel()
+    return {"loss": round(total_loss / count, 4), "accuracy": round(correct / count, 4), "tokens": count}
+
+
+def evaluate_domains(model, tokenizer, domains: dict[str, str], *, block_size: int, eval_tokens: int,
+                     device: torch.device, seed: int = 0) -> dict:
+    """`{"val_loss": {domain: x}, "val_accuracy": {domain: y}}` over each domain's validation part."""
+    losses, accuracies = {}, {}
+    for domain, spec in domains.items():
+        result = evaluate(model, validation_blocks(spec, tokenizer, block_size, eval_tokens, seed), device=device)
+        losses[domain], accuracies[domain] = result["loss"], result["accuracy"]
+    return {"val_loss": losses, "val_accuracy": accuracies}
+
+
+# -- writing and registering --------------------------------------------------------------------
+
+
+def model_folder(wh: Warehouse, name: str, out_dir: str | Path | None = None) -> Path:
+    """Default home of a model: `<warehouse>/models/<name>`."""
+    return Path(out_dir).expanduser().resolve() if out_dir else wh.root / "models" / check_name("model", name)
+
+
+def check_new_model(wh: Warehouse, name: str, folder: Path, replace: bool) -> None:
+    """Fail before any work when the name is taken or the folder is occupied (and not replacing)."""
+    check_name("model", name)
+    if replace:
+        return
+    if wh.scalar("SELECT count(*) FROM models WHERE name = ?", [name]):
+        raise FeatstoreError(f"model {name!r} already exists; pass --replace to retrain it")
+    if folder.exists():
+        raise FeatstoreError(f"{folder} already exists; remove it or pass --replace")
+
+
+def commit_model(wh: Warehouse, name: str, model, tokenizer, folder: Path, *, replace: bool, **registration) -> dict:
+    """Write the HF folder under a temporary name, swap it into place, register it; undo all on failure."""
+    from featstore.registry import register_model
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp, old = folder.with_name(f".{folder.name}.tmp-{tag}"), folder.with_name(f".{folder.name}.old-{tag}")
+    placed = False
+    try:
+        model.to("cpu").save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        placed = True
+        row = register_model(wh, name, folder, replace=replace, **registration)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if placed:
+            shutil.rmtree(folder, ignore_errors=True)
+        if old.exists():
+            os.replace(old, folder)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return row
+
+
+# -- the two training commands ------------------------------------------------------------------
+
+
+def train_base(
+    wh: Warehouse,
+    name: str = BASE,
+    *,
+    preset: str | Preset = "tiny",
+    corpus: str | None = None,
+    tokenizer: str | None = None,
+    max_tokens: int | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    out_dir: str | Path | None = None,
+    replace: bool = False,
+) -> dict:
+    """Train a base model from scratch on `corpus` (default: the preset's base mixture) and register it."""
+    preset = get_preset(preset)
+    corpus = corpus or preset.corpora[BASE]
+    schedule = replace_schedule(preset.base, max_tokens, epochs)
+    folder = model_folder(wh, name, out_dir)
+    check_new_model(wh, name, folder, replace)
+    probe_corpus(corpus, seed)
+    dev = resolve_device(device)
+    with tempfile.TemporaryDirectory() as tok_dir:
+        tok = family_tokenizer(preset, tokenizer, Path(tok_dir), base_corpus=corpus, seed=seed)
+    texts = iter_texts(corpus, part="train", seed=seed)
+    blocks = pack_blocks(texts, tok, preset.block_size, schedule.max_tokens // schedule.epochs, desc=f"{name} data")
+    model = new_model(preset, tok, seed)
+    run = train_lm(model, blocks, schedule, device=dev, seed=seed, desc=f"train {name}")
+    metrics = _metrics(model, tok, preset, run, dev, seed)
+    hyperparams = _hyperparams(preset, schedule, seed, tokenizer or preset.tokenizer)
+    return commit_model(wh, name, model, tok, folder, replace=replace, kind="base",
+                        train_corpus=corpus, hyperparams=hyperparams, metrics=metrics)
+
+
+def finetune(
+    wh: Warehouse,
+    name: str,
+    *,
+    parent: str = BASE,
+    corpus: str | None = None,
+    preset: str | Preset | None = None,
+    max_tokens: int | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    out_dir: str | Path | None = None,
+    replace: bool = False,
+) -> dict:
+    """Fully fine-tune `parent` on `corpus` (default: the preset's corpus named like the new model)."""
+    from featstore.registry import get_model
+    from featstore.tokenizer import load_tokenizer
+
+    parent_row = get_model(wh, parent)
+    preset = get_preset(preset) if preset is not None else _parent_preset(parent_row)
+    corpus = corpus or preset.corpora.get(name)
+    if corpus is None:
+        raise FeatstoreError(
+            f"no default corpus for a model named {name!r} (preset {preset.name} knows "
+            f"{', '.join(k for k in preset.corpora if k != BASE)}); pass --corpus SPEC"
+        )
+    schedule = replace_schedule(preset.finetune, max_tokens, epochs, lr)
+    folder = model_folder(wh, name, out_dir)
+    check_new_model(wh, name, folder, replace)
+    probe_corpus(corpus, seed)
+    dev = resolve_device(device)
+    tok = load_tokenizer(parent_row["path"])
+    model = load_model(parent_row["path"], dev)
+    texts = iter_texts(corpus, part="train", seed=seed)
+    blocks = pack_blocks(texts, tok, preset.block_size, schedule.max_tokens // schedule.epochs, desc=f"{name} data")
+    run = train_lm(model, blocks, schedule, device=dev, seed=seed, desc=f"finetune {name}")
+    metrics = _metrics(model, tok, preset, run, dev, seed)
+    hyperparams = _hyperparams(preset, schedule, seed, parent_row["path"])
+    return commit_model(wh, name, model, tok, folder, replace=replace, kind="finetune", parents=(parent,),
+                        train_corpus=corpus, hyperparams=hyperparams, metrics=metrics)
+
+
+def replace_schedule(schedule: Schedule, max_tokens: int | None, epochs: int | None, lr: float | None = None) -> Schedule:
+    changes = {k: v for k, v in {"max_tokens": max_tokens, "epochs": epochs, "lr": lr}.items() if v is not None}
+    for key in ("max_tokens", "epochs"):
+        if key in changes and changes[key] < 1:
+            raise FeatstoreError(f"--{key.replace('_', '-')} must be at least 1 (got {changes[key]})")
+    if "lr" in changes and not changes["lr"] > 0:
+        raise FeatstoreError(f"--lr must be positive (got {lr})")
+    return replace(schedule, **changes)
+
+
+def _parent_preset(parent_row: dict) -> Preset:
+    stored = (parent_row.get("hyperparams") or {}).get("preset")
+    if not stored:
+        raise FeatstoreError(
+            f"model {parent_row['name']!r} was not trained by featstore, so its preset is unknown; pass --preset"
+        )
+    return preset_from_dict(stored)
+
+
+def _metrics(model, tok, preset: Preset, run: dict, device: torch.device, seed: int) -> dict:
+    scores = evaluate_domains(model, tok, preset.domains, block_size=preset.block_size,
+                              eval_tokens=preset.eval_tokens, device=device, seed=seed)
+    return {**scores, "train": run}
+
+
+def _hyperparams(preset: Preset, schedule: Schedule, seed: int, tokenizer_source: str) -> dict:
+    return {"preset": asdict(preset), "schedule": asdict(schedule), "seed": seed, "tokenizer": tokenizer_source}
+
+
+def compare_validation(wh: Warehouse, model: str, reference: str) -> list[dict]:
+    """Per domain: the model's validation loss beside the reference's (e.g. a fine-tune vs its base)."""
+    from featstore.registry import get_model
+
+    mine, theirs = get_model(wh, model)["metrics"], get_model(wh, reference)["metrics"]
+    rows = []
+    for domain, loss in mine.get("val_loss", {}).items():
+        ref = theirs.get("val_loss", {}).get(domain)
+        rows.append({
+            "domain": domain, f"{reference}_loss": ref, f"{model}_loss": loss,
+            "change": None if ref is None else round(loss - ref, 4),
+            f"{model}_accuracy": mine.get("val_accuracy", {}).get(domain),
+        })
+    return rows
+
+
+
+def finetune_findings(wh: Warehouse, name: str, parent: str, keep_domain: str = "python") -> list[str]:
+    """The paper's sanity checks as sentences: lower loss on the fine-tune's own domain, the parent
+    still lower on `keep_domain` (the base's Python)."""
+    from featstore.registry import get_model
+
+    child = get_model(wh, name)
+    domains = (child["hyperparams"].get("preset") or {}).get("domains", {})
+    own = next((d for d, spec in domains.items() if spec == child["train_corpus"]), None)
+    mine, theirs = child["metrics"].get("val_loss", {}), get_model(wh, parent)["metrics"].get("val_loss", {})
+    lines = []
+    if own in mine and own in theirs:
+        verdict = "lower" if mine[own] < theirs[own] else "NOT lower"
+        lines.append(f"{name} on its own domain {own}: loss {mine[own]:.4f} vs {parent} {theirs[own]:.4f} ({verdict})")
+    if keep_domain in mine and keep_domain in theirs and keep_domain != own:
+        verdict = "keeps the lower loss" if theirs[keep_domain] < mine[keep_domain] else "does NOT keep the lower loss"
+        lines.append(f"{parent} on {keep_domain}: loss {theirs[keep_domain]:.4f} vs {name} {mine[keep_domain]:.4f} ({parent} {verdict})")
+    return lines
+
+
+def evaluate_model(wh: Warehouse, name: str, *, preset: str | Preset, device: str | None = None) -> dict:
+    """Evaluate any registered model (an imported checkpoint, say) on a preset's domains; store the metrics."""
+    from featstore.registry import get_model, update_model_metrics
+    from featstore.tokenizer import load_tokenizer
+
+    preset = get_preset(preset)
+    row = get_model(wh, name)
+    dev = resolve_device(device)
+    model, tok = load_model(row["path"], dev), load_tokenizer(row["path"])
+    scores = evaluate_domains(model, tok, preset.domains, block_size=preset.block_size,
+                              eval_tokens=preset.eval_tokens, device=dev)
+    return update_model_metrics(wh, name, scores)
