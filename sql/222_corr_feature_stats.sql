@@ -14,6 +14,6 @@ WITH sums AS (
     SELECT feature, n, sx, sxx, sqrt(greatest(sxx - sx * sx / n_tokens, 0)) AS norm FROM sums
 )
 SELECT feature, n, norm, sx / (norm * sqrt(n_tokens)) AS u,
-       row_number() OVER (ORDER BY sx / (norm * sqrt(n_tokens)), feature) AS rank
+       (row_number() OVER (ORDER BY sx / (norm * sqrt(n_tokens)), feature))::UINTEGER AS rank
 FROM norms
 WHERE norm * norm > 1e-9 * sxx;

@@ -1,12 +1,11 @@
 -- Splits the features of side a into contiguous ranges [lo, hi] of about pairs_per_block co-firing
 -- row pairs each (the size of the join), so each range's GROUP BY over feature pairs stays small
--- and fast. A feature's weight is the number of side-b rows on the keys where it fires.
-CREATE OR REPLACE MACRO corr_blocks(rows_a, rows_b, pairs_per_block) AS TABLE
-WITH per_key AS (
-    SELECT key, count(*) AS n_b FROM query_table(rows_b) GROUP BY key
-), weights AS (
-    SELECT a.feature, sum(k.n_b) AS pairs
-    FROM query_table(rows_a) a JOIN per_key k USING (key)
+-- and fast. A feature's weight is the number of side-b rows on the keys where it fires (lists_b
+-- from corr_key_lists).
+CREATE OR REPLACE MACRO corr_blocks(rows_a, lists_b, pairs_per_block) AS TABLE
+WITH weights AS (
+    SELECT a.feature, sum(b.n) AS pairs
+    FROM query_table(rows_a) a JOIN query_table(lists_b) b USING (key)
     GROUP BY a.feature
 ), numbered AS (
     SELECT feature, pairs,
