@@ -52,17 +52,594 @@ def echo_table(table) -> None:
 
 # --- warehouse: corpora, registry, import (issue 2) -----------------------------------------------
 
+
+@main.group("corpus")
+def corpus_group() -> None:
+    """Corpus slices: tokenize a source once, store every token occurrence."""
+
+
+@corpus_group.command("add")
+@click.argument("name")
+@click.option("--source", required=True, help="File (.txt/.jsonl/.parquet), folder, glob, python-stdlib, generated:<kind>, or hub id.")
+@click.option("--tokenizer", "tokenizer_path", required=True, help="HF tokenizer folder or hub id (a model folder works).")
+@click.option("--max-tokens", type=int, default=None, help="Stop at exactly this many tokens.")
+@click.option("--max-docs", type=int, default=None, help="Stop after this many documents.")
+@click.option("--part", type=click.Choice(["train", "validation"]), default=None,
+              help="Take this split of a source spec or mixture (as the model zoo splits it).")
+@click.option("--text-key", default="text", show_default=True, help="Text field of JSONL / Parquet / hub rows.")
+@click.option("--replace", is_flag=True, help="Rebuild an existing corpus (drops its activations and correlations).")
+@pass_warehouse
+def corpus_add_command(wh: Warehouse, name: str, source: str, tokenizer_path: str, max_tokens: int | None,
+                       max_docs: int | None, part: str | None, text_key: str, replace: bool) -> None:
+    """Tokenize SOURCE into corpus NAME."""
+    from featstore.corpus import add_corpus
+
+    row = add_corpus(wh, name, source, tokenizer_path, max_tokens=max_tokens, max_docs=max_docs, part=part,
+                     text_key=text_key, replace=replace)
+    click.echo(f"corpus {row['name']}: {row['n_documents']:,} documents, {row['n_tokens']:,} tokens "
+               f"(tok {row['tok_start']:,}..{row['tok_start'] + row['n_tokens'] - 1:,}), tokenizer {row['tokenizer']}")
+
+
+@main.command("corpora")
+@pass_warehouse
+def corpora_command(wh: Warehouse) -> None:
+    """List corpus slices."""
+    from featstore.corpus import list_corpora
+
+    echo_table(list_corpora(wh))
+
+
+@main.group("model")
+def model_group() -> None:
+    """Register language models and their lineage."""
+
+
+@model_group.command("add")
+@click.argument("name")
+@click.argument("path")
+@click.option("--kind", type=click.Choice(["base", "finetune", "merge", "imported"]), required=True)
+@click.option("--parent", "parents", multiple=True, help="Parent model (repeat for a merge, in merge order).")
+@click.option("--relation", type=click.Choice(["finetune", "merge"]), default=None,
+              help="Edge type to the parents [default: from --kind].")
+@click.option("--merge-method", default=None, help="e.g. slerp, linear.")
+@click.option("--merge-t", type=float, default=None, help="Interpolation weight toward the second parent.")
+@click.option("--train-corpus", default=None, help="Source spec the model was trained on.")
+@click.option("--replace", is_flag=True, help="Re-register an existing model.")
+@pass_warehouse
+def model_add_command(wh: Warehouse, name: str, path: str, kind: str, parents: tuple[str, ...], relation: str | None,
+                      merge_method: str | None, merge_t: float | None, train_corpus: str | None, replace: bool) -> None:
+    """Register the HF model folder (or hub id) PATH as NAME."""
+    from featstore.registry import register_model
+
+    row = register_model(wh, name, path, kind=kind, parents=parents, relation=relation, merge_method=merge_method,
+                         merge_t=merge_t, train_corpus=train_corpus, replace=replace)
+    lineage = f" <- {', '.join(row['parents'])}" if row["parents"] else ""
+    click.echo(f"model {row['name']} ({row['kind']}, {row['architecture']}){lineage}")
+
+
+@main.command("models")
+@pass_warehouse
+def models_command(wh: Warehouse) -> None:
+    """List registered models."""
+    from featstore.registry import list_models
+
+    echo_table(list_models(wh))
+
+
+@main.command("lineage")
+@pass_warehouse
+def lineage_command(wh: Warehouse) -> None:
+    """List lineage edges (parent -> child)."""
+    from featstore.registry import list_lineage
+
+    echo_table(list_lineage(wh))
+
+
+@main.group("sae")
+def sae_group() -> None:
+    """Register, train and evaluate sparse autoencoders."""
+
+
+@sae_group.command("add")
+@click.argument("sae_id")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--model", required=True, help="The registered model whose activations the SAE reads.")
+@click.option("--not-primary", is_flag=True, help="Keep the model's current primary SAE.")
+@click.option("--replace", is_flag=True, help="Re-register an existing SAE (drops its activations and correlations).")
+@pass_warehouse
+def sae_add_command(wh: Warehouse, sae_id: str, path: str, model: str, not_primary: bool, replace: bool) -> None:
+    """Register the SAE folder PATH (cfg.json + sae_weights.safetensors) as SAE_ID."""
+    from featstore.registry import add_sae_folder
+
+    row = add_sae_folder(wh, sae_id, model, path, is_primary=not not_primary, replace=replace)
+    click.echo(f"SAE {row['id']} of {row['model']}: {row['hook_point']} {row['d_in']} -> {row['d_sae']} ({row['architecture']})")
+
+
+@main.command("saes")
+@pass_warehouse
+def saes_command(wh: Warehouse) -> None:
+    """List registered SAEs."""
+    from featstore.registry import list_saes
+
+    echo_table(list_saes(wh))
+
+
+@main.command("import-activations")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sae", "sae_id", required=True)
+@click.option("--corpus", required=True)
+@pass_warehouse
+def import_activations_command(wh: Warehouse, file: Path, sae_id: str, corpus: str) -> None:
+    """Store sparse activations from FILE.parquet (tok, feature, act or doc_id, pos, feature, act)."""
+    from featstore.importer import import_activations
+
+    done = import_activations(wh, sae_id, corpus, file)
+    click.echo(f"{done['rows_written']:,} activations -> {done['path']} "
+               f"({done['rows_dropped_nonpositive']:,} rows with act <= 0 dropped)")
+
+
 # --- ingest (issue 2) -----------------------------------------------------------------------------
+
+
+@main.command("ingest")
+@click.argument("model")
+@click.option("--corpus", default=None, help="[default: the only corpus with the model's tokenizer]")
+@click.option("--sae", "sae_id", default=None, help="[default: the model's primary SAE]")
+@click.option("--layer", type=int, default=None, help="Must match the SAE's layer [default: the SAE's].")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Windows per forward pass.")
+@click.option("--context", type=int, default=256, show_default=True, help="Tokens per window (within a document).")
+@click.option("--device", default=None, help="[default: cuda when available]")
+@pass_warehouse
+def ingest_command(wh: Warehouse, model: str, corpus, sae_id, layer, batch_size: int, context: int, device) -> None:
+    """Run MODEL over a corpus, encode its MLP activation with an SAE, store the act > 0 rows."""
+    from featstore.ingest import ingest
+
+    done = ingest(wh, model, corpus=corpus, sae_id=sae_id, layer=layer, batch_size=batch_size, context=context, device=device)
+    click.echo(
+        f"{done['sae']} on {done['corpus']}: {done['rows']:,} rows over {done['tokens']:,} tokens "
+        f"({done['rows_per_token']:.1f} per token), {done['tokens_per_s']:,.0f} tokens/s -> {done['path']}"
+    )
 
 # --- correlate (issue 2) --------------------------------------------------------------------------
 
+
+@main.command("correlate")
+@click.argument("sae_a")
+@click.argument("sae_b")
+@click.option("--corpus", default=None, help="Corpus both SAEs were ingested on (default: the only shared one).")
+@click.option("--stat", type=click.Choice(["all_tokens", "cofiring", "token_type_mean"]), default="all_tokens",
+              show_default=True, help="Correlation statistic (see DESIGN.md).")
+@click.option("--floor", "r_floor", type=float, default=0.2, show_default=True, help="Store every pair with r >= this.")
+@pass_warehouse
+def correlate_command(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, stat: str, r_floor: float) -> None:
+    """Pearson r between every feature of SAE_A and of SAE_B over the same tokens; stores pairs and best matches."""
+    from featstore.correlate import correlate
+
+    run = correlate(wh, sae_a, sae_b, corpus=corpus, stat=stat, r_floor=r_floor)
+    click.echo(
+        f"run {run['id']}: {sae_a} x {sae_b} on {run['corpus']} ({stat}, {run['n_tokens']:,} tokens): "
+        f"{run['n_cofiring_pairs']:,} co-firing pairs, {run['n_pairs']:,} stored with r >= {r_floor}, {run['seconds']:.1f} s"
+    )
+
+
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.1%}"
+
+
+@main.command("persistence")
+@click.option("--threshold", type=float, default=0.8, show_default=True, help="r at which a feature counts as matched.")
+@click.option("--stat", type=click.Choice(["all_tokens", "cofiring", "token_type_mean"]), default="all_tokens",
+              show_default=True, help="Which correlation runs to read.")
+@pass_warehouse
+def persistence_command(wh: Warehouse, threshold: float, stat: str) -> None:
+    """Per lineage edge: parent features persisting / disappearing, child features persisting / emerging."""
+    from featstore.correlate import persistence_summary
+
+    rows = persistence_summary(wh, threshold, stat).to_pylist()
+    if not rows:
+        click.echo(f"no correlated lineage edges for {stat}; run `featstore correlate PARENT_SAE CHILD_SAE` first")
+    for r in rows:
+        click.echo(
+            f"{r['parent']} -> {r['child']} ({r['relation']}, {r['corpus']}, r >= {threshold}): "
+            f"parent {r['parent_persist']} persist / {r['parent_disappear']} disappear ({_percent(r['parent_share_persisting'])}); "
+            f"child {r['child_persist']} persist / {r['child_emerge']} emerge ({_percent(r['child_share_persisting'])}); "
+            f"dead {r['parent_dead']} / {r['child_dead']}"
+        )
+
+
 # --- model zoo: train, finetune, merge, merge-sweep (issue 3) -------------------------------------
+
+
+def _zoo_options(command):
+    """Options shared by `train` and `finetune`."""
+    for option in reversed([
+        click.option("--corpus", default=None, help="Corpus spec, e.g. python-stdlib=0.5+generated:childes=0.5 [default: the preset's]."),
+        click.option("--max-tokens", type=int, default=None, help="Training tokens over all epochs [default: the preset's]."),
+        click.option("--epochs", type=int, default=None, help="Passes over the data [default: the preset's]."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", default=None, help="cpu, cuda, cuda:N [default: cuda when available]."),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+                     help="Model folder [default: <warehouse>/models/NAME]."),
+        click.option("--replace", is_flag=True, help="Retrain and re-register an existing model."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _echo_rows(rows: list[dict]) -> None:
+    import pyarrow as pa
+
+    echo_table(pa.Table.from_pylist(rows))
+
+
+def _echo_validation(row: dict) -> None:
+    metrics = row["metrics"]
+    train = metrics.get("train", {})
+    if train:
+        click.echo(f"model {row['name']}: {train['tokens']:,} tokens in {train['seconds']:.1f}s "
+                   f"({train['tokens_per_s']:,} tok/s on {train['device']}), final train loss {train['final_loss']}")
+    rows = [{"domain": d, "val_loss": loss, "val_accuracy": metrics["val_accuracy"][d]}
+            for d, loss in metrics.get("val_loss", {}).items()]
+    if rows:
+        _echo_rows(rows)
+    click.echo(f"saved to {row['path']}")
+
+
+@main.command("train")
+@click.argument("name", default="base")
+@click.option("--preset", default="tiny", show_default=True, help="Model family preset: tiny or paper.")
+@click.option("--tokenizer", default=None,
+              help="bpe (train one), mistral, a SentencePiece model file, or an HF tokenizer folder / hub id [default: the preset's].")
+@_zoo_options
+@pass_warehouse
+def train_command(wh: Warehouse, name: str, preset: str, tokenizer, corpus, max_tokens, epochs, seed, device, out_dir,
+                  replace: bool) -> None:
+    """Train base model NAME from scratch (Mistral architecture) and register it."""
+    from featstore.lm import train_base
+
+    row = train_base(wh, name, preset=preset, corpus=corpus, tokenizer=tokenizer, max_tokens=max_tokens,
+                     epochs=epochs, seed=seed, device=device, out_dir=out_dir, replace=replace)
+    _echo_validation(row)
+
+
+@main.command("finetune")
+@click.argument("name")
+@click.option("--from", "parent", required=True, help="The registered model to start from.")
+@click.option("--preset", default=None, help="Preset for the schedule and domains [default: the parent's].")
+@click.option("--lr", type=float, default=None, help="Peak learning rate [default: the preset's].")
+@_zoo_options
+@pass_warehouse
+def finetune_command(wh: Warehouse, name: str, parent: str, preset, lr, corpus, max_tokens, epochs, seed, device,
+                     out_dir, replace: bool) -> None:
+    """Fine-tune PARENT into NAME (default corpus: the preset's corpus called NAME, e.g. lua, tinystories)."""
+    from featstore.lm import compare_validation, finetune, finetune_findings
+
+    row = finetune(wh, name, parent=parent, corpus=corpus, preset=preset, max_tokens=max_tokens, epochs=epochs,
+                   lr=lr, seed=seed, device=device, out_dir=out_dir, replace=replace)
+    _echo_validation({**row, "metrics": {"train": row["metrics"].get("train", {})}})
+    _echo_rows(compare_validation(wh, name, parent))
+    for line in finetune_findings(wh, name, parent):
+        click.echo(line)
+
+
+@main.command("merge")
+@click.argument("model_a")
+@click.argument("model_b")
+@click.option("--name", required=True, help="Name of the merged model.")
+@click.option("--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True)
+@click.option("--t", "t", type=float, default=0.5, show_default=True, help="Weight toward MODEL_B, in [0, 1].")
+@click.option("--device", default=None, help="Device for evaluating the merge [default: cuda when available].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Model folder [default: <warehouse>/models/NAME].")
+@click.option("--replace", is_flag=True, help="Re-create and re-register an existing model.")
+@pass_warehouse
+def merge_command(wh: Warehouse, model_a: str, model_b: str, name: str, method: str, t: float, device, out_dir,
+                  replace: bool) -> None:
+    """Merge MODEL_A and MODEL_B per tensor (mergekit semantics) into NAME; lineage gets both parents."""
+    from featstore.merge import merge_models
+
+    row = merge_models(wh, model_a, model_b, name=name, t=t, method=method, device=device, out_dir=out_dir,
+                       replace=replace)
+    click.echo(f"model {name} = {method}({model_a}, {model_b}, t={t})")
+    _echo_validation(row)
+
+
+@main.command("merge-sweep")
+@click.argument("model_a")
+@click.argument("model_b")
+@click.option("--steps", type=int, default=11, show_default=True, help="Evenly spaced t from 0 to 1.")
+@click.option("--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True)
+@click.option("--eval-tokens", type=int, default=None, help="Validation tokens per set [default: the preset's].")
+@click.option("--device", default=None, help="[default: cuda when available]")
+@pass_warehouse
+def merge_sweep_command(wh: Warehouse, model_a: str, model_b: str, steps: int, method: str, eval_tokens, device) -> None:
+    """Accuracy and loss of MODEL_A~MODEL_B merges over t on both validation sets (the paper's Figure 5)."""
+    from featstore.merge import merge_sweep
+
+    result = merge_sweep(wh, model_a, model_b, steps=steps, method=method, eval_tokens=eval_tokens, device=device)
+    _echo_rows(result["rows"])
+    for eval_set, ok in result["monotone"].items():
+        direction = "falls" if eval_set == model_a else "rises"
+        click.echo(f"accuracy on {eval_set} validation {direction} monotonically with t: {'yes' if ok else 'no'}")
+    click.echo(f"rows in table merge_sweep; plot {result['plot']}")
+
+
+@model_group.command("eval")
+@click.argument("name")
+@click.option("--preset", default="tiny", show_default=True, help="Whose evaluation domains to use.")
+@click.option("--device", default=None, help="[default: cuda when available]")
+@pass_warehouse
+def model_eval_command(wh: Warehouse, name: str, preset: str, device) -> None:
+    """Evaluate a registered model (e.g. an imported checkpoint) on a preset's domains; store the metrics."""
+    from featstore.lm import evaluate_model
+
+    _echo_validation(evaluate_model(wh, name, preset=preset, device=device))
 
 # --- SAEs: train, evaluate, import (issue 4) -----------------------------------------------------
 
+SAE_METRIC_COLUMNS = ("mse", "fvu", "l0", "l0_fraction", "dead_fraction", "ce_loss_recovered", "eval_tokens")
+
+
+def _echo_sae_metrics(sae_id: str, metrics: dict) -> None:
+    import pyarrow as pa
+
+    keys = [k for k in SAE_METRIC_COLUMNS if k in metrics]
+    echo_table(pa.table({"metric": keys, sae_id: [float(metrics[k]) for k in keys]}))
+    hist = metrics.get("density_histogram") or {}
+    if hist:
+        click.echo(f"feature density (log10 bins {hist['log10_density_edges'][0]}..0): {hist['counts']}, never fired: {hist['never_fired']}")
+
+
+# `sae_group` is defined once, in the warehouse section above (it also holds `sae add`).
+@sae_group.command("train")
+@click.argument("model")
+@click.option("--preset", type=click.Choice(["tiny", "paper"]), default="tiny", show_default=True)
+@click.option("--arch", type=click.Choice(["relu", "topk"]), default=None, help="[default: relu]")
+@click.option("--expansion", type=int, default=None, help="Dictionary size as a multiple of d_in (paper: 16).")
+@click.option("--l1", "l1_coefficient", type=float, default=None, help="L1 coefficient (ReLU), on scale-normalised activations.")
+@click.option("--k", type=int, default=None, help="Active features per token (TopK).")
+@click.option("--tokens", type=int, default=None, help="Training activations (token positions).")
+@click.option("--lr", type=float, default=None)
+@click.option("--batch-blocks", type=int, default=None, help="24-token blocks per batch (paper: 128).")
+@click.option("--seed", type=int, default=None)
+@click.option("--layer", type=int, default=None, help="Decoder layer whose MLP is read [default: 0].")
+@click.option("--same-init-as", default=None, help="Start from another SAE's saved initial weights.")
+@click.option("--id", "sae_id", default=None, help="[default: MODEL-ARCH-xEXPANSION-sSEED]")
+@click.option("--source", default=None, help="Training text spec [default: the model's train_corpus].")
+@click.option("--corpus", default=None, help="Train on a warehouse corpus slice instead.")
+@click.option("--primary/--secondary", "is_primary", default=None, help="[default: primary unless the model has one]")
+@click.option("--device", default=None, help="[default: cuda when available]")
+@pass_warehouse
+def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, corpus, same_init_as, is_primary, device, arch, **overrides) -> None:
+    """Train an SAE on MODEL's MLP hidden activation, evaluate it and register it."""
+    from featstore.sae_train import settings_for, train_sae
+
+    settings = settings_for(preset, architecture=arch, **overrides)
+    row = train_sae(wh, model, settings=settings, sae_id=sae_id, source=source, corpus=corpus,
+                    same_init_as=same_init_as, is_primary=is_primary, device=device)
+    click.echo(f"SAE {row['id']} ({row['d_in']} -> {row['d_sae']}, {row['architecture']}) at {row['path']}")
+    _echo_sae_metrics(row["id"], row["metrics"])
+
+
+@sae_group.command("eval")
+@click.argument("sae_id")
+@click.option("--source", default=None, help="Evaluation text spec [default: validation part of the model's train_corpus].")
+@click.option("--corpus", default=None, help="Evaluate on a warehouse corpus slice instead.")
+@click.option("--tokens", "eval_tokens", type=int, default=20_000, show_default=True)
+@click.option("--device", default=None, help="[default: cuda when available]")
+@pass_warehouse
+def sae_eval_command(wh: Warehouse, sae_id: str, source, corpus, eval_tokens: int, device) -> None:
+    """Re-evaluate a registered SAE and record MSE, FVU, L0, dead fraction, CE loss recovered."""
+    from featstore.sae_train import evaluate_sae
+
+    _echo_sae_metrics(sae_id, evaluate_sae(wh, sae_id, source=source, corpus=corpus, eval_tokens=eval_tokens, device=device))
+
 # --- interpretability: explain, score (issue 5) --------------------------------------------------
 
+
+def _feature_list(ctx, param, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of feature numbers, e.g. 3,17,42") from None
+
+
+def _interp_options(command):
+    """Options shared by explain, score and transfer: which features, which backend, how to call it."""
+    options = [
+        click.option("--corpus", default=None, help="Corpus the activations come from [default: the SAE's only one]."),
+        click.option("--backend", type=click.Choice(["builtin", "openai", "hf"]), default="builtin", show_default=True,
+                     help="builtin: offline rules; openai: any OpenAI-compatible endpoint; hf: a local causal LM folder."),
+        click.option("--model", default=None, help="Endpoint model name (openai) or model folder (hf)."),
+        click.option("--base-url", default=None,
+                     help="openai: endpoint base URL [default: $OPENAI_BASE_URL or api.openai.com/v1]."),
+        click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+                     help="openai: environment variable holding the key."),
+        click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True,
+                     help="Features in flight at once."),
+        click.option("--timeout", type=float, default=60.0, show_default=True, help="openai: seconds per request."),
+        click.option("--max-retries", type=click.IntRange(0, 20), default=5, show_default=True,
+                     help="openai: retries with exponential backoff on 429, 5xx, timeouts and malformed replies."),
+        click.option("--device", default=None, help="hf: cuda / cpu [default: cuda when available]."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the example sampling."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _backend(opts: dict):
+    from featstore.backends import make_backend
+
+    return make_backend(opts["backend"], model=opts["model"], base_url=opts["base_url"], api_key_env=opts["api_key_env"],
+                        timeout=opts["timeout"], max_retries=opts["max_retries"], device=opts["device"])
+
+
+def _fmt_score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+def _check_failures(result: dict) -> None:
+    if result["failed"]:
+        first = next(iter(result["failed"].items()))
+        raise FeatstoreError(
+            f"{len(result['failed'])} feature(s) failed and were not stored (feature {first[0]}: {first[1]}); rerun to retry them"
+        )
+
+
+@main.command("explain")
+@click.argument("sae")
+@click.option("--features", callback=_feature_list, default=None, help="Comma-separated features, e.g. 3,17,42.")
+@click.option("--top", type=int, default=None, help="The N most frequently firing features [default: all that fire].")
+@_interp_options
+@pass_warehouse
+def explain_command(wh: Warehouse, sae: str, features, top, **opts) -> None:
+    """Sample examples for features of SAE and explain them (resumable: explained features are skipped)."""
+    from featstore.scoring import explain
+
+    result = explain(wh, sae, opts["corpus"], features=features, top=top, backend=_backend(opts), seed=opts["seed"],
+                     concurrency=opts["concurrency"])
+    click.echo(f"{sae} on {result['corpus']}: {result['explained']} explained by {result['explainer']}, "
+               f"{result['already_explained']} already were")
+    echo_table(wh.query(
+        "SELECT feature, explanation FROM explanations WHERE sae = ? AND corpus = ? AND explainer = ?"
+        " AND list_contains(?, feature) ORDER BY feature LIMIT 200",
+        [sae, result["corpus"], result["explainer"], result["chosen"]],
+    ))
+    _check_failures(result)
+
+
+@main.command("score")
+@click.argument("sae")
+@click.option("--features", callback=_feature_list, default=None, help="Comma-separated features, e.g. 3,17,42.")
+@click.option("--top", type=int, default=None, help="The N most frequently firing features [default: all that fire].")
+@click.option("--explainer", default=None,
+              help="Score the stored explanations of this explainer (e.g. openai:gpt-4o) [default: explain with --backend].")
+@click.option("--baseline", is_flag=True, help="Also score each feature with another feature's explanation and print both means.")
+@_interp_options
+@pass_warehouse
+def score_command(wh: Warehouse, sae: str, features, top, explainer, baseline: bool, **opts) -> None:
+    """Simulate features of SAE from their explanations and score them (Pearson of simulated vs true)."""
+    from featstore.scoring import score, shuffled_baseline
+
+    kwargs = dict(features=features, top=top, backend=_backend(opts), explainer=explainer, seed=opts["seed"],
+                  concurrency=opts["concurrency"])
+    if baseline:
+        result = shuffled_baseline(wh, sae, opts["corpus"], **kwargs)
+        click.echo(f"{sae} on {result['corpus']}, {result['features']} features, explainer {result['explainer']}, "
+                   f"simulator {result['simulator']}")
+        click.echo(f"  mean score, own explanations:      {_fmt_score(result['explained_mean'])}")
+        click.echo(f"  mean score, shuffled explanations: {_fmt_score(result['shuffled_mean'])}")
+    else:
+        result = score(wh, sae, opts["corpus"], **kwargs)
+        click.echo(f"{sae} on {result['corpus']}: {result['scored']} scored, {result['already_scored']} already were; "
+                   f"mean score {_fmt_score(result['mean_score'])} ({result['explainer']} explanations, "
+                   f"{result['simulator']} simulator)")
+    echo_table(wh.query(
+        "SELECT kind, explainer, simulator, features, round(mean_score, 3) AS mean, round(median_score, 3) AS median,"
+        " round(share_at_least_half, 3) AS share_ge_half FROM score_summary WHERE sae = ? AND corpus = ?",
+        [sae, result["corpus"]],
+    ))
+    _check_failures(result)
+
+
+@main.command("transfer")
+@click.argument("parent_sae")
+@click.argument("child_sae")
+@click.option("--threshold", type=float, default=0.8, show_default=True, help="Minimum r of a parent feature's best child match.")
+@click.option("--stat", type=click.Choice(["all_tokens", "cofiring", "token_type_mean"]), default="all_tokens", show_default=True,
+              help="Correlation run whose best matches pair the features.")
+@click.option("--explainer", default=None, help="Use the parent's stored explanations of this explainer.")
+@_interp_options
+@pass_warehouse
+def transfer_command(wh: Warehouse, parent_sae: str, child_sae: str, threshold: float, stat: str, explainer, **opts) -> None:
+    """Score each matched parent feature's explanation on its child feature's activations."""
+    from featstore.scoring import transfer
+
+    result = transfer(wh, parent_sae, child_sae, opts["corpus"], threshold=threshold, stat=stat, backend=_backend(opts),
+                      explainer=explainer, seed=opts["seed"], concurrency=opts["concurrency"])
+    click.echo(f"{parent_sae} -> {child_sae} on {result['corpus']}: {result['pairs']} matched features at r >= {threshold}")
+    for label, key in (("parent, own explanation", "parent_mean"), ("child, parent's explanation", "transfer_mean"),
+                       ("child, own explanation", "child_mean")):
+        click.echo(f"  mean score, {label + ':':<29} {_fmt_score(result[key])}")
+    echo_table(wh.query(
+        "SELECT parent_feature, child_feature, round(parent_score, 3) AS parent, round(transfer_score, 3) AS transfer,"
+        " round(child_score, 3) AS child, parent_explanation FROM explanation_transfer"
+        " WHERE parent_sae = ? AND child_sae = ? AND corpus = ? AND simulator = ?",
+        [parent_sae, child_sae, result["corpus"], result["simulator"]],
+    ))
+    _check_failures(result)
+
 # --- pipeline: run, report, export, sql (issue 6) ------------------------------------------------
+
+
+def warehouse_option(command):
+    """`--warehouse DIR` after the command name too (`featstore run --warehouse DIR`)."""
+
+    def use(ctx: click.Context, _param, value: Path | None) -> None:
+        if value is not None:
+            ctx.obj = Warehouse(value)
+
+    return click.option("--warehouse", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        expose_value=False, callback=use, is_eager=True,
+                        help="Warehouse folder (same as the global option).")(command)
+
+
+@main.command("run")
+@click.option("--preset", type=click.Choice(["tiny", "paper"]), default="tiny", show_default=True)
+@click.option("--force", "force", multiple=True, metavar="STEP", help="Redo STEP and every step after it (repeatable).")
+@click.option("--device", default=None, help="cuda / cpu [default: cuda when available].")
+@click.option("--seed", default=0, show_default=True, type=int)
+@warehouse_option
+@pass_warehouse
+def run_command(wh: Warehouse, preset: str, force: tuple[str, ...], device: str | None, seed: int) -> None:
+    """The whole experiment, resumable: models, SAEs, ingest, correlations, persistence, scores, report."""
+    from featstore.pipeline import run_pipeline
+
+    result = run_pipeline(wh, preset, force=force, seed=seed, device=device, log=click.echo)
+    for name, table in result["summary"].items():
+        click.echo(f"\n{name}")
+        echo_table(table)
+    ran = sum(r["status"] == "ran" for r in result["steps"])
+    click.echo(f"\n{ran} of {len(result['steps'])} steps ran, {result['seconds']:.1f} s; report: {wh.root / 'report' / 'index.html'}")
+
+
+@main.command("report")
+@warehouse_option
+@pass_warehouse
+def report_command(wh: Warehouse) -> None:
+    """Write <warehouse>/report/index.html with the paper's figures from the warehouse's views."""
+    from featstore.report import build_report
+
+    click.echo(f"report: {build_report(wh)}")
+
+
+@main.command("export")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "arrow"]), default="parquet", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write NAME.<format> into [default: <warehouse>/exports].")
+@pass_warehouse
+def export_command(wh: Warehouse, name: str, fmt: str, out_dir: Path | None) -> None:
+    """Write any table or view to a Parquet, CSV or Arrow IPC file."""
+    from featstore.export import export
+
+    done = export(wh, name, fmt, out_dir)
+    click.echo(f"{done['rows']} rows -> {done['path']} ({done['bytes']:,} bytes)")
+
+
+@main.command("sql")
+@click.argument("query")
+@pass_warehouse
+def sql_command(wh: Warehouse, query: str) -> None:
+    """Run one SQL statement on a read-only connection and print its result."""
+    from featstore.export import run_sql
+
+    result = run_sql(wh, query)
+    if result is not None:
+        echo_table(result)
 
 
 if __name__ == "__main__":

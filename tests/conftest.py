@@ -61,3 +61,279 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir):
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+# --- interpretability (issue 5): a warehouse of synthetic features with known causes ---------------
+
+INTERP_WORDS = (
+    " end", " local", " x", " y", " return", " print", " the", " a", " cat", " ball", " Tom", " Lily",
+    " The", " 1", " 2", " 3", "(", ")", ",", ":", " =", " if", " then", " ran", " sat", "\n",
+)
+
+
+def interp_activation(feature: int, prev: str, word: str, noise: float) -> float:
+    """The ground truth each synthetic feature follows (0 = does not fire)."""
+    rules = {
+        0: 4.0 if word == " end" else 0.0,
+        1: 2.5 if word in "(),:" else 0.0,
+        2: 3.0 if word.strip().isdigit() else 0.0,
+        3: 5.0 if prev == " local" else 0.0,
+        4: 2.0 if word.strip()[:1].isupper() else 0.0,
+        5: 1.0 if noise > 0.93 else 0.0,
+        6: 6.0 if word == " return" else 2.0 if word == " print" else 0.0,
+    }
+    act = rules.get(feature, 0.0)
+    return act * (0.6 + 0.8 * noise) if act else 0.0
+
+
+@pytest.fixture(scope="session")
+def interp_template(tmp_path_factory):
+    """The catalog of `interp_warehouse` built once (a DuckDB file) plus its two activation tables."""
+    import numpy as np
+    import pyarrow as pa
+
+    from featstore.warehouse import Warehouse
+
+    warehouse = Warehouse(tmp_path_factory.mktemp("interp") / "wh")
+    rng = np.random.default_rng(0)
+    words = list(INTERP_WORDS)
+    docs = [rng.integers(0, len(words), size=int(rng.integers(40, 80))) for _ in range(40)]
+    tok_rows, parent_rows, child_rows = [], [], []
+    tok = 0
+    for doc_id, ids in enumerate(docs):
+        for pos, token_id in enumerate(ids):
+            word, prev = words[token_id], words[ids[pos - 1]] if pos else ""
+            tok_rows.append((tok, "synth", doc_id, pos, int(token_id)))
+            noise = rng.random()
+            for feature in range(7):
+                act = interp_activation(feature, prev, word, noise)
+                if act:
+                    parent_rows.append((tok, feature, act))
+                    child_rows.append((tok, feature + 10, act * (0.9 + 0.2 * rng.random())))
+            if word == " ball":
+                child_rows.append((tok, 20, 3.0))
+            tok += 1
+    columns = ("tok", "corpus", "doc_id", "pos", "token_id")
+    with warehouse.transaction() as con:
+        con.execute("INSERT INTO tokenizers VALUES ('synthfp', 'synthetic', ?, DEFAULT)", [len(words)])
+        con.register("vocab_rows", pa.table({"token_id": list(range(len(words))), "text": words}))
+        con.execute("INSERT INTO vocab SELECT 'synthfp', token_id, text, text FROM vocab_rows")
+        con.execute("INSERT INTO corpora VALUES ('synth', 'synthetic', 'synthfp', ?, ?, 0, NULL, DEFAULT)", [len(docs), tok])
+        con.register("doc_rows", pa.table({"doc_id": list(range(len(docs))), "n": [len(ids) for ids in docs]}))
+        con.execute("INSERT INTO documents SELECT 'synth', doc_id, n, NULL FROM doc_rows")
+        con.register("tok_rows", pa.table({name: list(col) for name, col in zip(columns, zip(*tok_rows), strict=True)}))
+        con.execute("INSERT INTO tokens SELECT tok, corpus, doc_id, pos, token_id FROM tok_rows")
+        con.execute("INSERT INTO models (name, kind, path) VALUES ('base', 'base', '/m/base'), ('child', 'finetune', '/m/child')")
+        con.execute("INSERT INTO lineage (parent, child, relation) VALUES ('base', 'child', 'finetune')")
+        con.execute(
+            "INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture) VALUES"
+            " ('toy', 'base', 'blocks.0.mlp.hook_post', 0, 64, 32, 'relu'),"
+            " ('toy_child', 'child', 'blocks.0.mlp.hook_post', 0, 64, 32, 'relu')"
+        )
+        con.execute(
+            "INSERT INTO correlation_runs (id, sae_a, sae_b, corpus, stat, r_floor, n_tokens, n_pairs)"
+            " VALUES (1, 'toy', 'toy_child', 'synth', 'all_tokens', 0.2, ?, 7)", [tok]
+        )
+        strong = [(1, "a", f, f + 10, 0.95 if f in (0, 1, 2, 6) else 0.4) for f in range(7)]
+        back = [(1, "b", f + 10, f, r) for _, _, f, _, r in strong] + [(1, "b", 20, 0, 0.1)]
+        con.executemany("INSERT INTO correlations VALUES (?, ?, ?, ?)", [(1, a, b, r) for _, _, a, b, r in strong])
+        con.executemany("INSERT INTO best_matches VALUES (?, ?, ?, ?, ?)", strong + back)
+    partitions = {
+        sae: pa.table({name: list(col) for name, col in zip(("tok", "feature", "act"), zip(*rows), strict=True)})
+        for sae, rows in (("toy", parent_rows), ("toy_child", child_rows))
+    }
+    return warehouse.db_path, partitions, tok
+
+
+@pytest.fixture
+def interp_warehouse(warehouse, interp_template):
+    """Corpus 'synth' (vocab, documents, tokens), SAE 'toy' of model 'base' with features 0-6 driven
+    by the rules above, SAE 'toy_child' of model 'child' (finetune of base) with the same features
+    renumbered (child feature = parent + 10) plus an emerging feature 20, and a correlation run
+    between them whose best matches say 0, 1, 2, 6 persist (r 0.95) and 3, 4, 5 do not (r 0.4)."""
+    import shutil
+
+    db_path, partitions, n_tokens = interp_template
+    warehouse.root.mkdir(parents=True)
+    shutil.copy(db_path, warehouse.db_path)
+    for sae, table in partitions.items():
+        warehouse.write_partition(sae, "synth", [table], n_tokens=n_tokens, origin="ingest")
+    return warehouse
+
+
+class ChatServer:
+    """A real OpenAI-compatible /v1/chat/completions responder on 127.0.0.1, run in a thread.
+
+    `reply(request_json, n)` decides each answer: a dict (sent as JSON 200), a (status, body) pair,
+    or a float (seconds to stall before answering an ordinary reply, to provoke timeouts).
+    """
+
+    def __init__(self):
+        import http.server
+        import json
+        import threading
+
+        server = self
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.lock = threading.Lock()
+        self.reply = lambda request, n: chat_reply("0")
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append(body)
+                    server.headers.append(dict(self.headers))
+                    n = len(server.requests)
+                answer = server.reply(body, n)
+                if isinstance(answer, float):
+                    import time
+
+                    time.sleep(answer)
+                    answer = chat_reply("1")
+                status, payload = (200, json.dumps(answer)) if isinstance(answer, dict) else answer
+                data = payload.encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def chat_reply(content: str, top_logprobs: dict[str, float] | None = None, usage=(11, 1)) -> dict:
+    """A chat-completions reply body; with top_logprobs, a logprobs block for its first token."""
+    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+    if top_logprobs is not None:
+        first = max(top_logprobs, key=top_logprobs.get)
+        choice["logprobs"] = {"content": [{
+            "token": first, "logprob": top_logprobs[first],
+            "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top_logprobs.items()],
+        }]}
+    return {"id": "x", "object": "chat.completion", "choices": [choice],
+            "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}}
+
+
+@pytest.fixture
+def chat_server():
+    server = ChatServer()
+    yield server
+    server.close()
+
+
+# --- warehouse verbs (issue 2, owner A): an SAE folder factory and a registered warehouse ----------
+
+
+def write_sae_folder(folder, d_in: int = 64, d_sae: int = 16, hook_name: str = "blocks.0.mlp.hook_post",
+                     architecture: str = "standard", shapes: dict | None = None):
+    """An SAELens-style SAE folder (cfg.json + sae_weights.safetensors) written without torch."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    dims = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,), **(shapes or {})}
+    save_file({k: rng.standard_normal(s).astype(np.float32) for k, s in dims.items()}, str(folder / "sae_weights.safetensors"))
+    cfg = {"d_in": d_in, "d_sae": d_sae, "hook_name": hook_name, "hook_layer": 0, "architecture": architecture,
+           "l1_coefficient": 0.01}
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    return folder
+
+
+@pytest.fixture
+def make_sae_folder(tmp_path):
+    """Factory: make_sae_folder(name, d_in=64, d_sae=16, ...) -> a fresh SAE folder under tmp_path."""
+    return lambda name="sae", **kwargs: write_sae_folder(tmp_path / name, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def registered_template(tmp_path_factory, tiny_model_dir, tiny_tokenizer_dir):
+    """Built once: corpus 'evalset' (12 tiny documents), model 'base' (MLP width 64), SAE 'base-sae' (64 -> 16)."""
+    from featstore.corpus import add_corpus
+    from featstore.registry import add_sae_folder, register_model
+    from featstore.warehouse import Warehouse
+
+    root = tmp_path_factory.mktemp("registered")
+    text_file = root / "eval.txt"
+    text_file.write_text("\n\n".join(tiny_texts(12, seed=7)))
+    wh = Warehouse(root / "wh")
+    add_corpus(wh, "evalset", str(text_file), tiny_tokenizer_dir)
+    register_model(wh, "base", tiny_model_dir, kind="base")
+    add_sae_folder(wh, "base-sae", "base", write_sae_folder(root / "base-sae"))
+    return wh
+
+
+@pytest.fixture
+def registered_warehouse(warehouse, registered_template):
+    """A private copy of the registered template (it has no Parquet partitions, only the catalog)."""
+    import shutil
+
+    warehouse.root.mkdir(parents=True)
+    shutil.copy(registered_template.db_path, warehouse.db_path)
+    return warehouse
+
+
+class FakeCatalog:
+    """Catalog rows written straight into the tables, with no model files: for tests of the SQL layers."""
+
+    def __init__(self, wh):
+        self.wh = wh
+
+    def model(self, name, parents=(), relation=None, tokenizer="tk", merge_t=None):
+        kind = "base" if not parents else relation
+        with self.wh.transaction() as con:
+            con.execute("INSERT INTO models (name, kind, path, tokenizer) VALUES (?, ?, ?, ?)", [name, kind, f"/m/{name}", tokenizer])
+            for order, parent in enumerate(parents):
+                con.execute("INSERT INTO lineage VALUES (?, ?, ?, ?, ?, ?)",
+                            [parent, name, relation, order, "slerp" if relation == "merge" else None, merge_t])
+
+    def sae(self, sae_id, model, d_sae, primary=True):
+        with self.wh.transaction() as con:
+            con.execute("INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture, is_primary)"
+                        " VALUES (?, ?, 'blocks.0.mlp.hook_post', 0, 8, ?, 'relu', ?)", [sae_id, model, d_sae, primary])
+
+    def corpus(self, name, n_tokens, token_ids=None, tokenizer="tk"):
+        import pyarrow as pa
+
+        with self.wh.transaction() as con:
+            start = con.execute("SELECT coalesce(max(tok_start + n_tokens), 0) FROM corpora").fetchone()[0]
+            con.execute("INSERT INTO corpora (name, source, tokenizer, n_documents, n_tokens, tok_start) VALUES (?, 'test', ?, 1, ?, ?)",
+                        [name, tokenizer, n_tokens, start])
+            if token_ids is not None:
+                rows = pa.table({"tok": pa.array(range(start, start + len(token_ids)), pa.uint32()),
+                                 "pos": range(len(token_ids)), "token_id": pa.array(token_ids, pa.int32())})
+                con.execute("INSERT INTO tokens SELECT tok, ?, 0, pos, token_id FROM rows", [name])
+        return start
+
+    def activations(self, sae, corpus, tok, feature, act, n_tokens):
+        import pyarrow as pa
+
+        table = pa.table({"tok": pa.array(tok, pa.uint32()), "feature": pa.array(feature, pa.uint32()),
+                          "act": pa.array(act, pa.float32())})
+        self.wh.write_partition(sae, corpus, [table], n_tokens=n_tokens, origin="import")
+
+
+@pytest.fixture(scope="module")
+def module_catalog(tmp_path_factory):
+    """A FakeCatalog on a warehouse shared by the tests of one module (built once, for speed)."""
+    from featstore.warehouse import Warehouse
+
+    return FakeCatalog(Warehouse(tmp_path_factory.mktemp("wh")))

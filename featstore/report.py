@@ -1,0 +1,413 @@
+"""`featstore report`: one HTML page with the paper's figures, drawn from the warehouse's views.
+
+Every number on the page comes from a view or macro in sql/ (persistence, merge sweep, scores,
+feature families, top contexts), so what the page shows a user can re-query in the DuckDB shell.
+Sections whose data does not exist yet say which command produces it instead of failing.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from matplotlib.figure import Figure
+
+from featstore.errors import FeatstoreError
+from featstore.warehouse import Warehouse
+
+MODEL_COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+HIGHLIGHT_RGB = "255, 136, 0"
+
+
+# -- figures: plain data in, matplotlib Figure out (no pyplot, no global backend state) -----------
+
+
+def layout_lineage(models: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[str, tuple[float, float]]:
+    """Positions for a lineage DAG: generation on the vertical axis, siblings spread horizontally."""
+    parents = defaultdict(list)
+    for parent, child in edges:
+        parents[child].append(parent)
+    depth: dict[str, int] = {}
+
+    def generation(name: str, seen: tuple = ()) -> int:
+        if name not in depth:
+            ups = [p for p in parents[name] if p in models and p not in seen]
+            depth[name] = 1 + max((generation(p, seen + (name,)) for p in ups), default=-1)
+        return depth[name]
+
+    rows = defaultdict(list)
+    for name in models:
+        rows[generation(name)].append(name)
+    n_rows = max(rows) + 1 if rows else 1
+    positions = {}
+    for level, names in rows.items():
+        for i, name in enumerate(names):
+            positions[name] = ((i + 1) / (len(names) + 1), 1 - (level + 0.5) / n_rows)
+    return positions
+
+
+def flow_figure(nodes: Sequence[dict], edges: Sequence[dict]) -> Figure:
+    """Figure 2: models as boxes, lineage edges as arrows labelled with the share of features persisting.
+
+    nodes: {name, n_features, n_emerged}; edges: {parent, child, n_parent, n_persist, share_persist}.
+    """
+    names = [n["name"] for n in nodes]
+    pos = layout_lineage(names, [(e["parent"], e["child"]) for e in edges])
+    generations = len({y for _, y in pos.values()}) or 1
+    fig = Figure(figsize=(7.5, 1.7 * generations + 0.4))
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    for edge in edges:
+        (x0, y0), (x1, y1) = pos[edge["parent"]], pos[edge["child"]]
+        width = 1 + 6 * (edge["share_persist"] or 0)
+        ax.annotate("", xy=(x1, y1 + 0.07), xytext=(x0, y0 - 0.07),
+                    arrowprops={"arrowstyle": "-|>", "lw": width, "color": "#555", "shrinkA": 0, "shrinkB": 0})
+        label = f"{100 * (edge['share_persist'] or 0):.1f}% persist\n({edge['n_persist']}/{edge['n_parent']})"
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2, label, ha="center", va="center", fontsize=8,
+                bbox={"boxstyle": "round", "fc": "white", "ec": "#bbb"})
+    for i, node in enumerate(nodes):
+        x, y = pos[node["name"]]
+        emerged = "" if node.get("n_emerged") is None else f"\n{node['n_emerged']} emerged"
+        ax.text(x, y, f"{node['name']}\n{node['n_features']} live features{emerged}", ha="center", va="center",
+                fontsize=9, color="white", fontweight="bold",
+                bbox={"boxstyle": "round,pad=0.6", "fc": MODEL_COLORS[i % len(MODEL_COLORS)], "ec": "none"})
+    fig.tight_layout()
+    return fig
+
+
+def threshold_figure(rows: Sequence[dict]) -> Figure:
+    """Share of parent features persisting against the matching threshold, one line per edge."""
+    fig = Figure(figsize=(6.5, 3.6))
+    ax = fig.add_subplot()
+    by_edge = defaultdict(list)
+    for row in rows:
+        by_edge[f"{row['parent']} → {row['child']}"].append((row["threshold"], row["share_persist"]))
+    for i, (edge, points) in enumerate(sorted(by_edge.items())):
+        xs, ys = zip(*sorted(points))
+        ax.plot(xs, ys, marker="o", ms=3, label=edge, color=MODEL_COLORS[i % len(MODEL_COLORS)])
+    ax.set_xlabel("correlation threshold r")
+    ax.set_ylabel("share of parent features persisting")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_figure(rows: Sequence[dict], baselines: dict[str, float], labels: tuple[str, str]) -> Figure:
+    """Figure 5: next-token accuracy of the merged model against t on each validation set, base dashed.
+
+    rows: {t, domain, accuracy}; baselines: domain -> base accuracy; labels: (model at t=0, model at t=1).
+    """
+    fig = Figure(figsize=(6.5, 3.6))
+    ax = fig.add_subplot()
+    by_domain = defaultdict(list)
+    for row in rows:
+        by_domain[row["domain"]].append((row["t"], row["accuracy"]))
+    for i, (domain, points) in enumerate(sorted(by_domain.items())):
+        color = MODEL_COLORS[i % len(MODEL_COLORS)]
+        xs, ys = zip(*sorted(points))
+        ax.plot(xs, ys, marker="o", ms=3, color=color, label=f"merge on {domain}")
+        if domain in baselines:
+            ax.axhline(baselines[domain], ls="--", color=color, alpha=0.7, label=f"base on {domain}")
+    ax.set_xlabel(f"t  (0 = {labels[0]}, 1 = {labels[1]})")
+    ax.set_ylabel("next-token accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def score_histogram_figure(groups: dict[str, Sequence[float]], title: str) -> Figure:
+    """Figure 6: explanation-score histograms, one per group, on shared bins."""
+    fig = Figure(figsize=(6.5, 3.4))
+    ax = fig.add_subplot()
+    bins = [i / 20 for i in range(-4, 21)]
+    for i, (name, values) in enumerate(groups.items()):
+        mean = sum(values) / len(values)
+        ax.hist(values, bins=bins, alpha=0.55, color=MODEL_COLORS[i % len(MODEL_COLORS)],
+                label=f"{name} (n={len(values)}, mean {mean:.2f})")
+    ax.set_xlabel("explanation score (Pearson of simulated vs true activation)")
+    ax.set_ylabel("features")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# -- HTML pieces ----------------------------------------------------------------------------------
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return html.escape(json.dumps(value))
+    return html.escape("" if value is None else str(value))
+
+
+def html_table(table: pa.Table | Sequence[dict], limit: int = 200) -> str:
+    rows = table.to_pylist() if isinstance(table, pa.Table) else list(table)
+    if not rows:
+        return "<p class='empty'>no rows</p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row.values()) + "</tr>" for row in rows[:limit])
+    more = f"<p class='note'>{len(rows) - limit} more rows not shown</p>" if len(rows) > limit else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+
+
+def highlighted_contexts(rows: Sequence[dict]) -> str:
+    """Figures 3–4: each context a line of tokens shaded by the feature's activation on them.
+
+    rows: {rank, position, text, act}, one per token of each context; position 0 is the top token.
+    """
+    contexts = defaultdict(list)
+    for row in rows:
+        contexts[row["rank"]].append(row)
+    peak = max((r["act"] for r in rows), default=0) or 1.0
+    lines = []
+    for rank in sorted(contexts):
+        spans = []
+        for row in sorted(contexts[rank], key=lambda r: r["position"]):
+            alpha = min(1.0, max(0.0, row["act"] / peak))
+            centre = " centre" if row["position"] == 0 else ""
+            spans.append(
+                f"<span class='tok{centre}' style='background: rgba({HIGHLIGHT_RGB}, {alpha:.2f})'"
+                f" title='act {row['act']:.3f}'>{html.escape(row['text']).replace(chr(10), '⏎')}</span>"
+            )
+        lines.append(f"<div class='ctx'>{''.join(spans)}</div>")
+    return "".join(lines) or "<p class='empty'>never fires</p>"
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; margin-top: 2.2rem; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.6rem 0; }
+th, td { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } img { max-width: 100%; border: 1px solid #eee; }
+.note, .empty { color: #777; font-size: 0.9rem; } code { background: #f4f4f4; padding: 0 0.2rem; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; margin: 0.8rem 0 1.4rem; }
+.pair h4 { margin: 0 0 0.3rem; font-size: 0.9rem; }
+.ctx { font-family: ui-monospace, monospace; font-size: 0.8rem; white-space: pre; overflow: hidden;
+       border-bottom: 1px dotted #eee; padding: 1px 0; }
+.tok.centre { outline: 1px solid #c60; }
+"""
+
+
+def page(title: str, sections: Sequence[tuple[str, str]]) -> str:
+    toc = "".join(f"<li><a href='#s{i}'>{html.escape(name)}</a></li>" for i, (name, _) in enumerate(sections))
+    body = "".join(f"<h2 id='s{i}'>{html.escape(name)}</h2>{content}" for i, (name, content) in enumerate(sections))
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1><ul>{toc}</ul>{body}</body></html>"
+    )
+
+
+def _image(fig: Figure, folder: Path, name: str, alt: str) -> str:
+    fig.savefig(folder / name, dpi=110)
+    return f"<img src='{name}' alt='{html.escape(alt)}'>"
+
+
+# -- sections: query the warehouse, draw, return HTML ---------------------------------------------
+
+
+def _table(db: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:
+    try:
+        return db.sql(sql, params=params or None).to_arrow_table()
+    except duckdb.Error as exc:
+        raise FeatstoreError(f"report query failed: {str(exc).splitlines()[0]}") from exc
+
+
+def _rows(db: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+    return _table(db, sql, params).to_pylist()
+
+
+def _defined(db: duckdb.DuckDBPyConnection, *names: str) -> bool:
+    """Whether the views/macros a section reads exist (an older warehouse or schema may lack them)."""
+    [(found,)] = db.execute(
+        "SELECT count(DISTINCT name) FROM (SELECT view_name AS name FROM duckdb_views()"
+        " UNION ALL SELECT table_name FROM duckdb_tables() UNION ALL SELECT function_name FROM duckdb_functions())"
+        " WHERE list_contains(?, name)",
+        [list(names)],
+    ).fetchall()
+    return found == len(names)
+
+
+def _undefined(*names: str) -> str:
+    return f"<p class='empty'>This warehouse's schema has no {', '.join(names)}; open it with a featstore that defines them.</p>"
+
+
+def _missing(what: str, command: str) -> str:
+    return f"<p class='empty'>No {what} in this warehouse yet: run <code>{html.escape(command)}</code>.</p>"
+
+
+def overview_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
+    steps = _table(db, "SELECT * FROM run_steps")
+    models = _table(db, "SELECT * FROM run_models")
+    saes = _table(db, "SELECT * FROM run_saes")
+    if not models.num_rows:
+        return _missing("models", "featstore run")
+    parts = ["<h3>Models (validation loss and next-token accuracy per domain)</h3>", html_table(models),
+             "<h3>Primary SAEs</h3>", html_table(saes)]
+    if steps.num_rows:
+        total = sum(s or 0 for s in steps.column("seconds").to_pylist())
+        parts += [f"<h3>Pipeline steps (last execution of each; {total:.0f} s in all)</h3>", html_table(steps)]
+    return "".join(parts)
+
+
+def flow_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
+    if not _defined(db, "persistence_summary", "merge_inheritance"):
+        return _undefined("persistence_summary", "merge_inheritance")
+    edges = _rows(db, "SELECT * FROM persistence_summary ORDER BY corpus, parent, child")
+    if not edges:
+        return _missing("correlations between parent and child SAEs", "featstore correlate PARENT_SAE CHILD_SAE")
+    models = [r["name"] for r in _rows(db, "SELECT name FROM models ORDER BY created_at, name")]
+    merged = _rows(db, "SELECT child, corpus, count(*) AS n FROM merge_inheritance WHERE inheritance = 'emerged' GROUP BY ALL")
+    parts = ["<p>Arrows are lineage edges, labelled with the share of the parent's live features (those that fire) "
+             "whose best match in the child correlates at r ≥ 0.8 over the same tokens: the paper's Figure 2. Arrow "
+             "width follows that share; a model's box counts its live features and those with no match in any "
+             "parent (emerged). One panel per evaluation slice.</p>"]
+    for corpus in sorted({e["corpus"] for e in edges}):
+        on_corpus = [e for e in edges if e["corpus"] == corpus]
+        emerged_in_merge = {m["child"]: m["n"] for m in merged if m["corpus"] == corpus}
+        nodes, arrows = flow_data(models, on_corpus, emerged_in_merge)
+        parts.append(f"<h3>{html.escape(corpus)}</h3>")
+        parts.append(_image(flow_figure(nodes, arrows), folder, f"figure2_flow_{corpus}.png", f"feature flow on {corpus}"))
+    return "".join(parts) + html_table(_table(db, "SELECT * FROM run_persistence"))
+
+
+def flow_data(models: list[str], edges: list[dict], emerged_in_merge: dict[str, int]) -> tuple[list[dict], list[dict]]:
+    """Boxes and arrows of Figure 2 from persistence_summary rows of one corpus."""
+    live, emerged = {}, {}
+    for e in edges:
+        live[e["parent"]] = e["parent_persist"] + e["parent_disappear"]
+        live[e["child"]] = e["child_persist"] + e["child_emerge"]
+        emerged[e["child"]] = emerged_in_merge.get(e["child"], e["child_emerge"])
+    nodes = [{"name": m, "n_features": live[m], "n_emerged": emerged.get(m)} for m in models if m in live]
+    arrows = [{"parent": e["parent"], "child": e["child"], "n_parent": e["parent_persist"] + e["parent_disappear"],
+               "n_persist": e["parent_persist"], "share_persist": e["parent_share_persisting"]} for e in edges]
+    return nodes, arrows
+
+
+def threshold_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
+    if not _defined(db, "persistence_curve"):
+        return _undefined("persistence_curve")
+    rows = _rows(db, "SELECT parent, child, corpus, threshold, parent_share_persisting AS share_persist"
+                     " FROM persistence_curve WHERE stat = 'all_tokens' ORDER BY corpus, parent, child, threshold")
+    if not rows:
+        return _missing("correlations", "featstore correlate PARENT_SAE CHILD_SAE")
+    parts = ["<p>Share of parent features persisting as the threshold varies (view <code>persistence_curve</code>; "
+             "the macro <code>persistence(threshold := …)</code> re-reads the stored correlations, nothing is recomputed).</p>"]
+    for corpus in sorted({r["corpus"] for r in rows}):
+        on_corpus = [r for r in rows if r["corpus"] == corpus]
+        parts.append(f"<h3>{html.escape(corpus)}</h3>")
+        parts.append(_image(threshold_figure(on_corpus), folder, f"persistence_curve_{corpus}.png", f"persistence curve on {corpus}"))
+    return "".join(parts)
+
+
+def sweep_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
+    rows = _rows(db, "SELECT * FROM merge_sweep ORDER BY model_a, model_b, method, t")
+    if not rows:
+        return _missing("merge sweep", "featstore merge-sweep A B")
+    parts = []
+    for a, b, method in sorted({(r["model_a"], r["model_b"], r["method"]) for r in rows}):
+        pair = [r for r in rows if (r["model_a"], r["model_b"], r["method"]) == (a, b, method)]
+        curve = [{"t": r["t"], "domain": f"{r['eval_set']} data", "accuracy": r["accuracy"]} for r in pair if r["evaluated"] == "merge"]
+        baselines = {f"{r['eval_set']} data": r["accuracy"] for r in pair if r["evaluated"] != "merge"}
+        base = next((r["evaluated"] for r in pair if r["evaluated"] != "merge"), "base")
+        parts.append(f"<p>{html.escape(method)} merges of <b>{html.escape(a)}</b> (t = 0) and <b>{html.escape(b)}</b> (t = 1), "
+                     f"dashed: {html.escape(base)} (the paper's Figure 5).</p>")
+        parts.append(_image(sweep_figure(curve, baselines, (a, b)), folder, f"figure5_sweep_{a}_{b}_{method}.png", "merge sweep"))
+    return "".join(parts)
+
+
+def scores_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
+    rows = _rows(db, "SELECT k.model, s.corpus, s.score FROM scores s JOIN saes k ON k.id = s.sae"
+                     " WHERE s.kind = 'self' AND s.score IS NOT NULL ORDER BY k.created_at, s.corpus")
+    if not rows:
+        return _missing("explanation scores", "featstore score SAE")
+    groups = defaultdict(list)
+    for r in rows:
+        groups[f"{r['model']} on {r['corpus']}"].append(r["score"])
+    parts = [_image(score_histogram_figure(groups, "all explained features"), folder, "figure6_scores.png", "score histograms")]
+    split = _rows(db, "SELECT parent, child, corpus, status, score FROM persistence_scores() WHERE side = 'parent'"
+                      " ORDER BY parent, child, corpus, status") if _defined(db, "persistence_scores") else []
+    for parent, child, corpus in sorted({(r["parent"], r["child"], r["corpus"]) for r in split}):
+        groups = defaultdict(list)
+        for r in split:
+            if (r["parent"], r["child"], r["corpus"]) == (parent, child, corpus):
+                groups[f"{parent} features that {r['status'].removesuffix('s')}"].append(r["score"])
+        parts.append(_image(score_histogram_figure(groups, f"{parent} → {child} on {corpus}"), folder,
+                            f"figure6_{parent}_{child}_{corpus}.png", f"scores of {parent} features by persistence"))
+    return "".join(parts) + html_table(_table(db, "SELECT * FROM score_summary WHERE kind = 'self'"))
+
+
+def showcase_section(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int = 2, width: int = 8) -> str:
+    pairs = _rows(db, "SELECT * FROM showcase_matches(n := ?)", [per_edge])
+    if not pairs:
+        return _missing("feature matches", "featstore correlate PARENT_SAE CHILD_SAE")
+    blocks = ["<p>The strongest matches of each edge on each slice, among parent features that fire at least 10 "
+              "times there: the parent feature's top activations on that slice (left) and its best match in the "
+              "child (right), each token shaded by the feature's activation (the paper's Figures 3–4).</p>"]
+    for p in pairs:
+        contexts = "SELECT * FROM top_contexts(?, ?, corpus_name := ?, width := ?)"
+        left = highlighted_contexts(_rows(db, contexts, [p["parent_sae"], p["parent_feature"], p["corpus"], width]))
+        right = highlighted_contexts(_rows(db, contexts, [p["child_sae"], p["child_feature"], p["corpus"], width]))
+        weak = "" if p["r"] >= 0.8 else " (below the 0.8 threshold: no persisting match)"
+        blocks.append(
+            f"<h3>{html.escape(p['parent'])} → {html.escape(p['child'])} on {html.escape(p['corpus'])}: r = {p['r']:.3f}{weak}</h3>"
+            f"<div class='pair'><div><h4>{html.escape(p['parent'])} feature {p['parent_feature']}</h4>{left}</div>"
+            f"<div><h4>{html.escape(p['child'])} feature {p['child_feature']}</h4>{right}</div></div>"
+        )
+    return "".join(blocks)
+
+
+def families_section(db: duckdb.DuckDBPyConnection, folder: Path, limit: int = 40) -> str:
+    if not _defined(db, "family_members"):
+        return _undefined("family_members")
+    families = _table(db, "SELECT * FROM family_members LIMIT ?", [limit])
+    if not families.num_rows:
+        return _missing("feature families", "featstore correlate PARENT_SAE CHILD_SAE for every lineage edge")
+    return ("<p>Chains of matches at r ≥ 0.8 across generations, from a root model's feature through its "
+            "descendants (views <code>feature_families</code>, <code>family_members</code>).</p>" + html_table(families))
+
+
+SECTIONS = (
+    ("Run overview", overview_section),
+    ("Feature flow between models (Figure 2)", flow_section),
+    ("Persistence against the matching threshold", threshold_section),
+    ("Merge sweep (Figure 5)", sweep_section),
+    ("Explanation scores (Figure 6)", scores_section),
+    ("Top activations and their matches (Figures 3–4)", showcase_section),
+    ("Feature families", families_section),
+)
+
+
+def build_report(wh: Warehouse, out_dir: str | os.PathLike | None = None) -> Path:
+    """Write `index.html` and its PNGs to `out_dir` (default `<warehouse>/report`), swapped in whole."""
+    out = Path(out_dir) if out_dir is not None else wh.root / "report"
+    tmp, old = (out.with_name(f".{out.name}.{kind}-{os.getpid()}") for kind in ("tmp", "old"))
+    with wh.connect():  # brings the schema up to date; the report itself only reads
+        pass
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with wh.connect(read_only=True) as db:
+            sections = [(title, make(db, tmp)) for title, make in SECTIONS]
+        (tmp / "index.html").write_text(page(f"featstore report: {wh.root}", sections))
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out / "index.html"

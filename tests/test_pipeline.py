@@ -1,0 +1,212 @@
+"""The step runner (content-hash skipping, resume after a kill, --force) and the real chain at a micro size."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+
+import featstore.correlate
+from cli import main
+from featstore import pipeline
+from featstore.errors import FeatstoreError
+from featstore.pipeline import RunContext, Step, downstream, run_pipeline, run_steps
+
+CALLS: list[str] = []
+
+
+def write_number(ctx, *, name, value):
+    CALLS.append(name)
+    (ctx.wh.root / f"{name}.txt").write_text(str(value))
+    return {"value": value}
+
+
+def add_upstream(ctx, *, name, source):
+    CALLS.append(name)
+    value = ctx.summaries[source]["value"] + 1
+    (ctx.wh.root / f"{name}.txt").write_text(str(value))
+    return {"value": value}
+
+
+def exploding(ctx, *, name):
+    CALLS.append(name)
+    raise KeyboardInterrupt  # what Ctrl-C or a kill in the middle of a step looks like to the runner
+
+
+def file_exists(name):
+    return lambda ctx: (ctx.wh.root / f"{name}.txt").exists()
+
+
+def chain(a_value=1, c_run=add_upstream):
+    """a -> b -> c, and d independent of them."""
+    c_params = {"name": "c", "source": "b"} if c_run is add_upstream else {"name": "c"}
+    return [
+        Step("a", write_number, {"name": "a", "value": a_value}, outputs_exist=file_exists("a")),
+        Step("b", add_upstream, {"name": "b", "source": "a"}, after=("a",), outputs_exist=file_exists("b")),
+        Step("c", c_run, c_params, after=("b",), outputs_exist=file_exists("c")),
+        Step("d", write_number, {"name": "d", "value": 7}, code=("featstore.export",)),
+    ]
+
+
+@pytest.fixture
+def ctx(warehouse):
+    CALLS.clear()
+    return RunContext(warehouse, SimpleNamespace(name="fake"), device="cpu")
+
+
+def run(ctx, steps, **kw):
+    CALLS.clear()
+    ctx.summaries.clear()
+    return {r["step"]: r["status"] for r in run_steps(ctx, steps, log=lambda line: None, **kw)}
+
+
+def db_digest(wh):
+    return hashlib.sha256(wh.db_path.read_bytes()).hexdigest()
+
+
+def test_rerun_after_completion_does_nothing_and_changes_nothing(ctx):
+    assert set(run(ctx, chain()).values()) == {"ran"}
+    assert (ctx.wh.root / "c.txt").read_text() == "3"
+    before = db_digest(ctx.wh)
+    assert set(run(ctx, chain()).values()) == {"skipped"}
+    assert CALLS == []
+    assert db_digest(ctx.wh) == before
+    assert ctx.summaries["c"] == {"value": 3}  # skipped steps still hand their summaries downstream
+
+
+def test_changed_parameter_reruns_the_step_and_its_dependants(ctx):
+    run(ctx, chain())
+    statuses = run(ctx, chain(a_value=10))
+    assert statuses == {"a": "ran", "b": "ran", "c": "ran", "d": "skipped"}
+    assert (ctx.wh.root / "c.txt").read_text() == "12"
+
+
+def test_killed_run_resumes_where_it_stopped(ctx):
+    with pytest.raises(KeyboardInterrupt):
+        run(ctx, chain(c_run=exploding))
+    assert CALLS == ["a", "b", "c"]
+    status = ctx.wh.query("SELECT step, status FROM pipeline_steps ORDER BY step").to_pylist()
+    assert status == [{"step": "a", "status": "done"}, {"step": "b", "status": "done"}, {"step": "c", "status": "running"}]
+    statuses = run(ctx, chain())
+    assert statuses == {"a": "skipped", "b": "skipped", "c": "ran", "d": "ran"}
+    assert CALLS == ["c", "d"]
+
+
+def test_deleted_output_is_rebuilt(ctx):
+    run(ctx, chain())
+    (ctx.wh.root / "b.txt").unlink()
+    records = run_steps(ctx, chain(), log=lambda line: None)
+    assert records[1] == {"step": "b", "status": "ran", "reason": "outputs missing", "seconds": records[1]["seconds"]}
+    statuses = {r["step"]: r["status"] for r in records}
+    # b's input hash is unchanged, so c (which depends on b's inputs, not its file) stays skipped
+    assert statuses == {"a": "skipped", "b": "ran", "c": "skipped", "d": "skipped"}
+
+
+def test_force_redoes_the_step_and_everything_downstream(ctx):
+    run(ctx, chain())
+    assert run(ctx, chain(), force=["b"]) == {"a": "skipped", "b": "ran", "c": "ran", "d": "skipped"}
+    assert CALLS == ["b", "c"]
+    assert downstream(chain(), ["a", "d"]) == {"a", "b", "c", "d"}
+
+
+def test_code_change_is_part_of_the_hash(ctx, monkeypatch):
+    run(ctx, chain())
+    real = pipeline._module_source
+    monkeypatch.setattr(pipeline, "_module_source", lambda m: real(m) + b"# edited")
+    assert run(ctx, chain())["d"] == "ran"
+
+
+def test_bad_step_graphs_and_force_names_are_refused(ctx):
+    with pytest.raises(FeatstoreError, match="unknown step 'nope' for --force"):
+        run(ctx, chain(), force=["nope"])
+    a, b, *_ = chain()
+    with pytest.raises(FeatstoreError, match="runs after unknown or later"):
+        run(ctx, [b, a])
+    with pytest.raises(FeatstoreError, match="defined twice"):
+        run(ctx, [a, a])
+    with pytest.raises(FeatstoreError, match="unknown preset 'huge'"):
+        run_pipeline(ctx.wh, "huge")
+    assert CALLS == []
+
+
+# -- the real chain at a micro size ------------------------------------------------------------------
+
+
+def micro_preset(tokenizer_dir):
+    """Smaller than tiny: a 32-wide model, a few thousand tokens per stage, the test tokenizer."""
+    from featstore.lm import Schedule
+    from featstore.pipeline import Preset
+
+    childes, lua, stories = "generated:childes?docs=80", "generated:lua?docs=60", "generated:stories?docs=80"
+    return Preset(
+        "micro", zoo="tiny", sae="tiny",
+        zoo_overrides=dict(
+            hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1,
+            tokenizer=str(tokenizer_dir), block_size=32, eval_tokens=256,
+            base=Schedule(lr=3e-3, weight_decay=0.1, warmup_steps=2, batch_size=8, max_tokens=4096),
+            finetune=Schedule(lr=2e-3, weight_decay=0.01, warmup_steps=1, batch_size=8, max_tokens=1024),
+            corpora={"base": f"{childes}=0.5+{lua}=0.5", "lua": lua, "tinystories": stories},
+            domains={"english": childes, "lua": lua, "tinystories": stories},
+        ),
+        sae_overrides=dict(expansion=2, tokens=3072, batch_blocks=8, eval_tokens=480, resample_every=100),
+        eval_tokens=400, sweep_steps=3, sweep_eval_tokens=128, explain_top=4, ingest_batch=8,
+    )
+
+
+def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, tiny_tokenizer_dir, monkeypatch):
+    preset = micro_preset(tiny_tokenizer_dir)
+    real_correlate, calls = featstore.correlate.correlate, []
+
+    def killed_on_second_edge(*args, **kwargs):
+        calls.append(args[1:3])
+        if len(calls) == 4:  # first slice of the second edge
+            raise KeyboardInterrupt
+        return real_correlate(*args, **kwargs)
+
+    monkeypatch.setattr(featstore.correlate, "correlate", killed_on_second_edge)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(warehouse, preset, log=lambda line: None)
+    status = {r["step"]: r["status"] for r in warehouse.query("SELECT step, status FROM pipeline_steps").to_pylist()}
+    assert status["correlate-base-lua"] == "done" and status["correlate-base-tinystories"] == "running"
+    assert "report" not in status
+
+    monkeypatch.setattr(featstore.correlate, "correlate", real_correlate)
+    resumed = run_pipeline(warehouse, preset, log=lambda line: None)
+    ran = [r["step"] for r in resumed["steps"] if r["status"] == "ran"]
+    assert ran == ["correlate-base-tinystories", "correlate-lua-luastories", "correlate-tinystories-luastories",
+                   "explain-base", "explain-lua", "explain-tinystories", "explain-luastories", "report"]
+
+    # what the run produced: four models with the merge's lineage, an SAE and three partitions each,
+    # every edge correlated on every slice, scores, and the report
+    lineage = warehouse.query("SELECT parent, child, merge_t FROM lineage ORDER BY child, parent").to_pylist()
+    assert [(r["parent"], r["child"]) for r in lineage] == [
+        ("base", "lua"), ("lua", "luastories"), ("tinystories", "luastories"), ("base", "tinystories")]
+    assert {r["merge_t"] for r in lineage if r["child"] == "luastories"} == {0.58}
+    assert warehouse.scalar("SELECT count(*) FROM activation_partitions") == 12
+    persistence = resumed["summary"]["run_persistence"].to_pylist()
+    assert len(persistence) == 12 and all(0 <= r["share_persisting"] <= 1 for r in persistence)
+    assert resumed["summary"]["run_scores"].num_rows == 4
+    assert warehouse.scalar("SELECT count(*) FROM merge_sweep WHERE evaluated = 'merge'") == 3 * 2
+    index = warehouse.root / "report" / "index.html"
+    assert "figure2_flow_eval-lua.png" in index.read_text()
+
+    # a rerun after completion does no work and changes nothing
+    digest, report_mtime = hashlib.sha256(warehouse.db_path.read_bytes()).hexdigest(), index.stat().st_mtime_ns
+    monkeypatch.setitem(pipeline.PRESETS, "tiny", preset)
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, ["--warehouse", str(warehouse.root), "run"])
+    assert result.exit_code == 0, result.output
+    assert "0 of 23 steps ran" in result.output and "run_persistence" in result.output, result.output
+    assert time.perf_counter() - start < 15
+    assert hashlib.sha256(warehouse.db_path.read_bytes()).hexdigest() == digest
+    assert index.stat().st_mtime_ns == report_mtime
+
+    # --force redoes one step and what depends on it
+    result = CliRunner().invoke(main, ["run", "--warehouse", str(warehouse.root), "--force", "explain-base"])
+    assert result.exit_code == 0, result.output
+    assert "2 of 23 steps ran" in result.output
+    result = CliRunner().invoke(main, ["--warehouse", str(warehouse.root), "run", "--force", "nope"])
+    assert result.exit_code == 1 and "unknown step 'nope' for --force" in result.output

@@ -1,0 +1,161 @@
+"""The HTML report on a synthetic warehouse written with SQL, checked in a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from matplotlib.image import imread
+
+from featstore import report as report_module
+from featstore.report import build_report, highlighted_contexts, layout_lineage
+
+VOCAB = ["local", " x", " =", " 1", "\n", "end", " the", " cat", ".", "(", ")", " print"]
+MODELS = {"base": "base", "lua": "finetune", "tinystories": "finetune", "luastories": "merge"}
+EDGES = [("base", "lua"), ("base", "tinystories"), ("lua", "luastories"), ("tinystories", "luastories")]
+D_SAE, N_TOKENS = 6, 60
+
+
+def fill(wh):
+    """Four models, one SAE each, one corpus slice, correlations, scores, a merge sweep, step times."""
+    rng = random.Random(0)
+    with wh.transaction() as con:
+        con.execute("INSERT INTO tokenizers VALUES ('fp', 'tiny', ?, current_timestamp)", [len(VOCAB)])
+        for i, text in enumerate(VOCAB):
+            con.execute("INSERT INTO vocab VALUES ('fp', ?, ?, ?)", [i, text, text])
+        con.execute("INSERT INTO corpora VALUES ('eval-lua', 'generated:lua', 'fp', 3, ?, 0, NULL, current_timestamp)", [N_TOKENS])
+        con.execute("INSERT INTO tokens SELECT i, 'eval-lua', i // 20, i % 20, hash(i) % ? FROM range(?) r(i)",
+                    [len(VOCAB), N_TOKENS])
+        for name, kind in MODELS.items():
+            metrics = {"val_loss": {"lua": 2.0, "stories": 2.5}, "val_accuracy": {"lua": 0.4, "stories": 0.3}}
+            con.execute("INSERT INTO models (name, kind, path, tokenizer, metrics) VALUES (?, ?, ?, 'fp', ?)",
+                        [name, kind, f"/m/{name}", json.dumps(metrics)])
+            con.execute("INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture, metrics)"
+                        " VALUES (?, ?, 'blocks.0.mlp.hook_post', 0, 4, ?, 'relu', ?)",
+                        [f"{name}-sae", name, D_SAE, json.dumps({"fvu": 0.1, "l0": 2.0, "dead_fraction": 0.0})])
+        for order, (parent, child) in enumerate(EDGES):
+            relation = "merge" if child == "luastories" else "finetune"
+            con.execute("INSERT INTO lineage VALUES (?, ?, ?, ?, ?, ?)",
+                        [parent, child, relation, order % 2 if relation == "merge" else 0,
+                         "slerp" if relation == "merge" else None, 0.58 if relation == "merge" else None])
+        for run_id, (parent, child) in enumerate(EDGES, 1):
+            con.execute("INSERT INTO correlation_runs (id, sae_a, sae_b, corpus, stat, r_floor, n_tokens, n_pairs)"
+                        " VALUES (?, ?, ?, 'eval-lua', 'all_tokens', 0.2, ?, ?)", [run_id, f"{parent}-sae", f"{child}-sae", N_TOKENS, D_SAE])
+            for feature in range(D_SAE):
+                # the first `run_id` features of the parent persist (r 0.9+), the rest do not
+                r = 0.9 + 0.01 * feature if feature < run_id else 0.3
+                con.execute("INSERT INTO correlations VALUES (?, ?, ?, ?)", [run_id, feature, feature, r])
+                con.execute("INSERT INTO best_matches VALUES (?, 'a', ?, ?, ?)", [run_id, feature, feature, r])
+                con.execute("INSERT INTO best_matches VALUES (?, 'b', ?, ?, ?)", [run_id, feature, feature, r])
+        for score_id, (name, feature) in enumerate(((m, f) for m in MODELS for f in range(D_SAE)), 1):
+            con.execute("INSERT INTO scores (id, sae, corpus, feature, kind, source_sae, source_feature, explainer,"
+                        " explainer_version, simulator, simulator_version, score, n_samples)"
+                        " VALUES (?, ?, 'eval-lua', ?, 'self', ?, ?, 'builtin', 'v1', 'builtin', 'v1', ?, 20)",
+                        [score_id, f"{name}-sae", feature, f"{name}-sae", feature, rng.uniform(-0.2, 0.9)])
+        for t in (0.0, 0.5, 1.0):
+            for eval_set, acc in (("lua", 0.5 - 0.2 * t), ("tinystories", 0.3 + 0.2 * t)):
+                con.execute("INSERT INTO merge_sweep (model_a, model_b, method, t, evaluated, eval_set, corpus, n_tokens,"
+                            " loss, accuracy) VALUES ('lua', 'tinystories', 'slerp', ?, 'merge', ?, 'spec', 100, 2.0, ?)",
+                            [t, eval_set, acc])
+        for eval_set in ("lua", "tinystories"):
+            con.execute("INSERT INTO merge_sweep (model_a, model_b, method, t, evaluated, eval_set, corpus, n_tokens,"
+                        " loss, accuracy) VALUES ('lua', 'tinystories', 'slerp', NULL, 'base', ?, 'spec', 100, 3.0, 0.2)", [eval_set])
+        con.execute("INSERT INTO pipeline_steps (step, input_hash, status, seconds, started_at)"
+                    " VALUES ('train-base', 'h', 'done', 12.5, current_timestamp)")
+    for name in MODELS:
+        toks = np.arange(N_TOKENS, dtype=np.uint32)
+        feature = (toks % D_SAE).astype(np.uint32)
+        act = np.linspace(0.1, 3.0, N_TOKENS, dtype=np.float32)
+        wh.write_partition(f"{name}-sae", "eval-lua", [pa.table({"tok": toks, "feature": feature, "act": act})],
+                           n_tokens=N_TOKENS, origin="import")
+
+
+def test_lineage_layout_puts_generations_on_rows():
+    pos = layout_lineage(list(MODELS), EDGES)
+    assert pos["base"][1] > pos["lua"][1] == pos["tinystories"][1] > pos["luastories"][1]
+    assert pos["lua"][0] != pos["tinystories"][0]
+
+
+def test_contexts_shade_tokens_by_activation():
+    rows = [{"rank": 1, "position": -1, "text": "a<b", "act": 0.0}, {"rank": 1, "position": 0, "text": " x", "act": 2.0},
+            {"rank": 2, "position": 0, "text": "\n", "act": 1.0}]
+    out = highlighted_contexts(rows)
+    assert out.count("class='ctx'") == 2
+    assert "a&lt;b" in out and "rgba(255, 136, 0, 1.00)" in out and "rgba(255, 136, 0, 0.50)" in out and "⏎" in out
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One synthetic warehouse and its report, shared by the tests that only read them."""
+    from featstore.warehouse import Warehouse
+
+    wh = Warehouse(tmp_path_factory.mktemp("report") / "wh")
+    fill(wh)
+    return wh, build_report(wh)
+
+
+def test_report_on_synthetic_warehouse(built):
+    warehouse, index = built
+    assert index == warehouse.root / "report" / "index.html"
+    page = index.read_text()
+    for title, _ in report_module.SECTIONS:
+        assert title.replace("–", "&ndash;") in page or title in page
+    images = sorted(p.name for p in index.parent.glob("*.png"))
+    assert "figure5_sweep_lua_tinystories_slerp.png" in images and "figure6_scores.png" in images
+    for name in images:
+        assert f"src='{name}'" in page
+        pixels = imread(index.parent / name)
+        assert pixels.shape[0] > 100 and pixels.std() > 0.01, name  # drawn, not blank
+    # showcase: the strongest match of base -> lua is feature 0 -> 0 at r 0.9, with shaded contexts
+    assert "base → lua on eval-lua: r = 0.900" in page
+    assert page.count("class='ctx'") >= 2 * 5
+    assert "No models" not in page and "No merge sweep" not in page
+
+
+def test_report_on_empty_warehouse_says_what_to_run(warehouse):
+    page = build_report(warehouse).read_text()
+    assert "No models in this warehouse yet: run <code>featstore run</code>" in page
+    assert "No merge sweep" in page and "No explanation scores" in page
+
+
+def test_failed_report_keeps_the_previous_one(built, monkeypatch):
+    warehouse, index = built
+    before = index.read_text()
+
+    def broken(wh, folder):
+        (folder / "half.png").write_bytes(b"x")
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(report_module, "SECTIONS", report_module.SECTIONS[:1] + (("Broken", broken),))
+    with pytest.raises(RuntimeError):
+        build_report(warehouse)
+    assert index.read_text() == before
+    assert not (index.parent / "half.png").exists()
+    assert sorted(p.name for p in warehouse.root.iterdir() if p.name.startswith(".report")) == []
+
+
+def test_report_renders_in_headless_chromium(built, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is needed for this test: apt-get install -y chromium (see .ci/run)"
+    _, index = built
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=1200,7000",
+         f"--screenshot={shot}", index.as_uri()],
+        check=True, capture_output=True, timeout=90,
+    )
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (7000, 1200)
+    rgb = pixels[..., :3]
+    assert rgb.std() > 0.05  # text and figures, not a blank page
+    blue = (np.abs(rgb - np.array([0x4C, 0x72, 0xB0]) / 255).max(axis=-1) < 0.02)
+    assert blue.sum() > 500  # the base model's box in Figure 2 and its curves
+    orange = (rgb[..., 0] > 0.9) & (rgb[..., 1] > 0.45) & (rgb[..., 1] < 0.75) & (rgb[..., 2] < 0.3)
+    assert orange.sum() > 50  # the highlighted tokens rendered
