@@ -337,3 +337,17 @@ def module_catalog(tmp_path_factory):
     from featstore.warehouse import Warehouse
 
     return FakeCatalog(Warehouse(tmp_path_factory.mktemp("wh")))
+
+
+@pytest.fixture(scope="session")
+def duckdb_shell() -> str:
+    """The DuckDB shell of `pip install duckdb-cli`: beside this interpreter (venv not activated), else on PATH."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    beside = Path(sys.executable).parent / "duckdb"
+    shell = str(beside) if beside.is_file() else shutil.which("duckdb")
+    if shell is None:
+        pytest.fail("the DuckDB shell is missing: pip install duckdb-cli (it is in the test extra)")
+    return shell

@@ -5,27 +5,22 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 import subprocess
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from featstore.importer import import_activations
 
 
-def shell_query(db_path, sql: str, cwd) -> list[dict]:
-    shell = shutil.which("duckdb")
-    if shell is None:
-        pytest.fail("the DuckDB shell is missing: pip install duckdb-cli (it is in the test extra)")
+def shell_query(shell: str, db_path, sql: str, cwd) -> list[dict]:
     done = subprocess.run([shell, "-readonly", "-csv", str(db_path), "-c", sql], cwd=cwd, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and not done.stderr, f"duckdb shell failed on {sql!r}: {done.stderr}"
     return list(csv.DictReader(io.StringIO(done.stdout)))
 
 
-def test_shell_reads_tables_and_views_from_another_directory(registered_warehouse, tmp_path):
+def test_shell_reads_tables_and_views_from_another_directory(registered_warehouse, tmp_path, duckdb_shell):
     wh = registered_warehouse
     acts = tmp_path / "acts.parquet"
     pq.write_table(pa.table({"tok": [0, 1, 2, 7], "feature": [3, 3, 5, 3], "act": [1.0, 3.0, 0.5, 2.0]}), acts)
@@ -33,27 +28,27 @@ def test_shell_reads_tables_and_views_from_another_directory(registered_warehous
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
 
-    version = subprocess.run([shutil.which("duckdb") or "duckdb", "--version"], capture_output=True, text=True)
+    version = subprocess.run([duckdb_shell, "--version"], capture_output=True, text=True)
     assert version.stdout.startswith("v1."), version.stdout  # the shell users get from `pip install duckdb-cli`
 
-    corpora = shell_query(wh.db_path, "SELECT name, n_tokens FROM corpora", elsewhere)
+    corpora = shell_query(duckdb_shell, wh.db_path, "SELECT name, n_tokens FROM corpora", elsewhere)
     assert corpora == [{"name": "evalset", "n_tokens": str(wh.scalar("SELECT n_tokens FROM corpora"))}]
-    assert shell_query(wh.db_path, "SELECT count(*) AS n FROM activations WHERE sae = 'base-sae'", elsewhere) == [{"n": "4"}]
-    stats = shell_query(wh.db_path, "SELECT feature, n_firing, mean_act, max_act FROM feature_stats"
+    assert shell_query(duckdb_shell, wh.db_path, "SELECT count(*) AS n FROM activations WHERE sae = 'base-sae'", elsewhere) == [{"n": "4"}]
+    stats = shell_query(duckdb_shell, wh.db_path, "SELECT feature, n_firing, mean_act, max_act FROM feature_stats"
                         " WHERE n_firing > 0 ORDER BY feature", elsewhere)
     assert stats == [{"feature": "3", "n_firing": "3", "mean_act": "2.0", "max_act": "3.0"},
                      {"feature": "5", "n_firing": "1", "mean_act": "0.5", "max_act": "0.5"}]
-    first_doc = shell_query(wh.db_path, "SELECT string_agg(text, '' ORDER BY tok) AS doc FROM token_text"
+    first_doc = shell_query(duckdb_shell, wh.db_path, "SELECT string_agg(text, '' ORDER BY tok) AS doc FROM token_text"
                             " WHERE corpus = 'evalset' AND doc_id = 0", elsewhere)
     python_doc = wh.scalar("SELECT string_agg(text, '' ORDER BY tok) FROM token_text WHERE doc_id = 0")
     assert first_doc == [{"doc": python_doc}]
 
 
-def test_every_view_of_the_warehouse_works_in_the_shell(registered_warehouse, tmp_path):
+def test_every_view_of_the_warehouse_works_in_the_shell(registered_warehouse, tmp_path, duckdb_shell):
     """All views in sql/ (every owner's) must bind in the plain shell, not only in Python."""
     views = registered_warehouse.query(
         "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' ORDER BY 1"
     ).column(0).to_pylist()
     assert {"activations", "feature_stats", "token_text"} <= set(views)
     # One shell run for all views: it stops at the first that fails to bind and names it on stderr.
-    shell_query(registered_warehouse.db_path, "".join(f'SELECT * FROM "{v}" LIMIT 0;' for v in views), tmp_path)
+    shell_query(duckdb_shell, registered_warehouse.db_path, "".join(f'SELECT * FROM "{v}" LIMIT 0;' for v in views), tmp_path)

@@ -7,7 +7,6 @@ can query the warehouse while an import writes its Parquet file.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 
 import numpy as np
@@ -162,9 +161,8 @@ def test_import_killed_midway_leaves_the_old_partition_and_can_be_rerun(populate
     assert [p.name.startswith("part-") for p in folder.iterdir()] == [True]
 
 
-def test_readers_can_query_while_an_import_writes(populated, tmp_path, monkeypatch):
-    shell = shutil.which("duckdb")
-    assert shell, "the DuckDB shell is missing: pip install duckdb-cli (it is in the test extra)"
+def test_readers_can_query_while_an_import_writes(populated, tmp_path, monkeypatch, duckdb_shell):
+    shell = duckdb_shell
     seen = []
 
     class ReaderCheckingWriter(pq.ParquetWriter):

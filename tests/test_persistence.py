@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import warnings
 
@@ -155,9 +154,8 @@ def test_feature_families_follow_chains_to_the_merge(lineage):
     assert all(c[0].startswith("base:") for c in chains.values())
 
 
-def test_views_and_macros_work_in_the_duckdb_shell(lineage, tmp_path):
-    shell = shutil.which("duckdb")
-    assert shell, "the DuckDB shell is missing: pip install duckdb-cli (it is in the test extra)"
+def test_views_and_macros_work_in_the_duckdb_shell(lineage, tmp_path, duckdb_shell):
+    shell = duckdb_shell
     sql = ("SELECT (SELECT count(*) FROM persistence(threshold := 0.6)), (SELECT count(*) FROM persistence_curve),"
            " (SELECT count(*) FROM feature_families), (SELECT count(*) FROM merge_inheritance),"
            " (SELECT count(*) FROM feature_matches)")
