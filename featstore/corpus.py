@@ -135,7 +135,7 @@ def _tokenize(tok, docs: Iterable[tuple[str, str]], max_tokens: int | None) -> t
     total = 0
     start = time.monotonic()
     with tqdm(total=max_tokens, unit="tok", unit_scale=True, desc="tokenize") as bar:
-        for batch in _batched((doc for doc in docs if doc[1].strip()), TOKENIZE_BATCH_DOCS):
+        for batch in batched((doc for doc in docs if doc[1].strip()), TOKENIZE_BATCH_DOCS):
             encoded = tok([text for _, text in batch], add_special_tokens=False)["input_ids"]
             for (origin, _), token_ids in zip(batch, encoded):
                 if max_tokens is not None:
@@ -167,7 +167,8 @@ def _tokenize(tok, docs: Iterable[tuple[str, str]], max_tokens: int | None) -> t
     return documents, tokens
 
 
-def _batched(items: Iterable, size: int) -> Iterator[list]:
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of `size` items (the last may be shorter); itertools.batched arrives only in Python 3.12."""
     batch: list = []
     for item in items:
         batch.append(item)

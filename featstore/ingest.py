@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from featstore.capture import batch_activations, hook_name, load_model, select_device
+from featstore.corpus import batched
 from featstore.errors import FeatstoreError
 from featstore.warehouse import ACTIVATION_SCHEMA, Warehouse
 
@@ -61,17 +62,6 @@ def encode_windows(
             schema=ACTIVATION_SCHEMA,
         )
         bar.update(len(x))
-
-
-def _batched(items, size: int):
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def ingest(
@@ -128,7 +118,7 @@ def ingest(
 
     start = time.perf_counter()
     with torch.no_grad(), tqdm(total=corpus_row["n_tokens"], unit="tok", unit_scale=True, disable=not progress, desc=f"ingest {sae_row['id']}") as bar:
-        rows = encode_windows(lm, sae, _batched(windows(wh, corpus, context), batch_size), sae_row["layer"], device, bar)
+        rows = encode_windows(lm, sae, batched(windows(wh, corpus, context), batch_size), sae_row["layer"], device, bar)
         path = wh.write_partition(sae_row["id"], corpus, rows, corpus_row["n_tokens"], origin="ingest")
     seconds = time.perf_counter() - start
     n_rows = wh.scalar("SELECT n_rows FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae_row["id"], corpus])
