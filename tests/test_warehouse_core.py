@@ -51,3 +51,31 @@ def test_view_works_from_another_directory(warehouse, tmp_path, monkeypatch):
 def test_bad_names_refused(warehouse):
     with pytest.raises(FeatstoreError, match="invalid SAE name"):
         warehouse.partition_dir("../x", "c")
+
+
+def test_older_warehouse_is_migrated_on_open(tmp_path, monkeypatch):
+    """A warehouse written by an older featstore (fewer sql/ files) gains the new objects on open."""
+    import featstore.warehouse as module
+
+    every = sql_files()
+    monkeypatch.setattr(module, "sql_files", lambda: every[:9])
+    old = Warehouse(tmp_path / "wh")
+    assert old.schema_version == every[8][0]
+    assert "correlations" not in {r["table_name"] for r in old.query("SELECT table_name FROM duckdb_tables()").to_pylist()}
+
+    monkeypatch.setattr(module, "sql_files", lambda: every)
+    reopened = Warehouse(tmp_path / "wh")
+    assert reopened.schema_version == every[-1][0]
+    assert reopened.scalar("SELECT count(*) FROM correlations") == 0
+    assert reopened.scalar("SELECT count(*) FROM schema_migrations") == len(every)
+
+
+def test_edited_table_file_is_refused(tmp_path, monkeypatch):
+    import featstore.warehouse as module
+
+    every = sql_files()
+    Warehouse(tmp_path / "wh").schema_version
+    name, text = every[0]
+    monkeypatch.setattr(module, "sql_files", lambda: [(name, text + "\n-- edited\n"), *every[1:]])
+    with pytest.raises(FeatstoreError, match="changed after this warehouse applied it"):
+        Warehouse(tmp_path / "wh").schema_version
