@@ -145,9 +145,7 @@ def _check_lineage(
 
 def update_model_metrics(wh: Warehouse, name: str, metrics: dict) -> dict:
     """Merge `metrics` into the model's metrics (new keys added, existing keys overwritten)."""
-    with wh.transaction() as con:
-        merged = {**_require(con, "model", name)["metrics"], **metrics}
-        con.execute("UPDATE models SET metrics = ? WHERE name = ?", [_json(merged), name])
+    _merge_metrics(wh, "model", name, metrics)
     return get_model(wh, name)
 
 
@@ -314,9 +312,7 @@ def add_sae_folder(
 
 def update_sae_metrics(wh: Warehouse, sae_id: str, metrics: dict) -> dict:
     """Merge `metrics` into the SAE's metrics."""
-    with wh.transaction() as con:
-        merged = {**_require(con, "SAE", sae_id)["metrics"], **metrics}
-        con.execute("UPDATE saes SET metrics = ? WHERE id = ?", [_json(merged), sae_id])
+    _merge_metrics(wh, "SAE", sae_id, metrics)
     return get_sae(wh, sae_id)
 
 
@@ -379,6 +375,14 @@ def _require(con: duckdb.DuckDBPyConnection, what: str, key: str) -> dict:
         if field in record:
             record[field] = json.loads(record[field]) if record[field] else {}
     return record
+
+
+def _merge_metrics(wh: Warehouse, what: str, key: str, metrics: dict) -> None:
+    """Add or overwrite keys of a model's or SAE's metrics JSON in one transaction."""
+    table, column, _ = _KEYS[what]
+    with wh.transaction() as con:
+        merged = {**_require(con, what, key)["metrics"], **metrics}
+        con.execute(f"UPDATE {table} SET metrics = ? WHERE {column} = ?", [_json(merged), key])
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str, column: str, key: str) -> bool:
