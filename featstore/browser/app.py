@@ -46,7 +46,7 @@ def create_app(wh: Warehouse, store: Store | None = None, static_pages: set[str]
             return "/"
         return "../" * request.path.strip("/").count("/")
 
-    app.jinja_env.globals.update(href=href, base_href=base_href, svg=svg, fmt=_fmt, warehouse=wh.root.name)
+    app.jinja_env.globals.update(href=href, base_href=base_href, static_export=lambda: static_pages is not None, svg=svg, fmt=_fmt, warehouse=wh.root.name)
     app.jinja_env.filters["shade"] = shade
 
     @app.before_request

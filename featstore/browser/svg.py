@@ -54,7 +54,7 @@ def lineage_graph(models: Sequence[str], edges: Sequence[dict], node_href: Calla
         line = (f"<line x1='{x0:.0f}' y1='{y0 + box_h / 2:.0f}' x2='{x1:.0f}' y2='{y1 - box_h / 2 - 2:.0f}'"
                 f" stroke='#555' stroke-width='2' marker-end='url(#arrow)'/>"
                 f"<text x='{(x0 + x1) / 2:.0f}' y='{(y0 + y1) / 2 + 4:.0f}' text-anchor='middle' font-size='12'"
-                f" class='edge-label'>{escape(e.get('label', ''))}</text>")
+                f" class='edge-label' stroke='white' stroke-width='4' paint-order='stroke'>{escape(e.get('label', ''))}</text>")
         parts.append(_linked(edge_href(e), line, f"edge {e['parent']} → {e['child']}"))
     for i, name in enumerate(models):
         if name not in pos:
@@ -96,7 +96,8 @@ def family_graph(model_order: Sequence[str], lineage: Sequence[tuple[str, str]],
     for (a, b), e in best.items():
         (x0, y0), (x1, y1) = pos[a], pos[b]
         parts.append(f"<line x1='{x0:.0f}' y1='{y0 + 12:.0f}' x2='{x1:.0f}' y2='{y1 - 12:.0f}' stroke='#888'/>"
-                     f"<text x='{(x0 + x1) / 2 + 4:.0f}' y='{(y0 + y1) / 2 + 4:.0f}' font-size='10'>r {e['r']:.2f}</text>")
+                     f"<text x='{(x0 + x1) / 2 + 4:.0f}' y='{(y0 + y1) / 2 + 4:.0f}' font-size='10' stroke='white' stroke-width='3'"
+                     f" paint-order='stroke'>r {e['r']:.2f}</text>")
     for node in nodes:
         x, y = pos[node]
         colour = "#c44e52" if node == here else "#4c72b0"
