@@ -109,6 +109,7 @@ class Snapshot:
     up: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        self.corpora = [{"corpus": c} for c in sorted({link["corpus"] for link in self.links})]
         for link in self.links:
             parent = (link["parent"], link["parent_feature"], link["corpus"])
             child = (link["child"], link["child_feature"], link["corpus"])
@@ -136,7 +137,8 @@ class Snapshot:
     def family(self, model: str, feature: int) -> list[dict]:
         """Every member of the feature's families (chains of persisting matches), as graph edges."""
         edges, seen = set(), set()
-        frontier = [(model, feature, corpus) for (m, f, corpus) in {**self.down, **self.up} if (m, f) == (model, feature)]
+        frontier = [(model, feature, link["corpus"]) for link in self.corpora]
+        frontier = [node for node in frontier if node in self.down or node in self.up]
         while frontier:
             node = frontier.pop()
             if node in seen:
@@ -276,7 +278,7 @@ class Store:
         self.wh = wh
         self._lock = threading.Lock()
         self._snapshot: tuple[tuple, Snapshot] | None = None
-        self._partitions: dict[str, PartitionIndex] = {}
+        self._partitions: dict[tuple[str, str], tuple[str, PartitionIndex]] = {}
         self._corpora: dict[tuple, CorpusTokens] = {}
         self._decoders: dict[tuple, DecoderIndex | None] = {}
 
@@ -297,9 +299,11 @@ class Store:
     def partition(self, snap: Snapshot, sae: str, corpus: str) -> PartitionIndex:
         row = snap.partitions[sae][corpus]
         with self._lock:
-            if row["path"] not in self._partitions:
-                self._partitions[row["path"]] = PartitionIndex(row["path"], snap.saes[sae]["d_sae"])
-            return self._partitions[row["path"]]
+            path, index = self._partitions.get((sae, corpus), (None, None))
+            if path != row["path"]:  # new, or rewritten since: the old index is dropped
+                index = PartitionIndex(row["path"], snap.saes[sae]["d_sae"])
+                self._partitions[(sae, corpus)] = (row["path"], index)
+            return index
 
     def tokens(self, con: duckdb.DuckDBPyConnection, row: dict) -> CorpusTokens:
         key = (row["corpus"], row["tokenizer"], row["tok_start"])
@@ -327,5 +331,7 @@ class Store:
                 for corpus, row in by_corpus.items():
                     self.partition(snap, sae, corpus)
                     self.tokens(con, row)
+            for row in snap.saes.values():
+                self.decoder(row)
         finally:
             con.close()

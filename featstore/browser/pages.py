@@ -41,15 +41,13 @@ def require_sae(snap: Snapshot, sae: str) -> dict:
 # -- contexts --------------------------------------------------------------------------------------
 
 
-def context(tokens, centre: int, toks: np.ndarray, acts: np.ndarray, by_tok: np.ndarray, peak: float,
+def context(tokens, centre: int, toks_sorted: np.ndarray, acts_sorted: np.ndarray, peak: float,
             width: int = WIDTH) -> list[dict]:
-    """One context: every token around `centre` with the feature's activation on it, shaded."""
+    """One context: every token around `centre` with the feature's activation on it (arrays by tok)."""
     window = tokens.context(centre, width)
-    ids = np.array([t for t, _ in window], dtype=toks.dtype)
-    found = np.searchsorted(toks[by_tok], ids)
-    found = np.minimum(found, len(by_tok) - 1)
-    hit = toks[by_tok][found] == ids
-    values = np.where(hit, acts[by_tok][found], 0.0)
+    ids = np.array([t for t, _ in window], dtype=toks_sorted.dtype)
+    found = np.minimum(np.searchsorted(toks_sorted, ids), len(toks_sorted) - 1)
+    values = np.where(toks_sorted[found] == ids, acts_sorted[found], 0.0)
     return [{"text": visible_text(text), "act": float(a), "alpha": min(1.0, float(a) / peak) if peak else 0.0,
              "centre": t == centre} for (t, text), a in zip(window, values)]
 
@@ -61,10 +59,11 @@ def feature_contexts(tokens, index: PartitionIndex, feature: int, n: int = TOP_C
     if not len(toks):
         return {"top": [], "bands": []}
     by_tok = np.argsort(toks, kind="stable")
+    toks_sorted, acts_sorted = toks[by_tok], acts[by_tok]
     peak = float(acts[0])
 
     def make(i: int) -> dict:
-        return {"act": float(acts[i]), "tokens": context(tokens, int(toks[i]), toks, acts, by_tok, peak)}
+        return {"act": float(acts[i]), "tokens": context(tokens, int(toks[i]), toks_sorted, acts_sorted, peak)}
 
     top = [make(i) for i in range(min(n, len(toks)))]
     shown = set(range(len(top)))
