@@ -138,9 +138,11 @@ def test_sql_page_runs_reads_refuses_writes_and_shows_duckdb_errors(client, brow
     assert "<td>base</td><td>base</td>" in page and "download CSV" in page
     assert "persistence_summary" in page and "Per lineage edge" in page  # saved objects with their docs
     assert "Parser Error" in text_of(client.get("/sql", query_string={"q": "SELEC 1"}))
+    assert "physical_plan" in text_of(client.get("/sql", query_string={"q": "EXPLAIN SELECT * FROM models"}))
     assert "Catalog Error" in text_of(client.get("/sql", query_string={"q": "SELECT * FROM nope"}))
     for write in ("DROP TABLE models", "INSERT INTO models (name, kind, path) VALUES ('x', 'base', 'p')",
-                  f"COPY models TO '{browsed.activations_dir}/x.csv'", "ATTACH 'other.db'", "SET threads = 1"):
+                  f"COPY models TO '{browsed.activations_dir}/x.csv'", "ATTACH 'other.db'", "SET threads = 1",
+                  f"EXPLAIN ANALYZE COPY models TO '{browsed.activations_dir}/x.csv'", "SELECT 1; SELECT 2"):
         assert "Refused:" in text_of(client.get("/sql", query_string={"q": write})), write
     assert "Permission Error" in text_of(client.get("/sql", query_string={"q": "SELECT * FROM read_text('/etc/hostname')"}))
     csv = client.get("/sql.csv", query_string={"q": "SELECT name FROM models ORDER BY name"})

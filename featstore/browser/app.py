@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import time
+from urllib.parse import urlencode
 
 import duckdb
 import pyarrow.csv as pacsv
@@ -28,31 +29,26 @@ def create_app(wh: Warehouse, store: Store | None = None, static_pages: set[str]
     """The browser over `wh`; with `static_pages` (paths like 'sae/x/feature/3.html') links only to those."""
     app = Flask(__name__)
     app.config["STORE"] = store or Store(wh)
-    app.config["STATIC_PAGES"] = static_pages
 
     def href(*parts, **query) -> str | None:
+        """A link relative to <base href>; None (plain text) for a page a static export did not write."""
         path = "/".join(str(p) for p in parts)
-        pages_written = app.config["STATIC_PAGES"]
-        if pages_written is not None:
-            return f"{path}.html" if not query and f"{path}.html" in pages_written else None
-        clean = {k: v for k, v in query.items() if v is not None}
-        if clean:
-            from urllib.parse import urlencode
-
-            path += "?" + urlencode(clean)
-        return path or "./"
+        query = {k: v for k, v in query.items() if v is not None}
+        if static_pages is not None:
+            return f"{path}.html" if not query and f"{path}.html" in static_pages else None
+        return (f"{path}?{urlencode(query)}" if query else path) or "./"
 
     def base_href() -> str:
-        if app.config["STATIC_PAGES"] is None:
+        if static_pages is None:
             return "/"
         return "../" * request.path.strip("/").count("/")
 
-    app.jinja_env.globals.update(href=href, base_href=base_href, static_export=lambda: static_pages is not None, svg=svg, fmt=_fmt, warehouse=wh.root.name)
+    app.jinja_env.globals.update(href=href, base_href=base_href, static_export=lambda: static_pages is not None,
+                                 svg=svg, fmt=_fmt, warehouse=wh.root.name)
     app.jinja_env.filters["shaded"] = shaded
 
     @app.before_request
     def open_connection():
-        g.started = time.perf_counter()
         g.con = app.config["STORE"].connect()
 
     @app.teardown_request
@@ -129,7 +125,7 @@ def create_app(wh: Warehouse, store: Store | None = None, static_pages: set[str]
 
     @app.get("/search")
     def search():
-        token, text, model_name = (request.args.get(k, "").strip("\r") for k in ("token", "text", "model"))
+        token, text, model_name = (request.args.get(k, "") for k in ("token", "text", "model"))
         snap = store.snapshot(g.con)
         results = {
             "by_token": pages.token_search(store, g.con, token) if token else None,

@@ -16,7 +16,6 @@ import pyarrow as pa
 from featstore.browser.data import query_text
 from featstore.warehouse import sql_dir
 
-READING = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 MAX_ROWS = 1000
 
 
@@ -29,13 +28,24 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None = MAX_
     statements = duckdb.extract_statements(sql)
     if len(statements) != 1:
         raise Refused(f"give exactly one statement (got {len(statements)})")
-    kind = statements[0].type
-    if kind not in READING:
+    kind = statement_kind(sql, statements[0].type)
+    if kind is not duckdb.StatementType.SELECT:
         raise Refused(f"{kind.name} statements are refused: the SQL page is read-only (SELECT, WITH … SELECT, EXPLAIN)")
     relation = con.sql(sql)
     if limit is not None:
         relation = relation.limit(limit + 1)
     return relation.to_arrow_table()
+
+
+EXPLAIN = re.compile(r"^\s*explain\s+(analy[sz]e\s+)?", re.I)
+
+
+def statement_kind(sql: str, kind: duckdb.StatementType) -> duckdb.StatementType:
+    """The statement's type, looking through EXPLAIN (EXPLAIN ANALYZE runs what it explains)."""
+    if kind is duckdb.StatementType.EXPLAIN:
+        inner = duckdb.extract_statements(EXPLAIN.sub("", sql, count=1))
+        return inner[0].type if len(inner) == 1 else kind
+    return kind
 
 
 OBJECT = re.compile(r"create\s+or\s+replace\s+(?:temp\s+)?(view|macro)\s+([A-Za-z_][A-Za-z0-9_]*)", re.I)
