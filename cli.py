@@ -67,15 +67,18 @@ def corpus_group() -> None:
 @click.option("--part", type=click.Choice(["train", "validation"]), default=None,
               help="Take this split of a source spec or mixture (as the model zoo splits it).")
 @click.option("--text-key", default="text", show_default=True, help="Text field of JSONL / Parquet / hub rows.")
+@click.option("--doc-tokens", type=int, default=None, help="Keep at most this many tokens of each document.")
+@click.option("--min-docs", type=int, default=None, help="Fail unless the corpus gets at least this many documents.")
 @click.option("--replace", is_flag=True, help="Rebuild an existing corpus (drops its activations and correlations).")
 @pass_warehouse
 def corpus_add_command(wh: Warehouse, name: str, source: str, tokenizer_path: str, max_tokens: int | None,
-                       max_docs: int | None, part: str | None, text_key: str, replace: bool) -> None:
+                       max_docs: int | None, part: str | None, text_key: str, doc_tokens: int | None,
+                       min_docs: int | None, replace: bool) -> None:
     """Tokenize SOURCE into corpus NAME."""
     from featstore.corpus import add_corpus
 
     row = add_corpus(wh, name, source, tokenizer_path, max_tokens=max_tokens, max_docs=max_docs, part=part,
-                     text_key=text_key, replace=replace)
+                     text_key=text_key, doc_tokens=doc_tokens, min_docs=min_docs, replace=replace)
     click.echo(f"corpus {row['name']}: {row['n_documents']:,} documents, {row['n_tokens']:,} tokens "
                f"(tok {row['tok_start']:,}..{row['tok_start'] + row['n_tokens'] - 1:,}), tokenizer {row['tokenizer']}")
 
@@ -183,22 +186,27 @@ def import_activations_command(wh: Warehouse, file: Path, sae_id: str, corpus: s
 
 @main.command("ingest")
 @click.argument("model")
-@click.option("--corpus", default=None, help="[default: the only corpus with the model's tokenizer]")
+@click.option("--corpus", "corpora", multiple=True,
+              help="Corpus to ingest (repeatable) [default: the only corpus with the model's tokenizer].")
+@click.option("--all-corpora", is_flag=True, help="Every corpus tokenized with the model's tokenizer.")
 @click.option("--sae", "sae_id", default=None, help="[default: the model's primary SAE]")
 @click.option("--layer", type=int, default=None, help="Must match the SAE's layer [default: the SAE's].")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Windows per forward pass.")
 @click.option("--context", type=int, default=256, show_default=True, help="Tokens per window (within a document).")
 @click.option("--device", default=None, help="[default: cuda when available]")
 @pass_warehouse
-def ingest_command(wh: Warehouse, model: str, corpus, sae_id, layer, batch_size: int, context: int, device) -> None:
-    """Run MODEL over a corpus, encode its MLP activation with an SAE, store the act > 0 rows."""
-    from featstore.ingest import ingest
+def ingest_command(wh: Warehouse, model: str, corpora, all_corpora: bool, sae_id, layer, batch_size: int, context: int,
+                   device) -> None:
+    """Run MODEL over corpora, encode its MLP activation with an SAE, store the act > 0 rows."""
+    from featstore.ingest import ingest_corpora, model_corpora
 
-    done = ingest(wh, model, corpus=corpus, sae_id=sae_id, layer=layer, batch_size=batch_size, context=context, device=device)
-    click.echo(
-        f"{done['sae']} on {done['corpus']}: {done['rows']:,} rows over {done['tokens']:,} tokens "
-        f"({done['rows_per_token']:.1f} per token), {done['tokens_per_s']:,.0f} tokens/s -> {done['path']}"
-    )
+    chosen = model_corpora(wh, model) if all_corpora else list(corpora)
+    for done in ingest_corpora(wh, model, chosen, sae_id=sae_id, layer=layer, batch_size=batch_size, context=context,
+                               device=device):
+        click.echo(
+            f"{done['sae']} on {done['corpus']}: {done['rows']:,} rows over {done['tokens']:,} tokens "
+            f"({done['rows_per_token']:.1f} per token), {done['tokens_per_s']:,.0f} tokens/s -> {done['path']}"
+        )
 
 # --- correlate (issue 2) --------------------------------------------------------------------------
 
@@ -206,20 +214,21 @@ def ingest_command(wh: Warehouse, model: str, corpus, sae_id, layer, batch_size:
 @main.command("correlate")
 @click.argument("sae_a")
 @click.argument("sae_b")
-@click.option("--corpus", default=None, help="Corpus both SAEs were ingested on (default: the only shared one).")
+@click.option("--corpus", "corpora", multiple=True,
+              help="Corpus both SAEs were ingested on (repeatable) [default: every one they share].")
 @click.option("--stat", type=click.Choice(["all_tokens", "cofiring", "token_type_mean"]), default="all_tokens",
               show_default=True, help="Correlation statistic (see DESIGN.md).")
 @click.option("--floor", "r_floor", type=float, default=0.2, show_default=True, help="Store every pair with r >= this.")
 @pass_warehouse
-def correlate_command(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, stat: str, r_floor: float) -> None:
+def correlate_command(wh: Warehouse, sae_a: str, sae_b: str, corpora, stat: str, r_floor: float) -> None:
     """Pearson r between every feature of SAE_A and of SAE_B over the same tokens; stores pairs and best matches."""
-    from featstore.correlate import correlate
+    from featstore.correlate import correlate_corpora
 
-    run = correlate(wh, sae_a, sae_b, corpus=corpus, stat=stat, r_floor=r_floor)
-    click.echo(
-        f"run {run['id']}: {sae_a} x {sae_b} on {run['corpus']} ({stat}, {run['n_tokens']:,} tokens): "
-        f"{run['n_cofiring_pairs']:,} co-firing pairs, {run['n_pairs']:,} stored with r >= {r_floor}, {run['seconds']:.1f} s"
-    )
+    for run in correlate_corpora(wh, sae_a, sae_b, corpora, stat=stat, r_floor=r_floor):
+        click.echo(
+            f"run {run['id']}: {sae_a} x {sae_b} on {run['corpus']} ({stat}, {run['n_tokens']:,} tokens): "
+            f"{run['n_cofiring_pairs']:,} co-firing pairs, {run['n_pairs']:,} stored with r >= {r_floor}, {run['seconds']:.1f} s"
+        )
 
 
 def _percent(share: float | None) -> str:
@@ -282,6 +291,9 @@ def _echo_validation(row: dict) -> None:
             for d, loss in metrics.get("val_loss", {}).items()]
     if rows:
         _echo_rows(rows)
+    seen = (row.get("hyperparams") or {}).get("tokenizer_corpora")
+    if seen:
+        click.echo(f"tokenizer: BPE trained on {', '.join(seen)}")
     click.echo(f"saved to {row['path']}")
 
 
@@ -294,9 +306,13 @@ def _echo_validation(row: dict) -> None:
 @pass_warehouse
 def train_command(wh: Warehouse, name: str, preset: str, tokenizer, corpus, max_tokens, epochs, seed, device, out_dir,
                   replace: bool) -> None:
-    """Train base model NAME from scratch (Mistral architecture) and register it."""
-    from featstore.lm import train_base
+    """Train base model NAME from scratch (Mistral architecture) and register it.
 
+    With --corpus, a trained tokenizer sees that corpus only and the model is measured on its validation part."""
+    from featstore.lm import preset_for_corpus, train_base
+
+    if corpus:
+        preset = preset_for_corpus(wh, name, corpus, preset=preset)
     row = train_base(wh, name, preset=preset, corpus=corpus, tokenizer=tokenizer, max_tokens=max_tokens,
                      epochs=epochs, seed=seed, device=device, out_dir=out_dir, replace=replace)
     _echo_validation(row)
@@ -311,9 +327,13 @@ def train_command(wh: Warehouse, name: str, preset: str, tokenizer, corpus, max_
 @pass_warehouse
 def finetune_command(wh: Warehouse, name: str, parent: str, preset, lr, corpus, max_tokens, epochs, seed, device,
                      out_dir, replace: bool) -> None:
-    """Fine-tune PARENT into NAME (default corpus: the preset's corpus called NAME, e.g. lua, tinystories)."""
-    from featstore.lm import compare_validation, finetune, finetune_findings
+    """Fine-tune PARENT into NAME (default corpus: the preset's corpus called NAME, e.g. lua, tinystories).
 
+    With --corpus, the model is measured on that corpus's validation part beside the parent's domains."""
+    from featstore.lm import compare_validation, finetune, finetune_findings, preset_for_corpus
+
+    if corpus:
+        preset = preset_for_corpus(wh, name, corpus, preset=preset, parent=parent)
     row = finetune(wh, name, parent=parent, corpus=corpus, preset=preset, max_tokens=max_tokens, epochs=epochs,
                    lr=lr, seed=seed, device=device, out_dir=out_dir, replace=replace)
     _echo_validation({**row, "metrics": {"train": row["metrics"].get("train", {})}})
@@ -588,17 +608,35 @@ def warehouse_option(command):
 
 
 @main.command("run")
-@click.option("--preset", type=click.Choice(["tiny", "paper"]), default="tiny", show_default=True)
+@click.argument("experiment_file", metavar="[EXPERIMENT.toml]", required=False,
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Change one field of the experiment for this run, e.g. saes.default.seed=1 (repeatable).")
+@click.option("--preset", type=click.Choice(["tiny", "paper"]), default=None,
+              help="Shorthand for experiments/paper-tiny.toml or experiments/paper.toml.")
+@click.option("--plan", "show_plan", is_flag=True, help="Print every step, whether it would run and why; run nothing.")
+@click.option("--prune", is_flag=True, help="First delete what steps no longer in the experiment made.")
 @click.option("--force", "force", multiple=True, metavar="STEP", help="Redo STEP and every step after it (repeatable).")
 @click.option("--device", default=None, help="cuda / cpu [default: cuda when available].")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=None, type=int, help="Same as --set seed=N.")
 @warehouse_option
 @pass_warehouse
-def run_command(wh: Warehouse, preset: str, force: tuple[str, ...], device: str | None, seed: int) -> None:
-    """The whole experiment, resumable: models, SAEs, ingest, correlations, persistence, scores, report."""
-    from featstore.pipeline import run_pipeline
+def run_command(wh: Warehouse, experiment_file: Path | None, overrides: tuple[str, ...], preset: str | None,
+                show_plan: bool, prune: bool, force: tuple[str, ...], device: str | None, seed: int | None) -> None:
+    """Run an experiment (default: the built-in tiny one), resumable: models, SAEs, ingest, correlations,
+    persistence, scores, report. Steps whose inputs are unchanged are skipped."""
+    from featstore.experiment import experiment_file_for, load_experiment
+    from featstore.pipeline import plan, run_pipeline
 
-    result = run_pipeline(wh, preset, force=force, seed=seed, device=device, log=click.echo)
+    overrides = overrides + ((f"seed={seed}",) if seed is not None else ())
+    experiment = load_experiment(experiment_file_for(experiment_file, preset), overrides)
+    if show_plan:
+        rows = plan(wh, experiment, force=force)
+        for r in rows:
+            click.echo(f"{'run ' if r['runs'] else 'skip'}  {r['step']:<36} {r['reason']}")
+        click.echo(f"{sum(r['runs'] for r in rows)} of {sum(not r['reason'].startswith('removed') for r in rows)} steps would run")
+        return
+    result = run_pipeline(wh, experiment, force=force, device=device, prune=prune, log=click.echo)
     for name, table in result["summary"].items():
         click.echo(f"\n{name}")
         echo_table(table)

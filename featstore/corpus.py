@@ -34,12 +34,16 @@ def add_corpus(
     max_docs: int | None = None,
     part: str | None = None,
     text_key: str = "text",
+    doc_tokens: int | None = None,
+    min_docs: int | None = None,
     replace: bool = False,
 ) -> dict:
     """Tokenize `source` (see featstore.sources) into corpus `name`; returns the corpus row.
 
     With `part` ("train" or "validation") the text is that split of a source spec or mixture as
-    featstore.corpora defines it, i.e. the data a model was (or was not) trained on.
+    featstore.corpora defines it, i.e. the data a model was (or was not) trained on. `doc_tokens` keeps
+    at most that many tokens of each document, so one long file cannot fill a slice; `min_docs` fails
+    (before anything is written) when the slice would have fewer documents.
     """
     if part is not None:
         from featstore.corpora import iter_texts
@@ -50,9 +54,10 @@ def add_corpus(
         from featstore.sources import iter_documents
 
         docs = iter_documents(source, text_key=text_key, max_docs=max_docs)
-    meta = {"text_key": text_key, "max_docs": max_docs, "part": part}
+    meta = {"text_key": text_key, "max_docs": max_docs, "part": part, "doc_tokens": doc_tokens, "min_docs": min_docs}
     return add_corpus_texts(
-        wh, name, docs, tokenizer_path, source_label=source, meta=meta, max_tokens=max_tokens, replace=replace
+        wh, name, docs, tokenizer_path, source_label=source, meta=meta, max_tokens=max_tokens, doc_tokens=doc_tokens,
+        min_docs=min_docs, replace=replace,
     )
 
 
@@ -65,6 +70,8 @@ def add_corpus_texts(
     source_label: str,
     meta: dict | None = None,
     max_tokens: int | None = None,
+    doc_tokens: int | None = None,
+    min_docs: int | None = None,
     replace: bool = False,
 ) -> dict:
     """Tokenize (origin, text) documents into corpus `name` in one transaction.
@@ -77,15 +84,21 @@ def add_corpus_texts(
     from featstore.tokenizer import load_tokenizer
 
     check_name("corpus", name)
-    if max_tokens is not None and max_tokens <= 0:
-        raise FeatstoreError(f"--max-tokens must be positive (got {max_tokens})")
+    for option, value in (("max-tokens", max_tokens), ("doc-tokens", doc_tokens), ("min-docs", min_docs)):
+        if value is not None and value <= 0:
+            raise FeatstoreError(f"--{option} must be positive (got {value})")
     if not replace:
         _refuse_existing(wh, name)
     tok = load_tokenizer(tokenizer_path)
-    documents, tokens = _tokenize(tok, docs, max_tokens)
+    documents, tokens = _tokenize(tok, docs, max_tokens, doc_tokens)
     n_tokens = len(tokens)
     if n_tokens == 0:
         raise FeatstoreError(f"source {source_label!r} gave no tokens; point --source at non-empty text")
+    if min_docs is not None and documents.num_rows < min_docs:
+        raise FeatstoreError(
+            f"corpus {name!r} would have {documents.num_rows} documents, fewer than --min-docs {min_docs}; "
+            "give more text, a lower --doc-tokens or fewer --max-tokens"
+        )
     meta = {**(meta or {}), "max_tokens": max_tokens, "tokenizer_path": str(tokenizer_path)}
     with wh.transaction() as con:
         stale: list[Path] = []
@@ -122,10 +135,12 @@ def _refuse_existing(wh: Warehouse, name: str) -> None:
         raise FeatstoreError(f"corpus {name!r} already exists; use --replace to rebuild it")
 
 
-def _tokenize(tok, docs: Iterable[tuple[str, str]], max_tokens: int | None) -> tuple[pa.Table, pa.Table]:
+def _tokenize(tok, docs: Iterable[tuple[str, str]], max_tokens: int | None,
+              doc_tokens: int | None = None) -> tuple[pa.Table, pa.Table]:
     """Documents (doc_id, n_tokens, origin) and tokens (seq, doc_id, pos, token_id) as Arrow tables.
 
-    Blank documents are skipped, so every stored document has at least one token.
+    Blank documents are skipped, so every stored document has at least one token; each keeps at most
+    `doc_tokens` tokens.
     """
     from tqdm.auto import tqdm
 
@@ -138,6 +153,7 @@ def _tokenize(tok, docs: Iterable[tuple[str, str]], max_tokens: int | None) -> t
         for batch in batched((doc for doc in docs if doc[1].strip()), TOKENIZE_BATCH_DOCS):
             encoded = tok([text for _, text in batch], add_special_tokens=False)["input_ids"]
             for (origin, _), token_ids in zip(batch, encoded):
+                token_ids = token_ids[:doc_tokens]
                 if max_tokens is not None:
                     token_ids = token_ids[: max_tokens - total]
                 if not token_ids:

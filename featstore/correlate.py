@@ -21,6 +21,7 @@ partner it never co-fires with, r = −u_a·u_b).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
@@ -71,6 +72,25 @@ def correlate(
     summary = run_row(wh, run_id)
     summary["n_cofiring_pairs"] = n_cofiring
     return summary
+
+
+def correlate_corpora(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str] | None = None, **options) -> list[dict]:
+    """`correlate` on several corpora (default: every corpus both SAEs were ingested on); all inputs
+    are checked before the first run is computed."""
+    corpora = list(corpora) if corpora else shared_corpora(wh, sae_a, sae_b)
+    if not corpora:
+        raise FeatstoreError(f"SAEs {sae_a!r} and {sae_b!r} share no ingested corpus; run `featstore ingest` first")
+    for corpus in corpora:
+        _check_inputs(wh, sae_a, sae_b, corpus, options.get("stat", "all_tokens"), options.get("r_floor", 0.2))
+    return [correlate(wh, sae_a, sae_b, corpus=corpus, **options) for corpus in corpora]
+
+
+def shared_corpora(wh: Warehouse, sae_a: str, sae_b: str) -> list[str]:
+    """The corpora both SAEs have activations on."""
+    return sorted(wh.query(
+        "SELECT corpus FROM activation_partitions WHERE sae = ? INTERSECT SELECT corpus FROM activation_partitions WHERE sae = ?",
+        [sae_a, sae_b],
+    ).column("corpus").to_pylist())
 
 
 def run_row(wh: Warehouse, run_id: int) -> dict:
@@ -139,10 +159,7 @@ def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, sta
 
 
 def _shared_corpus(wh: Warehouse, sae_a: str, sae_b: str) -> str:
-    rows = wh.query(
-        "SELECT corpus FROM activation_partitions WHERE sae = ? INTERSECT SELECT corpus FROM activation_partitions WHERE sae = ?",
-        [sae_a, sae_b],
-    ).column("corpus").to_pylist()
+    rows = shared_corpora(wh, sae_a, sae_b)
     if len(rows) != 1:
         found = ", ".join(sorted(rows)) or "none"
         raise FeatstoreError(f"SAEs {sae_a!r} and {sae_b!r} share {len(rows)} corpora ({found}); name one with --corpus")

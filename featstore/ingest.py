@@ -9,7 +9,7 @@ a rerun replaces it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -127,3 +127,21 @@ def ingest(
         "rows_per_token": n_rows / corpus_row["n_tokens"], "seconds": round(seconds, 3),
         "tokens_per_s": round(corpus_row["n_tokens"] / seconds, 1), "path": str(path),
     }
+
+
+def ingest_corpora(wh: Warehouse, model: str, corpora: Sequence[str], **options) -> list[dict]:
+    """`ingest` on several corpora (every one checked to exist before the first is computed); on the
+    default corpus when none is named."""
+    from featstore.corpus import get_corpus
+
+    for corpus in corpora:
+        get_corpus(wh, corpus)
+    return [ingest(wh, model, corpus=corpus, **options) for corpus in corpora or [None]]
+
+
+def model_corpora(wh: Warehouse, model: str) -> list[str]:
+    """Every corpus tokenized with the model's tokenizer (`ingest --all-corpora`)."""
+    from featstore.registry import get_model
+
+    tokenizer = get_model(wh, model).get("tokenizer")
+    return wh.query("SELECT name FROM corpora WHERE tokenizer = ? ORDER BY tok_start", [tokenizer]).column(0).to_pylist()

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -123,16 +123,20 @@ def preset_from_dict(data: dict) -> Preset:
 # -- tokenizers ---------------------------------------------------------------------------------
 
 
-def family_tokenizer(preset: Preset, tokenizer: str | None, out_dir: Path, *, base_corpus: str, seed: int = 0):
-    """The tokenizer the whole family shares: trained BPE, Mistral's, a SentencePiece file, an HF folder or hub id.
+def tokenizer_corpora(preset: Preset, base_corpus: str, corpora: Sequence[str] | None = None) -> list[str]:
+    """What a trained BPE sees: `corpora` when given, else the base corpus and every corpus of the
+    preset's family (`preset.corpora`), so every family member tokenizes well."""
+    return list(dict.fromkeys(corpora or [base_corpus, *preset.corpora.values()]))
 
-    A trained BPE sees the base corpus and the fine-tune corpora, so every family member tokenizes well.
-    """
+
+def family_tokenizer(preset: Preset, tokenizer: str | None, out_dir: Path, *, corpora: Sequence[str], seed: int = 0):
+    """The tokenizer the whole family shares: a BPE trained on `corpora`, Mistral's, a SentencePiece
+    file, an HF folder or hub id."""
     from featstore.tokenizer import load_mistral_tokenizer, load_sentencepiece_bpe, load_tokenizer, train_bpe
 
     choice = tokenizer or preset.tokenizer
     if choice == "bpe":
-        specs = dict.fromkeys([base_corpus, *(v for k, v in preset.corpora.items() if k != BASE)])
+        specs = corpora
         texts = (t for spec in specs for t in _sample_texts(spec, preset.tokenizer_chars, seed))
         return train_bpe(tqdm(texts, desc="tokenizer sample", unit="doc"), preset.vocab_size, out_dir)
     if choice == "mistral":
@@ -140,6 +144,31 @@ def family_tokenizer(preset: Preset, tokenizer: str | None, out_dir: Path, *, ba
     if Path(choice).is_file():  # a single file is a SentencePiece model; tokenizer folders are directories
         return load_sentencepiece_bpe(choice)
     return load_tokenizer(choice)
+
+
+def corpus_label(spec: str) -> str:
+    """A short domain name for a corpus spec: a file or folder's stem, a generator's kind, a hub id's name."""
+    from featstore.corpora import parse_spec
+
+    names = []
+    for c in parse_spec(spec):
+        source = c.source.split(":", 1)[1] if c.source.startswith(("generated:", "hf:")) else c.source
+        names.append(Path(source.split("?")[0].split(":")[0].rstrip("/*")).stem or source)
+    return "+".join(names)
+
+
+def preset_for_corpus(wh: Warehouse, name: str, corpus: str, *, preset: str | Preset | None = None,
+                      parent: str | None = None) -> Preset:
+    """The preset of a model trained by hand on a corpus of one's own (`train` / `finetune --corpus`):
+    a trained BPE sees that corpus only, and the model is measured on its validation part, named after
+    it, beside the parent's domains (so child and parent compare on the same data)."""
+    from featstore.registry import get_model
+
+    if preset is None and parent is None:
+        raise FeatstoreError("preset_for_corpus needs a preset or a parent model")
+    base = get_preset(preset) if preset is not None else _parent_preset(get_model(wh, parent))
+    domains = dict(base.domains) if parent is not None else {}
+    return replace(base, corpora={name: corpus}, domains={**domains, corpus_label(corpus): corpus})
 
 
 def _sample_texts(spec: str, max_chars: int, seed: int) -> Iterable[str]:
@@ -377,6 +406,7 @@ def train_base(
     preset: str | Preset = "tiny",
     corpus: str | None = None,
     tokenizer: str | None = None,
+    tok_corpora: Sequence[str] | None = None,
     max_tokens: int | None = None,
     epochs: int | None = None,
     seed: int = 0,
@@ -384,7 +414,11 @@ def train_base(
     out_dir: str | Path | None = None,
     replace: bool = False,
 ) -> dict:
-    """Train a base model from scratch on `corpus` (default: the preset's base mixture) and register it."""
+    """Train a base model from scratch on `corpus` (default: the preset's base mixture) and register it.
+
+    It is measured on the preset's domains; a trained BPE sees `tok_corpora`, else the preset's family
+    corpora (`tokenizer_corpora`; `with_corpus` makes the preset of a corpus of your own).
+    """
     preset = get_preset(preset)
     corpus = corpus or preset.corpora[BASE]
     schedule = replace_schedule(preset.base, max_tokens, epochs)
@@ -392,14 +426,17 @@ def train_base(
     check_new_model(wh, name, folder, replace)
     probe_corpus(corpus, seed)
     dev = resolve_device(device)
+    tok_specs = tokenizer_corpora(preset, corpus, tok_corpora)
     with tempfile.TemporaryDirectory() as tok_dir:
-        tok = family_tokenizer(preset, tokenizer, Path(tok_dir), base_corpus=corpus, seed=seed)
+        tok = family_tokenizer(preset, tokenizer, Path(tok_dir), corpora=tok_specs, seed=seed)
     texts = iter_texts(corpus, part="train", seed=seed)
     blocks = pack_blocks(texts, tok, preset.block_size, schedule.max_tokens // schedule.epochs, desc=f"{name} data")
     model = new_model(preset, tok, seed)
     run = train_lm(model, blocks, schedule, device=dev, seed=seed, desc=f"train {name}")
     metrics = _metrics(model, tok, preset, run, dev, seed)
     hyperparams = _hyperparams(preset, schedule, seed, tokenizer or preset.tokenizer)
+    if (tokenizer or preset.tokenizer) == "bpe":
+        hyperparams["tokenizer_corpora"] = tok_specs
     return commit_model(wh, name, model, tok, folder, replace=replace, kind="base",
                         train_corpus=corpus, hyperparams=hyperparams, metrics=metrics)
 

@@ -48,9 +48,18 @@ def slerp(t: float, a: torch.Tensor, b: torch.Tensor, dot_threshold: float = DOT
     return (scale_a * a64 + scale_b * b64).to(a.dtype)
 
 
-def merge_state_dicts(a: dict, b: dict, t: float, method: str = "slerp") -> dict:
+def tensor_t(t: float | dict[str, float], key: str) -> float:
+    """t of one tensor: a single t, or {filter: t, ..., "default": t} where the first filter that is a
+    substring of the tensor's name wins (mergekit's per-tensor-type t, e.g. self_attn / mlp)."""
+    if not isinstance(t, dict):
+        return t
+    return next((value for name, value in t.items() if name != "default" and name in key), t["default"])
+
+
+def merge_state_dicts(a: dict, b: dict, t: float | dict[str, float], method: str = "slerp") -> dict:
     """Merge two state dicts tensor by tensor; non-float tensors (buffers of ints) come from `a`."""
-    check_t(t)
+    for value in (t.values() if isinstance(t, dict) else [t]):
+        check_t(value)
     if method not in METHODS:
         raise FeatstoreError(f"unknown merge method {method!r}; use {' or '.join(METHODS)}")
     if a.keys() != b.keys():
@@ -60,7 +69,7 @@ def merge_state_dicts(a: dict, b: dict, t: float, method: str = "slerp") -> dict
     for key, tensor in a.items():
         if tensor.shape != b[key].shape:
             raise FeatstoreError(f"parameter {key} has shape {tuple(tensor.shape)} vs {tuple(b[key].shape)}; cannot merge")
-        merged[key] = combine(t, tensor, b[key]) if tensor.is_floating_point() else tensor.clone()
+        merged[key] = combine(tensor_t(t, key), tensor, b[key]) if tensor.is_floating_point() else tensor.clone()
     return merged
 
 
@@ -95,17 +104,23 @@ def merge_models(
     b: str,
     *,
     name: str,
-    t: float = 0.5,
+    t: float | dict[str, float] = 0.5,
     method: str = "slerp",
     device: str | None = None,
     out_dir: str | Path | None = None,
     replace: bool = False,
 ) -> dict:
-    """Merge registered models `a` and `b`, write the HF folder, evaluate it and register the merge."""
+    """Merge registered models `a` and `b`, write the HF folder, evaluate it and register the merge.
+
+    The merge is measured on every domain either parent was measured on; a per-tensor `t` (see
+    `tensor_t`) is recorded in the lineage by its default."""
+    from dataclasses import replace as replaced
+
     from featstore.lm import check_new_model, commit_model, load_model, model_folder, preset_from_dict, resolve_device
     from featstore.tokenizer import load_tokenizer
 
-    check_t(t)
+    for value in (t.values() if isinstance(t, dict) else [t]):
+        check_t(value)
     if method not in METHODS:
         raise FeatstoreError(f"unknown merge method {method!r}; use {' or '.join(METHODS)}")
     row_a, row_b = _parents(wh, a, b)
@@ -123,13 +138,18 @@ def merge_models(
         from featstore.lm import evaluate_domains
 
         preset = preset_from_dict(stored)
+        domains = dict(preset.domains)
+        for domain, spec in (row_b["hyperparams"].get("preset") or {}).get("domains", {}).items():
+            domains.setdefault(domain, spec)
+        preset = replaced(preset, domains=domains)
+        stored = {**stored, "domains": preset.domains}
         metrics = evaluate_domains(model, tok, preset.domains, block_size=preset.block_size,
                                    eval_tokens=preset.eval_tokens, device=dev)
     corpora = [(row["train_corpus"], 0.5) for row in (row_a, row_b) if row["train_corpus"]]
     hyperparams = {"preset": stored, "merge": {"method": method, "t": t, "parents": [a, b]}}
     return commit_model(
         wh, name, model, tok, folder, replace=replace, kind="merge", parents=(a, b), relation="merge",
-        merge_method=method, merge_t=t, train_corpus=mix_specs(corpora) if corpora else None,
+        merge_method=method, merge_t=t["default"] if isinstance(t, dict) else t, train_corpus=mix_specs(corpora) if corpora else None,
         hyperparams=hyperparams, metrics=metrics,
     )
 

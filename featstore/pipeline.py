@@ -1,4 +1,4 @@
-"""`featstore run`: the paper's whole experiment as resumable steps with content-hash skipping.
+"""`featstore run`: an experiment (featstore.experiment) as resumable steps with content-hash skipping.
 
 A step is skipped when the hash of its inputs (its parameters, the hashes of the steps it depends on,
 and the source of the code it runs) equals the hash recorded when it last finished, and its outputs
@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from featstore.errors import FeatstoreError
+from featstore.experiment import MAIN_SAE, SAE, Experiment, Model, Sweep, load_experiment
 from featstore.warehouse import Warehouse, sql_dir, sql_files
 
 
 @dataclass
 class RunContext:
-    """What every step sees: the warehouse, the preset, and the summaries of finished steps."""
+    """What every step sees: the warehouse, the experiment, and the summaries of finished steps."""
 
     wh: Warehouse
-    preset: "Preset"
+    experiment: "Experiment"
     device: str
     summaries: dict[str, dict] = field(default_factory=dict)
 
@@ -159,103 +160,99 @@ def run_steps(
             log(f"{label}: unchanged, skipped")
             continue
         log(f"{label}: running ({reason})")
-        _mark(ctx.wh, step.name, digest, "running", ctx.preset.name, step.params)
+        _mark(ctx.wh, step.name, digest, "running", ctx.experiment.name, step.params)
         start = time.perf_counter()
         result = step.run(ctx, **step.params) or {}
         seconds = time.perf_counter() - start
-        _mark(ctx.wh, step.name, digest, "done", ctx.preset.name, step.params, result, seconds)
+        _mark(ctx.wh, step.name, digest, "done", ctx.experiment.name, step.params, result, seconds)
         ctx.summaries[step.name] = result
         records.append({"step": step.name, "status": "ran", "reason": reason, "seconds": round(seconds, 2)})
         log(f"{label}: done in {seconds:.1f} s")
     return records
 
 
-# -- the paper's experiment as steps ---------------------------------------------------------------
-
-BASE, LUA, STORIES, MERGED = "base", "lua", "tinystories", "luastories"
-MODELS = (BASE, LUA, STORIES, MERGED)
-EDGES = ((BASE, LUA), (BASE, STORIES), (LUA, MERGED), (STORIES, MERGED))
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Pipeline-level sizes; model and SAE sizes come from the zoo's and the SAE trainer's presets."""
-
-    name: str
-    zoo: str                      # featstore.lm preset: model shapes, corpora, token budgets
-    sae: str                      # featstore.sae_train preset
-    zoo_overrides: dict = field(default_factory=dict)
-    sae_overrides: dict = field(default_factory=dict)
-    eval_tokens: int = 20_000     # tokens per evaluation slice
-    merge_t: float = 0.58
-    sweep_steps: int = 11
-    sweep_eval_tokens: int | None = None  # validation tokens per domain and t (None: the zoo preset's)
-    explain_top: int = 24         # most frequently firing features explained per SAE
-    explain_sample: int = 48      # plus every persisting feature and this many others per edge and side
-    ingest_batch: int = 16
-    r_floor: float = 0.2
-
-
-PRESETS = {
-    "tiny": Preset("tiny", zoo="tiny", sae="tiny"),
-    "paper": Preset("paper", zoo="paper", sae="paper", eval_tokens=120_000, explain_top=200, ingest_batch=32),
-}
-
-
-# Evaluation slices: the validation part of each model's training corpus (BabyPython-style mix, Lua,
-# stories), tokenized once; every model is ingested on these same tokens.
-SLICE_SOURCES = {"eval-python": BASE, "eval-lua": LUA, "eval-stories": STORIES}
-SLICES = tuple(SLICE_SOURCES)
-HOME_SLICE = {BASE: "eval-python", LUA: "eval-lua", STORIES: "eval-stories", MERGED: "eval-lua"}
-
-
-def sae_id(model: str) -> str:
-    return f"{model}-sae"
+# -- an experiment as steps --------------------------------------------------------------------------
 
 
 def _model_summary(row: dict) -> dict:
     return {"model": row["name"], "path": row["path"], "metrics": row.get("metrics") or {}}
 
 
-def train_base_model(ctx: RunContext, *, zoo: dict, seed: int) -> dict:
+def train_model(ctx: RunContext, *, name: str, zoo: dict, seed: int, tokenizer_corpora: list[str] | None = None) -> dict:
     from featstore.lm import preset_from_dict, train_base
 
-    row = train_base(ctx.wh, BASE, preset=preset_from_dict(zoo), seed=seed, device=ctx.device, replace=True)
+    row = train_base(ctx.wh, name, preset=preset_from_dict(zoo), corpus=zoo["corpora"][name], seed=seed,
+                     tok_corpora=tokenizer_corpora, device=ctx.device, replace=True)
     return _model_summary(row)
 
 
-def finetune_model(ctx: RunContext, *, name: str, zoo: dict, seed: int) -> dict:
+def finetune_model(ctx: RunContext, *, name: str, parent: str, zoo: dict, seed: int) -> dict:
     from featstore.lm import finetune, preset_from_dict
 
-    row = finetune(ctx.wh, name, parent=BASE, preset=preset_from_dict(zoo), seed=seed, device=ctx.device, replace=True)
+    row = finetune(ctx.wh, name, parent=parent, corpus=zoo["corpora"][name], preset=preset_from_dict(zoo), seed=seed,
+                   device=ctx.device, replace=True)
     return _model_summary(row)
+
+
+def merge_model(ctx: RunContext, *, name: str, parents: list[str], method: str, t: float | dict) -> dict:
+    from featstore.merge import merge_models
+
+    row = merge_models(ctx.wh, *parents, method=method, t=t, name=name, device=ctx.device, replace=True)
+    return _model_summary(row)
+
+
+def import_model(ctx: RunContext, *, name: str, path: str, parents: list[str], relation: str, corpus: str | None,
+                 zoo: dict) -> dict:
+    """Register an HF folder or hub id with its lineage, then measure it on the experiment's domains."""
+    from featstore.lm import evaluate_model, preset_from_dict
+    from featstore.registry import register_model
+
+    register_model(ctx.wh, name, path, kind="imported", parents=parents, relation=relation if parents else None,
+                   train_corpus=corpus, replace=True)
+    return _model_summary(evaluate_model(ctx.wh, name, preset=preset_from_dict(zoo), device=ctx.device))
 
 
 def model_exists(name: str) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
         path = ctx.wh.scalar("SELECT path FROM models WHERE name = ?", [name])
-        return path is not None and (Path(path) / "config.json").exists()
+        return path is not None and ((Path(path) / "config.json").exists() or not Path(path).is_absolute())
 
     return check
 
 
-def add_eval_slices(ctx: RunContext, *, zoo: dict, tokens: int) -> dict:
-    """Tokenize the validation part of each model's training corpus, with the family's tokenizer."""
-    from featstore.corpus import add_corpus
+def add_eval_slices(ctx: RunContext, *, slices: dict[str, dict]) -> dict:
+    """Tokenize each slice with its family's tokenizer; a slice already stored from the same text,
+    sizes and tokenizer is kept, so adding a slice leaves the others (and their activations) alone."""
+    from featstore.corpus import add_corpus, get_corpus
     from featstore.registry import get_model
 
-    tokenizer = get_model(ctx.wh, BASE)["path"]
-    slices = {}
-    for name, model in SLICE_SOURCES.items():
-        spec = zoo["corpora"][model]
-        row = add_corpus(ctx.wh, name, spec, tokenizer, max_tokens=tokens, part="validation", replace=True)
-        slices[name] = {"source": spec, "tokens": row["n_tokens"], "documents": row["n_documents"]}
-    return slices
+    done = {}
+    for name, spec in slices.items():
+        model = get_model(ctx.wh, spec["tokenizer_from"])
+        if not _slice_is_current(ctx.wh, name, spec, model["tokenizer"]):
+            add_corpus(ctx.wh, name, spec["source"], model["path"], max_tokens=spec["tokens"], part=spec["part"],
+                       doc_tokens=spec["doc_tokens"], min_docs=spec["min_docs"], replace=True)
+        row = get_corpus(ctx.wh, name)
+        done[name] = {"source": spec["source"], "tokens": row["n_tokens"], "documents": row["n_documents"]}
+    return done
 
 
-def slices_exist(ctx: RunContext) -> bool:
-    have = set(ctx.wh.query("SELECT name FROM corpora").column(0).to_pylist())
-    return set(SLICES) <= have
+def _slice_is_current(wh: Warehouse, name: str, spec: dict, tokenizer: str) -> bool:
+    row = wh.query("SELECT source, tokenizer, meta FROM corpora WHERE name = ?", [name]).to_pylist()
+    if not row:
+        return False
+    meta = json.loads(row[0]["meta"] or "{}")
+    wanted = {"part": spec["part"], "max_tokens": spec["tokens"], "doc_tokens": spec["doc_tokens"],
+              "min_docs": spec["min_docs"]}
+    return (row[0]["source"], row[0]["tokenizer"]) == (spec["source"], tokenizer) and all(
+        meta.get(k) == v for k, v in wanted.items())
+
+
+def slices_exist(names: list[str]) -> Callable[[RunContext], bool]:
+    def check(ctx: RunContext) -> bool:
+        return set(names) <= set(ctx.wh.query("SELECT name FROM corpora").column(0).to_pylist())
+
+    return check
 
 
 def forget_sae(wh: Warehouse, sae: str) -> None:
@@ -278,21 +275,36 @@ def _forget_explanations(con, sae: str) -> None:
         con.execute(f"DELETE FROM {table} WHERE sae = ?", [sae])
 
 
-def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict) -> dict:
+def forget_model(wh: Warehouse, model: str) -> None:
+    """Remove a model, its SAEs and everything computed from them, its sweeps and its folder."""
+    import shutil
+
+    for sae in wh.query("SELECT id FROM saes WHERE model = ?", [model]).column(0).to_pylist():
+        forget_sae(wh, sae)
+    path = wh.scalar("SELECT path FROM models WHERE name = ?", [model])
+    with wh.transaction() as con:
+        con.execute("DELETE FROM merge_sweep WHERE model_a = ? OR model_b = ?", [model, model])
+        con.execute("DELETE FROM lineage WHERE child = ? OR parent = ?", [model, model])
+        con.execute("DELETE FROM models WHERE name = ?", [model])
+    if path and Path(path).resolve().is_relative_to(wh.root.resolve()):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, primary: bool = True) -> dict:
     from featstore.sae_train import TrainSettings, train_sae
 
     forget_sae(ctx.wh, sae)
-    row = train_sae(ctx.wh, model, settings=TrainSettings(**settings), sae_id=sae, is_primary=True, device=ctx.device)
+    row = train_sae(ctx.wh, model, settings=TrainSettings(**settings), sae_id=sae, is_primary=primary, device=ctx.device)
     keep = ("mse", "fvu", "l0", "dead_fraction", "ce_loss_recovered")
     return {"sae": sae, "d_sae": row["d_sae"], "metrics": {k: row["metrics"].get(k) for k in keep}}
 
 
-def sae_settings(preset: Preset) -> dict:
-    from dataclasses import asdict
+def import_sae(ctx: RunContext, *, model: str, sae: str, path: str, primary: bool) -> dict:
+    from featstore.registry import add_sae_folder
 
-    from featstore.sae_train import settings_for
-
-    return asdict(settings_for(preset.sae, **preset.sae_overrides))
+    forget_sae(ctx.wh, sae)
+    row = add_sae_folder(ctx.wh, sae, model, path, is_primary=primary)
+    return {"sae": sae, "d_sae": row["d_sae"], "metrics": row.get("metrics") or {}}
 
 
 def sae_exists(sae: str) -> Callable[[RunContext], bool]:
@@ -304,13 +316,10 @@ def sae_exists(sae: str) -> Callable[[RunContext], bool]:
 
 
 def ingest_model(ctx: RunContext, *, model: str, sae: str, slices: list[str], batch_size: int) -> dict:
-    from featstore.ingest import ingest
+    from featstore.ingest import ingest_corpora
 
-    done = {}
-    for corpus in slices:
-        result = ingest(ctx.wh, model, corpus=corpus, sae_id=sae, batch_size=batch_size, device=ctx.device)
-        done[corpus] = {"rows": result["rows"], "tokens_per_s": result["tokens_per_s"]}
-    return done
+    done = ingest_corpora(ctx.wh, model, slices, sae_id=sae, batch_size=batch_size, device=ctx.device)
+    return {r["corpus"]: {"rows": r["rows"], "tokens_per_s": r["tokens_per_s"]} for r in done}
 
 
 def partitions_exist(sae: str, slices: list[str]) -> Callable[[RunContext], bool]:
@@ -322,24 +331,26 @@ def partitions_exist(sae: str, slices: list[str]) -> Callable[[RunContext], bool
     return check
 
 
-def correlate_edge(ctx: RunContext, *, parent_sae: str, child_sae: str, slices: list[str], r_floor: float) -> dict:
-    from featstore.correlate import correlate
+def correlate_edge(ctx: RunContext, *, parent_sae: str, child_sae: str, slices: list[str], r_floor: float,
+                   stats: list[str] = ("all_tokens",)) -> dict:
+    from featstore.correlate import correlate_corpora
 
     done = {}
-    for corpus in slices:
-        run = correlate(ctx.wh, parent_sae, child_sae, corpus=corpus, stat="all_tokens", r_floor=r_floor)
-        done[corpus] = {k: run.get(k) for k in ("n_pairs", "seconds")}
+    for stat in stats:
+        for run in correlate_corpora(ctx.wh, parent_sae, child_sae, slices, stat=stat, r_floor=r_floor):
+            done[run["corpus"] if stat == "all_tokens" else f"{run['corpus']}/{stat}"] = {
+                k: run.get(k) for k in ("n_pairs", "seconds")}
     return done
 
 
-def correlations_exist(parent_sae: str, child_sae: str, slices: list[str]) -> Callable[[RunContext], bool]:
+def correlations_exist(parent_sae: str, child_sae: str, slices: list[str], stats: list[str]) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
         have = ctx.wh.scalar(
-            "SELECT count(DISTINCT corpus) FROM correlation_runs WHERE sae_a = ? AND sae_b = ? AND stat = 'all_tokens'"
-            " AND list_contains(?, corpus)",
-            [parent_sae, child_sae, slices],
+            "SELECT count(DISTINCT corpus || '/' || stat) FROM correlation_runs WHERE sae_a = ? AND sae_b = ?"
+            " AND list_contains(?, corpus) AND list_contains(?, stat)",
+            [parent_sae, child_sae, slices, stats],
         )
-        return have == len(slices)
+        return have == len(slices) * len(stats)
 
     return check
 
@@ -372,74 +383,141 @@ def report_exists(ctx: RunContext) -> bool:
     return (ctx.wh.root / "report" / "index.html").exists()
 
 
-def merge_fine_tunes(ctx: RunContext, *, t: float) -> dict:
-    from featstore.merge import merge_models
-
-    row = merge_models(ctx.wh, LUA, STORIES, method="slerp", t=t, name=MERGED, device=ctx.device, replace=True)
-    return _model_summary(row)
-
-
-def sweep_merges(ctx: RunContext, *, steps: int, eval_tokens: int | None, seed: int) -> dict:
+def sweep_merges(ctx: RunContext, *, models: list[str], method: str, steps: int, eval_tokens: int | None, seed: int) -> dict:
     from featstore.merge import merge_sweep
 
-    result = merge_sweep(ctx.wh, LUA, STORIES, steps=steps, eval_tokens=eval_tokens, device=ctx.device, seed=seed)
+    result = merge_sweep(ctx.wh, *models, steps=steps, method=method, eval_tokens=eval_tokens, device=ctx.device,
+                         seed=seed)
     return {"points": steps, "plot": str(result["plot"]), "monotone": result.get("monotone")}
 
 
-def sweep_exists(ctx: RunContext) -> bool:
-    return bool(ctx.wh.scalar("SELECT count(*) FROM merge_sweep"))
+def sweep_exists(models: list[str], method: str) -> Callable[[RunContext], bool]:
+    return lambda ctx: bool(ctx.wh.scalar(
+        "SELECT count(*) FROM merge_sweep WHERE model_a = ? AND model_b = ? AND method = ?", [*models, method]))
 
 
 ZOO_CODE = ("featstore.lm", "featstore.corpora", "featstore.tokenizer")
 SAE_CODE = ("featstore.sae_train", "featstore.sae", "featstore.capture", "featstore.corpora")
 EXPLAIN_CODE = ("featstore.scoring", "featstore.sampling", "featstore.backends")
+SLICE_STEP = "eval-slices"
 
 
-def build_steps(preset: Preset, seed: int = 0) -> list[Step]:
-    """The experiment in dependency order; each step's params are the inputs its hash covers."""
-    from dataclasses import asdict
+def model_zoo(exp: Experiment, model: Model) -> dict:
+    """The featstore.lm preset a trained model uses: the family's, with the experiment's corpora and
+    domains and the model's own schedule (so editing one model's schedule reruns that model only)."""
+    from dataclasses import asdict, replace
 
     from featstore.lm import get_preset
 
-    zoo = asdict(get_preset(preset.zoo, **preset.zoo_overrides))
-    slices = list(SLICES)
-    model_step = {BASE: "train-base", LUA: f"finetune-{LUA}", STORIES: f"finetune-{STORIES}", MERGED: "merge"}
-    steps = [
-        Step("train-base", train_base_model, {"zoo": zoo, "seed": seed}, code=ZOO_CODE, outputs_exist=model_exists(BASE)),
-        *(Step(model_step[name], finetune_model, {"name": name, "zoo": zoo, "seed": seed}, after=("train-base",),
-               code=ZOO_CODE, outputs_exist=model_exists(name)) for name in (LUA, STORIES)),
-        Step("merge", merge_fine_tunes, {"t": preset.merge_t}, after=(model_step[LUA], model_step[STORIES]),
-             code=("featstore.merge", *ZOO_CODE), outputs_exist=model_exists(MERGED)),
-        Step("merge-sweep", sweep_merges,
-             {"steps": preset.sweep_steps, "eval_tokens": preset.sweep_eval_tokens, "seed": seed},
-             after=("merge",), code=("featstore.merge", *ZOO_CODE), sql=("5",), outputs_exist=sweep_exists),
-        Step("eval-slices", add_eval_slices, {"zoo": zoo, "tokens": preset.eval_tokens}, after=("train-base",),
-             code=("featstore.corpus", "featstore.corpora", "featstore.sources"), outputs_exist=slices_exist),
-    ]
-    sae_cfg = {**sae_settings(preset), "seed": seed}
-    for model in MODELS:
-        sae = sae_id(model)
-        steps += [
-            Step(f"sae-{model}", train_model_sae, {"model": model, "sae": sae, "settings": sae_cfg},
-                 after=(model_step[model],), code=SAE_CODE, outputs_exist=sae_exists(sae)),
-            Step(f"ingest-{model}", ingest_model,
-                 {"model": model, "sae": sae, "slices": slices, "batch_size": preset.ingest_batch},
-                 after=(f"sae-{model}", "eval-slices"), code=("featstore.ingest", "featstore.capture"),
-                 outputs_exist=partitions_exist(sae, slices)),
-        ]
-    for parent, child in EDGES:
-        pair = {"parent_sae": sae_id(parent), "child_sae": sae_id(child)}
-        steps.append(Step(f"correlate-{parent}-{child}", correlate_edge,
-                          {**pair, "slices": slices, "r_floor": preset.r_floor},
-                          after=(f"ingest-{parent}", f"ingest-{child}"), code=("featstore.correlate",), sql=("22", "23"),
-                          outputs_exist=correlations_exist(*pair.values(), slices)))
-    for model in MODELS:
-        edges = tuple(f"correlate-{p}-{c}" for p, c in EDGES if model in (p, c))
+    shapes = {k: v for k, v in exp.family_overrides.items() if k not in ("base", "finetune")}
+    preset = get_preset(exp.family, tokenizer=exp.tokenizer, corpora=exp.training_corpora(), domains=exp.domains(),
+                        **exp.tokenizer_overrides, **shapes)
+    stage = "base" if model.kind == "train" else "finetune"
+    schedules = {s: replace(getattr(preset, s), **exp.family_overrides.get(s, {})) for s in ("base", "finetune")}
+    schedules[stage] = replace(schedules[stage], **model.schedule)
+    return asdict(replace(preset, **schedules))
+
+
+def model_step(exp: Experiment, model: Model) -> Step:
+    after = tuple(exp.models[p].step for p in model.parents)
+    exists = model_exists(model.name)
+    if model.kind == "train":
+        params = {"name": model.name, "zoo": model_zoo(exp, model), "seed": exp.seed}
+        if exp.tokenizer_corpora is not None:
+            params["tokenizer_corpora"] = list(exp.tokenizer_corpora)
+        return Step(model.step, train_model, params, code=ZOO_CODE, outputs_exist=exists)
+    if model.kind == "finetune":
+        params = {"name": model.name, "parent": model.parents[0], "zoo": model_zoo(exp, model), "seed": exp.seed}
+        return Step(model.step, finetune_model, params, after=after, code=ZOO_CODE, outputs_exist=exists)
+    if model.kind == "merge":
+        params = {"name": model.name, "parents": list(model.parents), "method": model.method, "t": model.t}
+        return Step(model.step, merge_model, params, after=after, code=("featstore.merge", *ZOO_CODE), outputs_exist=exists)
+    params = {"name": model.name, "path": model.path, "parents": list(model.parents), "relation": model.relation,
+              "corpus": model.corpus, "zoo": model_zoo(exp, model)}
+    return Step(model.step, import_model, params, after=after, code=("featstore.registry", *ZOO_CODE), outputs_exist=exists)
+
+
+def sweep_step(exp: Experiment, sweep: Sweep) -> Step:
+    pair = sorted(sweep.models)
+    merges = tuple(m.step for m in exp.models.values() if m.kind == "merge" and sorted(m.parents) == pair)
+    after = merges or tuple(exp.models[m].step for m in sweep.models)
+    params = {"models": list(sweep.models), "method": sweep.method, "steps": sweep.steps,
+              "eval_tokens": sweep.eval_tokens, "seed": exp.seed}
+    return Step(sweep.name, sweep_merges, params, after=after, code=("featstore.merge", *ZOO_CODE), sql=("5",),
+                outputs_exist=sweep_exists(list(sweep.models), sweep.method))
+
+
+def slices_step(exp: Experiment) -> Step:
+    """Every slice is tokenized with the tokenizer of the models ingested on it (their base or import)."""
+    specs, roots = {}, []
+    for s in exp.slices.values():
+        root = exp.root(s.models[0]) if s.models else next(iter(exp.models))
+        roots.append(exp.models[root].step)
+        specs[s.name] = {"source": s.corpus, "part": s.part, "tokens": s.tokens, "doc_tokens": s.doc_tokens,
+                         "min_docs": s.min_docs, "tokenizer_from": root}
+    return Step(SLICE_STEP, add_eval_slices, {"slices": specs}, after=tuple(dict.fromkeys(roots)),
+                code=("featstore.corpus", "featstore.corpora", "featstore.sources"), outputs_exist=slices_exist(list(specs)))
+
+
+def sae_steps(exp: Experiment, sae: SAE, ingest_batch: int) -> list[Step]:
+    primary = sae.entry == MAIN_SAE
+    model = exp.models[sae.model]
+    if sae.path is not None:
+        train = Step(f"sae-{sae.label}", import_sae, {"model": sae.model, "sae": sae.id, "path": sae.path,
+                     "primary": primary}, after=(model.step,), code=("featstore.registry",), outputs_exist=sae_exists(sae.id))
+    else:
+        params = {"model": sae.model, "sae": sae.id, "settings": sae.settings} | ({} if primary else {"primary": False})
+        train = Step(f"sae-{sae.label}", train_model_sae, params, after=(model.step,), code=SAE_CODE,
+                     outputs_exist=sae_exists(sae.id))
+    slices = list(sae.slices)
+    ingest = Step(f"ingest-{sae.label}", ingest_model,
+                  {"model": sae.model, "sae": sae.id, "slices": slices, "batch_size": ingest_batch},
+                  after=(train.name, SLICE_STEP), code=("featstore.ingest", "featstore.capture"),
+                  outputs_exist=partitions_exist(sae.id, slices))
+    return [train, ingest]
+
+
+def correlate_step(name: str, a: SAE, b: SAE, analyses) -> Step:
+    slices = [s for s in a.slices if s in b.slices]
+    pair = {"parent_sae": a.id, "child_sae": b.id}
+    stats = list(analyses.stats)
+    return Step(name, correlate_edge, {**pair, "slices": slices, "r_floor": analyses.r_floor, "stats": stats},
+                after=(f"ingest-{a.label}", f"ingest-{b.label}"), code=("featstore.correlate",), sql=("22", "23"),
+                outputs_exist=correlations_exist(a.id, b.id, slices, stats))
+
+
+def home_slice(exp: Experiment, model: Model) -> str:
+    """Where a model's features are explained: its `home`, else the slice of its own training corpus,
+    else its first parent's home, else the first slice it is ingested on."""
+    if model.home is not None:
+        return model.home
+    own = [s.name for s in exp.slices.values() if s.corpus == model.corpus and model.name in s.models]
+    if own:
+        return own[0]
+    if model.parents:
+        return home_slice(exp, exp.models[model.parents[0]])
+    return next(s.name for s in exp.slices.values() if model.name in s.models)
+
+
+def build_steps(exp: Experiment) -> list[Step]:
+    """The experiment in dependency order; each step's params are the inputs its hash covers."""
+    analyses = exp.analyses
+    steps = [model_step(exp, m) for m in exp.models.values()]
+    steps += [sweep_step(exp, s) for s in analyses.sweeps]
+    steps.append(slices_step(exp))
+    for sae in exp.saes:
+        steps += sae_steps(exp, sae, analyses.ingest_batch)
+    main = {s.model: s for s in exp.saes if s.entry == MAIN_SAE}
+    edges = [(p, c) for p, c in analyses.edges if p in main and c in main]
+    steps += [correlate_step(f"correlate-{p}-{c}", main[p], main[c], analyses) for p, c in edges]
+    steps += [correlate_step(f"correlate-{s.label}", main[s.model], s, analyses) for s in exp.saes if s.entry != MAIN_SAE]
+    for model, sae in main.items():
+        touching = tuple(f"correlate-{p}-{c}" for p, c in edges if model in (p, c))
         steps.append(Step(f"explain-{model}", explain_sae,
-                          {"sae": sae_id(model), "corpus": HOME_SLICE[model], "top": preset.explain_top,
-                           "sample": preset.explain_sample, "seed": seed},
-                          after=(f"ingest-{model}", *edges), code=EXPLAIN_CODE, sql=("20", "41"),
-                          outputs_exist=scores_exist(sae_id(model))))
+                          {"sae": sae.id, "corpus": home_slice(exp, exp.models[model]), "top": analyses.explain_top,
+                           "sample": analyses.explain_sample, "seed": exp.seed},
+                          after=(f"ingest-{model}", *touching), code=EXPLAIN_CODE, sql=("20", "41"),
+                          outputs_exist=scores_exist(sae.id)))
     steps.append(Step("report", write_report, {}, after=tuple(s.name for s in steps), code=("featstore.report",),
                       sql=("",), outputs_exist=report_exists))
     return steps
@@ -453,22 +531,101 @@ def default_device() -> str:
 
 def run_pipeline(
     wh: Warehouse,
-    preset: str | Preset = "tiny",
+    experiment: Experiment | None = None,
     *,
     force: Iterable[str] = (),
-    seed: int = 0,
     device: str | None = None,
+    prune: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Run (or resume) the whole experiment; returns the step records and the summary tables."""
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise FeatstoreError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        preset = PRESETS[preset]
-    ctx = RunContext(wh, preset, device or default_device())
+    """Run (or resume) an experiment (default: the built-in tiny one); returns the step records and the
+    summary tables. `prune` first removes what steps no longer in the experiment made."""
+    experiment = experiment or load_experiment()
+    steps = build_steps(experiment)
+    ctx = RunContext(wh, experiment, device or default_device())
     start = time.perf_counter()
-    records = run_steps(ctx, build_steps(preset, seed), force=force, log=log)
+    if prune:
+        for line in prune_removed(wh, steps):
+            log(line)
+    records = run_steps(ctx, steps, force=force, log=log)
     return {"steps": records, "seconds": round(time.perf_counter() - start, 2), "summary": run_summary(wh)}
+
+
+def plan(wh: Warehouse, experiment: Experiment, *, force: Iterable[str] = ()) -> list[dict]:
+    """Every step with whether a run would execute it and why, without running anything (nor writing:
+    a warehouse that does not exist yet stays that way)."""
+    steps = build_steps(experiment)
+    _check_graph(steps)
+    forced = downstream(steps, force)
+    recorded = _recorded(wh) if wh.db_path.exists() else {}
+    ctx = RunContext(wh, experiment, "cpu")
+    hashes: dict[str, str] = {}
+    rows = []
+    for step in steps:
+        digest = hashes[step.name] = input_hash(step, hashes)
+        old = recorded.get(step.name)
+        reason = _why_run(step, ctx, old, digest, forced) if wh.db_path.exists() else "new"
+        rows.append({"step": step.name, "runs": reason is not None, "reason": reason or "unchanged",
+                     "after": list(step.after)})
+    removed = sorted(set(recorded) - {s.name for s in steps})
+    rows += [{"step": name, "runs": False, "reason": "removed from the experiment (kept until --prune)", "after": []}
+             for name in removed]
+    return rows
+
+
+def prune_removed(wh: Warehouse, steps: Sequence[Step]) -> list[str]:
+    """Delete what recorded steps that the experiment no longer has made (models, SAEs, correlations,
+    sweeps, slices), and their records; returns one line per step pruned."""
+    if not wh.db_path.exists():
+        return []
+    keep = {s.name for s in steps}
+    with wh.connect(read_only=True) as con:
+        rows = con.execute("SELECT step, params FROM pipeline_steps").fetchall()
+    lines = []
+    for name, params in rows:
+        if name in keep:
+            continue
+        removed = _prune_outputs(wh, json.loads(params or "{}"), steps)
+        with wh.transaction() as con:
+            con.execute("DELETE FROM pipeline_steps WHERE step = ?", [name])
+        lines.append(f"pruned {name}" + (f": {removed}" if removed else ""))
+    return lines
+
+
+def _prune_outputs(wh: Warehouse, params: dict, steps: Sequence[Step]) -> str:
+    from featstore.registry import drop_dependents
+
+    if "parent_sae" in params:
+        with wh.transaction() as con:
+            con.execute("CREATE TEMP TABLE gone AS SELECT id FROM correlation_runs WHERE sae_a = ? AND sae_b = ?",
+                        [params["parent_sae"], params["child_sae"]])
+            for table in ("correlations", "best_matches"):
+                con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM gone)")
+            con.execute("DELETE FROM correlation_runs WHERE id IN (SELECT id FROM gone)")
+        return f"correlations of {params['parent_sae']} x {params['child_sae']}"
+    if "sae" in params and ("settings" in params or "path" in params):
+        forget_sae(wh, params["sae"])
+        return f"SAE {params['sae']}"
+    if "slices" in params and isinstance(params["slices"], dict):
+        kept = {n for s in steps if s.name == SLICE_STEP for n in s.params["slices"]}
+        gone = [n for n in params["slices"] if n not in kept]
+        for name in gone:
+            with wh.transaction() as con:
+                files = drop_dependents(wh, con, corpus=name)
+                for table, column in (("tokens", "corpus"), ("documents", "corpus"), ("corpora", "name")):
+                    con.execute(f"DELETE FROM {table} WHERE {column} = ?", [name])
+            for file in files:
+                file.unlink(missing_ok=True)
+        return f"slices {', '.join(gone)}" if gone else ""
+    if "steps" in params and "models" in params:
+        with wh.transaction() as con:
+            con.execute("DELETE FROM merge_sweep WHERE model_a = ? AND model_b = ? AND method = ?",
+                        [*params["models"], params["method"]])
+        return f"merge sweep of {' and '.join(params['models'])}"
+    if "name" in params and "sae" not in params:
+        forget_model(wh, params["name"])
+        return f"model {params['name']}"
+    return ""
 
 
 SUMMARY_VIEWS = ("run_models", "run_saes", "run_persistence", "run_scores", "run_steps")
