@@ -136,8 +136,13 @@ class Experiment:
         return {c.name: c.source for c in self.corpora.values() if c.evaluate}
 
     def training_corpora(self) -> dict[str, str]:
-        """Model -> corpus spec, for the models that train (what a trained BPE tokenizer sees by default)."""
-        return {m.name: m.corpus for m in self.models.values() if m.kind in ("train", "finetune")}
+        """The corpora the family's models train on, each under the first model that trains on it: what a
+        trained BPE sees by default (so a model added on a corpus already there changes nothing else)."""
+        first = {}
+        for m in self.models.values():
+            if m.kind in ("train", "finetune"):
+                first.setdefault(m.corpus, m.name)
+        return {name: spec for spec, name in first.items()}
 
     def root(self, model: str) -> str:
         """The model its tokenizer comes from: a trained base, or an import."""
@@ -175,6 +180,8 @@ def apply_override(data: dict, item: str, label: str) -> None:
     *tables, last = key.strip().split(".")
     node = data
     for i, part in enumerate(tables):
+        if i == 1 and tables[0] == "corpora" and isinstance(node.get(part), str):
+            node[part] = {"source": node[part]}  # `lua = "PATH"` is short for `lua = { source = "PATH" }`
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise FeatstoreError(f"{label}: --set {key}: {'.'.join(tables[: i + 1])} is not a table")

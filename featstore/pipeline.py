@@ -178,18 +178,19 @@ def _model_summary(row: dict) -> dict:
     return {"model": row["name"], "path": row["path"], "metrics": row.get("metrics") or {}}
 
 
-def train_model(ctx: RunContext, *, name: str, zoo: dict, seed: int, tokenizer_corpora: list[str] | None = None) -> dict:
+def train_model(ctx: RunContext, *, name: str, corpus: str, zoo: dict, seed: int,
+                tokenizer_corpora: list[str] | None = None) -> dict:
     from featstore.lm import preset_from_dict, train_base
 
-    row = train_base(ctx.wh, name, preset=preset_from_dict(zoo), corpus=zoo["corpora"][name], seed=seed,
+    row = train_base(ctx.wh, name, preset=preset_from_dict(zoo), corpus=corpus, seed=seed,
                      tok_corpora=tokenizer_corpora, device=ctx.device, replace=True)
     return _model_summary(row)
 
 
-def finetune_model(ctx: RunContext, *, name: str, parent: str, zoo: dict, seed: int) -> dict:
+def finetune_model(ctx: RunContext, *, name: str, parent: str, corpus: str, zoo: dict, seed: int) -> dict:
     from featstore.lm import finetune, preset_from_dict
 
-    row = finetune(ctx.wh, name, parent=parent, corpus=zoo["corpora"][name], preset=preset_from_dict(zoo), seed=seed,
+    row = finetune(ctx.wh, name, parent=parent, corpus=corpus, preset=preset_from_dict(zoo), seed=seed,
                    device=ctx.device, replace=True)
     return _model_summary(row)
 
@@ -422,12 +423,13 @@ def model_step(exp: Experiment, model: Model) -> Step:
     after = tuple(exp.models[p].step for p in model.parents)
     exists = model_exists(model.name)
     if model.kind == "train":
-        params = {"name": model.name, "zoo": model_zoo(exp, model), "seed": exp.seed}
+        params = {"name": model.name, "corpus": model.corpus, "zoo": model_zoo(exp, model), "seed": exp.seed}
         if exp.tokenizer_corpora is not None:
             params["tokenizer_corpora"] = list(exp.tokenizer_corpora)
         return Step(model.step, train_model, params, code=ZOO_CODE, outputs_exist=exists)
     if model.kind == "finetune":
-        params = {"name": model.name, "parent": model.parents[0], "zoo": model_zoo(exp, model), "seed": exp.seed}
+        params = {"name": model.name, "parent": model.parents[0], "corpus": model.corpus, "zoo": model_zoo(exp, model),
+                  "seed": exp.seed}
         return Step(model.step, finetune_model, params, after=after, code=ZOO_CODE, outputs_exist=exists)
     if model.kind == "merge":
         params = {"name": model.name, "parents": list(model.parents), "method": model.method, "t": model.t}

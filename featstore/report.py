@@ -30,7 +30,8 @@ HIGHLIGHT_RGB = "255, 136, 0"
 
 
 def layout_lineage(models: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[str, tuple[float, float]]:
-    """Positions for a lineage DAG: generation on the vertical axis, siblings spread horizontally."""
+    """Positions for any lineage DAG (merges of merges too): generation on the vertical axis, each
+    generation ordered by where its parents sit, so arrows cross as little as they can."""
     parents = defaultdict(list)
     for parent, child in edges:
         parents[child].append(parent)
@@ -46,8 +47,14 @@ def layout_lineage(models: Sequence[str], edges: Sequence[tuple[str, str]]) -> d
     for name in models:
         rows[generation(name)].append(name)
     n_rows = max(rows) + 1 if rows else 1
-    positions = {}
-    for level, names in rows.items():
+    positions: dict[str, tuple[float, float]] = {}
+
+    def centre(name: str) -> float:
+        xs = [positions[p][0] for p in parents[name] if p in positions]
+        return sum(xs) / len(xs) if xs else -1.0
+
+    for level in sorted(rows):  # parents are placed before their children, so their x is known
+        names = sorted(rows[level], key=centre)
         for i, name in enumerate(names):
             positions[name] = ((i + 1) / (len(names) + 1), 1 - (level + 0.5) / n_rows)
     return positions
@@ -298,22 +305,29 @@ def overview_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
 def flow_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
     if not _defined(db, "persistence_summary", "merge_inheritance"):
         return _undefined("persistence_summary", "merge_inheritance")
-    edges = _rows(db, "SELECT * FROM persistence_summary ORDER BY corpus, parent, child")
-    if not edges:
+    panels = figure2_panels(db)
+    if not panels:
         return _missing("correlations between parent and child SAEs", "featstore correlate PARENT_SAE CHILD_SAE")
-    models = [r["name"] for r in _rows(db, "SELECT name FROM models ORDER BY created_at, name")]
-    merged = _rows(db, "SELECT child, corpus, count(*) AS n FROM merge_inheritance WHERE inheritance = 'emerged' GROUP BY ALL")
     parts = ["<p>Arrows are lineage edges, labelled with the share of the parent's live features (those that fire) "
              "whose best match in the child correlates at r ≥ 0.8 over the same tokens: the paper's Figure 2. Arrow "
              "width follows that share; a model's box counts its live features and those with no match in any "
              "parent (emerged). One panel per evaluation slice.</p>"]
-    for corpus in sorted({e["corpus"] for e in edges}):
-        on_corpus = [e for e in edges if e["corpus"] == corpus]
-        emerged_in_merge = {m["child"]: m["n"] for m in merged if m["corpus"] == corpus}
-        nodes, arrows = flow_data(models, on_corpus, emerged_in_merge)
+    for corpus, (nodes, arrows) in panels.items():
         parts.append(f"<h3>{html.escape(corpus)}</h3>")
         parts.append(_image(flow_figure(nodes, arrows), folder, f"figure2_flow_{corpus}.png", f"feature flow on {corpus}"))
     return "".join(parts) + html_table(_table(db, "SELECT * FROM run_persistence"))
+
+
+def figure2_panels(db: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[dict], list[dict]]]:
+    """Per evaluation slice, Figure 2's boxes and arrows: every model and lineage edge correlated there."""
+    edges = _rows(db, "SELECT * FROM persistence_summary ORDER BY corpus, parent, child")
+    models = [r["name"] for r in _rows(db, "SELECT name FROM models ORDER BY created_at, name")]
+    merged = _rows(db, "SELECT child, corpus, count(*) AS n FROM merge_inheritance WHERE inheritance = 'emerged' GROUP BY ALL")
+    panels = {}
+    for corpus in sorted({e["corpus"] for e in edges}):
+        emerged_in_merge = {m["child"]: m["n"] for m in merged if m["corpus"] == corpus}
+        panels[corpus] = flow_data(models, [e for e in edges if e["corpus"] == corpus], emerged_in_merge)
+    return panels
 
 
 def flow_data(models: list[str], edges: list[dict], emerged_in_merge: dict[str, int]) -> tuple[list[dict], list[dict]]:

@@ -351,3 +351,89 @@ def duckdb_shell() -> str:
     if shell is None:
         pytest.fail("the DuckDB shell is missing: pip install duckdb-cli (it is in the test extra)")
     return shell
+
+
+MICRO_EXPERIMENT = """
+# Smaller than tiny: a 32-wide model, a few thousand tokens per stage, the test tokenizer.
+name = "micro"
+
+[family]
+preset = "tiny"
+hidden_size = 32
+intermediate_size = 64
+num_attention_heads = 2
+num_key_value_heads = 1
+block_size = 32
+eval_tokens = 256
+base = {{ lr = 3e-3, weight_decay = 0.1, warmup_steps = 2, batch_size = 8, max_tokens = 4096 }}
+finetune = {{ lr = 2e-3, weight_decay = 0.01, warmup_steps = 1, batch_size = 8, max_tokens = 1024 }}
+
+[tokenizer]
+source = "{tokenizer}"
+
+[corpora]
+english = "generated:childes?docs=80"
+lua = "generated:lua?docs=60"
+tinystories = "generated:stories?docs=80"
+
+[saes.default]
+preset = "tiny"
+expansion = 2
+tokens = 3072
+batch_blocks = 8
+eval_tokens = 480
+resample_every = 100
+
+[analyses]
+ingest_batch = 8
+
+[analyses.explain]
+top = 4
+"""
+
+PAPER_LINEAGE = """
+[models.base]
+corpus = "english=0.5+lua=0.5"
+
+[models.lua]
+parent = "base"
+corpus = "lua"
+
+[models.tinystories]
+parent = "base"
+corpus = "tinystories"
+
+[models.luastories]
+parents = ["lua", "tinystories"]
+t = 0.58
+step = "merge"
+
+[slices.eval-python]
+corpus = "english=0.5+lua=0.5"
+tokens = 400
+
+[slices.eval-lua]
+corpus = "lua"
+tokens = 400
+
+[slices.eval-stories]
+corpus = "tinystories"
+tokens = 400
+
+[analyses.sweeps.merge-sweep]
+models = ["lua", "tinystories"]
+steps = 3
+eval_tokens = 128
+"""
+
+
+@pytest.fixture
+def micro_experiment(tmp_path, tiny_tokenizer_dir):
+    """Writes a micro-size experiment file with the given lineage, slices and extra tables; returns its path."""
+
+    def write(body: str = PAPER_LINEAGE, name: str = "micro.toml"):
+        path = tmp_path / name
+        path.write_text(MICRO_EXPERIMENT.format(tokenizer=tiny_tokenizer_dir) + body)
+        return path
+
+    return write

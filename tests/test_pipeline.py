@@ -13,6 +13,7 @@ import featstore.correlate
 from cli import main
 from featstore import pipeline
 from featstore.errors import FeatstoreError
+from featstore.experiment import load_experiment
 from featstore.pipeline import RunContext, Step, downstream, run_pipeline, run_steps
 
 CALLS: list[str] = []
@@ -127,37 +128,17 @@ def test_bad_step_graphs_and_force_names_are_refused(ctx):
         run(ctx, [b, a])
     with pytest.raises(FeatstoreError, match="defined twice"):
         run(ctx, [a, a])
-    with pytest.raises(FeatstoreError, match="unknown preset 'huge'"):
-        run_pipeline(ctx.wh, "huge")
+    result = CliRunner().invoke(main, ["--warehouse", str(ctx.wh.root), "run", "huge.toml"])
+    assert result.exit_code == 1 and "huge.toml: no such experiment file" in result.output
     assert CALLS == []
 
 
 # -- the real chain at a micro size ------------------------------------------------------------------
 
 
-def micro_preset(tokenizer_dir):
-    """Smaller than tiny: a 32-wide model, a few thousand tokens per stage, the test tokenizer."""
-    from featstore.lm import Schedule
-    from featstore.pipeline import Preset
-
-    childes, lua, stories = "generated:childes?docs=80", "generated:lua?docs=60", "generated:stories?docs=80"
-    return Preset(
-        "micro", zoo="tiny", sae="tiny",
-        zoo_overrides=dict(
-            hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1,
-            tokenizer=str(tokenizer_dir), block_size=32, eval_tokens=256,
-            base=Schedule(lr=3e-3, weight_decay=0.1, warmup_steps=2, batch_size=8, max_tokens=4096),
-            finetune=Schedule(lr=2e-3, weight_decay=0.01, warmup_steps=1, batch_size=8, max_tokens=1024),
-            corpora={"base": f"{childes}=0.5+{lua}=0.5", "lua": lua, "tinystories": stories},
-            domains={"english": childes, "lua": lua, "tinystories": stories},
-        ),
-        sae_overrides=dict(expansion=2, tokens=3072, batch_blocks=8, eval_tokens=480, resample_every=100),
-        eval_tokens=400, sweep_steps=3, sweep_eval_tokens=128, explain_top=4, ingest_batch=8,
-    )
-
-
-def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, tiny_tokenizer_dir, monkeypatch):
-    preset = micro_preset(tiny_tokenizer_dir)
+def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, micro_experiment, monkeypatch):
+    file = micro_experiment()
+    experiment = load_experiment(file)
     real_correlate, calls = featstore.correlate.correlate, []
 
     def killed_on_second_edge(*args, **kwargs):
@@ -168,13 +149,13 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, ti
 
     monkeypatch.setattr(featstore.correlate, "correlate", killed_on_second_edge)
     with pytest.raises(KeyboardInterrupt):
-        run_pipeline(warehouse, preset, log=lambda line: None)
+        run_pipeline(warehouse, experiment, log=lambda line: None)
     status = {r["step"]: r["status"] for r in warehouse.query("SELECT step, status FROM pipeline_steps").to_pylist()}
     assert status["correlate-base-lua"] == "done" and status["correlate-base-tinystories"] == "running"
     assert "report" not in status
 
     monkeypatch.setattr(featstore.correlate, "correlate", real_correlate)
-    resumed = run_pipeline(warehouse, preset, log=lambda line: None)
+    resumed = run_pipeline(warehouse, experiment, log=lambda line: None)
     ran = [r["step"] for r in resumed["steps"] if r["status"] == "ran"]
     assert ran == ["correlate-base-tinystories", "correlate-lua-luastories", "correlate-tinystories-luastories",
                    "explain-base", "explain-lua", "explain-tinystories", "explain-luastories", "report"]
@@ -203,9 +184,8 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, ti
 
     # a rerun after completion does no work and changes nothing
     digest, report_mtime = hashlib.sha256(warehouse.db_path.read_bytes()).hexdigest(), index.stat().st_mtime_ns
-    monkeypatch.setitem(pipeline.PRESETS, "tiny", preset)
     start = time.perf_counter()
-    result = CliRunner().invoke(main, ["--warehouse", str(warehouse.root), "run"])
+    result = CliRunner().invoke(main, ["--warehouse", str(warehouse.root), "run", str(file)])
     assert result.exit_code == 0, result.output
     assert "0 of 23 steps ran" in result.output and "run_persistence" in result.output, result.output
     assert time.perf_counter() - start < 15
@@ -213,10 +193,10 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, ti
     assert index.stat().st_mtime_ns == report_mtime
 
     # --force redoes one step and what depends on it
-    result = CliRunner().invoke(main, ["run", "--warehouse", str(warehouse.root), "--force", "explain-base"])
+    result = CliRunner().invoke(main, ["run", str(file), "--warehouse", str(warehouse.root), "--force", "explain-base"])
     assert result.exit_code == 0, result.output
     assert "2 of 23 steps ran" in result.output
-    result = CliRunner().invoke(main, ["--warehouse", str(warehouse.root), "run", "--force", "nope"])
+    result = CliRunner().invoke(main, ["--warehouse", str(warehouse.root), "run", str(file), "--force", "nope"])
     assert result.exit_code == 1 and "unknown step 'nope' for --force" in result.output
 
 
