@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 from matplotlib.figure import Figure
 
+from featstore.db import run, statements
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse
 
@@ -231,14 +232,14 @@ def _rows(db: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -
     return _table(db, sql, params).to_pylist()
 
 
+def _named_rows(db: duckdb.DuckDBPyConnection, name: str) -> list[dict]:
+    """Rows of a named query of sql/queries/report/."""
+    return _rows(db, statements(name)[-1])
+
+
 def _defined(db: duckdb.DuckDBPyConnection, *names: str) -> bool:
     """Whether the views/macros a section reads exist (an older warehouse or schema may lack them)."""
-    [(found,)] = db.execute(
-        "SELECT count(DISTINCT name) FROM (SELECT view_name AS name FROM duckdb_views()"
-        " UNION ALL SELECT table_name FROM duckdb_tables() UNION ALL SELECT function_name FROM duckdb_functions())"
-        " WHERE list_contains(?, name)",
-        [list(names)],
-    ).fetchall()
+    [(found,)] = run(db, "report/defined", names=list(names)).fetchall()
     return found == len(names)
 
 
@@ -301,8 +302,7 @@ def flow_data(models: list[str], edges: list[dict], emerged_in_merge: dict[str, 
 def threshold_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
     if not _defined(db, "persistence_curve"):
         return _undefined("persistence_curve")
-    rows = _rows(db, "SELECT parent, child, corpus, threshold, parent_share_persisting AS share_persist"
-                     " FROM persistence_curve WHERE stat = 'all_tokens' ORDER BY corpus, parent, child, threshold")
+    rows = _named_rows(db, "report/persistence_curve")
     if not rows:
         return _missing("correlations", "featstore correlate PARENT_SAE CHILD_SAE")
     parts = ["<p>Share of parent features persisting as the threshold varies (view <code>persistence_curve</code>; "
@@ -331,21 +331,19 @@ def sweep_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
 
 
 def scores_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
-    rows = _rows(db, "SELECT k.model, s.corpus, s.score FROM scores s JOIN saes k ON k.id = s.sae"
-                     " WHERE s.kind = 'self' AND s.score IS NOT NULL ORDER BY k.created_at, s.corpus")
+    rows = _named_rows(db, "report/self_scores")
     if not rows:
         return _missing("explanation scores", "featstore score SAE")
     groups = defaultdict(list)
     for r in rows:
         groups[f"{r['model']} on {r['corpus']}"].append(r["score"])
     parts = [_image(score_histogram_figure(groups, "all explained features"), folder, "figure6_scores.png", "score histograms")]
-    split = _rows(db, "SELECT parent, child, corpus, status, score FROM persistence_scores() WHERE side = 'parent'"
-                      " ORDER BY parent, child, corpus, status") if _defined(db, "persistence_scores") else []
+    split = _named_rows(db, "report/figure6_parent") if _defined(db, "figure6") else []
     for parent, child, corpus in sorted({(r["parent"], r["child"], r["corpus"]) for r in split}):
         groups = defaultdict(list)
         for r in split:
             if (r["parent"], r["child"], r["corpus"]) == (parent, child, corpus):
-                groups[f"{parent} features that {r['status'].removesuffix('s')}"].append(r["score"])
+                groups[f"{parent} features that {'persist' if r['persisting'] else 'disappear'}"].extend(r["scores"])
         parts.append(_image(score_histogram_figure(groups, f"{parent} → {child} on {corpus}"), folder,
                             f"figure6_{parent}_{child}_{corpus}.png", f"scores of {parent} features by persistence"))
     return "".join(parts) + html_table(_table(db, "SELECT * FROM score_summary WHERE kind = 'self'"))
