@@ -94,7 +94,7 @@ class Database:
     """The warehouse catalog as entities; `Database(wh)` is cheap, make one where it is needed."""
 
     def __init__(self, wh: Warehouse | str | Path | None = None):
-        self.wh = wh if isinstance(wh, Warehouse) else Warehouse(wh)
+        self._wh = wh
         self.tokenizers = Tokenizers(self)
         self.corpora = Corpora(self)
         self.models = Models(self)
@@ -106,6 +106,13 @@ class Database:
         self.llm_cache = LlmCache(self)
         self.merge_sweeps = MergeSweeps(self)
         self.steps = PipelineSteps(self)
+
+    @property
+    def wh(self) -> Warehouse:
+        """The warehouse, made on first use: methods given a connection never need it."""
+        if not isinstance(self._wh, Warehouse):
+            self._wh = Warehouse(self._wh)
+        return self._wh
 
     sql = staticmethod(sql)
     run = staticmethod(run)
