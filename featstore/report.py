@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 from matplotlib.figure import Figure
 
-from featstore.db import run, statements
+from featstore.db import Database, run, statements
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse
 
@@ -271,7 +271,7 @@ def flow_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
     edges = _rows(db, "SELECT * FROM persistence_summary ORDER BY corpus, parent, child")
     if not edges:
         return _missing("correlations between parent and child SAEs", "featstore correlate PARENT_SAE CHILD_SAE")
-    models = [r["name"] for r in _rows(db, "SELECT name FROM models ORDER BY created_at, name")]
+    models = [r["name"] for r in Database().models.rows_where(select="name", order_by="created_at, name", con=db)]
     merged = _rows(db, "SELECT child, corpus, count(*) AS n FROM merge_inheritance WHERE inheritance = 'emerged' GROUP BY ALL")
     parts = ["<p>Arrows are lineage edges, labelled with the share of the parent's live features (those that fire) "
              "whose best match in the child correlates at r ≥ 0.8 over the same tokens: the paper's Figure 2. Arrow "
