@@ -79,7 +79,10 @@ def correlate(
 
 def run_row(wh: Warehouse, run_id: int) -> dict:
     """The correlation_runs row of `run_id` as a dict."""
-    return Database(wh).correlations.get(run_id)
+    rows = Database(wh).correlations.rows_where("id = ?", [run_id])
+    if not rows:
+        raise FeatstoreError(f"no correlation run {run_id}; list them with `SELECT * FROM correlation_runs`")
+    return rows[0]
 
 
 def persistence_summary(wh: Warehouse, threshold: float = 0.8, stat: str = "all_tokens") -> pa.Table:

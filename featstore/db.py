@@ -6,8 +6,8 @@ transactions, and `db.saes`, `db.corpora`, `db.correlations`, … read and write
 corpus removes everything computed from it in the caller's one transaction, and its files are deleted
 only after that transaction commits. Multi-line SQL is not written in Python: it is a named,
 parameterised statement in `sql/queries/<entity>/<name>.sql` (`$name` parameters), loaded by name
-with `db.sql("correlation/store_pairs")` or run with `db.run(con, "saes/drop_computed", sae=…)`.
-Those files are never applied as migrations.
+with `db.sql("correlation/drop_runs")` or run with `db.run(con, "correlation/drop_runs", sae=…, corpus=None)`;
+`{{name}}` splices a plain work-table name. Those files are never applied as migrations.
 
 Methods that write take the caller's connection (`con`) so several entities change in one
 transaction; methods that read open a read-only connection unless given one.
@@ -432,7 +432,7 @@ class Partitions(Table):
 class CorrelationRuns(Table):
     """`correlation_runs` with their pairs (`correlations`) and `best_matches`."""
 
-    name, key, what, listing = "correlation_runs", ("id",), "correlation run", "featstore sql \"SELECT * FROM correlation_runs\""
+    name, key, what = "correlation_runs", ("id",), "correlation run"
 
     def store(self, con: duckdb.DuckDBPyConnection, run_key: dict, *, r_floor: float, n_tokens: int, seconds: float,
               pairs: str, best: dict[str, str]) -> int:
