@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from featstore.db import Database, run as run_query
 from featstore.errors import FeatstoreError
 from featstore.experiment import MAIN_SAE, SAE, Experiment, Model, Sweep, load_experiment
 from featstore.warehouse import Warehouse, sql_dir, sql_files
@@ -27,7 +28,7 @@ class RunContext:
     """What every step sees: the warehouse, the experiment, and the summaries of finished steps."""
 
     wh: Warehouse
-    experiment: "Experiment"
+    experiment: Experiment
     device: str
     summaries: dict[str, dict] = field(default_factory=dict)
 
@@ -45,6 +46,7 @@ class Step:
     after: tuple[str, ...] = ()
     code: tuple[str, ...] = ()  # modules whose source is part of the step's input hash
     sql: tuple[str, ...] = ()   # file-name prefixes of the sql/ files it runs (hashed too)
+    queries: tuple[str, ...] = ()  # sql/queries/<entity> folders of the named statements it runs (hashed too)
     outputs_exist: Callable[[RunContext], bool] = lambda ctx: True
 
 
@@ -68,6 +70,9 @@ def input_hash(step: Step, upstream: dict[str, str]) -> str:
     for name, text in sql_files():
         if step.sql and name.startswith(step.sql):
             digest.update(f"{name}={text}".encode())
+    for entity in sorted(step.queries):
+        for file in sorted(sql_dir().joinpath("queries", entity).iterdir(), key=lambda f: f.name):
+            digest.update(f"{entity}/{file.name}={file.read_text()}".encode())
     return digest.hexdigest()[:20]
 
 
@@ -94,29 +99,6 @@ def downstream(steps: Sequence[Step], roots: Iterable[str]) -> set[str]:
         if closed.intersection(step.after):
             closed.add(step.name)
     return closed
-
-
-def _recorded(wh: Warehouse) -> dict[str, tuple[str, str, dict]]:
-    with wh.connect(read_only=True) as con:
-        rows = con.execute("SELECT step, input_hash, status, summary FROM pipeline_steps").fetchall()
-    return {step: (h, status, json.loads(summary) if summary else {}) for step, h, status, summary in rows}
-
-
-def _mark(wh: Warehouse, step: str, digest: str, status: str, preset: str, params: dict,
-          summary: dict | None = None, seconds: float | None = None) -> None:
-    with wh.transaction() as con:
-        if status == "running":
-            con.execute(
-                "INSERT OR REPLACE INTO pipeline_steps (step, input_hash, status, preset, params, started_at)"
-                " VALUES (?, ?, 'running', ?, ?, current_timestamp)",
-                [step, digest, preset, json.dumps(params, sort_keys=True, default=str)],
-            )
-        else:
-            con.execute(
-                "UPDATE pipeline_steps SET status = 'done', summary = ?, seconds = ?, finished_at = current_timestamp"
-                " WHERE step = ?",
-                [json.dumps(summary, default=str), seconds, step],
-            )
 
 
 def _why_run(step: Step, ctx: RunContext, old: tuple | None, digest: str, forced: set[str]) -> str | None:
@@ -146,7 +128,8 @@ def run_steps(
     forced = downstream(steps, force)
     with ctx.wh.connect():  # applies pending schema files; later reads use read-only connections
         pass
-    recorded = _recorded(ctx.wh)
+    steps_table = Database(ctx.wh).steps
+    recorded = steps_table.recorded()
     hashes: dict[str, str] = {}
     records = []
     for i, step in enumerate(steps, 1):
@@ -160,11 +143,11 @@ def run_steps(
             log(f"{label}: unchanged, skipped")
             continue
         log(f"{label}: running ({reason})")
-        _mark(ctx.wh, step.name, digest, "running", ctx.experiment.name, step.params)
+        steps_table.start(step.name, digest, ctx.experiment.name, step.params)
         start = time.perf_counter()
         result = step.run(ctx, **step.params) or {}
         seconds = time.perf_counter() - start
-        _mark(ctx.wh, step.name, digest, "done", ctx.experiment.name, step.params, result, seconds)
+        steps_table.finish(step.name, result, seconds)
         ctx.summaries[step.name] = result
         records.append({"step": step.name, "status": "ran", "reason": reason, "seconds": round(seconds, 2)})
         log(f"{label}: done in {seconds:.1f} s")
@@ -214,9 +197,10 @@ def import_model(ctx: RunContext, *, name: str, path: str, parents: list[str], r
 
 
 def model_exists(name: str) -> Callable[[RunContext], bool]:
+    """The model is registered and its folder is there (a hub id has no folder to check)."""
     def check(ctx: RunContext) -> bool:
-        path = ctx.wh.scalar("SELECT path FROM models WHERE name = ?", [name])
-        return path is not None and ((Path(path) / "config.json").exists() or not Path(path).is_absolute())
+        rows = Database(ctx.wh).models.rows_where("name = ?", [name], select="path")
+        return bool(rows) and ((Path(rows[0]["path"]) / "config.json").exists() or not Path(rows[0]["path"]).is_absolute())
 
     return check
 
@@ -239,10 +223,10 @@ def add_eval_slices(ctx: RunContext, *, slices: dict[str, dict]) -> dict:
 
 
 def _slice_is_current(wh: Warehouse, name: str, spec: dict, tokenizer: str) -> bool:
-    row = wh.query("SELECT source, tokenizer, meta FROM corpora WHERE name = ?", [name]).to_pylist()
+    row = Database(wh).corpora.rows_where("name = ?", [name], select="source, tokenizer, meta")
     if not row:
         return False
-    meta = json.loads(row[0]["meta"] or "{}")
+    meta = row[0]["meta"]
     wanted = {"part": spec["part"], "max_tokens": spec["tokens"], "doc_tokens": spec["doc_tokens"],
               "min_docs": spec["min_docs"]}
     return (row[0]["source"], row[0]["tokenizer"]) == (spec["source"], tokenizer) and all(
@@ -251,50 +235,29 @@ def _slice_is_current(wh: Warehouse, name: str, spec: dict, tokenizer: str) -> b
 
 def slices_exist(names: list[str]) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        return set(names) <= set(ctx.wh.query("SELECT name FROM corpora").column(0).to_pylist())
+        return set(names) <= {r["name"] for r in Database(ctx.wh).corpora.rows_where(select="name")}
 
     return check
 
 
-def forget_sae(wh: Warehouse, sae: str) -> None:
-    """Remove an SAE and everything computed from it, so it can be trained again under the same id."""
-    from featstore.registry import drop_dependents
-
-    with wh.transaction() as con:
-        files = drop_dependents(wh, con, sae=sae)
-        _forget_explanations(con, sae)
-        con.execute("DELETE FROM saes WHERE id = ?", [sae])
-    for path in files:
-        path.unlink(missing_ok=True)
-
-
-def _forget_explanations(con, sae: str) -> None:
-    scores = "SELECT id FROM scores WHERE sae = ? OR source_sae = ?"
-    con.execute(f"DELETE FROM simulations WHERE score_id IN ({scores})", [sae, sae])
-    con.execute("DELETE FROM scores WHERE sae = ? OR source_sae = ?", [sae, sae])
-    for table in ("explanations", "explanation_samples"):
-        con.execute(f"DELETE FROM {table} WHERE sae = ?", [sae])
-
-
 def forget_model(wh: Warehouse, model: str) -> None:
-    """Remove a model, its SAEs and everything computed from them, its sweeps and its folder."""
+    """Remove a model, its SAEs and everything computed from them, its sweeps and its folder (`--prune`)."""
     import shutil
 
-    for sae in wh.query("SELECT id FROM saes WHERE model = ?", [model]).column(0).to_pylist():
-        forget_sae(wh, sae)
-    path = wh.scalar("SELECT path FROM models WHERE name = ?", [model])
+    db = Database(wh)
+    for sae in db.saes.rows_where("model = ?", [model], select="id"):
+        db.saes.drop(sae["id"])
+    path = db.models.rows_where("name = ?", [model], select="path")
     with wh.transaction() as con:
-        con.execute("DELETE FROM merge_sweep WHERE model_a = ? OR model_b = ?", [model, model])
-        con.execute("DELETE FROM lineage WHERE child = ? OR parent = ?", [model, model])
-        con.execute("DELETE FROM models WHERE name = ?", [model])
-    if path and Path(path).resolve().is_relative_to(wh.root.resolve()):
-        shutil.rmtree(path, ignore_errors=True)
+        run_query(con, "pipeline/forget_model", name=model)
+    if path and Path(path[0]["path"]).resolve().is_relative_to(wh.root.resolve()):
+        shutil.rmtree(path[0]["path"], ignore_errors=True)
 
 
 def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, primary: bool = True) -> dict:
     from featstore.sae_train import TrainSettings, train_sae
 
-    forget_sae(ctx.wh, sae)
+    Database(ctx.wh).saes.drop(sae)  # with everything computed from it, so it can be trained again under its id
     row = train_sae(ctx.wh, model, settings=TrainSettings(**settings), sae_id=sae, is_primary=primary, device=ctx.device)
     keep = ("mse", "fvu", "l0", "dead_fraction", "ce_loss_recovered")
     return {"sae": sae, "d_sae": row["d_sae"], "metrics": {k: row["metrics"].get(k) for k in keep}}
@@ -303,15 +266,15 @@ def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, pr
 def import_sae(ctx: RunContext, *, model: str, sae: str, path: str, primary: bool) -> dict:
     from featstore.registry import add_sae_folder
 
-    forget_sae(ctx.wh, sae)
+    Database(ctx.wh).saes.drop(sae)
     row = add_sae_folder(ctx.wh, sae, model, path, is_primary=primary)
     return {"sae": sae, "d_sae": row["d_sae"], "metrics": row.get("metrics") or {}}
 
 
 def sae_exists(sae: str) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        path = ctx.wh.scalar("SELECT path FROM saes WHERE id = ?", [sae])
-        return path is not None and Path(path).is_dir()
+        rows = Database(ctx.wh).saes.rows_where("id = ?", [sae], select="path")
+        return bool(rows) and rows[0]["path"] is not None and Path(rows[0]["path"]).is_dir()
 
     return check
 
@@ -325,7 +288,7 @@ def ingest_model(ctx: RunContext, *, model: str, sae: str, slices: list[str], ba
 
 def partitions_exist(sae: str, slices: list[str]) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        rows = ctx.wh.query("SELECT corpus, path FROM activation_partitions WHERE sae = ?", [sae]).to_pylist()
+        rows = Database(ctx.wh).partitions.rows_where("sae = ?", [sae], select="corpus, path")
         paths = {r["corpus"]: r["path"] for r in rows}
         return all(c in paths and Path(paths[c]).exists() for c in slices)
 
@@ -346,12 +309,8 @@ def correlate_edge(ctx: RunContext, *, parent_sae: str, child_sae: str, slices: 
 
 def correlations_exist(parent_sae: str, child_sae: str, slices: list[str], stats: list[str]) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        have = ctx.wh.scalar(
-            "SELECT count(DISTINCT corpus || '/' || stat) FROM correlation_runs WHERE sae_a = ? AND sae_b = ?"
-            " AND list_contains(?, corpus) AND list_contains(?, stat)",
-            [parent_sae, child_sae, slices, stats],
-        )
-        return have == len(slices) * len(stats)
+        runs = Database(ctx.wh).correlations
+        return all(runs.between(parent_sae, child_sae, stat, slices) == len(slices) for stat in stats)
 
     return check
 
@@ -361,17 +320,16 @@ def explain_sae(ctx: RunContext, *, sae: str, corpus: str, top: int, sample: int
     features, all that persist across its edges and a sample of the rest (so Figure 6 has both sides)."""
     from featstore.scoring import score
 
-    query = sql_dir().joinpath("queries", "pipeline", "explain_features.sql").read_text()
     with ctx.wh.transaction() as con:
-        _forget_explanations(con, sae)
-        params = {"sae": sae, "corpus": corpus, "top": top, "sample": sample, "seed": seed}
-        features = [r[0] for r in con.execute(query, params).fetchall()]
+        Database(ctx.wh).explanations.drop_for(con, sae=sae)
+        features = [r[0] for r in run_query(con, "pipeline/explain_features", sae=sae, corpus=corpus, top=top,
+                                            sample=sample, seed=seed).fetchall()]
     result = score(ctx.wh, sae, corpus, features=features, seed=seed)
     return {"corpus": corpus, "features": result["features"], "mean_score": result["mean_score"]}
 
 
 def scores_exist(sae: str) -> Callable[[RunContext], bool]:
-    return lambda ctx: bool(ctx.wh.scalar("SELECT count(*) FROM scores WHERE sae = ? AND kind = 'self'", [sae]))
+    return lambda ctx: Database(ctx.wh).scores.has_self_scores(sae)
 
 
 def write_report(ctx: RunContext) -> dict:
@@ -393,8 +351,7 @@ def sweep_merges(ctx: RunContext, *, models: list[str], method: str, steps: int,
 
 
 def sweep_exists(models: list[str], method: str) -> Callable[[RunContext], bool]:
-    return lambda ctx: bool(ctx.wh.scalar(
-        "SELECT count(*) FROM merge_sweep WHERE model_a = ? AND model_b = ? AND method = ?", [*models, method]))
+    return lambda ctx: Database(ctx.wh).merge_sweeps.exists(*models, method)
 
 
 ZOO_CODE = ("featstore.lm", "featstore.corpora", "featstore.tokenizer")
@@ -484,8 +441,8 @@ def correlate_step(name: str, a: SAE, b: SAE, analyses) -> Step:
     pair = {"parent_sae": a.id, "child_sae": b.id}
     stats = list(analyses.stats)
     return Step(name, correlate_edge, {**pair, "slices": slices, "r_floor": analyses.r_floor, "stats": stats},
-                after=(f"ingest-{a.label}", f"ingest-{b.label}"), code=("featstore.correlate",), sql=("22", "23"),
-                outputs_exist=correlations_exist(a.id, b.id, slices, stats))
+                after=(f"ingest-{a.label}", f"ingest-{b.label}"), code=("featstore.correlate", "featstore.statistics"),
+                sql=("22", "23"), queries=("correlation",), outputs_exist=correlations_exist(a.id, b.id, slices, stats))
 
 
 def home_slice(exp: Experiment, model: Model) -> str:
@@ -519,7 +476,7 @@ def build_steps(exp: Experiment) -> list[Step]:
                           {"sae": sae.id, "corpus": home_slice(exp, exp.models[model]), "top": analyses.explain_top,
                            "sample": analyses.explain_sample, "seed": exp.seed},
                           after=(f"ingest-{model}", *touching), code=EXPLAIN_CODE, sql=("20", "41"),
-                          outputs_exist=scores_exist(sae.id)))
+                          queries=("explanations", "scores", "pipeline"), outputs_exist=scores_exist(sae.id)))
     steps.append(Step("report", write_report, {}, after=tuple(s.name for s in steps), code=("featstore.report",),
                       sql=("",), outputs_exist=report_exists))
     return steps
@@ -559,7 +516,7 @@ def plan(wh: Warehouse, experiment: Experiment, *, force: Iterable[str] = ()) ->
     steps = build_steps(experiment)
     _check_graph(steps)
     forced = downstream(steps, force)
-    recorded = _recorded(wh) if wh.db_path.exists() else {}
+    recorded = Database(wh).steps.recorded() if wh.db_path.exists() else {}
     ctx = RunContext(wh, experiment, "cpu")
     hashes: dict[str, str] = {}
     rows = []
@@ -580,49 +537,37 @@ def prune_removed(wh: Warehouse, steps: Sequence[Step]) -> list[str]:
     sweeps, slices), and their records; returns one line per step pruned."""
     if not wh.db_path.exists():
         return []
-    keep = {s.name for s in steps}
-    with wh.connect(read_only=True) as con:
-        rows = con.execute("SELECT step, params FROM pipeline_steps").fetchall()
+    db, keep = Database(wh), {s.name for s in steps}
     lines = []
-    for name, params in rows:
-        if name in keep:
+    for row in db.steps.rows_where(select="step, params"):
+        if row["step"] in keep:
             continue
-        removed = _prune_outputs(wh, json.loads(params or "{}"), steps)
+        removed = _prune_outputs(wh, json.loads(row["params"] or "{}"), steps)
         with wh.transaction() as con:
-            con.execute("DELETE FROM pipeline_steps WHERE step = ?", [name])
-        lines.append(f"pruned {name}" + (f": {removed}" if removed else ""))
+            db.steps.delete_where("step = ?", [row["step"]], con)
+        lines.append(f"pruned {row['step']}" + (f": {removed}" if removed else ""))
     return lines
 
 
 def _prune_outputs(wh: Warehouse, params: dict, steps: Sequence[Step]) -> str:
-    from featstore.registry import drop_dependents
-
+    """What one removed step made, told apart by its recorded parameters."""
+    db = Database(wh)
     if "parent_sae" in params:
         with wh.transaction() as con:
-            con.execute("CREATE TEMP TABLE gone AS SELECT id FROM correlation_runs WHERE sae_a = ? AND sae_b = ?",
-                        [params["parent_sae"], params["child_sae"]])
-            for table in ("correlations", "best_matches"):
-                con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM gone)")
-            con.execute("DELETE FROM correlation_runs WHERE id IN (SELECT id FROM gone)")
+            run_query(con, "pipeline/forget_correlations", sae_a=params["parent_sae"], sae_b=params["child_sae"])
         return f"correlations of {params['parent_sae']} x {params['child_sae']}"
     if "sae" in params and ("settings" in params or "path" in params):
-        forget_sae(wh, params["sae"])
+        db.saes.drop(params["sae"])
         return f"SAE {params['sae']}"
-    if "slices" in params and isinstance(params["slices"], dict):
-        kept = {n for s in steps if s.name == SLICE_STEP for n in s.params["slices"]}
-        gone = [n for n in params["slices"] if n not in kept]
+    if isinstance(params.get("slices"), dict):
+        kept = {name for s in steps if s.name == SLICE_STEP for name in s.params["slices"]}
+        gone = [name for name in params["slices"] if name not in kept]
         for name in gone:
-            with wh.transaction() as con:
-                files = drop_dependents(wh, con, corpus=name)
-                for table, column in (("tokens", "corpus"), ("documents", "corpus"), ("corpora", "name")):
-                    con.execute(f"DELETE FROM {table} WHERE {column} = ?", [name])
-            for file in files:
-                file.unlink(missing_ok=True)
+            db.corpora.drop(name)
         return f"slices {', '.join(gone)}" if gone else ""
     if "steps" in params and "models" in params:
         with wh.transaction() as con:
-            con.execute("DELETE FROM merge_sweep WHERE model_a = ? AND model_b = ? AND method = ?",
-                        [*params["models"], params["method"]])
+            db.merge_sweeps.delete_where("model_a = ? AND model_b = ? AND method = ?", [*params["models"], params["method"]], con)
         return f"merge sweep of {' and '.join(params['models'])}"
     if "name" in params and "sae" not in params:
         forget_model(wh, params["name"])
