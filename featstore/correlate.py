@@ -81,9 +81,8 @@ def correlate(
 def correlate_corpora(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str] | None = None, **options) -> list[dict]:
     """`correlate` on several corpora (default: every corpus both SAEs were ingested on); all inputs
     are checked before the first run is computed."""
-    corpora = list(corpora) if corpora else Database(wh).partitions.shared_corpora(sae_a, sae_b)
-    if not corpora:
-        raise FeatstoreError(f"SAEs {sae_a!r} and {sae_b!r} share no ingested corpus; run `featstore ingest` first")
+    # with none shared, [None] lets the single-corpus checks say what is missing (an SAE, a partition)
+    corpora = list(corpora or Database(wh).partitions.shared_corpora(sae_a, sae_b) or [None])
     for corpus in corpora:
         _check_inputs(wh, sae_a, sae_b, corpus, options.get("stat", "all_tokens"), options.get("r_floor", 0.2))
     return [correlate(wh, sae_a, sae_b, corpus=corpus, **options) for corpus in corpora]

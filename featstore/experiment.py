@@ -518,7 +518,7 @@ class Reader:
         return out
 
     def analyses(self, data: dict, models: dict[str, Model]) -> Analyses:
-        from featstore.correlate import STATS
+        from featstore.statistics import statistic_names
 
         lineage = tuple((p, m.name) for m in models.values() for p in m.parents)
         edges = self.take(data, "edges", "analyses.", list)
@@ -531,8 +531,8 @@ class Reader:
             edges = tuple(tuple(e) for e in edges)
         stats = self.take(data, "stats", "analyses.", list, ["all_tokens"])
         for stat in stats:
-            if stat not in STATS:
-                raise self.fail("analyses.stats", f"unknown statistic {stat!r}; use {', '.join(STATS)}")
+            if stat not in statistic_names():
+                raise self.fail("analyses.stats", f"unknown statistic {stat!r}; use {', '.join(statistic_names())}")
         fields = {"edges": edges, "stats": tuple(stats)}
         for key, types in (("r_floor", float), ("ingest_batch", int)):
             value = self.take(data, key, "analyses.", types)

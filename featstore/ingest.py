@@ -142,7 +142,6 @@ def ingest_corpora(wh: Warehouse, model: str, corpora: Sequence[str], **options)
 
 def model_corpora(wh: Warehouse, model: str) -> list[str]:
     """Every corpus tokenized with the model's tokenizer (`ingest --all-corpora`)."""
-    from featstore.db import Database
     from featstore.registry import get_model
 
     return Database(wh).corpora.names_with_tokenizer(get_model(wh, model).get("tokenizer"))

@@ -116,3 +116,18 @@ def test_cli_corpus_add_and_corpora(tmp_path, text_file, tiny_tokenizer_dir):
     assert "corpus c: " in result.output and "50 tokens" in result.output
     listing = runner.invoke(main, ["--warehouse", wh, "corpora"])
     assert listing.exit_code == 0 and "c" in listing.output and "50" in listing.output
+
+
+def test_documents_are_capped_and_too_few_documents_refused(warehouse, text_file, tiny_tokenizer_dir):
+    capped = add_corpus(warehouse, "capped", str(text_file), tiny_tokenizer_dir, doc_tokens=5)
+    lengths = warehouse.query("SELECT n_tokens FROM documents WHERE corpus = 'capped'").column(0).to_pylist()
+    assert capped["n_documents"] == 10 and max(lengths) == 5 and capped["n_tokens"] == sum(lengths)
+    assert get_corpus(warehouse, "capped")["meta"]["doc_tokens"] == 5
+    with pytest.raises(FeatstoreError, match="would have 10 documents, fewer than --min-docs 11"):
+        add_corpus(warehouse, "few", str(text_file), tiny_tokenizer_dir, min_docs=11)
+    assert [r["name"] for r in list_corpora(warehouse).to_pylist()] == ["capped"]
+    result = CliRunner().invoke(main, ["--warehouse", str(warehouse.root), "corpus", "add", "cli", "--source",
+                                       str(text_file), "--tokenizer", str(tiny_tokenizer_dir), "--doc-tokens", "3",
+                                       "--min-docs", "10"])
+    assert result.exit_code == 0, result.output
+    assert warehouse.scalar("SELECT max(n_tokens) FROM documents WHERE corpus = 'cli'") == 3

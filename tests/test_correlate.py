@@ -205,3 +205,14 @@ def test_cli_correlate(filled):
     assert "sa x sb on c (cofiring" in done.output and "stored with r >= 0.3" in done.output
     failed = runner.invoke(main, ["--warehouse", str(filled.root), "correlate", "sa", "nope"])
     assert failed.exit_code == 1 and failed.output.startswith("error: unknown SAE 'nope'")
+
+
+def test_several_corpora_are_checked_before_any_run(filled):
+    from featstore.correlate import correlate_corpora
+
+    before = snapshot(filled)
+    with pytest.raises(FeatstoreError, match="unknown corpus 'nope'"):
+        correlate_corpora(filled, "sa", "sb", ["c", "nope"], progress=False)
+    assert snapshot(filled) == before
+    runs = correlate_corpora(filled, "sa", "sb", progress=False)  # default: every corpus both were ingested on
+    assert [r["corpus"] for r in runs] == ["c"]

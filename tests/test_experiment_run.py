@@ -124,7 +124,7 @@ def test_any_lineage_runs_incrementally(warehouse, micro_experiment, tmp_path):
     edited = load_experiment(file, [*SMALL, "models.notes.lr=1e-3"])
     chain = ["finetune-notes", "merge-grand", "sae-notes", "ingest-notes", "sae-grand", "ingest-grand",
              "correlate-base-notes", "correlate-luastories-grand", "correlate-notes-grand",
-             "explain-base", "explain-luastories", "explain-notes", "explain-grand", "report"]
+             "explain-base", "explain-notes", "explain-luastories", "explain-grand", "report"]
     assert [r["step"] for r in plan(warehouse, edited) if r["runs"]] == chain
     assert ran(run_pipeline(warehouse, edited, **quiet)) == chain
 

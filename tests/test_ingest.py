@@ -121,3 +121,24 @@ def test_cli_ingest_defaults_and_errors(setup):
     assert "m-sae on c:" in result.output and "tokens/s" in result.output
     result = runner.invoke(main, ["--warehouse", str(wh.root), "ingest", "ghost"])
     assert result.exit_code == 1 and result.output.strip() == "error: unknown model 'ghost'; see `featstore models`"
+
+
+def test_cli_ingest_takes_several_corpora(setup, tmp_path, tiny_tokenizer_dir):
+    from cli import main
+    from featstore.corpus import add_corpus
+
+    wh, _ = setup
+    source = tmp_path / "more.txt"
+    source.write_text("\n\n".join(tiny_texts(4, seed=9)))
+    add_corpus(wh, "d", str(source), tiny_tokenizer_dir)
+    runner = CliRunner()
+    refused = runner.invoke(main, ["--warehouse", str(wh.root), "ingest", "m", "--corpus", "c", "--corpus", "nope"])
+    assert refused.exit_code == 1 and "unknown corpus 'nope'" in refused.output
+    assert wh.scalar("SELECT count(*) FROM activation_partitions") == 0  # checked before the first was computed
+    both = runner.invoke(main, ["--warehouse", str(wh.root), "ingest", "m", "--corpus", "c", "--corpus", "d",
+                                "--device", "cpu"])
+    assert both.exit_code == 0, both.output
+    assert "m-sae on c:" in both.output and "m-sae on d:" in both.output
+    every = runner.invoke(main, ["--warehouse", str(wh.root), "ingest", "m", "--all-corpora", "--device", "cpu"])
+    assert every.exit_code == 0 and every.output.count("m-sae on") == 2, every.output
+    assert sorted(wh.query("SELECT corpus FROM activation_partitions").column(0).to_pylist()) == ["c", "d"]

@@ -166,3 +166,36 @@ class _FakeTokenizer:
 
     def __len__(self) -> int:
         return self.n
+
+
+def write_notes(folder: Path) -> str:
+    folder.mkdir()
+    for i in range(60):
+        (folder / f"note{i}.txt").write_text(f"note {i}: the meeting moved to room {i % 7}; bring the map and a pen.\n" * 8)
+    return str(folder)
+
+
+def test_a_corpus_of_ones_own_is_what_tokenizer_and_metrics_see(family, tmp_path):
+    """`train` / `finetune --corpus X`: the BPE is trained on X alone, the model measured on X (named
+    after it) and, for a fine-tune, on the parent's domains too; a merge on both parents' domains."""
+    from cli import main
+    from featstore.registry import get_model
+    from featstore.warehouse import Warehouse
+
+    notes = write_notes(tmp_path / "notes")
+    wh, _ = family
+    result = CliRunner().invoke(main, ["--warehouse", str(wh.root), "finetune", "notes", "--from", "base",
+                                       "--corpus", notes, "--max-tokens", "2048", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert set(get_model(wh, "notes")["metrics"]["val_loss"]) == {*MICRO.domains, "notes"}
+    assert "notes on its own domain notes: loss" in result.output
+    result = CliRunner().invoke(main, ["--warehouse", str(wh.root), "merge", "lua", "notes", "--name", "luanotes",
+                                       "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert set(get_model(wh, "luanotes")["metrics"]["val_loss"]) == {*MICRO.domains, "notes"}
+
+    own = Warehouse(tmp_path / "own")
+    row = lm.train_base(own, "own", preset=lm.preset_for_corpus(own, "own", notes, preset=MICRO), corpus=notes,
+                        max_tokens=2048, device="cpu")
+    assert row["hyperparams"]["tokenizer_corpora"] == [notes]
+    assert set(row["metrics"]["val_loss"]) == {"notes"}
