@@ -48,6 +48,11 @@ seed = 1
 corpus = "lua"
 tokens = 300
 
+[analyses.sweeps.sweep-lua-notes]
+models = ["lua", "notes"]
+steps = 2
+eval_tokens = 64
+
 [slices.eval-notes]
 corpus = "notes"
 tokens = 300
@@ -113,7 +118,10 @@ def test_any_lineage_runs_incrementally(warehouse, micro_experiment, tmp_path):
     levels = {name: y for name, (_, y) in layout_lineage(MODELS, sorted(EDGES)).items()}
     assert levels["base"] > levels["lua"] == levels["notes"] > levels["luastories"] > levels["grand"]
     report = (warehouse.root / "report" / "index.html").read_text()
-    assert "figure2_flow_eval-notes.png" in report and (warehouse.root / "report" / "figure2_flow_eval-notes.png").exists()
+    for figure in ("figure2_flow_eval-notes.png", "figure2_flow_eval-lua.png", "figure5_sweep_lua_notes_slerp.png"):
+        assert figure in report and (warehouse.root / "report" / figure).exists(), figure
+    assert warehouse.scalar("SELECT count(*) FROM merge_sweep WHERE model_a = 'lua' AND model_b = 'notes'"
+                            " AND evaluated = 'merge'") == 2 * 2
 
     # a second run does nothing and changes nothing
     digest = hashlib.sha256(warehouse.db_path.read_bytes()).hexdigest()
@@ -122,7 +130,7 @@ def test_any_lineage_runs_incrementally(warehouse, micro_experiment, tmp_path):
 
     # one fine-tune's learning rate: that model, what descends from it, and what reads their features
     edited = load_experiment(file, [*SMALL, "models.notes.lr=1e-3"])
-    chain = ["finetune-notes", "merge-grand", "sae-notes", "ingest-notes", "sae-grand", "ingest-grand",
+    chain = ["finetune-notes", "merge-grand", "sweep-lua-notes", "sae-notes", "ingest-notes", "sae-grand", "ingest-grand",
              "correlate-base-notes", "correlate-luastories-grand", "correlate-notes-grand",
              "explain-base", "explain-notes", "explain-luastories", "explain-grand", "report"]
     assert [r["step"] for r in plan(warehouse, edited) if r["runs"]] == chain
