@@ -257,7 +257,7 @@ class Reader:
         for m in models.values():
             if m.home is not None and m.home not in slices:
                 raise self.fail(f"models.{m.name}.home", f"unknown slice {m.home!r}; declare it under [slices]")
-        saes = self.saes(self.table(data, "saes", ""), models, slices, seed)
+        saes = self.saes(self.table(data, "saes", ""), models, slices, seed, preset)
         analyses = self.analyses(self.table(data, "analyses", ""), models)
         self.done(data, "")
         experiment = Experiment(name, self.label, seed, preset, family_overrides, tokenizer, tokenizer_overrides,
@@ -462,13 +462,14 @@ class Reader:
             raise self.fail("slices", "no evaluation slices declared; add a [slices.NAME] table with a corpus")
         return out
 
-    def saes(self, data: dict, models: dict[str, Model], slices: dict[str, Slice], seed: int) -> tuple[SAE, ...]:
+    def saes(self, data: dict, models: dict[str, Model], slices: dict[str, Slice], seed: int,
+             family: str) -> tuple[SAE, ...]:
         from featstore.sae_train import PRESETS as SAE_PRESETS
         from featstore.sae_train import TrainSettings
 
         known = set(TrainSettings.__dataclass_fields__)
         default = self.table(data, "default", "saes.")
-        preset = self.take(default, "preset", "saes.default.", str, "tiny")
+        preset = self.take(default, "preset", "saes.default.", str, family if family in SAE_PRESETS else "tiny")
         if preset not in SAE_PRESETS:
             raise self.fail("saes.default.preset", f"unknown SAE preset {preset!r}; use one of {', '.join(SAE_PRESETS)}")
         base = {"seed": seed, **self.settings(default, "saes.default.", known)}
@@ -513,8 +514,7 @@ class Reader:
         out = {}
         for key in [k for k in spec if k in known]:
             default = getattr(TrainSettings(), key)
-            types = (int,) if key == "k" else (type(default),) if default is not None else (int,)
-            out[key] = self.take(spec, key, where, float if types == (float,) else types)
+            out[key] = self.take(spec, key, where, int if default is None else type(default))
         return out
 
     def analyses(self, data: dict, models: dict[str, Model]) -> Analyses:
