@@ -84,7 +84,7 @@ def ingest(
     """
     from featstore.corpus import get_corpus
     from featstore.registry import get_model, get_sae, primary_sae
-    from featstore.sae import load_sae
+    from featstore.saes import load_sae
     from featstore.sae_train import check_width
 
     if context < 1 or batch_size < 1:

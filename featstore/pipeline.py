@@ -48,10 +48,13 @@ class Step:
 
 
 def _module_source(module: str) -> bytes:
-    """Source bytes of a module, found without importing it (hashing must not load torch)."""
+    """Source bytes of a module, or of every module of a package, found without importing it
+    (hashing must not load torch)."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         raise FeatstoreError(f"pipeline step needs module {module!r}, which is not installed")
+    if spec.submodule_search_locations:
+        return b"".join(path.read_bytes() for path in sorted(Path(spec.origin).parent.glob("*.py")))
     return Path(spec.origin).read_bytes()
 
 
@@ -386,7 +389,7 @@ def sweep_exists(ctx: RunContext) -> bool:
 
 
 ZOO_CODE = ("featstore.lm", "featstore.corpora", "featstore.tokenizer")
-SAE_CODE = ("featstore.sae_train", "featstore.sae", "featstore.capture", "featstore.corpora")
+SAE_CODE = ("featstore.sae_train", "featstore.saes", "featstore.capture", "featstore.corpora")
 EXPLAIN_CODE = ("featstore.scoring", "featstore.sampling", "featstore.backends")
 
 
@@ -419,7 +422,7 @@ def build_steps(preset: Preset, seed: int = 0) -> list[Step]:
                  after=(model_step[model],), code=SAE_CODE, outputs_exist=sae_exists(sae)),
             Step(f"ingest-{model}", ingest_model,
                  {"model": model, "sae": sae, "slices": slices, "batch_size": preset.ingest_batch},
-                 after=(f"sae-{model}", "eval-slices"), code=("featstore.ingest", "featstore.capture"),
+                 after=(f"sae-{model}", "eval-slices"), code=("featstore.ingest", "featstore.capture", "featstore.saes"),
                  outputs_exist=partitions_exist(sae, slices)),
         ]
     for parent, child in EDGES:

@@ -22,9 +22,6 @@ MODEL_KINDS = ("base", "finetune", "merge", "imported")
 RELATIONS = ("finetune", "merge")
 MLP_HIDDEN_HOOK = "blocks.{layer}.mlp.hook_post"
 HOOK_LAYER = re.compile(r"^blocks\.(\d+)\.(.+)$")
-# SAELens calls a plain ReLU SAE "standard".
-ARCHITECTURE_ALIASES = {"standard": "relu"}
-SAE_WEIGHT_SHAPES = {"W_enc": ("d_in", "d_sae"), "b_enc": ("d_sae",), "W_dec": ("d_sae", "d_in"), "b_dec": ("d_in",)}
 
 
 # -- tokenizers ---------------------------------------------------------------------------------
@@ -200,12 +197,14 @@ def register_sae(
     Replacing an SAE drops its activation partitions and correlation runs: they came from the old
     weights. A primary SAE (the one that stands for its model in persistence) demotes the others.
     """
+    from featstore.saes import get_architecture
+
     check_name("SAE", sae_id)
-    architecture = ARCHITECTURE_ALIASES.get(architecture, architecture)
+    cls = get_architecture(architecture)
+    architecture = cls.architecture
     if d_in <= 0 or d_sae <= 0:
         raise FeatstoreError(f"SAE {sae_id!r}: d_in and d_sae must be positive (got {d_in}, {d_sae})")
-    if architecture == "topk" and not k:
-        raise FeatstoreError(f"SAE {sae_id!r} is top-k but has no k")
+    cls.check_registration(sae_id, k=k, l1_coeff=l1_coeff)
     location = str(Path(path).expanduser().resolve()) if path is not None else None
     model_row = get_model(wh, model)
     _check_hook(model_row, hook_point, layer, d_in)
@@ -258,48 +257,21 @@ def _check_hook(model: dict, hook_point: str, layer: int, d_in: int) -> None:
 
 
 def sae_folder_config(folder: str | Path) -> dict:
-    """Read an SAELens-style folder (cfg.json + sae_weights.safetensors) and check the weight shapes.
+    """Read an SAELens-style folder (cfg.json + sae_weights.safetensors), checking the weight shapes
+    in the safetensors header (no tensor is read). Returns register_sae's keyword args."""
+    from featstore.saes import read_folder
 
-    Only the safetensors header is read (no tensors, no torch). Returns register_sae's keyword args.
-    """
-    from safetensors import safe_open
-
-    folder = Path(folder).expanduser()
-    cfg_file, weights = folder / "cfg.json", folder / "sae_weights.safetensors"
-    if not cfg_file.is_file() or not weights.is_file():
-        raise FeatstoreError(f"{folder} needs cfg.json and sae_weights.safetensors (SAELens layout)")
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise FeatstoreError(f"{cfg_file} is not valid JSON ({exc.msg})") from exc
-    missing = [key for key in ("d_in", "d_sae", "hook_name") if key not in cfg]
-    if missing:
-        raise FeatstoreError(f"{cfg_file} lacks {', '.join(missing)}; an SAE config needs d_in, d_sae and hook_name")
-    dims = {"d_in": int(cfg["d_in"]), "d_sae": int(cfg["d_sae"])}
-    try:
-        with safe_open(str(weights), framework="numpy") as fh:
-            shapes = {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}
-    except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        raise FeatstoreError(f"cannot read {weights}: {exc}") from exc
-    for key, axes in SAE_WEIGHT_SHAPES.items():
-        expected = tuple(dims[a] for a in axes)
-        if shapes.get(key) != expected:
-            raise FeatstoreError(
-                f"{weights}: {key} has shape {shapes.get(key, 'missing')}, expected {expected} from cfg.json"
-            )
-    hook = cfg["hook_name"]
-    match = HOOK_LAYER.match(hook)
-    layer = cfg.get("hook_layer", int(match.group(1)) if match else 0)
-    k = cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k")
+    cls, cfg = read_folder(folder)
     return {
-        **dims,
-        "hook_point": hook,
-        "layer": int(layer),
-        "architecture": cfg.get("architecture", "relu"),
-        "l1_coeff": cfg.get("l1_coefficient", cfg.get("l1_coeff")),
-        "k": k,
-        "seed": cfg.get("seed"),
-        "train_tokens": cfg.get("training_tokens", cfg.get("train_tokens")),
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
+        "hook_point": cfg.hook_name,
+        "layer": cfg.hook_layer,
+        "architecture": cls.architecture,
+        "l1_coeff": getattr(cfg, "l1_coefficient", None),
+        "k": getattr(cfg, "k", None),
+        "seed": cfg.seed,
+        "train_tokens": cfg.training_tokens,
     }
 
 

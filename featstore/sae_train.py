@@ -1,11 +1,13 @@
 """Train and evaluate SAEs on a model's MLP hidden activation, as in the paper minus its code's defects.
 
-ReLU + L1: decoder bias starts at the geometric median of the activations; dictionary vectors (rows
-of W_dec) stay at unit norm, with the gradient component along them removed before each step; dead
-features are resampled toward badly reconstructed inputs (Anthropic, "Towards Monosemanticity") with
-their Adam state reset. TopK keeps exactly k features per token. The loss is scale-free: squared
-error divided by the activations' mean squared distance to the median, and the L1 term divided by its
-square root, so one L1 coefficient behaves alike on models whose activations differ in scale.
+The loop is the same for every architecture (`featstore.saes`): the decoder bias starts at the
+geometric median of the activations; dictionary vectors (rows of W_dec) stay at unit norm, with the
+gradient component along them removed before each step; dead features are resampled toward badly
+reconstructed inputs (Anthropic, "Towards Monosemanticity") with their Adam state reset. The
+architecture adds its sparsity loss (ReLU's L1, none for TopK) and says how a feature is
+reinitialised. The loss is scale-free: squared error divided by the activations' mean squared
+distance to the median, and ReLU's L1 term divided by its square root, so one coefficient behaves
+alike on models whose activations differ in scale.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,8 @@ from featstore.capture import (
     splice_mlp_hidden,
 )
 from featstore.errors import FeatstoreError
-from featstore.sae import SAEConfig, SparseAutoencoder, load_sae, save_sae
+from featstore.saes import ARCHITECTURES, SAE, SAEConfig, get_architecture, load_sae, save_sae
+from featstore.saes.base import option_flag
 
 INIT_FILE = "sae_init.safetensors"
 DENSITY_PLOT = "feature_density.png"
@@ -41,12 +44,11 @@ LOG_EVERY = 20
 
 @dataclass
 class TrainSettings:
-    """Hyperparameters of one SAE run. `tokens` counts training activations (token positions)."""
+    """Hyperparameters of one SAE run. `tokens` counts training activations (token positions);
+    `options` holds the architecture's own hyperparameters (its config's fields, e.g. {"k": 32})."""
 
     architecture: str = "relu"
     expansion: int = 16
-    l1_coefficient: float = 0.08
-    k: int | None = None
     lr: float = 1e-4
     beta2: float = 0.9999
     batch_blocks: int = 128
@@ -56,6 +58,7 @@ class TrainSettings:
     layer: int = 0
     resample_every: int = 2_000  # steps; a feature silent for this many steps is resampled
     eval_tokens: int = 100_000
+    options: dict = field(default_factory=dict)
 
     @property
     def batch_tokens(self) -> int:
@@ -71,20 +74,40 @@ PRESETS = {
     "paper": TrainSettings(),
     # Tuned on a 1-layer hidden-128 / MLP-512 Mistral (the zoo's tiny shape): see README, "SAEs".
     "tiny": TrainSettings(
-        expansion=4, l1_coefficient=0.08, lr=1e-3, beta2=0.999, batch_blocks=32, tokens=1_200_000,
+        expansion=4, lr=1e-3, beta2=0.999, batch_blocks=32, tokens=1_200_000,
         resample_every=500, eval_tokens=20_000,
     ),
 }
 
 
 def settings_for(preset: str, **overrides) -> TrainSettings:
-    """A preset with the given fields replaced (None values are ignored)."""
+    """A preset with the given fields replaced (None values are ignored).
+
+    Hyperparameters of the chosen architecture (k, l1_coefficient, ...) go to `options`; those of
+    other architectures are ignored, so one set of CLI flags serves them all.
+    """
     if preset not in PRESETS:
         raise FeatstoreError(f"unknown SAE preset {preset!r}; use one of {', '.join(PRESETS)}")
-    settings = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
-    if settings.architecture == "topk" and settings.k is None:
-        raise FeatstoreError("a TopK SAE needs --k (features active per token)")
-    return settings
+    base, given = PRESETS[preset], {k: v for k, v in overrides.items() if v is not None}
+    own = {f.name for f in fields(TrainSettings)} - {"options"}
+    hyper = {f.name for cls in ARCHITECTURES.values() for f in cls.config_class.hyperparameters()}
+    unknown = sorted(set(given) - own - hyper)
+    if unknown:
+        raise FeatstoreError(f"unknown SAE setting(s) {', '.join(unknown)}")
+    arch = get_architecture(given.get("architecture", base.architecture))
+    options = dict(base.options) if arch.architecture == base.architecture else {}
+    options.update({f.name: given[f.name] for f in arch.config_class.hyperparameters() if f.name in given})
+    for required in arch.config_class.required():
+        if required.name not in options:
+            raise FeatstoreError(f"a {arch.architecture} SAE needs {option_flag(required)} ({required.metadata['help'].rstrip('.').lower()})")
+    settings = {**{k: v for k, v in given.items() if k in own}, "architecture": arch.architecture, "options": options}
+    return replace(base, **settings)
+
+
+def config_for(settings: TrainSettings, d_in: int, **metadata) -> SAEConfig:
+    """The SAE config a run trains: d_sae = expansion x d_in, the architecture's options, `metadata`."""
+    cls = get_architecture(settings.architecture)
+    return cls.config_class(d_in=d_in, d_sae=d_in * settings.expansion, seed=settings.seed, **settings.options, **metadata)
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -162,10 +185,12 @@ def geometric_median(points: torch.Tensor, iterations: int = 100, tol: float = 1
     return median
 
 
-def init_sae(cfg: SAEConfig, sample: torch.Tensor, seed: int, same_init_as: Path | None = None) -> SparseAutoencoder:
+def init_sae(cfg: SAEConfig, sample: torch.Tensor, seed: int, same_init_as: Path | None = None) -> SAE:
     """Seeded random dictionary (or another SAE's saved initial weights); b_dec = geometric median of `sample`."""
+    from featstore.saes.registry import sae_class
+
     torch.manual_seed(seed)
-    sae = SparseAutoencoder(cfg)
+    sae = sae_class(cfg)(cfg)
     if same_init_as is not None:
         _load_init(sae, same_init_as)
     with torch.no_grad():
@@ -173,7 +198,7 @@ def init_sae(cfg: SAEConfig, sample: torch.Tensor, seed: int, same_init_as: Path
     return sae
 
 
-def _load_init(sae: SparseAutoencoder, folder: Path) -> None:
+def _load_init(sae: SAE, folder: Path) -> None:
     from safetensors.torch import load_file
 
     path = folder / INIT_FILE
@@ -188,7 +213,7 @@ def _load_init(sae: SparseAutoencoder, folder: Path) -> None:
         getattr(sae, name).data.copy_(init[name])
 
 
-def save_init(sae: SparseAutoencoder, folder: Path) -> None:
+def save_init(sae: SAE, folder: Path) -> None:
     """Keep the initial weights so another model's SAE can start from them (--same-init-as)."""
     from safetensors.torch import save_file
 
@@ -201,7 +226,7 @@ def save_init(sae: SparseAutoencoder, folder: Path) -> None:
 class Trainer:
     """Adam on the scale-free loss, decoder constraint, dead-feature bookkeeping and resampling."""
 
-    def __init__(self, sae: SparseAutoencoder, settings: TrainSettings, scale: float):
+    def __init__(self, sae: SAE, settings: TrainSettings, scale: float):
         self.sae = sae
         self.settings = settings
         self.scale = scale  # mean squared distance of activations to their geometric median
@@ -211,12 +236,8 @@ class Trainer:
         self.resampled = 0
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        recon, feats = self.sae(x)
-        mse = (recon - x).pow(2).sum(dim=-1).mean() / self.scale
-        loss = mse
-        if self.sae.cfg.architecture == "relu":
-            loss = loss + self.settings.l1_coefficient * feats.sum(dim=-1).mean() / math.sqrt(self.scale)
-        return loss, mse, feats
+        """(loss, normalised mse, features) of a batch, as the architecture defines them."""
+        return self.sae.training_loss(x, self.scale)
 
     def step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step on a batch; returns (normalised mse, features) without syncing the device."""
@@ -250,10 +271,7 @@ class Trainer:
         alive = torch.ones(sae.cfg.d_sae, dtype=torch.bool, device=dead.device)
         alive[dead] = False
         enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
-        sae.W_dec[dead] = directions
-        sae.W_enc[:, dead] = directions.T * enc_norm * 0.2
-        sae.b_enc[dead] = 0.0
-        for param, index in ((sae.W_dec, (dead,)), (sae.W_enc, (slice(None), dead)), (sae.b_enc, (dead,))):
+        for param, index in sae.reinitialize(dead, directions, enc_norm):
             state = self.optimizer.state.get(param, {})
             for key in ("exp_avg", "exp_avg_sq"):
                 if key in state:
@@ -289,7 +307,7 @@ class Trainer:
 
 @torch.no_grad()
 def evaluate(
-    model, sae: SparseAutoencoder, blocks: np.ndarray, *, layer: int, batch_blocks: int, device
+    model, sae: SAE, blocks: np.ndarray, *, layer: int, batch_blocks: int, device
 ) -> tuple[dict, np.ndarray]:
     """(metrics, per-feature density) over `blocks`: MSE, FVU, L0, dead fraction, CE loss recovered."""
     device = select_device(str(device) if device is not None else None)
@@ -407,10 +425,8 @@ def train_sae(
     width = hook_width(model, settings.layer)
     train_blocks, eval_blocks = _blocks(wh, model_row, load_tokenizer(model_row["path"]), settings, source, corpus)
 
-    cfg = SAEConfig(
-        d_in=width, d_sae=width * settings.expansion, architecture=settings.architecture, k=settings.k,
-        l1_coefficient=settings.l1_coefficient if settings.architecture == "relu" else None,
-        hook_name=hook_name(settings.layer), hook_layer=settings.layer, model_name=model_name, seed=settings.seed,
+    cfg = config_for(
+        settings, width, hook_name=hook_name(settings.layer), hook_layer=settings.layer, model_name=model_name,
         extra={"settings": asdict(settings), "source": f"corpus:{corpus}" if corpus else source or model_row.get("train_corpus")},
     )
     batches = shuffled_batches(model, train_blocks, settings, device, settings.seed)
@@ -436,7 +452,8 @@ def train_sae(
         shutil.rmtree(tmp, ignore_errors=True)
     return register_sae(
         wh, sae_id, model_name, str(folder), hook_point=cfg.hook_name, layer=settings.layer, d_in=cfg.d_in,
-        d_sae=cfg.d_sae, architecture=settings.architecture, l1_coeff=cfg.l1_coefficient, k=settings.k,
+        d_sae=cfg.d_sae, architecture=settings.architecture, l1_coeff=getattr(cfg, "l1_coefficient", None),
+        k=getattr(cfg, "k", None),
         seed=settings.seed, train_tokens=metrics["train_tokens"], metrics=metrics, is_primary=is_primary,
     )
 

@@ -10,8 +10,8 @@ import torch
 from click.testing import CliRunner
 
 from featstore.errors import FeatstoreError
-from featstore.sae import SAEConfig, load_sae
-from featstore.sae_train import Trainer, geometric_median, init_sae, settings_for, train_sae
+from featstore.saes import load_sae
+from featstore.sae_train import Trainer, config_for, geometric_median, init_sae, settings_for, train_sae
 
 from conftest import tiny_texts
 
@@ -25,12 +25,12 @@ def synthetic_batches(d_in=16, n_true=32, batch=256, seed=0):
         yield codes @ true + 0.5
 
 
-def small_trainer(arch="relu", k=None, resample_every=10_000, steps=150, d_sae=64):
+def small_trainer(arch="relu", k=None, resample_every=10_000, steps=150):
     settings = settings_for("tiny", architecture=arch, k=k, lr=3e-3, tokens=steps * 24, batch_blocks=1,
                             resample_every=resample_every, l1_coefficient=0.3)
     batches = synthetic_batches()
     sample = next(batches)
-    sae = init_sae(SAEConfig(d_in=16, d_sae=d_sae, architecture=arch, k=k), sample, seed=0)
+    sae = init_sae(config_for(settings, d_in=16), sample, seed=0)  # 16 -> 64 (the tiny preset's 4x)
     scale = float((sample - sae.b_dec.detach()).pow(2).sum(-1).mean())
     return Trainer(sae, settings, scale), batches
 
