@@ -412,9 +412,10 @@ def _echo_sae_metrics(sae_id: str, metrics: dict) -> None:
 @pass_warehouse
 def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, corpus, same_init_as, is_primary, device, arch, **overrides) -> None:
     """Train an SAE on MODEL's MLP hidden activation, evaluate it and register it."""
-    from featstore.sae_train import settings_for, train_sae
+    from featstore.presets import sae_preset
+    from featstore.sae_train import train_sae
 
-    settings = settings_for(preset, architecture=arch, **overrides)
+    settings = sae_preset(preset, architecture=arch, **overrides)
     row = train_sae(wh, model, settings=settings, sae_id=sae_id, source=source, corpus=corpus,
                     same_init_as=same_init_as, is_primary=is_primary, device=device)
     click.echo(f"SAE {row['id']} ({row['d_in']} -> {row['d_sae']}, {row['architecture']}) at {row['path']}")

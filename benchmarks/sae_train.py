@@ -19,7 +19,8 @@ import torch
 
 from featstore.capture import select_device
 from featstore.saes import build_sae
-from featstore.sae_train import Trainer, TrainSettings
+from featstore.presets import TrainSettings
+from featstore.sae_train import Trainer
 
 
 def plain_loop(batches: list[torch.Tensor], d_sae: int, steps: int, l1: float, lr: float, scale: float) -> float:

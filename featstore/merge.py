@@ -102,7 +102,8 @@ def merge_models(
     replace: bool = False,
 ) -> dict:
     """Merge registered models `a` and `b`, write the HF folder, evaluate it and register the merge."""
-    from featstore.lm import check_new_model, commit_model, load_model, model_folder, preset_from_dict, resolve_device
+    from featstore.lm import check_new_model, commit_model, load_model, model_folder, resolve_device
+    from featstore.presets import ModelPreset
     from featstore.tokenizer import load_tokenizer
 
     check_t(t)
@@ -122,7 +123,7 @@ def merge_models(
     if stored:
         from featstore.lm import evaluate_domains
 
-        preset = preset_from_dict(stored)
+        preset = ModelPreset.from_dict(stored)
         metrics = evaluate_domains(model, tok, preset.domains, block_size=preset.block_size,
                                    eval_tokens=preset.eval_tokens, device=dev)
     corpora = [(row["train_corpus"], 0.5) for row in (row_a, row_b) if row["train_corpus"]]
@@ -160,7 +161,7 @@ def merge_sweep(
     `<warehouse>/plots/merge_sweep-<a>-<b>-<method>.png`. Returns the rows, the plot path and whether
     each curve is monotone in its expected direction.
     """
-    from featstore.lm import evaluate, load_model, preset_from_dict, resolve_device, validation_blocks
+    from featstore.lm import evaluate, load_model, resolve_device, validation_blocks
     from featstore.registry import get_model
     from featstore.tokenizer import load_tokenizer
 

@@ -17,7 +17,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,74 +34,12 @@ from featstore.capture import (
     splice_mlp_hidden,
 )
 from featstore.errors import FeatstoreError
-from featstore.saes import ARCHITECTURES, SAE, SAEConfig, get_architecture, load_sae, save_sae
-from featstore.saes.base import option_flag
+from featstore.presets import TrainSettings
+from featstore.saes import SAE, SAEConfig, get_architecture, load_sae, save_sae
 
 INIT_FILE = "sae_init.safetensors"
 DENSITY_PLOT = "feature_density.png"
 LOG_EVERY = 20
-
-
-@dataclass
-class TrainSettings:
-    """Hyperparameters of one SAE run. `tokens` counts training activations (token positions);
-    `options` holds the architecture's own hyperparameters (its config's fields, e.g. {"k": 32})."""
-
-    architecture: str = "relu"
-    expansion: int = 16
-    lr: float = 1e-4
-    beta2: float = 0.9999
-    batch_blocks: int = 128
-    block_len: int = 24
-    tokens: int = 12_000_000
-    seed: int = 0
-    layer: int = 0
-    resample_every: int = 2_000  # steps; a feature silent for this many steps is resampled
-    eval_tokens: int = 100_000
-    options: dict = field(default_factory=dict)
-
-    @property
-    def batch_tokens(self) -> int:
-        return self.batch_blocks * self.block_len
-
-    @property
-    def steps(self) -> int:
-        return max(1, math.ceil(self.tokens / self.batch_tokens))
-
-
-PRESETS = {
-    # The paper: 16x dictionary, Adam 1e-4 (beta2 0.9999), 128 x 24-token blocks, ~12M tokens.
-    "paper": TrainSettings(),
-    # Tuned on a 1-layer hidden-128 / MLP-512 Mistral (the zoo's tiny shape): see README, "SAEs".
-    "tiny": TrainSettings(
-        expansion=4, lr=1e-3, beta2=0.999, batch_blocks=32, tokens=1_200_000,
-        resample_every=500, eval_tokens=20_000,
-    ),
-}
-
-
-def settings_for(preset: str, **overrides) -> TrainSettings:
-    """A preset with the given fields replaced (None values are ignored).
-
-    Hyperparameters of the chosen architecture (k, l1_coefficient, ...) go to `options`; those of
-    other architectures are ignored, so one set of CLI flags serves them all.
-    """
-    if preset not in PRESETS:
-        raise FeatstoreError(f"unknown SAE preset {preset!r}; use one of {', '.join(PRESETS)}")
-    base, given = PRESETS[preset], {k: v for k, v in overrides.items() if v is not None}
-    own = {f.name for f in fields(TrainSettings)} - {"options"}
-    hyper = {f.name for cls in ARCHITECTURES.values() for f in cls.config_class.hyperparameters()}
-    unknown = sorted(set(given) - own - hyper)
-    if unknown:
-        raise FeatstoreError(f"unknown SAE setting(s) {', '.join(unknown)}")
-    arch = get_architecture(given.get("architecture", base.architecture))
-    options = dict(base.options) if arch.architecture == base.architecture else {}
-    options.update({f.name: given[f.name] for f in arch.config_class.hyperparameters() if f.name in given})
-    for required in arch.config_class.required():
-        if required.name not in options:
-            raise FeatstoreError(f"a {arch.architecture} SAE needs {option_flag(required)} ({required.metadata['help'].rstrip('.').lower()})")
-    settings = {**{k: v for k, v in given.items() if k in own}, "architecture": arch.architecture, "options": options}
-    return replace(base, **settings)
 
 
 def config_for(settings: TrainSettings, d_in: int, **metadata) -> SAEConfig:
