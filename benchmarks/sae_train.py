@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from featstore.capture import select_device
+from featstore.hf import resolve_device
 from featstore.saes import build_sae
 from featstore.presets import TrainSettings
 from featstore.sae_train import Trainer
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
     batch = args.batch // 24 * 24
-    device = select_device(args.device)
+    device = resolve_device(args.device)
     torch.manual_seed(0)
     batches = [torch.relu(torch.randn(batch, args.d_in, device=device)) for _ in range(4)]
     d_sae, scale = args.d_in * args.expansion, float(batches[0].pow(2).sum(-1).mean())

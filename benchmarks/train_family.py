@@ -19,6 +19,7 @@ import time
 import torch
 
 from featstore import lm
+from featstore.hf import resolve_device
 from featstore.merge import merge_models, merge_sweep
 from featstore.presets import ModelPreset, model_preset
 from featstore.warehouse import Warehouse
@@ -68,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
 
     preset = model_preset(args.preset, **({"eval_tokens": args.eval_tokens} if args.eval_tokens else {}))
-    device = lm.resolve_device(args.device)
+    device = resolve_device(args.device)
     wh = Warehouse(args.warehouse or tempfile.mkdtemp(prefix="featstore-family-"))
     print(f"preset {preset.name} on {device}, torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, warehouse {wh.root}")

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from featstore.corpora import iter_texts
 from featstore.errors import FeatstoreError
+from featstore.hf import load_model, resolve_device
 from featstore.presets import BASE, ModelPreset, Schedule, model_preset
 from featstore.warehouse import Warehouse, check_name
 
@@ -104,19 +105,6 @@ def validation_blocks(spec: str, tokenizer, block_size: int, max_tokens: int, se
 # -- models -------------------------------------------------------------------------------------
 
 
-def resolve_device(device: str | None = None) -> torch.device:
-    """`cuda` when available unless told otherwise."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise FeatstoreError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise FeatstoreError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
-    return resolved
-
-
 def new_model(preset: ModelPreset, tokenizer, seed: int):
     """A freshly initialised MistralForCausalLM of the preset's shape for `tokenizer`."""
     from transformers import MistralConfig, MistralForCausalLM
@@ -138,17 +126,6 @@ def new_model(preset: ModelPreset, tokenizer, seed: int):
     )
     torch.manual_seed(seed)
     return MistralForCausalLM(config)
-
-
-def load_model(path: str | Path, device: torch.device | str = "cpu"):
-    """An HF causal LM from a folder or hub id, in eval mode on `device`."""
-    from transformers import AutoModelForCausalLM
-
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(path))
-    except (OSError, ValueError) as exc:
-        raise FeatstoreError(f"cannot load model {str(path)!r}: {str(exc).splitlines()[0]}") from exc
-    return model.to(device).eval()
 
 
 def autocast(device: torch.device):

@@ -102,7 +102,8 @@ def merge_models(
     replace: bool = False,
 ) -> dict:
     """Merge registered models `a` and `b`, write the HF folder, evaluate it and register the merge."""
-    from featstore.lm import check_new_model, commit_model, load_model, model_folder, resolve_device
+    from featstore.hf import load_model, resolve_device
+    from featstore.lm import check_new_model, commit_model, model_folder
     from featstore.presets import ModelPreset
     from featstore.tokenizer import load_tokenizer
 
@@ -161,7 +162,8 @@ def merge_sweep(
     `<warehouse>/plots/merge_sweep-<a>-<b>-<method>.png`. Returns the rows, the plot path and whether
     each curve is monotone in its expected direction.
     """
-    from featstore.lm import evaluate, load_model, resolve_device, validation_blocks
+    from featstore.hf import load_model, resolve_device
+    from featstore.lm import evaluate, validation_blocks
     from featstore.registry import get_model
     from featstore.tokenizer import load_tokenizer
 
@@ -202,7 +204,7 @@ def merge_sweep(
     for t in tqdm(ts, desc=f"merge sweep {a}~{b}", unit="merge"):
         model.load_state_dict(merge_state_dicts(state_a, state_b, t, method))
         measure("merge", t, model)
-    plot = _plot(wh, a, b, method, rows, base)
+    plot = _plot(wh, a, b, method, rows)
     _store(wh, a, b, method, rows)
     return {"rows": rows, "plot": str(plot), "base": base, "monotone": monotone(rows, a, b)}
 
@@ -231,32 +233,17 @@ def _store(wh: Warehouse, a: str, b: str, method: str, rows: list[dict]) -> None
         con.unregister("sweep_rows")
 
 
-def _plot(wh: Warehouse, a: str, b: str, method: str, rows: list[dict], base: str | None) -> Path:
-    """Accuracy over t on both validation sets, base model dashed; written whole, then renamed."""
-    import matplotlib
+def _plot(wh: Warehouse, a: str, b: str, method: str, rows: list[dict]) -> Path:
+    """Figure 5 (`featstore.report.sweep_figure`) as a PNG, written whole, then renamed."""
+    from featstore.report import sweep_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for eval_set, color in ((a, "tab:blue"), (b, "tab:orange")):
-        points = sorted((r["t"], r["accuracy"]) for r in rows if r["evaluated"] == "merge" and r["eval_set"] == eval_set)
-        ax.plot(*zip(*points), marker="o", color=color, label=f"merge on {eval_set} validation")
-        baseline = [r["accuracy"] for r in rows if r["evaluated"] == base and r["eval_set"] == eval_set]
-        if baseline:
-            ax.axhline(baseline[0], color=color, linestyle="--", label=f"{base} on {eval_set} validation")
-    ax.set_xlabel(f"t ({method} from {a} toward {b})")
-    ax.set_ylabel("next-token accuracy")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
     folder = wh.root / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"merge_sweep-{a}-{b}-{method}.png"
     tmp = folder / f".{path.name}.{uuid.uuid4().hex[:8]}.png"
     try:
-        fig.savefig(tmp, dpi=120)
+        sweep_figure(rows).savefig(tmp, dpi=120)
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
         tmp.unlink(missing_ok=True)
     return path

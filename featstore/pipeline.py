@@ -414,12 +414,6 @@ def build_steps(preset: RunPreset, seed: int = 0) -> list[Step]:
     return steps
 
 
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def run_pipeline(
     wh: Warehouse,
     preset: str | RunPreset = "tiny",
@@ -430,8 +424,10 @@ def run_pipeline(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Run (or resume) the whole experiment; returns the step records and the summary tables."""
+    from featstore.hf import resolve_device
+
     preset = run_preset(preset)
-    ctx = RunContext(wh, preset, device or default_device())
+    ctx = RunContext(wh, preset, str(resolve_device(device)))
     start = time.perf_counter()
     records = run_steps(ctx, build_steps(preset, seed), force=force, log=log)
     return {"steps": records, "seconds": round(time.perf_counter() - start, 2), "summary": run_summary(wh)}

@@ -8,20 +8,18 @@ its tokenizer, a merge has two parents, an SAE's input width is the width of the
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from featstore import hooks
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse, check_name
 
 MODEL_KINDS = ("base", "finetune", "merge", "imported")
 RELATIONS = ("finetune", "merge")
-MLP_HIDDEN_HOOK = "blocks.{layer}.mlp.hook_post"
-HOOK_LAYER = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
 # -- tokenizers ---------------------------------------------------------------------------------
@@ -207,7 +205,7 @@ def register_sae(
     cls.check_registration(sae_id, k=k, l1_coeff=l1_coeff)
     location = str(Path(path).expanduser().resolve()) if path is not None else None
     model_row = get_model(wh, model)
-    _check_hook(model_row, hook_point, layer, d_in)
+    check_hook(model_row, hook_point, layer, d_in)
     with wh.transaction() as con:
         stale: list[Path] = []
         if _exists(con, "saes", "id", sae_id):
@@ -228,32 +226,9 @@ def register_sae(
     return get_sae(wh, sae_id)
 
 
-def hook_width(config: dict, hook_point: str) -> int:
-    """Width of a hook point from an HF config: the MLP hidden size for hook_post, else the model width."""
-    mlp = config.get("intermediate_size") or config.get("n_inner") or (4 * config["n_embd"] if "n_embd" in config else None)
-    hidden = config.get("hidden_size") or config.get("n_embd")
-    width = mlp if hook_point.endswith("mlp.hook_post") else hidden
-    if width is None:
-        raise FeatstoreError(f"cannot tell the width of {hook_point!r} from the model's config.json")
-    return int(width)
-
-
-def _check_hook(model: dict, hook_point: str, layer: int, d_in: int) -> None:
-    match = HOOK_LAYER.match(hook_point)
-    if match is None or int(match.group(1)) != layer:
-        raise FeatstoreError(
-            f"hook point {hook_point!r} does not name layer {layer}; use the form {MLP_HIDDEN_HOOK.format(layer=layer)}"
-        )
-    config = model_config(model["path"])
-    n_layers = config.get("num_hidden_layers") or config.get("n_layer")
-    if n_layers is not None and not 0 <= layer < n_layers:
-        raise FeatstoreError(f"model {model['name']!r} has {n_layers} layer(s); layer {layer} does not exist")
-    width = hook_width(config, hook_point)
-    if d_in != width:
-        raise FeatstoreError(
-            f"SAE d_in {d_in} does not match {hook_point} of model {model['name']!r}, which is {width} wide; "
-            "register it on the model it was trained on"
-        )
+def check_hook(model: dict, hook_point: str, layer: int, d_in: int) -> None:
+    """An SAE of `model` reading `hook_point` at `layer` must be as wide as that hook (from config.json)."""
+    hooks.check_hook(model_config(model["path"]), model["name"], hook_point, layer, d_in)
 
 
 def sae_folder_config(folder: str | Path) -> dict:

@@ -24,16 +24,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from featstore.capture import (
-    capture_mlp_hidden,
-    hook_name,
-    hook_width,
-    iter_mlp_activations,
-    load_model,
-    select_device,
-    splice_mlp_hidden,
-)
+from featstore.capture import capture_mlp_hidden, iter_mlp_activations, splice_mlp_hidden
 from featstore.errors import FeatstoreError
+from featstore.hf import load_model, resolve_device
+from featstore.hooks import hook_name, hook_width
 from featstore.presets import TrainSettings
 from featstore.saes import SAE, SAEConfig, get_architecture, load_sae, save_sae
 
@@ -248,7 +242,7 @@ def evaluate(
     model, sae: SAE, blocks: np.ndarray, *, layer: int, batch_blocks: int, device
 ) -> tuple[dict, np.ndarray]:
     """(metrics, per-feature density) over `blocks`: MSE, FVU, L0, dead fraction, CE loss recovered."""
-    device = select_device(str(device) if device is not None else None)
+    device = resolve_device(device)
     d_sae = sae.cfg.d_sae
     fired = torch.zeros(d_sae, dtype=torch.long, device=device)
     sq_err = total_sq = l0_sum = 0.0
@@ -358,9 +352,9 @@ def train_sae(
         raise FeatstoreError(f"SAE {sae_id!r} already exists; pick another --id")
     if is_primary is None:
         is_primary = not wh.scalar("SELECT count(*) FROM saes WHERE model = ? AND is_primary", [model_name])
-    device = select_device(device)
+    device = resolve_device(device)
     model = load_model(model_row["path"], device)
-    width = hook_width(model, settings.layer)
+    width = hook_width(model.config.to_dict(), hook_name(settings.layer))
     train_blocks, eval_blocks = _blocks(wh, model_row, load_tokenizer(model_row["path"]), settings, source, corpus)
 
     cfg = config_for(
@@ -402,9 +396,11 @@ def _default_id(model_name: str, settings: TrainSettings) -> str:
 
 def _blocks(wh, model_row: dict, tokenizer, settings: TrainSettings, source: str | None, corpus: str | None):
     """(train blocks, eval blocks) for a run, checking the corpus was tokenized like the model."""
+    from featstore.corpus import check_tokenizer, get_corpus
+
     n_train = settings.steps * settings.batch_blocks
     if corpus is not None:
-        _check_tokenizer(wh, corpus, model_row)
+        check_tokenizer(get_corpus(wh, corpus), model_row)
         blocks = warehouse_blocks(wh, corpus, settings.block_len)
         n_eval = max(1, min(len(blocks) // 10, settings.eval_tokens // settings.block_len))
         if len(blocks) - n_eval < 1:
@@ -418,34 +414,24 @@ def _blocks(wh, model_row: dict, tokenizer, settings: TrainSettings, source: str
     return train, evaluation
 
 
-def _check_tokenizer(wh, corpus: str, model_row: dict) -> None:
-    from featstore.corpus import get_corpus
-
-    corpus_tok = get_corpus(wh, corpus)["tokenizer"]
-    if model_row.get("tokenizer") and corpus_tok != model_row["tokenizer"]:
-        raise FeatstoreError(
-            f"corpus {corpus!r} was tokenized with tokenizer {corpus_tok}, model {model_row['name']!r} uses {model_row['tokenizer']}; "
-            "add the corpus again with the model's tokenizer"
-        )
-
-
 def evaluate_sae(
     wh, sae_id: str, *, source: str | None = None, corpus: str | None = None, eval_tokens: int = 20_000,
     batch_blocks: int = 32, device: str | None = None,
 ) -> dict:
     """Re-evaluate a registered SAE (on its model's validation text, or a corpus slice) and record the metrics."""
-    from featstore.registry import get_model, get_sae, update_sae_metrics
+    from featstore.corpus import check_tokenizer, get_corpus
+    from featstore.registry import check_hook, get_model, get_sae, update_sae_metrics
     from featstore.tokenizer import load_tokenizer
 
     row = get_sae(wh, sae_id)
     model_row = get_model(wh, row["model"])
-    device = select_device(device)
+    check_hook(model_row, row["hook_point"], row["layer"], row["d_in"])
+    device = resolve_device(device)
     model = load_model(model_row["path"], device)
-    check_width(model, row["layer"], row["d_in"], sae_id)
     sae = load_sae(row["path"], device)
     settings = TrainSettings(eval_tokens=eval_tokens, batch_blocks=batch_blocks, tokens=0, layer=row["layer"])
     if corpus is not None:
-        _check_tokenizer(wh, corpus, model_row)
+        check_tokenizer(get_corpus(wh, corpus), model_row)
         blocks = warehouse_blocks(wh, corpus, settings.block_len)[: max(1, eval_tokens // settings.block_len)]
     else:
         spec = source or model_row.get("train_corpus")
@@ -456,10 +442,3 @@ def evaluate_sae(
     plot_density(density, Path(row["path"]) / DENSITY_PLOT, f"{sae_id}: feature density")
     update_sae_metrics(wh, sae_id, metrics)
     return metrics
-
-
-def check_width(model, layer: int, d_in: int, sae_id: str) -> None:
-    """The SAE must read exactly the hook's width."""
-    width = hook_width(model, layer)
-    if width != d_in:
-        raise FeatstoreError(f"SAE {sae_id!r} has d_in {d_in} but the model's MLP hidden activation at layer {layer} is {width} wide")

@@ -9,8 +9,9 @@ import torch
 from click.testing import CliRunner
 
 from conftest import tiny_texts
-from featstore.capture import load_model, mlp_activations
+from featstore.capture import mlp_activations
 from featstore.errors import FeatstoreError
+from featstore.hf import load_model
 from featstore.ingest import ingest
 from featstore.saes import build_sae, load_sae, save_sae
 

@@ -12,7 +12,6 @@ Each row of W_dec is one feature's dictionary vector, kept at unit norm while tr
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,12 +19,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from featstore.capture import hook_name
 from featstore.errors import FeatstoreError
+from featstore.hooks import hook_layer, hook_name
 
 WEIGHTS_FILE = "sae_weights.safetensors"
 CONFIG_FILE = "cfg.json"
-HOOK_LAYER = re.compile(r"^blocks\.(\d+)\.")
 
 
 def hyperparameter(default: Any, help: str, *, type: type | None = None, flag: str | None = None) -> Any:
@@ -261,13 +259,12 @@ def _config_from_json(path: Path) -> tuple[type[SAE], SAEConfig]:
     if raw.get("normalize_activations") not in (None, "none"):
         raise FeatstoreError(f"{path}: normalize_activations={raw['normalize_activations']!r} is not supported; fold it into the weights first")
     cls = architecture_from_saelens(raw.get("architecture") or raw.get("activation_fn_str") or "standard", path)
-    layer = raw.get("hook_layer", meta.get("hook_layer"))
-    match = HOOK_LAYER.match(hook)
+    layer = raw.get("hook_layer", meta.get("hook_layer", hook_layer(hook)))
     return cls, cls.config_class(
         d_in=int(raw["d_in"]),
         d_sae=int(raw["d_sae"]),
         hook_name=hook,
-        hook_layer=int(layer if layer is not None else match.group(1) if match else 0),
+        hook_layer=int(layer or 0),
         model_name=raw.get("model_name") or meta.get("model_name"),
         seed=raw.get("seed"),
         training_tokens=raw.get("training_tokens"),
