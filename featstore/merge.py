@@ -23,7 +23,6 @@ from featstore.corpora import mix_specs
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse
 
-METHODS = ("slerp", "linear")
 DOT_THRESHOLD = 0.9995
 EPS = 1e-8
 # config.json keys that say nothing about the architecture
@@ -48,20 +47,27 @@ def slerp(t: float, a: torch.Tensor, b: torch.Tensor, dot_threshold: float = DOT
     return (scale_a * a64 + scale_b * b64).to(a.dtype)
 
 
+METHODS = {"slerp": slerp, "linear": lerp}  # per-tensor interpolations, by name
+
+
 def merge_state_dicts(a: dict, b: dict, t: float, method: str = "slerp") -> dict:
     """Merge two state dicts tensor by tensor; non-float tensors (buffers of ints) come from `a`."""
     check_t(t)
-    if method not in METHODS:
-        raise FeatstoreError(f"unknown merge method {method!r}; use {' or '.join(METHODS)}")
+    check_method(method)
     if a.keys() != b.keys():
         raise FeatstoreError("the two models have different parameter names; only same-architecture models merge")
-    combine = slerp if method == "slerp" else lerp
+    combine = METHODS[method]
     merged = {}
     for key, tensor in a.items():
         if tensor.shape != b[key].shape:
             raise FeatstoreError(f"parameter {key} has shape {tuple(tensor.shape)} vs {tuple(b[key].shape)}; cannot merge")
         merged[key] = combine(t, tensor, b[key]) if tensor.is_floating_point() else tensor.clone()
     return merged
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise FeatstoreError(f"unknown merge method {method!r}; use {' or '.join(METHODS)}")
 
 
 def check_t(t: float) -> float:
@@ -108,8 +114,7 @@ def merge_models(
     from featstore.tokenizer import load_tokenizer
 
     check_t(t)
-    if method not in METHODS:
-        raise FeatstoreError(f"unknown merge method {method!r}; use {' or '.join(METHODS)}")
+    check_method(method)
     row_a, row_b = _parents(wh, a, b)
     folder = model_folder(wh, name, out_dir)
     check_new_model(wh, name, folder, replace)
@@ -169,8 +174,7 @@ def merge_sweep(
 
     if steps < 2:
         raise FeatstoreError(f"--steps must be at least 2 (got {steps}) to include both endpoints")
-    if method not in METHODS:
-        raise FeatstoreError(f"unknown merge method {method!r}; use {' or '.join(METHODS)}")
+    check_method(method)
     row_a, row_b = _parents(wh, a, b)
     for row in (row_a, row_b):
         if not row["train_corpus"]:

@@ -16,9 +16,9 @@ from featstore.errors import FeatstoreError
 BASE, LUA, STORIES, MERGED = "base", "lua", "tinystories", "luastories"
 
 
-def setting(default: Any, help: str) -> Any:
-    """A dataclass field with the help text the CLI shows for it."""
-    return field(default=default, metadata={"help": help})
+def setting(default: Any, help: str, **cli) -> Any:
+    """A dataclass field with the help text the CLI shows for it (and `flags`, `choices` for its option)."""
+    return field(default=default, metadata={"help": help, **cli})
 
 
 def _named(kind: str, presets: dict, name: str):
@@ -118,7 +118,8 @@ class TrainSettings:
     """Hyperparameters of one SAE run. `tokens` counts training activations (token positions);
     `options` holds the architecture's own hyperparameters (its config's fields, e.g. {"k": 32})."""
 
-    architecture: str = setting("relu", "SAE architecture.")
+    architecture: str = setting("relu", "SAE architecture.", flags=("--architecture", "--arch"),
+                                choices="featstore.saes:ARCHITECTURES")
     expansion: int = setting(16, "Dictionary size as a multiple of d_in (paper: 16).")
     lr: float = setting(1e-4, "Adam learning rate.")
     beta2: float = setting(0.9999, "Adam beta2.")

@@ -8,6 +8,7 @@ its tokenizer, a merge has two parents, an SAE's input width is the width of the
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,22 @@ from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse, check_name
 
 MODEL_KINDS = ("base", "finetune", "merge", "imported")
-RELATIONS = ("finetune", "merge")
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A kind of lineage edge: how a child model came from its parents."""
+
+    name: str
+    noun: str      # as in "a fine-tune needs ..."
+    n_parents: int
+    parents: str   # what the parents must be, for the error message
+
+
+RELATIONS = {r.name: r for r in (
+    Relation("finetune", "fine-tune", 1, "one --parent"),
+    Relation("merge", "merge", 2, "two --parent models, in merge order"),
+)}
 
 
 # -- tokenizers ---------------------------------------------------------------------------------
@@ -120,17 +136,15 @@ def _check_lineage(
         raise FeatstoreError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
     relation = relation or (kind if kind in RELATIONS else None)
     if relation is not None and relation not in RELATIONS:
-        raise FeatstoreError(f"unknown relation {relation!r}; use finetune or merge")
+        raise FeatstoreError(f"unknown relation {relation!r}; use {' or '.join(RELATIONS)}")
     if name in parents or len(set(parents)) != len(parents):
         raise FeatstoreError(f"parents of {name!r} must be distinct models other than itself")
     if kind == "base" and parents:
         raise FeatstoreError("a base model has no parents; use --kind finetune or merge")
     if relation is None and parents:
-        raise FeatstoreError("give --relation finetune|merge for the parent edges")
-    if relation == "finetune" and len(parents) != 1:
-        raise FeatstoreError(f"a fine-tune needs exactly one --parent (got {len(parents)})")
-    if relation == "merge" and len(parents) != 2:
-        raise FeatstoreError(f"a merge needs exactly two --parent models, in merge order (got {len(parents)})")
+        raise FeatstoreError(f"give --relation {'|'.join(RELATIONS)} for the parent edges")
+    if relation is not None and len(parents) != RELATIONS[relation].n_parents:
+        raise FeatstoreError(f"a {RELATIONS[relation].noun} needs exactly {RELATIONS[relation].parents} (got {len(parents)})")
     if relation != "merge" and (merge_method is not None or merge_t is not None):
         raise FeatstoreError("--merge-method and --merge-t describe a merge; use them with --relation merge")
     if merge_t is not None and not 0.0 <= merge_t <= 1.0:
