@@ -118,7 +118,8 @@ def geometric_median(points: torch.Tensor, iterations: int = 100, tol: float = 1
 
 
 def init_sae(cfg: SAEConfig, sample: torch.Tensor, seed: int, same_init_as: Path | None = None) -> SAE:
-    """Seeded random dictionary (or another SAE's saved initial weights); b_dec = geometric median of `sample`."""
+    """Seeded random dictionary (or another SAE's saved initial weights); b_dec = geometric median of
+    `sample`, then the architecture's own data-dependent start."""
     from featstore.saes.registry import sae_class
 
     torch.manual_seed(seed)
@@ -127,6 +128,7 @@ def init_sae(cfg: SAEConfig, sample: torch.Tensor, seed: int, same_init_as: Path
         _load_init(sae, same_init_as)
     with torch.no_grad():
         sae.b_dec.copy_(geometric_median(sample.float().cpu()))
+    sae.initialize_from_data(sample.float().cpu())
     return sae
 
 

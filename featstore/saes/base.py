@@ -124,6 +124,10 @@ class SAE(nn.Module):
 
     # -- training hooks -------------------------------------------------------------------------
 
+    @torch.no_grad()
+    def initialize_from_data(self, sample: torch.Tensor) -> None:
+        """Called once before training, after b_dec is set, with a sample of activations (none by default)."""
+
     def sparsity_loss(self, pre: torch.Tensor, feats: torch.Tensor, scale: float) -> torch.Tensor:
         """The architecture's penalty on top of the reconstruction loss (none by default)."""
         return feats.new_zeros(())
