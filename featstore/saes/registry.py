@@ -10,10 +10,11 @@ from pathlib import Path
 
 from featstore.errors import FeatstoreError
 from featstore.saes.base import SAE, SAEConfig
+from featstore.saes.jumprelu import JumpReLUSAE
 from featstore.saes.relu import ReLUSAE
 from featstore.saes.topk import TopKSAE
 
-ARCHITECTURES: dict[str, type[SAE]] = {cls.architecture: cls for cls in (ReLUSAE, TopKSAE)}
+ARCHITECTURES: dict[str, type[SAE]] = {cls.architecture: cls for cls in (ReLUSAE, TopKSAE, JumpReLUSAE)}
 
 
 def get_architecture(name: str) -> type[SAE]:
