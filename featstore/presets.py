@@ -193,6 +193,7 @@ class RunPreset:
     sweep_steps: int = 11
     sweep_eval_tokens: int | None = None  # validation tokens per domain and t (None: the zoo preset's)
     explain_top: int = 24         # most frequently firing features explained per SAE
+    explain_sample: int = 48      # plus every persisting feature and this many others per edge and side
     ingest_batch: int = 16
     r_floor: float = 0.2
 
