@@ -12,7 +12,7 @@ from featstore.saes.base import SAE, SAEConfig, hyperparameter
 
 @dataclass
 class TopKConfig(SAEConfig):
-    k: int | None = hyperparameter(None, "Active features per token.", type=int)
+    k: int | None = hyperparameter(None, "Active features per token.", kind=int)
 
     def __post_init__(self):
         if not (self.k and 0 < self.k <= self.d_sae):
