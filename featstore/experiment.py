@@ -230,7 +230,7 @@ class Reader:
     # -- sections --------------------------------------------------------------------------------
 
     def experiment(self, data: dict, default_name: str) -> Experiment:
-        from featstore.lm import PRESETS as FAMILIES
+        from featstore.presets import MODEL_PRESETS as FAMILIES
 
         data = dict(data)
         name = self.take(data, "name", "", str, default_name)
@@ -464,15 +464,11 @@ class Reader:
 
     def saes(self, data: dict, models: dict[str, Model], slices: dict[str, Slice], seed: int,
              family: str) -> tuple[SAE, ...]:
-        from featstore.sae_train import PRESETS as SAE_PRESETS
-        from featstore.sae_train import TrainSettings
+        from featstore.presets import SAE_PRESETS
 
-        known = set(TrainSettings.__dataclass_fields__)
         default = self.table(data, "default", "saes.")
         preset = self.take(default, "preset", "saes.default.", str, family if family in SAE_PRESETS else "tiny")
-        if preset not in SAE_PRESETS:
-            raise self.fail("saes.default.preset", f"unknown SAE preset {preset!r}; use one of {', '.join(SAE_PRESETS)}")
-        base = {"seed": seed, **self.settings(default, "saes.default.", known)}
+        base = {"seed": seed, **self.settings(default, "saes.default.")}
         self.done(default, "saes.default.")
         for model in data:
             if model not in models:
@@ -494,28 +490,34 @@ class Reader:
                     if s not in slices:
                         raise self.fail(f"{where}slices", f"unknown slice {s!r}")
                 own_preset = self.take(spec, "preset", where, str, preset)
-                settings = {**self.preset_settings(own_preset, f"{where}preset"), **base, **self.settings(spec, where, known)}
+                settings = self.sae_settings(own_preset, {**base, **self.settings(spec, where)}, where)
                 self.done(spec, where)
                 out.append(SAE(model, entry, settings, path, tuple(on)))
         return tuple(out)
 
-    def preset_settings(self, preset: str, key: str) -> dict:
+    def settings(self, spec: dict, where: str) -> dict:
+        """SAE training fields and architecture hyperparameters (k, l1_coefficient, ...), type-checked."""
+        from dataclasses import fields
+
+        from featstore.presets import TrainSettings
+        from featstore.saes import ARCHITECTURES
+
+        types = {f.name: type(f.default) for f in fields(TrainSettings) if f.name != "options"}
+        types.update({f.name: f.metadata["type"] for cls in ARCHITECTURES.values()
+                      for f in cls.config_class.hyperparameters()})
+        return {key: self.take(spec, key, where, types[key]) for key in [k for k in spec if k in types]}
+
+    def sae_settings(self, preset: str, overrides: dict, where: str) -> dict:
         from dataclasses import asdict
 
-        from featstore.sae_train import PRESETS as SAE_PRESETS
+        from featstore.presets import SAE_PRESETS, sae_preset
 
         if preset not in SAE_PRESETS:
-            raise self.fail(key, f"unknown SAE preset {preset!r}; use one of {', '.join(SAE_PRESETS)}")
-        return asdict(SAE_PRESETS[preset])
-
-    def settings(self, spec: dict, where: str, known: set[str]) -> dict:
-        from featstore.sae_train import TrainSettings
-
-        out = {}
-        for key in [k for k in spec if k in known]:
-            default = getattr(TrainSettings(), key)
-            out[key] = self.take(spec, key, where, int if default is None else type(default))
-        return out
+            raise self.fail(f"{where}preset", f"unknown SAE preset {preset!r}; use one of {', '.join(SAE_PRESETS)}")
+        try:
+            return asdict(sae_preset(preset, **overrides))
+        except FeatstoreError as exc:  # e.g. an architecture's required hyperparameter is missing
+            raise self.fail(where.rstrip("."), str(exc)) from None
 
     def analyses(self, data: dict, models: dict[str, Model]) -> Analyses:
         from featstore.statistics import statistic_names

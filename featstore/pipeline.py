@@ -51,10 +51,13 @@ class Step:
 
 
 def _module_source(module: str) -> bytes:
-    """Source bytes of a module, found without importing it (hashing must not load torch)."""
+    """Source bytes of a module, or of every module of a package, found without importing it
+    (hashing must not load torch)."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         raise FeatstoreError(f"pipeline step needs module {module!r}, which is not installed")
+    if spec.submodule_search_locations:
+        return b"".join(path.read_bytes() for path in sorted(Path(spec.origin).parent.glob("*.py")))
     return Path(spec.origin).read_bytes()
 
 
@@ -163,17 +166,19 @@ def _model_summary(row: dict) -> dict:
 
 def train_model(ctx: RunContext, *, name: str, corpus: str, zoo: dict, seed: int,
                 tokenizer_corpora: list[str] | None = None) -> dict:
-    from featstore.lm import preset_from_dict, train_base
+    from featstore.lm import train_base
+    from featstore.presets import ModelPreset
 
-    row = train_base(ctx.wh, name, preset=preset_from_dict(zoo), corpus=corpus, seed=seed,
+    row = train_base(ctx.wh, name, preset=ModelPreset.from_dict(zoo), corpus=corpus, seed=seed,
                      tok_corpora=tokenizer_corpora, device=ctx.device, replace=True)
     return _model_summary(row)
 
 
 def finetune_model(ctx: RunContext, *, name: str, parent: str, corpus: str, zoo: dict, seed: int) -> dict:
-    from featstore.lm import finetune, preset_from_dict
+    from featstore.lm import finetune
+    from featstore.presets import ModelPreset
 
-    row = finetune(ctx.wh, name, parent=parent, corpus=corpus, preset=preset_from_dict(zoo), seed=seed,
+    row = finetune(ctx.wh, name, parent=parent, corpus=corpus, preset=ModelPreset.from_dict(zoo), seed=seed,
                    device=ctx.device, replace=True)
     return _model_summary(row)
 
@@ -188,12 +193,13 @@ def merge_model(ctx: RunContext, *, name: str, parents: list[str], method: str, 
 def import_model(ctx: RunContext, *, name: str, path: str, parents: list[str], relation: str, corpus: str | None,
                  zoo: dict) -> dict:
     """Register an HF folder or hub id with its lineage, then measure it on the experiment's domains."""
-    from featstore.lm import evaluate_model, preset_from_dict
+    from featstore.lm import evaluate_model
+    from featstore.presets import ModelPreset
     from featstore.registry import register_model
 
     register_model(ctx.wh, name, path, kind="imported", parents=parents, relation=relation if parents else None,
                    train_corpus=corpus, replace=True)
-    return _model_summary(evaluate_model(ctx.wh, name, preset=preset_from_dict(zoo), device=ctx.device))
+    return _model_summary(evaluate_model(ctx.wh, name, preset=ModelPreset.from_dict(zoo), device=ctx.device))
 
 
 def model_exists(name: str) -> Callable[[RunContext], bool]:
@@ -255,7 +261,8 @@ def forget_model(wh: Warehouse, model: str) -> None:
 
 
 def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, primary: bool = True) -> dict:
-    from featstore.sae_train import TrainSettings, train_sae
+    from featstore.presets import TrainSettings
+    from featstore.sae_train import train_sae
 
     Database(ctx.wh).saes.drop(sae)  # with everything computed from it, so it can be trained again under its id
     row = train_sae(ctx.wh, model, settings=TrainSettings(**settings), sae_id=sae, is_primary=primary, device=ctx.device)
@@ -355,20 +362,20 @@ def sweep_exists(models: list[str], method: str) -> Callable[[RunContext], bool]
 
 
 ZOO_CODE = ("featstore.lm", "featstore.corpora", "featstore.tokenizer")
-SAE_CODE = ("featstore.sae_train", "featstore.sae", "featstore.capture", "featstore.corpora")
+SAE_CODE = ("featstore.sae_train", "featstore.saes", "featstore.capture", "featstore.corpora")
 EXPLAIN_CODE = ("featstore.scoring", "featstore.sampling", "featstore.backends")
 SLICE_STEP = "eval-slices"
 
 
 def model_zoo(exp: Experiment, model: Model) -> dict:
-    """The featstore.lm preset a trained model uses: the family's, with the experiment's corpora and
+    """The model preset a trained model uses: the family's, with the experiment's corpora and
     domains and the model's own schedule (so editing one model's schedule reruns that model only)."""
     from dataclasses import asdict, replace
 
-    from featstore.lm import get_preset
+    from featstore.presets import model_preset
 
     shapes = {k: v for k, v in exp.family_overrides.items() if k not in ("base", "finetune")}
-    preset = get_preset(exp.family, tokenizer=exp.tokenizer, corpora=exp.training_corpora(), domains=exp.domains(),
+    preset = model_preset(exp.family, tokenizer=exp.tokenizer, corpora=exp.training_corpora(), domains=exp.domains(),
                         **exp.tokenizer_overrides, **shapes)
     stage = "base" if model.kind == "train" else "finetune"
     schedules = {s: replace(getattr(preset, s), **exp.family_overrides.get(s, {})) for s in ("base", "finetune")}
@@ -480,12 +487,6 @@ def build_steps(exp: Experiment) -> list[Step]:
     steps.append(Step("report", write_report, {}, after=tuple(s.name for s in steps), code=("featstore.report",),
                       sql=("",), outputs_exist=report_exists))
     return steps
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def run_pipeline(
