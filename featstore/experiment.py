@@ -120,7 +120,7 @@ class Experiment:
     name: str
     source: str                     # the file it came from (for messages)
     seed: int
-    family: str                     # featstore.lm preset the shapes and schedules start from
+    family: str                     # model preset (featstore.presets) the shapes and schedules start from
     family_overrides: dict          # shape keys and {"base": {...}, "finetune": {...}} schedules
     tokenizer: str                  # bpe | mistral | a folder, SentencePiece file or hub id
     tokenizer_overrides: dict       # vocab_size, tokenizer_chars
@@ -240,7 +240,7 @@ class Reader:
         preset = self.take(family, "preset", "family.", str, "tiny")
         if preset not in FAMILIES:
             raise self.fail("family.preset", f"unknown model preset {preset!r}; use one of {', '.join(FAMILIES)}")
-        family_overrides = self.family(family, FAMILIES[preset])
+        family_overrides = self.family(family)
         corpora = self.corpora(self.table(data, "corpora", ""))
         tok = self.table(data, "tokenizer", "")
         tokenizer = self.take(tok, "source", "tokenizer.", str, FAMILIES[preset].tokenizer)
@@ -265,7 +265,7 @@ class Reader:
         self.check_tokenizers(experiment)
         return experiment
 
-    def family(self, family: dict, preset) -> dict:
+    def family(self, family: dict) -> dict:
         overrides = {}
         for key in SHAPE_KEYS:
             value = self.take(family, key, "family.", float if key == "rope_theta" else int)
