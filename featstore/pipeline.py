@@ -500,9 +500,11 @@ def run_pipeline(
 ) -> dict:
     """Run (or resume) an experiment (default: the built-in tiny one); returns the step records and the
     summary tables. `prune` first removes what steps no longer in the experiment made."""
+    from featstore.hf import resolve_device
+
     experiment = experiment or load_experiment()
     steps = build_steps(experiment)
-    ctx = RunContext(wh, experiment, device or default_device())
+    ctx = RunContext(wh, experiment, str(resolve_device(device)))
     start = time.perf_counter()
     if prune:
         for line in prune_removed(wh, steps):
