@@ -250,3 +250,83 @@ def _forget_removed(con: duckdb.DuckDBPyConnection, files: Sequence[SqlFile], ap
     gone = [p for p in applied if p not in current and not p.startswith(f"{TABLES}/")]
     if gone:
         con.execute("DELETE FROM schema_migrations WHERE list_contains(?, file)", [gone])
+
+
+# -- documentation and declared tests (schema.yml per folder, in dbt's style) ------------------------
+
+DOCS_FILE = "schema.yml"
+
+
+@dataclass(frozen=True)
+class DeclaredTest:
+    """One test from a schema.yml: `sql` returns the offending rows, so it passes when it returns none."""
+
+    object: str
+    name: str
+    sql: str
+
+
+def load_docs(folder) -> dict[str, dict]:
+    """Object name -> its schema.yml entry (name, description, columns, tests, example) from every folder."""
+    import yaml
+
+    docs: dict[str, dict] = {}
+    for area in sorted((d for d in folder.iterdir() if d.is_dir()), key=lambda d: d.name):
+        entry_file = area / DOCS_FILE
+        if area.name in NOT_APPLIED or not entry_file.is_file():
+            continue
+        content = yaml.safe_load(entry_file.read_text())
+        for entry in content.get("objects", []):
+            if entry["name"] in docs:
+                raise FeatstoreError(f"sql/{area.name}/{DOCS_FILE} documents {entry['name']} again; keep one entry")
+            docs[entry["name"]] = {**entry, "area": area.name, "inputs": content.get("example_inputs", {})}
+    return docs
+
+
+def relation(entry: dict) -> str:
+    """The query whose rows an entry documents: its `example` (which may read its file's
+    `example_inputs` as CTEs), else the view or table itself."""
+    if not entry.get("example"):
+        return f"SELECT * FROM {entry['name']}"
+    inputs = ", ".join(f"{name} AS ({sql})" for name, sql in entry.get("inputs", {}).items())
+    return f"WITH {inputs} {entry['example']}" if inputs else entry["example"]
+
+
+def _literal_sql(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'" if isinstance(value, str) else str(value)
+
+
+def _compile(rel: str, columns: list[str], test) -> tuple[str, str]:
+    """(name, failing-rows SQL) of one declared test on `columns` of the relation `rel`."""
+    kind, arg = next(iter(test.items())) if isinstance(test, dict) else (test, None)
+    cols = ", ".join(columns)
+    present = " AND ".join(f"{c} IS NOT NULL" for c in columns)
+    base = f"FROM ({rel}) t"
+    if kind == "not_null":
+        return f"not_null({cols})", f"SELECT * {base} WHERE {columns[0]} IS NULL"
+    if kind == "unique":
+        return f"unique({cols})", f"SELECT {cols}, count(*) AS n {base} WHERE {present} GROUP BY ALL HAVING n > 1"
+    if kind == "accepted_values":
+        values = ", ".join(_literal_sql(v) for v in arg["values"])
+        return f"accepted_values({cols})", f"SELECT DISTINCT {cols} {base} WHERE {present} AND {columns[0]} NOT IN ({values})"
+    if kind == "relationships":
+        target = f"(SELECT {arg['field']} AS key FROM {arg['to']})"
+        return (f"relationships({cols} -> {arg['to']}.{arg['field']})",
+                f"SELECT DISTINCT {cols} {base} WHERE {present} AND {columns[0]} NOT IN {target}")
+    raise FeatstoreError(f"unknown schema.yml test {kind!r}; use unique, not_null, accepted_values or relationships")
+
+
+def declared_tests(docs: dict[str, dict]) -> list[DeclaredTest]:
+    """Every test every schema.yml declares, on a column (`columns[].tests`) or on the object (`tests`)."""
+    found = []
+    for name, entry in docs.items():
+        rel = relation(entry)
+        for test in entry.get("tests", []):
+            kind, columns = next(iter(test.items()))
+            if kind != "unique":
+                raise FeatstoreError(f"{name}: an object-level test is `unique: [columns]`; put {kind} on a column")
+            found.append(DeclaredTest(name, *_compile(rel, list(columns), "unique")))
+        for column in entry.get("columns", []):
+            for test in column.get("tests", []):
+                found.append(DeclaredTest(name, *_compile(rel, [column["name"]], test)))
+    return found
