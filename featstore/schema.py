@@ -61,6 +61,9 @@ class SqlFile:
 
 def discover(folder) -> list[SqlFile]:
     """Every table, view and macro file under `folder` (a Path or importlib Traversable), checked."""
+    stray = sorted(e.name for e in folder.iterdir() if e.name.endswith(".sql"))
+    if stray:
+        raise FeatstoreError(f"sql/{stray[0]}: move it to sql/tables/NNN_<table>.sql or sql/<area>/<object>.sql")
     found = []
     for area in sorted((d for d in folder.iterdir() if d.is_dir()), key=lambda d: d.name):
         if area.name in NOT_APPLIED or area.name.startswith((".", "_")):

@@ -72,9 +72,10 @@ def catalog_objects(wh: Warehouse) -> set[str]:
 
 
 def test_every_object_is_documented_once(filled):
-    files = {schema.SqlFile(p, t).object for p, t in sql_files()}
-    assert catalog_objects(filled) == files | schema.EXTERNAL
-    assert set(DOCS) == files | schema.EXTERNAL
+    objects = {schema.SqlFile(p, t).object for p, t in sql_files()} | schema.EXTERNAL
+    assert catalog_objects(filled) == objects
+    assert not objects - set(DOCS), "no entry in any sql/<area>/schema.yml for these; document them"
+    assert not set(DOCS) - objects, "documented in a schema.yml but created by no sql/ file"
 
 
 @pytest.mark.parametrize("name", sorted(DOCS))
@@ -128,9 +129,10 @@ def test_a_cycle_is_reported_in_one_line():
     ("report/foo.sql", "CREATE OR REPLACE VIEW bar AS SELECT 1;", "must only CREATE OR REPLACE the view or macro foo"),
     ("report/foo.sql", "CREATE TABLE foo (a INT);", "tables go in sql/tables/"),
     ("tables/030_foo.sql", "CREATE TABLE bar (a INT);", "does not create or alter table foo"),
+    ("450_foo.sql", "CREATE OR REPLACE VIEW foo AS SELECT 1;", "move it to sql/tables/NNN_<table>.sql or sql/<area>/"),
 ])
 def test_a_misnamed_file_is_refused(tmp_path, path, text, message):
-    (tmp_path / path).parent.mkdir(parents=True)
+    (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / path).write_text(text)
     with pytest.raises(FeatstoreError, match=message):
         schema.discover(tmp_path)
