@@ -75,7 +75,7 @@ def discover(folder) -> list[SqlFile]:
             if not pattern.match(entry.name):
                 shape = "NNN_<table>.sql" if area.name == TABLES else "<object>.sql (lower case)"
                 raise FeatstoreError(f"sql/{area.name}/{entry.name}: name it {shape}")
-            found.append(SqlFile(f"{area.name}/{entry.name}", entry.read_text()))
+            found.append(SqlFile(f"{area.name}/{entry.name}", entry.read_text(encoding="utf-8")))
     _check(found)
     return found
 
@@ -278,7 +278,7 @@ def load_docs(folder) -> dict[str, dict]:
         entry_file = area / DOCS_FILE
         if area.name in NOT_APPLIED or not entry_file.is_file():
             continue
-        content = yaml.safe_load(entry_file.read_text())
+        content = yaml.safe_load(entry_file.read_text(encoding="utf-8"))
         for entry in content.get("objects", []):
             if entry["name"] in docs:
                 raise FeatstoreError(f"sql/{area.name}/{DOCS_FILE} documents {entry['name']} again; keep one entry")
@@ -313,9 +313,9 @@ def _compile(rel: str, columns: list[str], test) -> tuple[str, str]:
         values = ", ".join(_literal_sql(v) for v in arg["values"])
         return f"accepted_values({cols})", f"SELECT DISTINCT {cols} {base} WHERE {present} AND {columns[0]} NOT IN ({values})"
     if kind == "relationships":
-        target = f"(SELECT {arg['field']} AS key FROM {arg['to']})"
+        target = f"SELECT 1 FROM {arg['to']} r WHERE r.{arg['field']} = t.{columns[0]}"
         return (f"relationships({cols} -> {arg['to']}.{arg['field']})",
-                f"SELECT DISTINCT {cols} {base} WHERE {present} AND {columns[0]} NOT IN {target}")
+                f"SELECT DISTINCT {cols} {base} WHERE {present} AND NOT EXISTS ({target})")
     raise FeatstoreError(f"unknown schema.yml test {kind!r}; use unique, not_null, accepted_values or relationships")
 
 

@@ -168,3 +168,18 @@ def test_pipeline_hashes_objects_by_name_not_by_file():
     assert schema.sources(["persistence_summary"], edited) != schema.sources(["persistence_summary"], files)
     with pytest.raises(FeatstoreError, match="no sql/ file creates an object named 'persistance'"):
         schema.sources(["persistance"], files)
+
+
+def test_a_changed_view_is_reapplied_with_everything_built_on_it(warehouse):
+    files = sql_files()
+    with warehouse.connect() as con:
+        assert schema.migrate(con, files) == []
+        edited = [(p, t + "\n-- edited\n" if p.endswith("/edge_matches.sql") else t) for p, t in files]
+        again = {p.split("/")[-1][:-4] for p in schema.migrate(con, edited)}
+        assert {"edge_matches", "persistence", "persistence_summary", "run_persistence", "feature_families",
+                "family_members", "figure6", "showcase_matches"} <= again
+        assert not again & {"run_steps", "feature_stats", "corr_gaps", "token_text"}
+        moved = [(p.replace("zoo/", "models/"), t) for p, t in edited]
+        assert schema.migrate(con, moved) == ["models/merge_sweep_monotone.sql", "models/model_validation.sql"]
+        recorded = {r[0] for r in con.execute("SELECT file FROM schema_migrations").fetchall()}
+    assert recorded == {p for p, _ in moved}
