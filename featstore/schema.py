@@ -180,12 +180,10 @@ def migrate(con: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[str, str]]) ->
     were bound with. An edited table file is refused before anything is written; nothing is written
     when nothing changed.
     """
+    from featstore.db import run  # featstore.db builds on featstore.warehouse, which imports this module
+
     files = ordered(_files(pairs))
-    con.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " file VARCHAR PRIMARY KEY, sha256 VARCHAR NOT NULL,"
-        " applied_at TIMESTAMP DEFAULT current_timestamp)"
-    )
+    run(con, "warehouse/schema_migrations")
     recorded = dict(con.execute("SELECT file, sha256 FROM schema_migrations").fetchall())
     renames = _round1_renames(recorded, files)
     applied = {renames.get(p, p): digest for p, digest in recorded.items() if renames.get(p, p)}

@@ -198,11 +198,10 @@ class Warehouse:
                     "SELECT path FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]
                 ).fetchone()
                 con.execute("DELETE FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus])
-                con.execute(
-                    "INSERT INTO activation_partitions (sae, corpus, path, n_rows, n_tokens, bytes, origin)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [sae, corpus, str(final), n_rows, n_tokens, final.stat().st_size, origin],
-                )
+                from featstore.db import run
+
+                run(con, "partitions/insert", sae=sae, corpus=corpus, path=str(final), n_rows=n_rows,
+                    n_tokens=n_tokens, bytes=final.stat().st_size, origin=origin)
                 self._refresh_activations_view(con)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -242,13 +241,7 @@ class Warehouse:
         """
         if paths:
             files = "[" + ", ".join(_literal(p) for p in paths) + "]"
-            body = (
-                "SELECT sae, corpus, tok, feature, act FROM read_parquet("
-                f"{files}, hive_partitioning = true, hive_types_autocast = false)"
-            )
+            body = f"SELECT sae, corpus, tok, feature, act FROM read_parquet({files}, hive_partitioning = true, hive_types_autocast = false)"
         else:
-            body = (
-                "SELECT NULL::VARCHAR AS sae, NULL::VARCHAR AS corpus, NULL::UINTEGER AS tok,"
-                " NULL::UINTEGER AS feature, NULL::FLOAT AS act WHERE false"
-            )
+            body = "SELECT NULL::VARCHAR AS sae, NULL::VARCHAR AS corpus, NULL::UINTEGER AS tok, NULL::UINTEGER AS feature, NULL::FLOAT AS act WHERE false"
         con.execute(f"CREATE OR REPLACE VIEW activations AS {body}")

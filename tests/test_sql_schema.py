@@ -183,3 +183,16 @@ def test_a_changed_view_is_reapplied_with_everything_built_on_it(warehouse):
         assert schema.migrate(con, moved) == ["models/merge_sweep_monotone.sql", "models/model_validation.sql"]
         recorded = {r[0] for r in con.execute("SELECT file FROM schema_migrations").fetchall()}
     assert recorded == {p for p, _ in moved}
+
+
+def test_every_value_the_library_accepts_is_a_lookup_row(warehouse):
+    """The library checks values first (one-line errors); the lookup tables must not refuse what it accepts."""
+    from featstore.registry import MODEL_KINDS, RELATIONS
+    from featstore.sae import ARCHITECTURES
+    from featstore.statistics import statistic_names
+
+    accepted = {"model_kinds": MODEL_KINDS, "lineage_relations": RELATIONS, "sae_architectures": ARCHITECTURES,
+                "correlation_stats": statistic_names()}
+    for table, values in accepted.items():
+        rows = set(warehouse.query(f"SELECT * FROM {table}").column(0).to_pylist())
+        assert set(values) <= rows, f"{table} lacks {set(values) - rows}: add them in a new sql/tables/ file"
