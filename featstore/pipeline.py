@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from featstore import schema
 from featstore.db import Database, run as run_query
 from featstore.errors import FeatstoreError
 from featstore.experiment import MAIN_SAE, SAE, Experiment, Model, Sweep, load_experiment
@@ -45,7 +46,7 @@ class Step:
     params: dict = field(default_factory=dict)
     after: tuple[str, ...] = ()
     code: tuple[str, ...] = ()  # modules whose source is part of the step's input hash
-    sql: tuple[str, ...] = ()   # file-name prefixes of the sql/ files it runs (hashed too)
+    sql: tuple[str, ...] = ()   # sql/ objects it uses, by name or glob; they and all they reference are hashed
     queries: tuple[str, ...] = ()  # sql/queries/<entity> folders of the named statements it runs (hashed too)
     outputs_exist: Callable[[RunContext], bool] = lambda ctx: True
 
@@ -70,9 +71,8 @@ def input_hash(step: Step, upstream: dict[str, str]) -> str:
     digest.update(inspect.getsource(step.run).encode())
     for module in sorted(step.code):
         digest.update(_module_source(module))
-    for name, text in sql_files():
-        if step.sql and name.startswith(step.sql):
-            digest.update(f"{name}={text}".encode())
+    for name, text in schema.sources(step.sql, sql_files()):
+        digest.update(f"{name}={text}".encode())
     for entity in sorted(step.queries):
         for file in sorted(sql_dir().joinpath("queries", entity).iterdir(), key=lambda f: f.name):
             digest.update(f"{entity}/{file.name}={file.read_text()}".encode())
@@ -365,6 +365,9 @@ ZOO_CODE = ("featstore.lm", "featstore.corpora", "featstore.tokenizer")
 SAE_CODE = ("featstore.sae_train", "featstore.saes", "featstore.capture", "featstore.corpora")
 EXPLAIN_CODE = ("featstore.scoring", "featstore.sampling", "featstore.backends")
 SLICE_STEP = "eval-slices"
+# sql/ objects by name (featstore.schema.sources): moving or renumbering a file never reruns a step
+CORRELATE_SQL = ("corr_*", "correlation_runs", "correlations", "best_matches")
+EXPLAIN_SQL = ("feature_samples", "persistence", "explanation_samples", "explanations", "scores", "simulations")
 
 
 def model_zoo(exp: Experiment, model: Model) -> dict:
@@ -409,7 +412,8 @@ def sweep_step(exp: Experiment, sweep: Sweep) -> Step:
     after = merges or tuple(exp.models[m].step for m in sweep.models)
     params = {"models": list(sweep.models), "method": sweep.method, "steps": sweep.steps,
               "eval_tokens": sweep.eval_tokens, "seed": exp.seed}
-    return Step(sweep.name, sweep_merges, params, after=after, code=("featstore.merge", *ZOO_CODE), sql=("5",),
+    return Step(sweep.name, sweep_merges, params, after=after, code=("featstore.merge", *ZOO_CODE),
+                sql=("merge_sweep*", "model_validation"),
                 outputs_exist=sweep_exists(list(sweep.models), sweep.method))
 
 
@@ -438,7 +442,7 @@ def sae_steps(exp: Experiment, sae: SAE, ingest_batch: int) -> list[Step]:
     slices = list(sae.slices)
     ingest = Step(f"ingest-{sae.label}", ingest_model,
                   {"model": sae.model, "sae": sae.id, "slices": slices, "batch_size": ingest_batch},
-                  after=(train.name, SLICE_STEP), code=("featstore.ingest", "featstore.capture"),
+                  after=(train.name, SLICE_STEP), code=("featstore.ingest", "featstore.capture", "featstore.saes"),
                   outputs_exist=partitions_exist(sae.id, slices))
     return [train, ingest]
 
@@ -449,7 +453,7 @@ def correlate_step(name: str, a: SAE, b: SAE, analyses) -> Step:
     stats = list(analyses.stats)
     return Step(name, correlate_edge, {**pair, "slices": slices, "r_floor": analyses.r_floor, "stats": stats},
                 after=(f"ingest-{a.label}", f"ingest-{b.label}"), code=("featstore.correlate", "featstore.statistics"),
-                sql=("22", "23"), queries=("correlation",), outputs_exist=correlations_exist(a.id, b.id, slices, stats))
+                sql=CORRELATE_SQL, queries=("correlation",), outputs_exist=correlations_exist(a.id, b.id, slices, stats))
 
 
 def home_slice(exp: Experiment, model: Model) -> str:
@@ -482,10 +486,10 @@ def build_steps(exp: Experiment) -> list[Step]:
         steps.append(Step(f"explain-{model}", explain_sae,
                           {"sae": sae.id, "corpus": home_slice(exp, exp.models[model]), "top": analyses.explain_top,
                            "sample": analyses.explain_sample, "seed": exp.seed},
-                          after=(f"ingest-{model}", *touching), code=EXPLAIN_CODE, sql=("20", "41"),
+                          after=(f"ingest-{model}", *touching), code=EXPLAIN_CODE, sql=EXPLAIN_SQL,
                           queries=("explanations", "scores", "pipeline"), outputs_exist=scores_exist(sae.id)))
     steps.append(Step("report", write_report, {}, after=tuple(s.name for s in steps), code=("featstore.report",),
-                      sql=("",), outputs_exist=report_exists))
+                      sql=("*",), outputs_exist=report_exists))
     return steps
 
 
