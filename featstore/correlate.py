@@ -27,6 +27,7 @@ import duckdb
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from featstore.corpus import check_tokenizer
 from featstore.errors import FeatstoreError
 from featstore.registry import get_model, get_sae
 from featstore.warehouse import Warehouse
@@ -114,13 +115,12 @@ def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, sta
         ).fetchall())
         has_tokens = stat != "token_type_mean" or con.execute(
             "SELECT count(*) > 0 FROM tokens WHERE corpus = ?", [corpus]).fetchone()[0]
-    fingerprints = {sae["id"]: get_model(wh, sae["model"])["tokenizer"] for sae in saes}
-    if fingerprints[sae_a] != fingerprints[sae_b]:
+    models = [get_model(wh, sae["model"]) for sae in saes]
+    if models[0]["tokenizer"] != models[1]["tokenizer"]:
         raise FeatstoreError(
             f"SAEs {sae_a!r} and {sae_b!r} belong to models with different tokenizers; only models sharing a tokenizer can be compared"
         )
-    if fingerprints[sae_a] not in (None, corpus_tokenizer):
-        raise FeatstoreError(f"corpus {corpus!r} was tokenized with another tokenizer than the models of {sae_a!r} and {sae_b!r}")
+    check_tokenizer({"name": corpus, "tokenizer": corpus_tokenizer}, models[0])
     for sae in (sae_a, sae_b):
         if sae not in partitions:
             raise FeatstoreError(
