@@ -18,8 +18,32 @@ from featstore.registry import MODEL_KINDS, RELATIONS
 from featstore.warehouse import Warehouse
 
 
+GLOBAL_OPTIONS = ("--warehouse",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move `--warehouse DIR` (or `--warehouse=DIR`) from anywhere before a `--` to the front, so
+    `featstore export t --warehouse DIR` means `featstore --warehouse DIR export t`."""
+    front, rest, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg in GLOBAL_OPTIONS and i + 1 < len(args):
+            front += args[i : i + 2]
+            i += 2
+            continue
+        (front if arg.split("=", 1)[0] in GLOBAL_OPTIONS else rest).append(arg)
+        i += 1
+    return front + rest
+
+
 class FeatstoreGroup(click.Group):
-    """Turns library errors into one line on stderr and exit status 1."""
+    """Turns library errors into one line on stderr and exit status 1; global options go anywhere."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args) if ctx.parent is None else args)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -626,24 +650,11 @@ def transfer_command(wh: Warehouse, parent_sae: str, child_sae: str, threshold: 
 # --- pipeline: run, report, export, sql -----------------------------------------------------------
 
 
-def warehouse_option(command):
-    """`--warehouse DIR` after the command name too (`featstore run --warehouse DIR`)."""
-
-    def use(ctx: click.Context, _param, value: Path | None) -> None:
-        if value is not None:
-            ctx.obj = Warehouse(value)
-
-    return click.option("--warehouse", type=click.Path(file_okay=False, path_type=Path), default=None,
-                        expose_value=False, callback=use, is_eager=True,
-                        help="Warehouse folder (same as the global option).")(command)
-
-
 @main.command("run")
 @click.option("--preset", type=click.Choice(list(RUN_PRESETS)), default="tiny", show_default=True)
 @click.option("--force", "force", multiple=True, metavar="STEP", help="Redo STEP and every step after it (repeatable).")
 @click.option("--device", default=None, help="cuda / cpu [default: cuda when available].")
 @click.option("--seed", default=0, show_default=True, type=int)
-@warehouse_option
 @pass_warehouse
 def run_command(wh: Warehouse, preset: str, force: tuple[str, ...], device: str | None, seed: int) -> None:
     """The whole experiment, resumable: models, SAEs, ingest, correlations, persistence, scores, report."""
@@ -660,7 +671,6 @@ def run_command(wh: Warehouse, preset: str, force: tuple[str, ...], device: str 
 @main.command("report")
 @click.option("--features", type=click.IntRange(min=0), default=None, metavar="N",
               help="Also write static feature pages: the N most frequent per SAE plus every feature shown.")
-@warehouse_option
 @pass_warehouse
 def report_command(wh: Warehouse, features: int | None) -> None:
     """Write <warehouse>/report/index.html with the paper's figures from the warehouse's views."""
@@ -672,7 +682,6 @@ def report_command(wh: Warehouse, features: int | None) -> None:
 @main.command("serve")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback by default).")
-@warehouse_option
 @pass_warehouse
 def serve_command(wh: Warehouse, port: int, host: str) -> None:
     """The feature browser: a read-only web app over the warehouse (lineage, features, search, SQL)."""
