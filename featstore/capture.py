@@ -102,7 +102,7 @@ def mlp_activations(model: nn.Module, input_ids: torch.Tensor, layer: Hook) -> t
             pass
     if captured.value is None:
         raise FeatstoreError(f"the forward pass never reached hook {layer}")
-    return captured.value
+    return captured.value.reshape(*input_ids.shape, captured.value.shape[-1])  # OPT flattens batch and sequence
 
 
 def iter_mlp_activations(
