@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from featstore.capture import capture_mlp_hidden, iter_mlp_activations, splice_mlp_hidden
+from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.hf import load_model, resolve_device
 from featstore.hf_layouts import hook_site
@@ -351,10 +352,10 @@ def train_sae(
     model_row = get_model(wh, model_name)
     sae_id = check_name("SAE", sae_id or _default_id(model_name, settings))
     init_folder = Path(get_sae(wh, same_init_as)["path"]) if same_init_as else None
-    if wh.scalar("SELECT count(*) FROM saes WHERE id = ?", [sae_id]):
+    if Database(wh).saes.exists(sae_id):
         raise FeatstoreError(f"SAE {sae_id!r} already exists; pick another --id")
     if is_primary is None:
-        is_primary = not wh.scalar("SELECT count(*) FROM saes WHERE model = ? AND is_primary", [model_name])
+        is_primary = not Database(wh).saes.has_primary(model_name)
     device = resolve_device(device)
     model = load_model(model_row["path"], device)
     width = hook_site(model, hook_name(settings.layer)).width

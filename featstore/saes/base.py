@@ -12,7 +12,7 @@ Each row of W_dec is one feature's dictionary vector, kept at unit norm while tr
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -27,17 +27,13 @@ WEIGHTS_FILE = "sae_weights.safetensors"
 CONFIG_FILE = "cfg.json"
 
 
-def hyperparameter(default: Any, help: str, *, type: type | None = None, flag: str | None = None) -> Any:
+def hyperparameter(default: Any, help: str, *, kind: type | None = None, flag: str | None = None) -> Any:
     """A config field that is an architecture's hyperparameter: stored in cfg.json, offered by the CLI.
 
-    `type` defaults to the default's type; `flag` to `--<name-with-dashes>`. A None default means
-    training needs a value (e.g. TopK's k).
+    `kind` (the option's type) defaults to the default's type; `flag` to `--<name-with-dashes>`. A
+    None default means training needs a value (e.g. TopK's k).
     """
-    return field(default=default, metadata={"help": help, "type": type or builtins_type(default), "flag": flag})
-
-
-def builtins_type(value: Any) -> type:
-    return float if isinstance(value, float) else int if isinstance(value, int) else str
+    return field(default=default, metadata={"help": help, "type": kind or type(default), "flag": flag})
 
 
 def option_flag(hyper: Field) -> str:
@@ -68,7 +64,7 @@ class SAEConfig:
     @classmethod
     def required(cls) -> tuple[Field, ...]:
         """Hyperparameters without a default: training needs them given."""
-        return tuple(f for f in cls.hyperparameters() if f.default is None and f.default_factory is MISSING)
+        return tuple(f for f in cls.hyperparameters() if f.default is None)
 
     def saelens_fields(self) -> dict:
         """The architecture's keys in cfg.json: its hyperparameters under their own names."""

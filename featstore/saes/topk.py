@@ -17,7 +17,7 @@ from featstore.saes.base import SAE, SAEConfig, hyperparameter
 
 @dataclass
 class TopKConfig(SAEConfig):
-    k: int | None = hyperparameter(None, "Active features per token.", type=int)
+    k: int | None = hyperparameter(None, "Active features per token.", kind=int)
     rescale_acts_by_decoder_norm: bool = False
 
     def __post_init__(self):
