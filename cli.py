@@ -372,9 +372,11 @@ def finetune_command(wh: Warehouse, name: str, parent: str, preset, lr, corpus, 
 
 
 @main.command("merge")
-@click.argument("model_a")
-@click.argument("model_b")
+@click.argument("model_a", required=False)
+@click.argument("model_b", required=False)
 @click.option("--name", required=True, help="Name of the merged model.")
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A mergekit YAML (slerp or linear, t lists with filters) instead of MODEL_A MODEL_B --method --t.")
 @click.option("--method", type=LibraryChoice("featstore.merge:METHODS"), default="slerp", show_default=True)
 @click.option("--t", "t", type=float, default=0.5, show_default=True, help="Weight toward MODEL_B, in [0, 1].")
 @click.option("--device", default=None, help="Device for evaluating the merge [default: cuda when available].")
@@ -382,14 +384,24 @@ def finetune_command(wh: Warehouse, name: str, parent: str, preset, lr, corpus, 
               help="Model folder [default: <warehouse>/models/NAME].")
 @click.option("--replace", is_flag=True, help="Re-create and re-register an existing model.")
 @pass_warehouse
-def merge_command(wh: Warehouse, model_a: str, model_b: str, name: str, method: str, t: float, device, out_dir,
+def merge_command(wh: Warehouse, model_a, model_b, name: str, config, method: str, t: float, device, out_dir,
                   replace: bool) -> None:
-    """Merge MODEL_A and MODEL_B per tensor (mergekit semantics) into NAME; lineage gets both parents."""
-    from featstore.merge import merge_models
+    """Merge MODEL_A and MODEL_B per tensor (mergekit semantics) into NAME; lineage gets both parents.
 
-    row = merge_models(wh, model_a, model_b, name=name, t=t, method=method, device=device, out_dir=out_dir,
-                       replace=replace)
-    click.echo(f"model {name} = {method}({model_a}, {model_b}, t={t})")
+    The folder gets the mergekit_config.yml that reproduces the merge with mergekit."""
+    from featstore.merge import merge_from_config, merge_models
+
+    options = dict(name=name, device=device, out_dir=out_dir, replace=replace)
+    if config and (model_a or model_b):
+        raise FeatstoreError("give MODEL_A MODEL_B or --config, not both")
+    if config:
+        row = merge_from_config(wh, config, **options)
+    elif model_a and model_b:
+        row = merge_models(wh, model_a, model_b, t=t, method=method, **options)
+    else:
+        raise FeatstoreError("give the two models to merge (MODEL_A MODEL_B) or a mergekit --config")
+    merge = row["hyperparams"]["merge"]
+    click.echo(f"model {name} = {merge['method']}({', '.join(merge['parents'])}, t={merge['t']})")
     _echo_validation(row)
 
 

@@ -60,6 +60,12 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     )
 
 
+def decoder_layers_name(model: nn.Module) -> tuple[str, int]:
+    """(dotted name of the decoder layer list, number of layers), e.g. ("model.layers", 32)."""
+    layers = decoder_layers(model)
+    return next(name for name, module in model.named_modules() if module is layers), len(layers)
+
+
 def _width(module: nn.Module) -> tuple[int, int] | None:
     """(in, out) of a linear map: nn.Linear and its subclasses, or GPT-2's Conv1D (weight stored (in, out))."""
     weight = getattr(module, "weight", None)

@@ -95,6 +95,13 @@ def register_model(
     from featstore.tokenizer import load_tokenizer
 
     check_name("model", name)
+    if kind == "merge" and not parents:  # a mergekit output folder says how it was merged
+        from featstore.mergekit import lineage_from_folder
+
+        found = lineage_from_folder(wh, Path(path).expanduser())
+        if found:
+            parents, merge_method, merge_t = found["parents"], found["merge_method"], found["merge_t"]
+            hyperparams = {**(hyperparams or {}), **found["hyperparams"]}
     parents = list(parents)
     relation = _check_lineage(name, kind, parents, relation, merge_method, merge_t)
     location = str(Path(path).expanduser().resolve()) if Path(path).expanduser().exists() else str(path)
