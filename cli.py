@@ -707,6 +707,24 @@ def export_command(wh: Warehouse, name: str, fmt: str, out_dir: Path | None) -> 
     click.echo(f"{done['rows']} rows -> {done['path']} ({done['bytes']:,} bytes)")
 
 
+@main.command("export-features")
+@click.argument("sae")
+@click.option("--format", "fmt", type=click.Choice(["neuronpedia", "delphi", "saedashboard"]), required=True,
+              help="neuronpedia: per-feature JSON; delphi: its latent cache; saedashboard: its per-feature batch JSON.")
+@click.option("--corpus", default=None, help="Corpus the activations come from [default: the SAE's only one].")
+@click.option("--features", callback=_feature_list, default=None, help="Comma-separated features [default: all that fire].")
+@click.option("--context", type=int, default=256, show_default=True, help="Tokens per example window (as at ingest).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder [default: <warehouse>/exports/SAE-FORMAT].")
+@pass_warehouse
+def export_features_command(wh: Warehouse, sae: str, fmt: str, corpus, features, context: int, out_dir) -> None:
+    """Write SAE's features for a feature viewer (Neuronpedia, delphi, SAEDashboard) from the stored activations."""
+    from featstore.viewers import export_features
+
+    done = export_features(wh, sae, fmt, corpus=corpus, out_dir=out_dir, context=context, features=features)
+    click.echo(f"{done['features']} features of {sae} on {done['corpus']} -> {done['path']} ({fmt}, {done['files']} files)")
+
+
 @main.command("sql")
 @click.argument("query")
 @pass_warehouse
