@@ -36,7 +36,7 @@ def hoist_global_options(args: list[str]) -> list[str]:
             front += args[i : i + 2]
             i += 2
             continue
-        (front if arg.split("=", 1)[0] in GLOBAL_OPTIONS else rest).append(arg)
+        (front if "=" in arg and arg.split("=", 1)[0] in GLOBAL_OPTIONS else rest).append(arg)
         i += 1
     return front + rest
 
