@@ -144,12 +144,13 @@ def test_older_flat_layout_is_read(registered_warehouse, tmp_path):
 
 
 FEATSTORE_KINDS = [("relu", {}), ("topk", {"k": 5}), ("topk", {"k": 5, "rescale_acts_by_decoder_norm": True}),
-                   ("jumprelu", {}), ("relu", {"dtype": "float64"})]
+                   ("jumprelu", {}), ("relu", {"dtype": "float64"}), ("relu", {"hook_name": RESID})]
 
 
 @pytest.mark.parametrize("arch,options", FEATSTORE_KINDS)
 def test_featstore_saves_load_in_saelens_and_encode_identically(tmp_path, arch, options):
-    sae = build_sae(arch, d_in=16, d_sae=40, hook_name="blocks.0.mlp.hook_post", model_name="m", **options)
+    options = {"hook_name": MLP, **options}
+    sae = build_sae(arch, d_in=16, d_sae=40, model_name="m", **options)
     sae = sae.to(getattr(torch, options.get("dtype", "float32")))
     _randomize(sae, 3)
     if arch == "jumprelu":
@@ -157,7 +158,7 @@ def test_featstore_saves_load_in_saelens_and_encode_identically(tmp_path, arch, 
             sae.log_threshold.copy_(torch.rand(40).add(0.05).log())
     save_sae(sae, tmp_path)
     oracle = sae_lens.SAE.load_from_disk(tmp_path)
-    assert oracle.cfg.metadata.hook_name == "blocks.0.mlp.hook_post" and oracle.cfg.architecture() == read_folder(tmp_path)[0].saelens_names[0]
+    assert oracle.cfg.metadata.hook_name == options["hook_name"] and oracle.cfg.architecture() == read_folder(tmp_path)[0].saelens_names[0]
     x = torch.randn(200, 16)
     with torch.no_grad():
         ours, theirs = sae.encode(x), oracle.encode(x)
