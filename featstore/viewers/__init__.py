@@ -10,6 +10,7 @@ All three see the corpus as featstore's ingest did: documents cut into windows o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,15 @@ class FeatureData:
     explanations: dict[int, tuple[str, str]]  # feature -> (explanation, explainer)
     n_tokens: int
 
+    @cached_property
+    def _by_feature(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers sorted by feature, and the features in that order: one sort for every lookup."""
+        order = np.argsort(self.feature, kind="stable")
+        return order, self.feature[order]
+
     def rows_of(self, feature: int) -> np.ndarray:
-        return np.flatnonzero(self.feature == feature)
+        order, features = self._by_feature
+        return order[np.searchsorted(features, feature, side="left"):np.searchsorted(features, feature, side="right")]
 
     def top_sequences(self, feature: int, n: int = N_EXAMPLES) -> list[int]:
         """The sequences where `feature` reaches its highest activations, strongest first."""
