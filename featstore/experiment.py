@@ -60,7 +60,7 @@ class Model:
     corpus: str | None = None       # resolved corpus spec it trains on (train, finetune; recorded for import)
     schedule: dict = field(default_factory=dict)  # overrides of the family's train / finetune schedule
     method: str = "slerp"           # merge
-    t: float | dict = 0.5           # merge: one t, or {filter: t, ..., default: t} per tensor name
+    t: float = 0.5                  # merge: weight toward the second parent
     path: str | None = None         # import: HF folder or hub id
     relation: str | None = None     # import: edge type to its parents
     home: str | None = None         # slice its explanations are read on
@@ -400,16 +400,10 @@ class Reader:
         self.done(spec, where)
         return Model(**fields)
 
-    def merge_t(self, spec: dict, where: str) -> float | dict:
-        t = self.take(spec, "t", where, (float, dict), 0.5)
-        values = t.items() if isinstance(t, dict) else [("", t)]
-        for key, value in values:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise self.fail(f"{where}t{'.' + key if key else ''}", f"must be a number between 0 and 1, got {value!r}")
-        if isinstance(t, dict):
-            if "default" not in t:
-                raise self.fail(f"{where}t", "a per-tensor t table needs a `default` entry")
-            return {k: float(v) for k, v in t.items()}
+    def merge_t(self, spec: dict, where: str) -> float:
+        t = self.take(spec, "t", where, float, 0.5)
+        if not 0 <= t <= 1:
+            raise self.fail(f"{where}t", f"must be a number between 0 and 1, got {t!r}")
         return t
 
     def check_import(self, path: str, key: str) -> None:

@@ -12,8 +12,11 @@ data of both parents, and adds the parents' common base model as a baseline.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -22,6 +25,10 @@ from tqdm.auto import tqdm
 from featstore.corpora import mix_specs
 from featstore.db import Database
 from featstore.errors import FeatstoreError
+from featstore.hf_layouts import decoder_layers_name
+from featstore.mergekit import MergePlan, linear_plan, resolve_model, t_schedule, write_config
+from featstore.mergekit import load as load_config
+from featstore.mergekit import plan as mergekit_plan
 from featstore.warehouse import Warehouse
 
 DOT_THRESHOLD = 0.9995
@@ -51,17 +58,12 @@ def slerp(t: float, a: torch.Tensor, b: torch.Tensor, dot_threshold: float = DOT
 METHODS = {"slerp": slerp, "linear": lerp}  # per-tensor interpolations, by name
 
 
-def tensor_t(t: float | dict[str, float], key: str) -> float:
-    """t of one tensor: a single t, or {filter: t, ..., "default": t} where the first filter that is a
-    substring of the tensor's name wins (mergekit's per-tensor-type t, e.g. self_attn / mlp)."""
-    if not isinstance(t, dict):
-        return t
-    return next((value for name, value in t.items() if name != "default" and name in key), t["default"])
+def merge_state_dicts(a: dict, b: dict, t: float | Callable[[str], float], method: str = "slerp") -> dict:
+    """Merge two state dicts tensor by tensor; non-float tensors (buffers of ints) come from `a`.
 
-
-def merge_state_dicts(a: dict, b: dict, t: float | dict[str, float], method: str = "slerp") -> dict:
-    """Merge two state dicts tensor by tensor; non-float tensors (buffers of ints) come from `a`."""
-    check_t(t)
+    `t` is one weight for every tensor or a function of the tensor's name (mergekit's filters and
+    gradients, `featstore.mergekit.t_schedule`)."""
+    t_of = t if callable(t) else (lambda _name: t)
     check_method(method)
     if a.keys() != b.keys():
         raise FeatstoreError("the two models have different parameter names; only same-architecture models merge")
@@ -70,7 +72,7 @@ def merge_state_dicts(a: dict, b: dict, t: float | dict[str, float], method: str
     for key, tensor in a.items():
         if tensor.shape != b[key].shape:
             raise FeatstoreError(f"parameter {key} has shape {tuple(tensor.shape)} vs {tuple(b[key].shape)}; cannot merge")
-        merged[key] = combine(tensor_t(t, key), tensor, b[key]) if tensor.is_floating_point() else tensor.clone()
+        merged[key] = combine(check_t(t_of(key)), tensor, b[key]) if tensor.is_floating_point() else tensor.clone()
     return merged
 
 
@@ -79,11 +81,9 @@ def check_method(method: str) -> None:
         raise FeatstoreError(f"unknown merge method {method!r}; use {' or '.join(METHODS)}")
 
 
-def check_t(t: float | dict[str, float]) -> float | dict[str, float]:
-    """One t, or every t of a per-tensor table, in [0, 1]."""
-    for value in t.values() if isinstance(t, dict) else [t]:
-        if not 0.0 <= value <= 1.0:
-            raise FeatstoreError(f"--t must be between 0 and 1 (got {value}); it is the weight toward the second model")
+def check_t(t: float) -> float:
+    if not 0.0 <= t <= 1.0:
+        raise FeatstoreError(f"--t must be between 0 and 1 (got {t}); it is the weight toward the second model")
     return t
 
 
@@ -112,32 +112,32 @@ def merge_models(
     b: str,
     *,
     name: str,
-    t: float | dict[str, float] = 0.5,
+    t: float = 0.5,
     method: str = "slerp",
     device: str | None = None,
     out_dir: str | Path | None = None,
     replace: bool = False,
+    plan: MergePlan | None = None,
 ) -> dict:
     """Merge registered models `a` and `b`, write the HF folder, evaluate it and register the merge.
 
-    The merge is measured on every domain either parent was measured on; a per-tensor `t` (see
-    `tensor_t`) is recorded in the lineage by its default."""
-    from dataclasses import replace as replaced
-
+    `plan` (from a mergekit config) replaces `t` and `method`, e.g. with per-tensor t lists; the
+    folder gets a `mergekit_config.yml` that mergekit runs to the same tensors."""
     from featstore.hf import load_model, resolve_device
     from featstore.lm import check_new_model, commit_model, model_folder
     from featstore.presets import ModelPreset
     from featstore.tokenizer import load_tokenizer
 
-    check_t(t)
-    check_method(method)
+    plan = plan or (MergePlan("slerp", (a, b), check_t(t)) if method == "slerp" else linear_plan(a, b, check_t(t)))
+    method = plan.method
     row_a, row_b = _parents(wh, a, b)
     folder = model_folder(wh, name, out_dir)
     check_new_model(wh, name, folder, replace)
     dev = resolve_device(device)
     model = load_model(row_a["path"])
     other = load_model(row_b["path"])
-    model.load_state_dict(merge_state_dicts(model.state_dict(), other.state_dict(), t, method))
+    layers, n_layers = decoder_layers_name(model)
+    model.load_state_dict(merge_state_dicts(model.state_dict(), other.state_dict(), t_schedule(plan, layers, n_layers), method))
     del other
     tok = load_tokenizer(row_a["path"])
     stored = row_a["hyperparams"].get("preset")
@@ -146,20 +146,29 @@ def merge_models(
         from featstore.lm import evaluate_domains
 
         preset = ModelPreset.from_dict(stored)
-        domains = dict(preset.domains)
+        domains = dict(preset.domains)  # every domain either parent was measured on
         for domain, spec in (row_b["hyperparams"].get("preset") or {}).get("domains", {}).items():
             domains.setdefault(domain, spec)
-        preset = replaced(preset, domains=domains)
-        stored = {**stored, "domains": preset.domains}
+        preset = dataclasses.replace(preset, domains=domains)
+        stored = {**stored, "domains": domains}
         metrics = evaluate_domains(model, tok, preset.domains, block_size=preset.block_size,
                                    eval_tokens=preset.eval_tokens, device=dev)
     corpora = [(row["train_corpus"], 0.5) for row in (row_a, row_b) if row["train_corpus"]]
-    hyperparams = {"preset": stored, "merge": {"method": method, "t": t, "parents": [a, b]}}
-    return commit_model(
+    hyperparams = {"preset": stored, "merge": {**plan.describe(), "parents": [a, b]}}
+    row = commit_model(
         wh, name, model, tok, folder, replace=replace, kind="merge", parents=(a, b), relation="merge",
-        merge_method=method, merge_t=t["default"] if isinstance(t, dict) else t, train_corpus=mix_specs(corpora) if corpora else None,
+        merge_method=method, merge_t=plan.t_scalar(), train_corpus=mix_specs(corpora) if corpora else None,
         hyperparams=hyperparams, metrics=metrics,
     )
+    write_config(row["path"], plan, (row_a["path"], row_b["path"]), n_layers)
+    return row
+
+
+def merge_from_config(wh: Warehouse, config: str | Path, *, name: str, **options) -> dict:
+    """Run a mergekit YAML config (see `featstore.mergekit`) on the registered models it names."""
+    merge = mergekit_plan(load_config(config), str(config))
+    a, b = (resolve_model(wh, ref) for ref in merge.parents)
+    return merge_models(wh, a, b, name=name, plan=merge, **options)
 
 
 def common_base(wh: Warehouse, a: str, b: str) -> str | None:

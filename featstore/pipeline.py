@@ -183,7 +183,7 @@ def finetune_model(ctx: RunContext, *, name: str, parent: str, corpus: str, zoo:
     return _model_summary(row)
 
 
-def merge_model(ctx: RunContext, *, name: str, parents: list[str], method: str, t: float | dict) -> dict:
+def merge_model(ctx: RunContext, *, name: str, parents: list[str], method: str, t: float) -> dict:
     from featstore.merge import merge_models
 
     row = merge_models(ctx.wh, *parents, method=method, t=t, name=name, device=ctx.device, replace=True)

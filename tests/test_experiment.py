@@ -98,13 +98,13 @@ def test_adding_a_model_or_an_sae_adds_its_steps_and_reruns_only_what_reads_them
 def test_any_lineage_gets_steps_in_dependency_order(tmp_path):
     experiment = load_experiment(None, [
         "models.lua2.parent=base", "models.lua2.corpus=lua",
-        'models.grand.parents=["luastories", "lua2"]', "models.grand.t.mlp=0.2", "models.grand.t.default=0.6",
+        'models.grand.parents=["luastories", "lua2"]', "models.grand.t=0.6",
     ])
     names = [s.name for s in build_steps(experiment)]
     assert names.index("merge-grand") > max(names.index("merge"), names.index("finetune-lua2"))
     assert {"correlate-luastories-grand", "correlate-lua2-grand", "explain-grand"} <= set(names)
     grand = next(s for s in build_steps(experiment) if s.name == "merge-grand")
-    assert grand.params["t"] == {"mlp": 0.2, "default": 0.6} and grand.after == ("merge", "finetune-lua2")
+    assert grand.params["t"] == 0.6 and grand.after == ("merge", "finetune-lua2")
 
 
 BAD = [

@@ -39,7 +39,7 @@ t = 0.58
 
 [models.grand]
 parents = ["luastories", "notes"]
-t = {{ mlp = 0.3, default = 0.5 }}
+t = 0.5
 
 [saes.base.seed1]
 seed = 1
