@@ -684,12 +684,7 @@ def transfer_command(wh: Warehouse, parent_sae: str, child_sae: str, threshold: 
 @click.option("--prune", is_flag=True, help="First delete what steps no longer in the experiment made.")
 @click.option("--force", "force", multiple=True, metavar="STEP", help="Redo STEP and every step after it (repeatable).")
 @click.option("--device", default=None, help="cuda / cpu [default: cuda when available].")
-<<<<<<< HEAD
 @click.option("--seed", default=None, type=int, help="Same as --set seed=N.")
-@warehouse_option
-=======
-@click.option("--seed", default=0, show_default=True, type=int)
->>>>>>> main
 @pass_warehouse
 def run_command(wh: Warehouse, experiment_file: Path | None, overrides: tuple[str, ...], preset: str | None,
                 show_plan: bool, prune: bool, force: tuple[str, ...], device: str | None, seed: int | None) -> None:
