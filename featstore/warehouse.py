@@ -55,10 +55,15 @@ def sql_dir():
 
 
 def sql_files() -> list[tuple[str, str]]:
-    """(file name, text) of every schema file in sql/, in the order they are applied."""
+    """(path relative to sql/, text) of every schema file, top level and one folder down, sorted.
+
+    Files in folders (`tables/NNN_*.sql`, `<area>/<object>.sql`) come after the numbered top-level
+    ones; a view or macro applied before what it reads is retried after the rest (see `_migrate`).
+    """
     folder = sql_dir()
-    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
-    return [(n, folder.joinpath(n).read_text()) for n in names]
+    names = [p.name for p in folder.iterdir() if p.name.endswith(".sql")]
+    names += [f"{d.name}/{p.name}" for d in folder.iterdir() if d.is_dir() for p in d.iterdir() if p.name.endswith(".sql")]
+    return [(n, folder.joinpath(n).read_text()) for n in sorted(names)]
 
 
 def _replaceable(text: str) -> bool:
@@ -139,6 +144,7 @@ class Warehouse:
             # Views in sql/ build on `activations`, and DuckDB binds a view when it is created.
             self._create_activations_view(con, [])
         applied = dict(con.execute("SELECT file, sha256 FROM schema_migrations").fetchall())
+        pending = []
         for name, text in sql_files():
             digest = hashlib.sha256(text.encode()).hexdigest()
             if applied.get(name) == digest:
@@ -148,17 +154,28 @@ class Warehouse:
                     f"sql/{name} changed after this warehouse applied it; "
                     "put table changes in a new numbered sql/ file"
                 )
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute(text)
-                con.execute(
-                    "INSERT OR REPLACE INTO schema_migrations (file, sha256) VALUES (?, ?)",
-                    [name, digest],
-                )
-            except Exception as exc:
-                con.execute("ROLLBACK")
+            pending.append((name, text, digest))
+        while pending:  # a view or macro that reads an object not yet created waits for the next pass
+            failed = [(f, exc) for f in pending if (exc := self._apply(con, *f)) is not None]
+            if len(failed) == len(pending):
+                (name, *_), exc = failed[0]
                 raise FeatstoreError(f"sql/{name} failed to apply: {str(exc).splitlines()[0]}") from exc
-            con.execute("COMMIT")
+            pending = [f for f, _ in failed]
+
+    @staticmethod
+    def _apply(con: duckdb.DuckDBPyConnection, name: str, text: str, digest: str) -> Exception | None:
+        """Apply one file in its own transaction; returns the error of a view/macro missing a dependency."""
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(text)
+            con.execute("INSERT OR REPLACE INTO schema_migrations (file, sha256) VALUES (?, ?)", [name, digest])
+        except Exception as exc:
+            con.execute("ROLLBACK")
+            if isinstance(exc, (duckdb.CatalogException, duckdb.BinderException)) and _replaceable(text):
+                return exc
+            raise FeatstoreError(f"sql/{name} failed to apply: {str(exc).splitlines()[0]}") from exc
+        con.execute("COMMIT")
+        return None
 
     @property
     def schema_version(self) -> str:
