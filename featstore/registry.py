@@ -193,12 +193,15 @@ def register_sae(
     train_tokens: int | None = None,
     metrics: dict | None = None,
     is_primary: bool = True,
+    seed_of: str | None = None,
     replace: bool = False,
 ) -> dict:
     """Register an SAE of `model`. Its d_in must be the width of `hook_point` in the model's config.
 
     Replacing an SAE drops its activation partitions and correlation runs: they came from the old
     weights. A primary SAE (the one that stands for its model in persistence) demotes the others.
+    A seed replica (`seed_of`: an SAE of the same model and shape it differs from only by seed) is
+    never primary.
     """
     check_name("SAE", sae_id)
     architecture = ARCHITECTURE_ALIASES.get(architecture, architecture)
@@ -209,6 +212,8 @@ def register_sae(
     location = str(Path(path).expanduser().resolve()) if path is not None else None
     model_row = get_model(wh, model)
     _check_hook(model_row, hook_point, layer, d_in)
+    if seed_of is not None:
+        _check_seed_of(get_sae(wh, seed_of), sae_id, model, hook_point, d_in, d_sae, architecture, seed, is_primary)
     with wh.transaction() as con:
         stale: list[Path] = []
         if _exists(con, "saes", "id", sae_id):
@@ -220,13 +225,26 @@ def register_sae(
             con.execute("UPDATE saes SET is_primary = false WHERE model = ?", [model])
         con.execute(
             "INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture, l1_coeff, k, seed,"
-            " train_tokens, path, is_primary, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " train_tokens, path, is_primary, metrics, seed_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [sae_id, model, hook_point, layer, d_in, d_sae, architecture, l1_coeff, k, seed,
-             train_tokens, location, is_primary, _json(metrics)],
+             train_tokens, location, is_primary, _json(metrics), seed_of],
         )
     for file in stale:
         file.unlink(missing_ok=True)
     return get_sae(wh, sae_id)
+
+
+def _check_seed_of(original: dict, sae_id: str, model: str, hook_point: str, d_in: int, d_sae: int,
+                   architecture: str, seed: int | None, is_primary: bool) -> None:
+    """A seed replica must be comparable to its original in everything but the seed."""
+    mine = {"model": model, "hook_point": hook_point, "d_in": d_in, "d_sae": d_sae, "architecture": architecture}
+    differ = [k for k, v in mine.items() if original[k] != v]
+    if differ:
+        raise FeatstoreError(f"SAE {sae_id!r} cannot be a seed replica of {original['id']!r}: its {', '.join(differ)} differ")
+    if seed is not None and seed == original["seed"]:
+        raise FeatstoreError(f"SAE {sae_id!r} has the seed of {original['id']!r} ({seed}); a seed replica needs another seed")
+    if is_primary:
+        raise FeatstoreError(f"SAE {sae_id!r} is a seed replica of {original['id']!r}, so it cannot be primary")
 
 
 def hook_width(config: dict, hook_point: str) -> int:
@@ -344,7 +362,7 @@ def list_saes(wh: Warehouse) -> pa.Table:
 def drop_dependents(
     wh: Warehouse, con: duckdb.DuckDBPyConnection, *, sae: str | None = None, corpus: str | None = None
 ) -> list[Path]:
-    """Drop activation partitions and correlation runs of an SAE or a corpus being replaced.
+    """Drop activation partitions, correlation and match runs of an SAE or a corpus being replaced.
 
     Runs inside the caller's transaction; returns the Parquet files to delete after it commits.
     """
@@ -354,10 +372,11 @@ def drop_dependents(
         partitions, runs, key = "corpus = ?", "corpus = ?", [corpus]
     pairs = con.execute(f"SELECT sae, corpus FROM activation_partitions WHERE {partitions}", key[:1]).fetchall()
     files = [path for s, c in pairs for path in wh.drop_partition(con, s, c)]
-    run_ids = f"SELECT id FROM correlation_runs WHERE {runs}"
-    for table in ("correlations", "best_matches"):
-        con.execute(f"DELETE FROM {table} WHERE run_id IN ({run_ids})", key)
-    con.execute(f"DELETE FROM correlation_runs WHERE {runs}", key)
+    for run_table, tables in (("correlation_runs", ("correlations", "best_matches")), ("match_runs", ("match_pairs",))):
+        for table in tables:
+            con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM {run_table} WHERE {runs})", key)
+        con.execute(f"DELETE FROM {run_table} WHERE {runs}", key)
+    con.execute(f"DELETE FROM match_assignments WHERE {runs}", key)
     return files
 
 

@@ -155,6 +155,14 @@ def load_sae(folder: str | Path, device: str | torch.device = "cpu") -> SparseAu
     return sae.to(device).eval()
 
 
+def load_sae_config(folder: str | Path) -> SAEConfig:
+    """The SAEConfig of an SAE folder, read from its cfg.json alone (no weights)."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise FeatstoreError(f"{folder} is not an SAE folder: it needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+    return _config_from_json(path)
+
+
 def _config_from_json(path: Path) -> SAEConfig:
     try:
         raw = json.loads(path.read_text())

@@ -13,6 +13,4 @@ SELECT e.parent, e.child, e.relation, e.corpus, e.stat, e.run_id, e.side, e.sae,
             WHEN e.side = 'parent' THEN 'disappears'
             ELSE 'emerges' END AS status
 FROM method_matches(stat := stat, policy := policy) e
-WHERE e.relation <> 'seed' AND e.method = coalesce(method, stat)
-  AND (coalesce(method, stat) IN (SELECT name FROM match_methods)
-       OR error('unknown match method ''' || coalesce(method, stat) || ''' (the methods: SELECT name FROM match_methods)'));
+WHERE e.relation <> 'seed' AND e.method = match_method(coalesce(method, stat));

@@ -15,6 +15,6 @@ SELECT m.parent AS model, m.corpus, m.stat, m.method, m.policy, t.threshold,
            AS replica_share_persisting
 FROM method_matches(stat := stat, policy := policy) m
 CROSS JOIN (SELECT unnest(thresholds)::DOUBLE AS threshold) t
-WHERE m.relation = 'seed' AND m.method = coalesce(method, stat)
+WHERE m.relation = 'seed' AND m.method = match_method(coalesce(method, stat))
 GROUP BY m.parent, m.corpus, m.stat, m.method, m.policy, m.run_id, t.threshold
 ORDER BY model, m.corpus, replica_sae, t.threshold;
