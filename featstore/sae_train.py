@@ -450,8 +450,8 @@ def train_sae(
 
 
 def train_seed_replica(
-    wh, sae_id: str, *, seed: int | None = None, replica_id: str | None = None, device: str | None = None,
-    progress: bool = True,
+    wh, sae_id: str, *, model: str | None = None, seed: int | None = None, replica_id: str | None = None,
+    device: str | None = None, progress: bool = True,
 ) -> dict:
     """Train an SAE that differs from `sae_id` only in its seed: same model, text, batch order and settings.
 
@@ -461,6 +461,8 @@ def train_seed_replica(
     from featstore.registry import get_sae
 
     original = get_sae(wh, sae_id)
+    if model is not None and model != original["model"]:
+        raise FeatstoreError(f"SAE {sae_id!r} belongs to model {original['model']!r}, not {model!r}; a seed replica reads the same model")
     extra = load_sae_config(original["path"]).extra if original.get("path") else {}
     if "settings" not in extra:
         raise FeatstoreError(f"SAE {sae_id!r} was not trained by featstore (its cfg.json has no settings); a seed replica needs them")
