@@ -252,3 +252,33 @@ def test_unknown_method_or_policy_and_mismatched_widths_are_refused(planted, tmp
         with wh.transaction() as con:
             con.execute("DELETE FROM saes WHERE id = 'wide'")
     assert wh.scalar("SELECT count(*) FROM match_runs") == before
+
+
+def test_one_to_one_persistence_in_the_plain_duckdb_shell(planted, duckdb_shell, tmp_path):
+    import subprocess
+
+    wh, _, _ = planted
+    sql = ("SELECT count(*) AS n FROM persistence(method := 'decoder_cosine', policy := 'one_to_one', threshold := 0.7)"
+           " WHERE side = 'parent' AND status = 'persists'")
+    done = subprocess.run([duckdb_shell, "-readonly", "-csv", str(wh.db_path), "-c", sql], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    assert done.stdout.split() == ["n", "48"]
+
+
+def test_replacing_an_sae_drops_its_match_evidence(planted, tmp_path):
+    import shutil
+
+    from featstore.registry import drop_dependents
+    from featstore.warehouse import Warehouse
+
+    wh, _, _ = planted
+    copy = Warehouse(tmp_path / "wh")
+    copy.root.mkdir()
+    shutil.copy(wh.db_path, copy.db_path)
+    with copy.transaction() as con:
+        drop_dependents(copy, con, sae="R")
+    assert copy.scalar("SELECT count(*) FROM match_runs WHERE 'R' IN (sae_a, sae_b)") == 0
+    assert copy.scalar("SELECT count(*) FROM match_assignments WHERE 'R' IN (sae_a, sae_b)") == 0
+    assert copy.scalar("SELECT count(*) FROM match_pairs WHERE run_id NOT IN (SELECT id FROM match_runs)") == 0
+    assert copy.scalar("SELECT count(*) FROM match_runs WHERE sae_b = 'C'") == 3  # the other pair's evidence stays
