@@ -59,10 +59,12 @@ def sql_files() -> list[tuple[str, str]]:
 
     Files in folders (`tables/NNN_*.sql`, `<area>/<object>.sql`) come after the numbered top-level
     ones; a view or macro applied before what it reads is retried after the rest (see `_migrate`).
+    sql/queries/ holds statements the code runs, never applied.
     """
     folder = sql_dir()
     names = [p.name for p in folder.iterdir() if p.name.endswith(".sql")]
-    names += [f"{d.name}/{p.name}" for d in folder.iterdir() if d.is_dir() for p in d.iterdir() if p.name.endswith(".sql")]
+    names += [f"{d.name}/{p.name}" for d in folder.iterdir() if d.is_dir() and d.name != "queries"
+              for p in d.iterdir() if p.name.endswith(".sql")]
     return [(n, folder.joinpath(n).read_text()) for n in sorted(names)]
 
 

@@ -204,6 +204,13 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, ti
                                  " policy := 'one_to_one') GROUP BY ALL").num_rows
     assert one_to_one == 4
     assert resumed["summary"]["run_scores"].num_rows == 4
+    # explain-<model> scored every feature that persists across its edges, and some that do not
+    unscored = warehouse.scalar(
+        "SELECT count(*) FROM persistence() p JOIN pipeline_steps s ON s.step = 'explain-' || p.parent"
+        " WHERE p.side = 'parent' AND p.status = 'persists' AND p.corpus = s.summary->>'corpus' AND NOT EXISTS"
+        " (SELECT 1 FROM scores c WHERE c.sae = p.sae AND c.feature = p.feature AND c.corpus = p.corpus)")
+    assert unscored == 0
+    assert warehouse.scalar("SELECT count(*) FROM persistence_scores() WHERE side = 'parent' AND NOT persisting") > 0
     assert warehouse.scalar("SELECT count(*) FROM merge_sweep WHERE evaluated = 'merge'") == 3 * 2
     index = warehouse.root / "report" / "index.html"
     assert "figure2_flow_eval-lua.png" in index.read_text()
