@@ -358,10 +358,13 @@ def match_saes(ctx: RunContext, *, sae_a: str, sae_b: str, slices: list[str]) ->
 
 
 def evidence_exists(sae_a: str, sae_b: str) -> Callable[[RunContext], bool]:
-    from featstore.matching import COMPUTED
+    def check(ctx: RunContext) -> bool:
+        from featstore.matching import COMPUTED
 
-    return lambda ctx: ctx.wh.scalar(
-        "SELECT count(DISTINCT method) FROM match_runs WHERE sae_a = ? AND sae_b = ?", [sae_a, sae_b]) == len(COMPUTED)
+        found = ctx.wh.scalar("SELECT count(DISTINCT method) FROM match_runs WHERE sae_a = ? AND sae_b = ?", [sae_a, sae_b])
+        return found == len(COMPUTED)
+
+    return check
 
 
 def explain_sae(ctx: RunContext, *, sae: str, corpus: str, top: int, sample: int, seed: int) -> dict:

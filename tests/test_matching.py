@@ -282,3 +282,26 @@ def test_replacing_an_sae_drops_its_match_evidence(planted, tmp_path):
     assert copy.scalar("SELECT count(*) FROM match_assignments WHERE 'R' IN (sae_a, sae_b)") == 0
     assert copy.scalar("SELECT count(*) FROM match_pairs WHERE run_id NOT IN (SELECT id FROM match_runs)") == 0
     assert copy.scalar("SELECT count(*) FROM match_runs WHERE sae_b = 'C'") == 3  # the other pair's evidence stays
+
+
+def test_cli_match_and_persistence_with_method_and_policy(planted, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from cli import main
+
+    wh, _, _ = planted
+    (tmp_path / "wh").mkdir()
+    shutil.copy(wh.db_path, tmp_path / "wh" / wh.db_path.name)
+    runner = CliRunner()
+    result = runner.invoke(main, ["--warehouse", str(tmp_path / "wh"), "match", "P", "C", "--method", "decoder_cosine",
+                                  "--top-k", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "decoder_cosine (weights): pairs" in result.output and "one_to_one" in result.output
+    result = runner.invoke(main, ["--warehouse", str(tmp_path / "wh"), "persistence", "--method", "decoder_cosine",
+                                  "--policy", "one_to_one", "--threshold", "0.7"])
+    assert result.exit_code == 0, result.output
+    assert "parent 48 persist / 12 disappear (80.0%)" in result.output and "seed floor 83.3% / n/a" in result.output
+    result = runner.invoke(main, ["--warehouse", str(tmp_path / "wh"), "match", "P", "C", "--method", "all_tokens"])
+    assert result.exit_code == 1 and "correlation statistics come from `featstore correlate`" in result.output

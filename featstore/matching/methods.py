@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from featstore.correlate import STATS
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
 class MatchMethod:
     name: str
     source: str                                            # correlation | weights | activations
-    vectors: Callable[[dict], torch.Tensor] | None = None  # weights: one row per feature from the SAE's tensors
+    vectors: Callable[[dict], "torch.Tensor"] | None = None  # weights: one row per feature from the SAE's tensors
     sql: str | None = None                                 # activations: table macro (sae_a, sae_b, corpus, floor)
     floor: float = 0.0                                     # pairs scoring at least this are kept as candidates
 
