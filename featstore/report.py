@@ -24,6 +24,7 @@ from featstore.warehouse import Warehouse, sql_dir
 
 MODEL_COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 HIGHLIGHT_RGB = "255, 136, 0"
+FLOOR_DASHES = [(0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (2, 3))]  # one dash pattern per model's floor curve
 
 
 # -- figures: plain data in, matplotlib Figure out (no pyplot, no global backend state) -----------
@@ -106,7 +107,7 @@ def threshold_figure(rows: Sequence[dict], floors: Sequence[dict] = ()) -> Figur
         by_model[(row["model"], row["corpus"])].append((row["threshold"], row["share"]))
     for i, ((model, corpus), points) in enumerate(sorted(by_model.items())):
         xs, ys = zip(*sorted(points))
-        ax.plot(xs, ys, ls="--", color="#888", lw=1 + i % 3, label=f"seed floor of {model} ({corpus})")
+        ax.plot(xs, ys, ls=FLOOR_DASHES[i % len(FLOOR_DASHES)], color="#666", label=f"seed floor of {model} ({corpus})")
     ax.set_xlabel("correlation threshold r")
     ax.set_ylabel("share of parent features persisting")
     ax.set_ylim(0, 1)
