@@ -137,11 +137,9 @@ class Warehouse:
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
         """Apply new sql/ files in order and re-apply changed view/macro files."""
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " file VARCHAR PRIMARY KEY, sha256 VARCHAR NOT NULL,"
-            " applied_at TIMESTAMP DEFAULT current_timestamp)"
-        )
+        from featstore.db import run
+
+        run(con, "warehouse/schema_migrations")
         if "activations" not in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
             # Views in sql/ build on `activations`, and DuckDB binds a view when it is created.
             self._create_activations_view(con, [])
@@ -253,11 +251,10 @@ class Warehouse:
                     "SELECT path FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]
                 ).fetchone()
                 con.execute("DELETE FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus])
-                con.execute(
-                    "INSERT INTO activation_partitions (sae, corpus, path, n_rows, n_tokens, bytes, origin)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [sae, corpus, str(final), n_rows, n_tokens, final.stat().st_size, origin],
-                )
+                from featstore.db import run
+
+                run(con, "partitions/insert", sae=sae, corpus=corpus, path=str(final), n_rows=n_rows,
+                    n_tokens=n_tokens, bytes=final.stat().st_size, origin=origin)
                 self._refresh_activations_view(con)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -297,13 +294,7 @@ class Warehouse:
         """
         if paths:
             files = "[" + ", ".join(_literal(p) for p in paths) + "]"
-            body = (
-                "SELECT sae, corpus, tok, feature, act FROM read_parquet("
-                f"{files}, hive_partitioning = true, hive_types_autocast = false)"
-            )
+            body = f"SELECT sae, corpus, tok, feature, act FROM read_parquet({files}, hive_partitioning = true, hive_types_autocast = false)"
         else:
-            body = (
-                "SELECT NULL::VARCHAR AS sae, NULL::VARCHAR AS corpus, NULL::UINTEGER AS tok,"
-                " NULL::UINTEGER AS feature, NULL::FLOAT AS act WHERE false"
-            )
+            body = "SELECT NULL::VARCHAR AS sae, NULL::VARCHAR AS corpus, NULL::UINTEGER AS tok, NULL::UINTEGER AS feature, NULL::FLOAT AS act WHERE false"
         con.execute(f"CREATE OR REPLACE VIEW activations AS {body}")

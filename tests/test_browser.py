@@ -14,11 +14,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
 from featstore.browser.app import create_app
+from featstore.browser.sqlpage import run_query
 from featstore.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,6 +147,9 @@ def test_sql_page_runs_reads_refuses_writes_and_shows_duckdb_errors(client, brow
                   f"EXPLAIN ANALYZE COPY models TO '{browsed.activations_dir}/x.csv'", "SELECT 1; SELECT 2"):
         assert "Refused:" in text_of(client.get("/sql", query_string={"q": write})), write
     assert "Permission Error" in text_of(client.get("/sql", query_string={"q": "SELECT * FROM read_text('/etc/hostname')"}))
+    with browsed.connect(read_only=True) as con:  # a runaway query is interrupted
+        with pytest.raises(duckdb.InterruptException):
+            run_query(con, "SELECT count(*) FROM range(1000000000000)", timeout=0.3)
     csv = client.get("/sql.csv", query_string={"q": "SELECT name FROM models ORDER BY name"})
     assert csv.mimetype == "text/csv" and csv.get_data(as_text=True).splitlines() == ['"name"', '"base"', '"child"']
     assert client.get("/sql.csv", query_string={"q": "DROP TABLE models"}).status_code == 400

@@ -266,10 +266,10 @@ def test_one_to_one_persistence_in_the_plain_duckdb_shell(planted, duckdb_shell,
     assert done.stdout.split() == ["n", "48"]
 
 
-def test_replacing_an_sae_drops_its_match_evidence(planted, tmp_path):
+def test_dropping_an_sae_drops_its_match_evidence(planted, tmp_path):
     import shutil
 
-    from featstore.registry import drop_dependents
+    from featstore.db import Database
     from featstore.warehouse import Warehouse
 
     wh, _, _ = planted
@@ -277,7 +277,7 @@ def test_replacing_an_sae_drops_its_match_evidence(planted, tmp_path):
     copy.root.mkdir()
     shutil.copy(wh.db_path, copy.db_path)
     with copy.transaction() as con:
-        drop_dependents(copy, con, sae="R")
+        Database(copy).saes.drop("R", con)
     assert copy.scalar("SELECT count(*) FROM match_runs WHERE 'R' IN (sae_a, sae_b)") == 0
     assert copy.scalar("SELECT count(*) FROM match_assignments WHERE 'R' IN (sae_a, sae_b)") == 0
     assert copy.scalar("SELECT count(*) FROM match_pairs WHERE run_id NOT IN (SELECT id FROM match_runs)") == 0
@@ -320,3 +320,13 @@ def test_a_view_applied_before_what_it_reads_waits_for_the_next_pass(tmp_path, m
     monkeypatch.setattr(module, "sql_files", lambda: [broken, *every])
     with pytest.raises(FeatstoreError, match="sql/matching/aa_broken.sql failed to apply: Catalog Error"):
         Warehouse(tmp_path / "broken").schema_version
+
+
+def test_the_method_registry_and_the_match_methods_table_name_the_same_methods(planted):
+    from featstore.matching import METHODS
+    from featstore.statistics import STATISTICS
+
+    wh, _, _ = planted
+    rows = wh.query("SELECT name, source FROM match_methods").to_pylist()
+    assert {r["name"]: r["source"] for r in rows} == {name: m.source for name, m in METHODS.items()}
+    assert set(STATISTICS) <= set(METHODS)

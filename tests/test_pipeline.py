@@ -214,6 +214,7 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, ti
     assert warehouse.scalar("SELECT count(*) FROM merge_sweep WHERE evaluated = 'merge'") == 3 * 2
     index = warehouse.root / "report" / "index.html"
     assert "figure2_flow_eval-lua.png" in index.read_text()
+    assert_browser_shows(warehouse)
 
     # a rerun after completion does no work and changes nothing
     digest, report_mtime = hashlib.sha256(warehouse.db_path.read_bytes()).hexdigest(), index.stat().st_mtime_ns
@@ -232,3 +233,18 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, ti
     assert "2 of 43 steps ran" in result.output
     result = CliRunner().invoke(main, ["--warehouse", str(warehouse.root), "run", "--force", "nope"])
     assert result.exit_code == 1 and "unknown step 'nope' for --force" in result.output
+
+
+def assert_browser_shows(warehouse):
+    """`featstore serve`'s pages over the real chain's warehouse: the lineage, and a sample of every SAE's features."""
+    from featstore.browser.app import create_app
+
+    client = create_app(warehouse).test_client()
+    lineage = client.get("/").get_data(as_text=True)
+    assert all(f"href='model/{m}'" in lineage for m in ("base", "lua", "tinystories", "luastories"))
+    for sae in warehouse.query("SELECT id, d_sae FROM saes").to_pylist():
+        for feature in range(0, sae["d_sae"], max(1, sae["d_sae"] // 6)):
+            page = client.get(f"/sae/{sae['id']}/feature/{feature}")
+            assert page.status_code == 200, (sae, feature)
+            assert "Decoder-space neighbours" in page.get_data(as_text=True)
+            assert "weights (sae_weights.safetensors) are not in the warehouse" not in page.get_data(as_text=True)

@@ -8,6 +8,7 @@ which a read-only DuckDB would otherwise run against the allowed folder.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import duckdb
@@ -17,24 +18,32 @@ from featstore.browser.data import query_text
 from featstore.warehouse import sql_dir
 
 MAX_ROWS = 1000
+TIMEOUT_SECONDS = 30.0
 
 
 class Refused(Exception):
     """A statement the SQL page does not run; the message says why."""
 
 
-def run_query(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None = MAX_ROWS) -> pa.Table:
-    """Run one reading statement; DuckDB's own error propagates as duckdb.Error."""
+def run_query(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None = MAX_ROWS,
+              timeout: float = TIMEOUT_SECONDS) -> pa.Table:
+    """Run one reading statement, interrupted after `timeout` seconds (a running query holds the
+    catalog's read lock, which would keep ingest waiting); DuckDB's own error propagates as duckdb.Error."""
     statements = duckdb.extract_statements(sql)
     if len(statements) != 1:
         raise Refused(f"give exactly one statement (got {len(statements)})")
     kind = statement_kind(sql, statements[0].type)
     if kind is not duckdb.StatementType.SELECT:
         raise Refused(f"{kind.name} statements are refused: the SQL page is read-only (SELECT, WITH … SELECT, EXPLAIN)")
-    relation = con.sql(sql)
-    if limit is not None:
-        relation = relation.limit(limit + 1)
-    return relation.to_arrow_table()
+    timer = threading.Timer(timeout, con.interrupt)
+    timer.start()
+    try:
+        relation = con.sql(sql)
+        if limit is not None:
+            relation = relation.limit(limit + 1)
+        return relation.to_arrow_table()
+    finally:
+        timer.cancel()
 
 
 EXPLAIN = re.compile(r"^\s*explain\s+(analy[sz]e\s+)?", re.I)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.matching.cosine import cosine_candidates
 from featstore.matching.methods import COMPUTED, METHODS
@@ -24,7 +25,6 @@ from featstore.registry import get_sae
 from featstore.warehouse import Warehouse
 
 TOP_K = 5  # cosine partners kept per feature on each side, beside every pair above the method's floor
-SAME_PAIR = ("(sae_a = ? AND sae_b = ? OR sae_a = ? AND sae_b = ?) AND corpus IS NOT DISTINCT FROM ? AND method = ?")
 
 
 def build_evidence(
@@ -99,33 +99,25 @@ def _store_run(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, method
                pairs: tuple[np.ndarray, np.ndarray, np.ndarray], seconds: float) -> None:
     table = pa.table({"feature_a": pa.array(pairs[0], pa.uint32()), "feature_b": pa.array(pairs[1], pa.uint32()),
                       "score": pa.array(pairs[2], pa.float32())})
-    with wh.transaction() as con:
-        run_id = _new_run(con, sae_a, sae_b, corpus, method, top_k, len(table), seconds)
-        con.register("new_pairs", table)
-        con.execute("INSERT INTO match_pairs SELECT ?, feature_a, feature_b, score FROM new_pairs", [run_id])
-        con.unregister("new_pairs")
+    db = Database(wh)
+    with db.transaction() as con:
+        run_id = db.matches.new_run(con, _key(sae_a, sae_b, corpus, method), top_k=top_k, floor=METHODS[method].floor)
+        db.matches.add_pairs(con, run_id, table)
+        db.matches.finish(con, run_id, seconds)
 
 
 def _store_sql_run(wh: Warehouse, sae_a: str, sae_b: str, corpus: str, method: str) -> int:
     start = time.perf_counter()
-    with wh.transaction() as con:
-        run_id = _new_run(con, sae_a, sae_b, corpus, method, None, 0, 0.0)
+    db = Database(wh)
+    with db.transaction() as con:
+        run_id = db.matches.new_run(con, _key(sae_a, sae_b, corpus, method), top_k=None, floor=METHODS[method].floor)
         con.execute(f"INSERT INTO match_pairs SELECT ?, * FROM {METHODS[method].sql}(?, ?, ?, ?)",
                     [run_id, sae_a, sae_b, corpus, METHODS[method].floor])
-        n = con.execute("SELECT count(*) FROM match_pairs WHERE run_id = ?", [run_id]).fetchone()[0]
-        con.execute("UPDATE match_runs SET n_pairs = ?, seconds = ? WHERE id = ?", [n, time.perf_counter() - start, run_id])
-    return n
+        return db.matches.finish(con, run_id, time.perf_counter() - start)
 
 
-def _new_run(con, sae_a: str, sae_b: str, corpus: str | None, method: str, top_k: int | None, n_pairs: int, seconds: float) -> int:
-    """Drop the earlier run of this key (either orientation) and insert a new one; returns its id."""
-    key = [sae_a, sae_b, sae_b, sae_a, corpus, method]
-    con.execute(f"DELETE FROM match_pairs WHERE run_id IN (SELECT id FROM match_runs WHERE {SAME_PAIR})", key)
-    con.execute(f"DELETE FROM match_runs WHERE {SAME_PAIR}", key)
-    run_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM match_runs").fetchone()[0]
-    con.execute("INSERT INTO match_runs (id, sae_a, sae_b, corpus, method, top_k, floor, n_pairs, seconds)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [run_id, sae_a, sae_b, corpus, method, top_k, METHODS[method].floor, n_pairs, seconds])
-    return run_id
+def _key(sae_a: str, sae_b: str, corpus: str | None, method: str) -> dict:
+    return {"sae_a": sae_a, "sae_b": sae_b, "corpus": corpus, "method": method}
 
 
 def _assign(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None) -> dict[str, int]:
@@ -133,15 +125,12 @@ def _assign(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None) -> dict[s
     evidence = wh.query("SELECT * FROM pair_evidence(?, ?, ?)", [sae_a, sae_b, corpus])
     names = evidence.column("method").to_numpy(zero_copy_only=False)
     assigned = {}
-    with wh.transaction() as con:
+    db = Database(wh)
+    with db.transaction() as con:
         for name in sorted(set(names.tolist())):
             mask = names == name
             fa, fb, score = (evidence.column(c).to_numpy()[mask] for c in ("feature_x", "feature_y", "score"))
             picked = pa.table(dict(zip(("feature_a", "feature_b", "score"), one_to_one(fa, fb, score))))
-            con.execute(f"DELETE FROM match_assignments WHERE {SAME_PAIR}", [sae_a, sae_b, sae_b, sae_a, corpus, name])
-            con.register("picked", picked)
-            con.execute("INSERT INTO match_assignments SELECT ?, ?, ?, ?, feature_a, feature_b, score FROM picked",
-                        [sae_a, sae_b, corpus, name])
-            con.unregister("picked")
+            db.matches.assign(con, _key(sae_a, sae_b, corpus, name), picked)
             assigned[name] = picked.num_rows
     return assigned
