@@ -357,8 +357,7 @@ def threshold_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
     rows = _named_rows(db, "report/persistence_curve")
     if not rows:
         return _missing("correlations", "featstore correlate PARENT_SAE CHILD_SAE")
-    floors = _rows(db, "SELECT model, corpus, threshold, avg(primary_share_persisting) AS share FROM seed_floor"
-                       " GROUP BY ALL ORDER BY ALL") if _defined(db, "seed_floor") else []
+    floors = _named_rows(db, "report/seed_floor_curves") if _defined(db, "seed_floor") else []
     parts = ["<p>Share of parent features persisting as the threshold varies (view <code>persistence_curve</code>; "
              "the macro <code>persistence(threshold := …)</code> re-reads the stored correlations, nothing is recomputed). "
              "Dashed: each parent's seed-noise floor at the same threshold (view <code>seed_floor</code>).</p>"]
@@ -385,9 +384,7 @@ def agreement_section(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int
     agreement = _table(db, "SELECT * FROM edge_agreement WHERE 'all_tokens' IN (method_a, method_b)")
     if not agreement.num_rows:
         return _missing("match evidence beside the correlations", "featstore match PARENT_SAE CHILD_SAE --corpus SLICE")
-    worst = _table(db, "SELECT parent, child, corpus, method_a, method_b, rank, feature, match_a, score_a, match_b, score_b,"
-                       " top_tokens FROM method_disagreements(n := ?) WHERE relation <> 'seed'"
-                       " AND method_a = 'all_tokens' AND method_b = 'decoder_cosine'", [per_edge])
+    worst = _named_rows(db, "report/disagreements", n=per_edge)
     return ("<p>Per edge (and seed pair) and slice: how many of the parent's live features each match method calls "
             "persisting at its default threshold (<code>match_methods</code>: r ≥ 0.8, cosine ≥ 0.7, Jaccard ≥ 0.5), how "
             "many both do and with the same partner; best match, all pairs with <code>all_tokens</code> "
