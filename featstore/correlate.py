@@ -28,6 +28,7 @@ import duckdb
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from featstore.corpus import check_tokenizer
 from featstore.db import Database, run as run_query
 from featstore.errors import FeatstoreError
 from featstore.registry import get_model, get_sae
@@ -117,13 +118,12 @@ def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, sta
         partitions = {r["sae"]: r["n_tokens"] for r in db.partitions.rows_where(
             "corpus = ? AND sae IN (?, ?)", [corpus, sae_a, sae_b], select="sae, n_tokens", con=con)}
         has_tokens = not statistic.needs_token_rows or db.corpora.has_tokens(corpus, con=con)
-    fingerprints = {sae["id"]: get_model(wh, sae["model"])["tokenizer"] for sae in saes}
-    if fingerprints[sae_a] != fingerprints[sae_b]:
+    models = [get_model(wh, sae["model"]) for sae in saes]
+    if models[0]["tokenizer"] != models[1]["tokenizer"]:
         raise FeatstoreError(
             f"SAEs {sae_a!r} and {sae_b!r} belong to models with different tokenizers; only models sharing a tokenizer can be compared"
         )
-    if fingerprints[sae_a] not in (None, corpus_tokenizer):
-        raise FeatstoreError(f"corpus {corpus!r} was tokenized with another tokenizer than the models of {sae_a!r} and {sae_b!r}")
+    check_tokenizer({"name": corpus, "tokenizer": corpus_tokenizer}, models[0])
     for sae in (sae_a, sae_b):
         if sae not in partitions:
             raise FeatstoreError(

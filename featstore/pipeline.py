@@ -19,6 +19,7 @@ from pathlib import Path
 
 from featstore.db import Database, run as run_query
 from featstore.errors import FeatstoreError
+from featstore.presets import BASE, LUA, MERGED, STORIES, ModelPreset, RunPreset, model_preset, run_preset, sae_preset
 from featstore.warehouse import Warehouse, sql_dir, sql_files
 
 
@@ -27,7 +28,7 @@ class RunContext:
     """What every step sees: the warehouse, the preset, and the summaries of finished steps."""
 
     wh: Warehouse
-    preset: "Preset"
+    preset: RunPreset
     device: str
     summaries: dict[str, dict] = field(default_factory=dict)
 
@@ -50,10 +51,13 @@ class Step:
 
 
 def _module_source(module: str) -> bytes:
-    """Source bytes of a module, found without importing it (hashing must not load torch)."""
+    """Source bytes of a module, or of every module of a package, found without importing it
+    (hashing must not load torch)."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         raise FeatstoreError(f"pipeline step needs module {module!r}, which is not installed")
+    if spec.submodule_search_locations:
+        return b"".join(path.read_bytes() for path in sorted(Path(spec.origin).parent.glob("*.py")))
     return Path(spec.origin).read_bytes()
 
 
@@ -155,35 +159,8 @@ def run_steps(
 
 # -- the paper's experiment as steps ---------------------------------------------------------------
 
-BASE, LUA, STORIES, MERGED = "base", "lua", "tinystories", "luastories"
 MODELS = (BASE, LUA, STORIES, MERGED)
 EDGES = ((BASE, LUA), (BASE, STORIES), (LUA, MERGED), (STORIES, MERGED))
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Pipeline-level sizes; model and SAE sizes come from the zoo's and the SAE trainer's presets."""
-
-    name: str
-    zoo: str                      # featstore.lm preset: model shapes, corpora, token budgets
-    sae: str                      # featstore.sae_train preset
-    zoo_overrides: dict = field(default_factory=dict)
-    sae_overrides: dict = field(default_factory=dict)
-    eval_tokens: int = 20_000     # tokens per evaluation slice
-    merge_t: float = 0.58
-    sweep_steps: int = 11
-    sweep_eval_tokens: int | None = None  # validation tokens per domain and t (None: the zoo preset's)
-    explain_top: int = 24         # most frequently firing features explained per SAE
-    explain_sample: int = 48      # plus every persisting feature and this many others per edge and side
-    ingest_batch: int = 16
-    r_floor: float = 0.2
-    seed_replicas: int = 1        # extra SAEs per model differing only in seed: the persistence noise floor
-
-
-PRESETS = {
-    "tiny": Preset("tiny", zoo="tiny", sae="tiny"),
-    "paper": Preset("paper", zoo="paper", sae="paper", eval_tokens=120_000, explain_top=200, ingest_batch=32),
-}
 
 
 # Evaluation slices: the validation part of each model's training corpus (BabyPython-style mix, Lua,
@@ -206,16 +183,16 @@ def _model_summary(row: dict) -> dict:
 
 
 def train_base_model(ctx: RunContext, *, zoo: dict, seed: int) -> dict:
-    from featstore.lm import preset_from_dict, train_base
+    from featstore.lm import train_base
 
-    row = train_base(ctx.wh, BASE, preset=preset_from_dict(zoo), seed=seed, device=ctx.device, replace=True)
+    row = train_base(ctx.wh, BASE, preset=ModelPreset.from_dict(zoo), seed=seed, device=ctx.device, replace=True)
     return _model_summary(row)
 
 
 def finetune_model(ctx: RunContext, *, name: str, zoo: dict, seed: int) -> dict:
-    from featstore.lm import finetune, preset_from_dict
+    from featstore.lm import finetune
 
-    row = finetune(ctx.wh, name, parent=BASE, preset=preset_from_dict(zoo), seed=seed, device=ctx.device, replace=True)
+    row = finetune(ctx.wh, name, parent=BASE, preset=ModelPreset.from_dict(zoo), seed=seed, device=ctx.device, replace=True)
     return _model_summary(row)
 
 
@@ -247,7 +224,8 @@ def slices_exist(ctx: RunContext) -> bool:
 
 
 def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, seed_of: str | None = None) -> dict:
-    from featstore.sae_train import TrainSettings, train_sae
+    from featstore.presets import TrainSettings
+    from featstore.sae_train import train_sae
 
     Database(ctx.wh).saes.drop(sae)  # with everything computed from it, so it can be trained again under its id
     row = train_sae(ctx.wh, model, settings=TrainSettings(**settings), sae_id=sae, is_primary=seed_of is None,
@@ -256,12 +234,10 @@ def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, se
     return {"sae": sae, "d_sae": row["d_sae"], "metrics": {k: row["metrics"].get(k) for k in keep}}
 
 
-def sae_settings(preset: Preset) -> dict:
+def sae_settings(preset: RunPreset) -> dict:
     from dataclasses import asdict
 
-    from featstore.sae_train import settings_for
-
-    return asdict(settings_for(preset.sae, **preset.sae_overrides))
+    return asdict(sae_preset(preset.sae, **preset.sae_overrides))
 
 
 def sae_exists(sae: str) -> Callable[[RunContext], bool]:
@@ -371,18 +347,17 @@ def sweep_exists(ctx: RunContext) -> bool:
 
 
 ZOO_CODE = ("featstore.lm", "featstore.corpora", "featstore.tokenizer")
-SAE_CODE = ("featstore.sae_train", "featstore.sae", "featstore.capture", "featstore.corpora")
+SAE_CODE = ("featstore.sae_train", "featstore.saes", "featstore.capture", "featstore.corpora")
 MATCH_CODE = ("featstore.matching.evidence", "featstore.matching.cosine", "featstore.matching.policies", "featstore.matching.methods")
+INGEST_CODE = ("featstore.ingest", "featstore.capture", "featstore.saes")
 EXPLAIN_CODE = ("featstore.scoring", "featstore.sampling", "featstore.backends")
 
 
-def build_steps(preset: Preset, seed: int = 0) -> list[Step]:
+def build_steps(preset: RunPreset, seed: int = 0) -> list[Step]:
     """The experiment in dependency order; each step's params are the inputs its hash covers."""
     from dataclasses import asdict
 
-    from featstore.lm import get_preset
-
-    zoo = asdict(get_preset(preset.zoo, **preset.zoo_overrides))
+    zoo = asdict(model_preset(preset.zoo, **preset.zoo_overrides))
     slices = list(SLICES)
     model_step = {BASE: "train-base", LUA: f"finetune-{LUA}", STORIES: f"finetune-{STORIES}", MERGED: "merge"}
     steps = [
@@ -405,10 +380,10 @@ def build_steps(preset: Preset, seed: int = 0) -> list[Step]:
                  after=(model_step[model],), code=SAE_CODE, outputs_exist=sae_exists(sae)),
             Step(f"ingest-{model}", ingest_model,
                  {"model": model, "sae": sae, "slices": slices, "batch_size": preset.ingest_batch},
-                 after=(f"sae-{model}", "eval-slices"), code=("featstore.ingest", "featstore.capture"),
+                 after=(f"sae-{model}", "eval-slices"), code=INGEST_CODE,
                  outputs_exist=partitions_exist(sae, slices)),
         ]
-    steps += seed_replica_steps(preset, seed, sae_cfg, model_step)
+    steps += seed_replica_steps(preset, seed, sae_cfg)
     for parent, child in EDGES:
         pair = {"parent_sae": sae_id(parent), "child_sae": sae_id(child)}
         steps.append(Step(f"correlate-{parent}-{child}", correlate_edge,
@@ -441,7 +416,7 @@ def build_steps(preset: Preset, seed: int = 0) -> list[Step]:
     return steps
 
 
-def seed_replica_steps(preset: Preset, seed: int, sae_cfg: dict, model_step: dict[str, str]) -> list[Step]:
+def seed_replica_steps(preset: RunPreset, seed: int, sae_cfg: dict) -> list[Step]:
     """Per model, SAEs differing from its primary one only in seed (same text and batch order), on its own slice."""
     steps = []
     for model in MODELS:
@@ -454,13 +429,13 @@ def seed_replica_steps(preset: Preset, seed: int, sae_cfg: dict, model_step: dic
                      after=(f"sae-{model}",), code=SAE_CODE, outputs_exist=sae_exists(sae)),
                 Step(f"ingest-{model}-seed{replica_seed}", ingest_model,
                      {"model": model, "sae": sae, "slices": [HOME_SLICE[model]], "batch_size": preset.ingest_batch},
-                     after=(f"sae-{model}-seed{replica_seed}", "eval-slices"), code=("featstore.ingest", "featstore.capture"),
+                     after=(f"sae-{model}-seed{replica_seed}", "eval-slices"), code=INGEST_CODE,
                      outputs_exist=partitions_exist(sae, [HOME_SLICE[model]])),
             ]
     return steps
 
 
-def seed_correlation_steps(preset: Preset, seed: int) -> list[Step]:
+def seed_correlation_steps(preset: RunPreset, seed: int) -> list[Step]:
     """Each seed pair correlated like a lineage edge, on the model's own slice."""
     steps = []
     for model in MODELS:
@@ -474,15 +449,9 @@ def seed_correlation_steps(preset: Preset, seed: int) -> list[Step]:
     return steps
 
 
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def run_pipeline(
     wh: Warehouse,
-    preset: str | Preset = "tiny",
+    preset: str | RunPreset = "tiny",
     *,
     force: Iterable[str] = (),
     seed: int = 0,
@@ -490,11 +459,10 @@ def run_pipeline(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Run (or resume) the whole experiment; returns the step records and the summary tables."""
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise FeatstoreError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        preset = PRESETS[preset]
-    ctx = RunContext(wh, preset, device or default_device())
+    from featstore.hf import resolve_device
+
+    preset = run_preset(preset)
+    ctx = RunContext(wh, preset, str(resolve_device(device)))
     start = time.perf_counter()
     records = run_steps(ctx, build_steps(preset, seed), force=force, log=log)
     return {"steps": records, "seconds": round(time.perf_counter() - start, 2), "summary": run_summary(wh)}

@@ -87,7 +87,7 @@ def _check(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str], method
 def _weights(row: dict) -> dict:
     from safetensors.torch import load_file
 
-    from featstore.sae import WEIGHTS_FILE
+    from featstore.saes import WEIGHTS_FILE
 
     path = Path(row["path"] or "") / WEIGHTS_FILE
     if not row["path"] or not path.is_file():
