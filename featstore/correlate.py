@@ -1,12 +1,12 @@
 """Pearson correlation between every feature of two SAEs over the same tokens, in DuckDB SQL.
 
 The work is a sparse join on the token key followed by a GROUP BY over feature pairs; the SQL is in
-sql/22x-23x (macros `corr_*`) and sql/queries/correlation/. The statistics are registered in
+sql/correlation/ (macros `corr_*`) and sql/queries/correlation/. The statistics are registered in
 featstore.statistics (see the README's "Correlation and persistence"):
 
 - all_tokens: r over every token occurrence of the corpus, implicit zeros counted exactly from the
   corpus token count. Rows are pre-divided by their feature's centred norm, so the pair aggregate is
-  a single SUM: r(a, b) = Σ v_a·v_b − u_a·u_b (sql/222_corr_feature_stats.sql).
+  a single SUM: r(a, b) = Σ v_a·v_b − u_a·u_b (sql/correlation/corr_feature_stats.sql).
 - cofiring: r over the occurrences where both features fire.
 - token_type_mean: r over per-token-type mean activations, as the paper's released code computes it.
 
@@ -14,7 +14,7 @@ Side a's features are cut into ranges of about PAIRS_PER_BLOCK co-firing row pai
 joined with side b's rows grouped per key (one list row per token) and aggregated by its own
 single-threaded query, one per core: many small hash tables are much faster than one huge one, and
 memory stays bounded at any scale. The pairs never leave that query: it keeps only the pairs with
-r >= the floor and, per feature of either side, its best partner in the block (sql/226). From those,
+r >= the floor and, per feature of either side, its best partner in the block (corr_block_summary). From those,
 every feature's best match on the other side whatever its r is found (for all_tokens including a
 partner it never co-fires with, r = −u_a·u_b).
 """
@@ -90,7 +90,7 @@ def persistence_summary(wh: Warehouse, threshold: float = 0.8, stat: str = "all_
                         policy: str = "best") -> pa.Table:
     """Per lineage edge and corpus: features persisting, disappearing and emerging at `threshold`, beside the seed floors.
 
-    `method` (default: the statistic) and `policy` choose the match (sql/203_persistence_macro.sql).
+    `method` (default: the statistic) and `policy` choose the match (sql/persistence/persistence.sql).
     """
     get_statistic(stat)
     if not -1.0 <= threshold <= 1.0:

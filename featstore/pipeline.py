@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from featstore import schema
 from featstore.db import Database, run as run_query
 from featstore.errors import FeatstoreError
 from featstore.presets import BASE, LUA, MERGED, STORIES, ModelPreset, RunPreset, model_preset, run_preset, sae_preset
@@ -45,7 +46,7 @@ class Step:
     params: dict = field(default_factory=dict)
     after: tuple[str, ...] = ()
     code: tuple[str, ...] = ()  # modules whose source is part of the step's input hash
-    sql: tuple[str, ...] = ()   # file-name prefixes of the sql/ files it runs (hashed too)
+    sql: tuple[str, ...] = ()   # sql/ objects it uses, by name or glob; they and all they reference are hashed
     queries: tuple[str, ...] = ()  # sql/queries/<entity> folders of the named statements it runs (hashed too)
     outputs_exist: Callable[[RunContext], bool] = lambda ctx: True
 
@@ -70,9 +71,8 @@ def input_hash(step: Step, upstream: dict[str, str]) -> str:
     digest.update(inspect.getsource(step.run).encode())
     for module in sorted(step.code):
         digest.update(_module_source(module))
-    for name, text in sql_files():
-        if step.sql and name.startswith(step.sql):
-            digest.update(f"{name}={text}".encode())
+    for name, text in schema.sources(step.sql, sql_files()):
+        digest.update(f"{name}={text}".encode())
     for entity in sorted(step.queries):
         for file in sorted(sql_dir().joinpath("queries", entity).iterdir(), key=lambda f: f.name):
             digest.update(f"{entity}/{file.name}={file.read_text()}".encode())
@@ -351,6 +351,10 @@ SAE_CODE = ("featstore.sae_train", "featstore.saes", "featstore.capture", "feats
 MATCH_CODE = ("featstore.matching.evidence", "featstore.matching.cosine", "featstore.matching.policies", "featstore.matching.methods")
 INGEST_CODE = ("featstore.ingest", "featstore.capture", "featstore.saes")
 EXPLAIN_CODE = ("featstore.scoring", "featstore.sampling", "featstore.backends")
+# sql/ objects by name (featstore.schema.sources): moving or renumbering a file never reruns a step
+CORRELATE_SQL = ("corr_*", "correlation_runs", "correlations", "best_matches")
+EXPLAIN_SQL = ("feature_samples", "persistence", "explanation_samples", "explanations", "scores", "simulations")
+MATCH_SQL = ("jaccard_pairs", "pair_evidence", "match_runs", "match_pairs", "match_assignments")
 
 
 def build_steps(preset: RunPreset, seed: int = 0) -> list[Step]:
@@ -368,7 +372,8 @@ def build_steps(preset: RunPreset, seed: int = 0) -> list[Step]:
              code=("featstore.merge", *ZOO_CODE), outputs_exist=model_exists(MERGED)),
         Step("merge-sweep", sweep_merges,
              {"steps": preset.sweep_steps, "eval_tokens": preset.sweep_eval_tokens, "seed": seed},
-             after=("merge",), code=("featstore.merge", *ZOO_CODE), sql=("5",), outputs_exist=sweep_exists),
+             after=("merge",), code=("featstore.merge", *ZOO_CODE), sql=("merge_sweep*", "model_validation"),
+             outputs_exist=sweep_exists),
         Step("eval-slices", add_eval_slices, {"zoo": zoo, "tokens": preset.eval_tokens}, after=("train-base",),
              code=("featstore.corpus", "featstore.corpora", "featstore.sources"), outputs_exist=slices_exist),
     ]
@@ -389,30 +394,30 @@ def build_steps(preset: RunPreset, seed: int = 0) -> list[Step]:
         steps.append(Step(f"correlate-{parent}-{child}", correlate_edge,
                           {**pair, "slices": slices, "r_floor": preset.r_floor},
                           after=(f"ingest-{parent}", f"ingest-{child}"), code=("featstore.correlate", "featstore.statistics"),
-                          sql=("22", "23"), queries=("correlation",),
+                          sql=CORRELATE_SQL, queries=("correlation",),
                           outputs_exist=correlations_exist(*pair.values(), slices)))
     steps += seed_correlation_steps(preset, seed)
     for parent, child in EDGES:
         steps.append(Step(f"match-{parent}-{child}", match_saes,
                           {"sae_a": sae_id(parent), "sae_b": sae_id(child), "slices": slices},
-                          after=(f"correlate-{parent}-{child}",), code=MATCH_CODE, sql=("matching/",), queries=("matching",),
+                          after=(f"correlate-{parent}-{child}",), code=MATCH_CODE, sql=MATCH_SQL, queries=("matching",),
                           outputs_exist=evidence_exists(sae_id(parent), sae_id(child))))
     for model in MODELS:
         for k in range(1, preset.seed_replicas + 1):
             steps.append(Step(f"match-{model}-seed{seed + k}", match_saes,
                               {"sae_a": sae_id(model), "sae_b": replica_id(model, seed + k), "slices": [HOME_SLICE[model]]},
-                              after=(f"correlate-{model}-seed{seed + k}",), code=MATCH_CODE, sql=("matching/",), queries=("matching",),
+                              after=(f"correlate-{model}-seed{seed + k}",), code=MATCH_CODE, sql=MATCH_SQL, queries=("matching",),
                               outputs_exist=evidence_exists(sae_id(model), replica_id(model, seed + k))))
     for model in MODELS:
         edges = tuple(f"correlate-{p}-{c}" for p, c in EDGES if model in (p, c))
         steps.append(Step(f"explain-{model}", explain_sae,
                           {"sae": sae_id(model), "corpus": HOME_SLICE[model], "top": preset.explain_top,
                            "sample": preset.explain_sample, "seed": seed},
-                          after=(f"ingest-{model}", *edges), code=EXPLAIN_CODE, sql=("20", "41", "matching/"),
+                          after=(f"ingest-{model}", *edges), code=EXPLAIN_CODE, sql=EXPLAIN_SQL,
                           queries=("explanations", "scores", "pipeline"),
                           outputs_exist=scores_exist(sae_id(model))))
     steps.append(Step("report", write_report, {}, after=tuple(s.name for s in steps), code=("featstore.report",),
-                      sql=("",), outputs_exist=report_exists))
+                      sql=("*",), outputs_exist=report_exists))
     return steps
 
 
@@ -444,7 +449,7 @@ def seed_correlation_steps(preset: RunPreset, seed: int) -> list[Step]:
             steps.append(Step(f"correlate-{model}-seed{replica_seed}", correlate_edge,
                               {**pair, "slices": [HOME_SLICE[model]], "r_floor": preset.r_floor},
                               after=(f"ingest-{model}", f"ingest-{model}-seed{replica_seed}"),
-                              code=("featstore.correlate", "featstore.statistics"), sql=("22", "23"), queries=("correlation",),
+                              code=("featstore.correlate", "featstore.statistics"), sql=CORRELATE_SQL, queries=("correlation",),
                               outputs_exist=correlations_exist(*pair.values(), [HOME_SLICE[model]])))
     return steps
 
