@@ -307,21 +307,6 @@ def test_cli_match_and_persistence_with_method_and_policy(planted, tmp_path):
     assert result.exit_code == 1 and "correlation statistics come from `featstore correlate`" in result.output
 
 
-def test_a_view_applied_before_what_it_reads_waits_for_the_next_pass(tmp_path, monkeypatch):
-    from featstore import warehouse as module
-    from featstore.warehouse import Warehouse
-
-    every = module.sql_files()
-    early = ("matching/aa_early.sql", "CREATE OR REPLACE VIEW aa_early AS SELECT count(*) AS n FROM zz_late;")
-    late = ("tables/999_zz_late.sql", "CREATE TABLE IF NOT EXISTS zz_late (x INTEGER);")
-    monkeypatch.setattr(module, "sql_files", lambda: [early, *every, late])
-    assert Warehouse(tmp_path / "ok").scalar("SELECT n FROM aa_early") == 0
-    broken = ("matching/aa_broken.sql", "CREATE OR REPLACE VIEW aa_broken AS SELECT * FROM no_such_table;")
-    monkeypatch.setattr(module, "sql_files", lambda: [broken, *every])
-    with pytest.raises(FeatstoreError, match="sql/matching/aa_broken.sql failed to apply: Catalog Error"):
-        Warehouse(tmp_path / "broken").schema_version
-
-
 def test_the_method_registry_and_the_match_methods_table_name_the_same_methods(planted):
     from featstore.matching import METHODS
     from featstore.statistics import STATISTICS
