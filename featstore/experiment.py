@@ -479,12 +479,13 @@ class Reader:
                 path = self.take(spec, "path", where, str)
                 if path is not None and not Path(path).expanduser().is_dir():
                     raise self.fail(f"{where}path", f"{path} is not a SAELens folder (cfg.json + sae_weights.safetensors)")
-                on = self.take(spec, "slices", where, list, [s for s, sl in slices.items() if model in sl.models])
+                on = self.take(spec, "slices", where, list, [])  # default: featstore.pipeline.sae_slices
                 for s in on:
                     if s not in slices:
                         raise self.fail(f"{where}slices", f"unknown slice {s!r}")
                 own_preset = self.take(spec, "preset", where, str, preset)
-                settings = self.sae_settings(own_preset, {**base, **self.settings(spec, where)}, where)
+                replica = {} if entry == MAIN_SAE else {"data_seed": seed}  # same text and batch order as main
+                settings = self.sae_settings(own_preset, {**base, **replica, **self.settings(spec, where)}, where)
                 self.done(spec, where)
                 out.append(SAE(model, entry, settings, path, tuple(on)))
         return tuple(out)
@@ -496,7 +497,7 @@ class Reader:
         from featstore.presets import TrainSettings
         from featstore.saes import ARCHITECTURES
 
-        types = {f.name: type(f.default) for f in fields(TrainSettings) if f.name != "options"}
+        types = {f.name: int if f.default is None else type(f.default) for f in fields(TrainSettings) if f.name != "options"}
         types.update({f.name: f.metadata["type"] for cls in ARCHITECTURES.values()
                       for f in cls.config_class.hyperparameters()})
         return {key: self.take(spec, key, where, types[key]) for key in [k for k in spec if k in types]}

@@ -160,6 +160,10 @@ def run_steps(
 # -- an experiment as steps --------------------------------------------------------------------------
 
 
+def replica_id(model: str, seed: int) -> str:
+    return f"{sae_id(model)}-seed{seed}"
+
+
 def _model_summary(row: dict) -> dict:
     return {"model": row["name"], "path": row["path"], "metrics": row.get("metrics") or {}}
 
@@ -260,12 +264,13 @@ def forget_model(wh: Warehouse, model: str) -> None:
         shutil.rmtree(path[0]["path"], ignore_errors=True)
 
 
-def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, primary: bool = True) -> dict:
+def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, seed_of: str | None = None) -> dict:
     from featstore.presets import TrainSettings
     from featstore.sae_train import train_sae
 
     Database(ctx.wh).saes.drop(sae)  # with everything computed from it, so it can be trained again under its id
-    row = train_sae(ctx.wh, model, settings=TrainSettings(**settings), sae_id=sae, is_primary=primary, device=ctx.device)
+    row = train_sae(ctx.wh, model, settings=TrainSettings(**settings), sae_id=sae, is_primary=seed_of is None,
+                    seed_of=seed_of, device=ctx.device)
     keep = ("mse", "fvu", "l0", "dead_fraction", "ce_loss_recovered")
     return {"sae": sae, "d_sae": row["d_sae"], "metrics": {k: row["metrics"].get(k) for k in keep}}
 
@@ -322,6 +327,23 @@ def correlations_exist(parent_sae: str, child_sae: str, slices: list[str], stats
     return check
 
 
+def match_saes(ctx: RunContext, *, sae_a: str, sae_b: str, slices: list[str]) -> dict:
+    """The evidence of every match method for a pair of SAEs (weight cosines, Jaccard, one-to-one assignments)."""
+    from featstore.matching import build_evidence
+
+    return build_evidence(ctx.wh, sae_a, sae_b, slices, device=ctx.device)
+
+
+def evidence_exists(sae_a: str, sae_b: str) -> Callable[[RunContext], bool]:
+    def check(ctx: RunContext) -> bool:
+        from featstore.matching import COMPUTED
+
+        found = ctx.wh.scalar("SELECT count(DISTINCT method) FROM match_runs WHERE sae_a = ? AND sae_b = ?", [sae_a, sae_b])
+        return found == len(COMPUTED)
+
+    return check
+
+
 def explain_sae(ctx: RunContext, *, sae: str, corpus: str, top: int, sample: int, seed: int) -> dict:
     """Explain and score, with the offline builtin backend and from scratch, the SAE's most frequent
     features, all that persist across its edges and a sample of the rest (so Figure 6 has both sides)."""
@@ -363,11 +385,14 @@ def sweep_exists(models: list[str], method: str) -> Callable[[RunContext], bool]
 
 ZOO_CODE = ("featstore.lm", "featstore.corpora", "featstore.tokenizer")
 SAE_CODE = ("featstore.sae_train", "featstore.saes", "featstore.capture", "featstore.corpora")
+MATCH_CODE = ("featstore.matching.evidence", "featstore.matching.cosine", "featstore.matching.policies", "featstore.matching.methods")
+INGEST_CODE = ("featstore.ingest", "featstore.capture", "featstore.saes")
 EXPLAIN_CODE = ("featstore.scoring", "featstore.sampling", "featstore.backends")
 SLICE_STEP = "eval-slices"
 # sql/ objects by name (featstore.schema.sources): moving or renumbering a file never reruns a step
 CORRELATE_SQL = ("corr_*", "correlation_runs", "correlations", "best_matches")
 EXPLAIN_SQL = ("feature_samples", "persistence", "explanation_samples", "explanations", "scores", "simulations")
+MATCH_SQL = ("jaccard_pairs", "pair_evidence", "match_runs", "match_pairs", "match_assignments")
 
 
 def model_zoo(exp: Experiment, model: Model) -> dict:
@@ -436,19 +461,31 @@ def sae_steps(exp: Experiment, sae: SAE, ingest_batch: int) -> list[Step]:
         train = Step(f"sae-{sae.label}", import_sae, {"model": sae.model, "sae": sae.id, "path": sae.path,
                      "primary": primary}, after=(model.step,), code=("featstore.registry",), outputs_exist=sae_exists(sae.id))
     else:
-        params = {"model": sae.model, "sae": sae.id, "settings": sae.settings} | ({} if primary else {"primary": False})
-        train = Step(f"sae-{sae.label}", train_model_sae, params, after=(model.step,), code=SAE_CODE,
-                     outputs_exist=sae_exists(sae.id))
-    slices = list(sae.slices)
+        # an SAE besides the model's main one is its seed replica: same text and batch order (data_seed), other seed
+        params = {"model": sae.model, "sae": sae.id, "settings": sae.settings} | (
+            {} if primary else {"seed_of": f"{sae.model}-sae"})
+        train = Step(f"sae-{sae.label}", train_model_sae, params, after=(model.step if primary else f"sae-{sae.model}",),
+                     code=SAE_CODE, outputs_exist=sae_exists(sae.id))
+    slices = sae_slices(exp, sae)
     ingest = Step(f"ingest-{sae.label}", ingest_model,
                   {"model": sae.model, "sae": sae.id, "slices": slices, "batch_size": ingest_batch},
-                  after=(train.name, SLICE_STEP), code=("featstore.ingest", "featstore.capture", "featstore.saes"),
-                  outputs_exist=partitions_exist(sae.id, slices))
+                  after=(train.name, SLICE_STEP), code=INGEST_CODE, outputs_exist=partitions_exist(sae.id, slices))
     return [train, ingest]
 
 
-def correlate_step(name: str, a: SAE, b: SAE, analyses) -> Step:
-    slices = [s for s in a.slices if s in b.slices]
+def sae_slices(exp: Experiment, sae: SAE) -> list[str]:
+    """The slices an SAE is ingested on: its `slices`, else every slice of its model (main SAE) or the
+    model's home slice (a seed replica, whose only use is the noise floor there)."""
+    if sae.slices:
+        return list(sae.slices)
+    if sae.entry == MAIN_SAE:
+        return [s.name for s in exp.slices.values() if sae.model in s.models]
+    return [home_slice(exp, exp.models[sae.model])]
+
+
+def correlate_step(exp: Experiment, name: str, a: SAE, b: SAE) -> Step:
+    analyses = exp.analyses
+    slices = [s for s in sae_slices(exp, a) if s in sae_slices(exp, b)]
     pair = {"parent_sae": a.id, "child_sae": b.id}
     stats = list(analyses.stats)
     return Step(name, correlate_edge, {**pair, "slices": slices, "r_floor": analyses.r_floor, "stats": stats},
@@ -475,12 +512,17 @@ def build_steps(exp: Experiment) -> list[Step]:
     steps = [model_step(exp, m) for m in exp.models.values()]
     steps += [sweep_step(exp, s) for s in analyses.sweeps]
     steps.append(slices_step(exp))
-    for sae in exp.saes:
-        steps += sae_steps(exp, sae, analyses.ingest_batch)
     main = {s.model: s for s in exp.saes if s.entry == MAIN_SAE}
+    replicas = [s for s in exp.saes if s.entry != MAIN_SAE]
+    for sae in [*main.values(), *replicas]:
+        steps += sae_steps(exp, sae, analyses.ingest_batch)
     edges = [(p, c) for p, c in analyses.edges if p in main and c in main]
-    steps += [correlate_step(f"correlate-{p}-{c}", main[p], main[c], analyses) for p, c in edges]
-    steps += [correlate_step(f"correlate-{s.label}", main[s.model], s, analyses) for s in exp.saes if s.entry != MAIN_SAE]
+    pairs = [(f"{p}-{c}", main[p], main[c]) for p, c in edges] + [(s.label, main[s.model], s) for s in replicas]
+    steps += [correlate_step(exp, f"correlate-{label}", a, b) for label, a, b in pairs]
+    steps += [Step(f"match-{label}", match_saes, {"sae_a": a.id, "sae_b": b.id, "slices": correlated},
+                   after=(f"correlate-{label}",), code=MATCH_CODE, sql=MATCH_SQL, queries=("matching",),
+                   outputs_exist=evidence_exists(a.id, b.id))
+              for label, a, b in pairs for correlated in [[s for s in sae_slices(exp, a) if s in sae_slices(exp, b)]]]
     for model, sae in main.items():
         touching = tuple(f"correlate-{p}-{c}" for p, c in edges if model in (p, c))
         steps.append(Step(f"explain-{model}", explain_sae,

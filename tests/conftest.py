@@ -413,6 +413,18 @@ parents = ["lua", "tinystories"]
 t = 0.58
 step = "merge"
 
+[saes.base.seed1]
+seed = 1
+
+[saes.lua.seed1]
+seed = 1
+
+[saes.tinystories.seed1]
+seed = 1
+
+[saes.luastories.seed1]
+seed = 1
+
 [slices.eval-python]
 corpus = "english=0.5+lua=0.5"
 tokens = 400

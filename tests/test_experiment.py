@@ -24,8 +24,9 @@ ADDED = {
     "finetune-tinystories": {"parent": "base"},
     "merge": {"name": "luastories", "parents": ["lua", "tinystories"], "method": "slerp"},
     "merge-sweep": {"models": ["lua", "tinystories"], "method": "slerp"},
-    **{f"correlate-{edge}": {"stats": ["all_tokens"]}
-       for edge in ("base-lua", "base-tinystories", "lua-luastories", "tinystories-luastories")},
+    **{f"correlate-{pair}": {"stats": ["all_tokens"]}
+       for pair in ("base-lua", "base-tinystories", "lua-luastories", "tinystories-luastories",
+                    "base-seed1", "lua-seed1", "tinystories-seed1", "luastories-seed1")},
 }
 SLICE_MODEL = {"eval-python": "base", "eval-lua": "lua", "eval-stories": "tinystories"}
 
@@ -86,10 +87,10 @@ def test_overrides_change_only_what_depends_on_them():
 def test_adding_a_model_or_an_sae_adds_its_steps_and_reruns_only_what_reads_them():
     before = hashes(build_steps(load_experiment()))
     more = ["models.lua2.parent=base", "models.lua2.corpus=lua", "models.lua2.lr=5e-4",
-            "saes.base.seed1.seed=1"]
+            "saes.base.seed2.seed=2"]
     after = hashes(build_steps(load_experiment(None, more)))
-    new = {"finetune-lua2", "sae-lua2", "ingest-lua2", "correlate-base-lua2", "explain-lua2",
-           "sae-base-seed1", "ingest-base-seed1", "correlate-base-seed1"}
+    new = {"finetune-lua2", "sae-lua2", "ingest-lua2", "correlate-base-lua2", "match-base-lua2", "explain-lua2",
+           "sae-base-seed2", "ingest-base-seed2", "correlate-base-seed2", "match-base-seed2"}
     assert set(after) - set(before) == new
     # the base's explanations cover its new edge, and the report covers everything
     assert changed(before, after) == new | {"explain-base", "report"}

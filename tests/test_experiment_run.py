@@ -100,7 +100,8 @@ def test_any_lineage_runs_incrementally(warehouse, micro_experiment, tmp_path):
     assert {(r["parent"], r["child"], r["corpus"]) for r in persistence} == {
         (p, c, s) for p, c in EDGES for s in ("eval-lua", "eval-notes")}
     assert all(0 <= r["share_persisting"] <= 1 for r in persistence)
-    assert warehouse.scalar("SELECT count(*) FROM correlation_runs WHERE sae_a = 'base-sae' AND sae_b = 'base-sae-seed1'") == 2
+    # the seed replica is ingested, correlated and matched on its model's home slice only
+    assert warehouse.scalar("SELECT count(*) FROM correlation_runs WHERE sae_a = 'base-sae' AND sae_b = 'base-sae-seed1'") == 1
     assert warehouse.scalar("SELECT count(*) FROM saes WHERE model = 'base'") == 2
     # the folder slice is capped per document, and every model is measured on every declared corpus
     assert warehouse.scalar("SELECT max(n_tokens) FROM documents WHERE corpus = 'eval-notes'") <= 40
@@ -132,7 +133,7 @@ def test_any_lineage_runs_incrementally(warehouse, micro_experiment, tmp_path):
     edited = load_experiment(file, [*SMALL, "models.notes.lr=1e-3"])
     chain = ["finetune-notes", "merge-grand", "sweep-lua-notes", "sae-notes", "ingest-notes", "sae-grand", "ingest-grand",
              "correlate-base-notes", "correlate-luastories-grand", "correlate-notes-grand",
-             "explain-base", "explain-notes", "explain-luastories", "explain-grand", "report"]
+             "match-base-notes", "match-luastories-grand", "match-notes-grand", "explain-base", "explain-notes", "explain-luastories", "explain-grand", "report"]
     assert [r["step"] for r in plan(warehouse, edited) if r["runs"]] == chain
     assert ran(run_pipeline(warehouse, edited, **quiet)) == chain
 
@@ -140,7 +141,8 @@ def test_any_lineage_runs_incrementally(warehouse, micro_experiment, tmp_path):
     file.write_text(file.read_text() + ADDED)
     more = load_experiment(file, [*SMALL, "models.notes.lr=1e-3"])
     assert ran(run_pipeline(warehouse, more, **quiet)) == [
-        "finetune-lua2", "sae-lua2", "ingest-lua2", "correlate-base-lua2", "explain-base", "explain-lua2", "report"]
+        "finetune-lua2", "sae-lua2", "ingest-lua2", "correlate-base-lua2", "match-base-lua2", "explain-base",
+        "explain-lua2", "report"]
 
     # removing it keeps its rows until --prune
     file.write_text(file.read_text().replace(ADDED, ""))
