@@ -17,6 +17,8 @@ from featstore.experiment import load_experiment
 from featstore.pipeline import RunContext, Step, downstream, run_pipeline, run_steps
 
 CALLS: list[str] = []
+# each model's own slice in the paper lineage (where its seed replica and explanations are)
+HOME_SLICE = {"base": "eval-python", "lua": "eval-lua", "tinystories": "eval-stories", "luastories": "eval-lua"}
 
 
 def write_number(ctx, *, name, value):
@@ -180,7 +182,7 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, mi
     assert all(0 < r["parent_floor"] <= 1 and 0 < r["child_floor"] <= 1 for r in persistence)
     assert all(r["share_vs_floor"] == pytest.approx(r["share_persisting"] / r["parent_floor"], abs=2e-3) for r in persistence)
     floors = warehouse.query("SELECT DISTINCT model, corpus FROM seed_floor ORDER BY model").to_pylist()
-    assert floors == [{"model": m, "corpus": pipeline.HOME_SLICE[m]} for m in ("base", "lua", "luastories", "tinystories")]
+    assert floors == [{"model": m, "corpus": HOME_SLICE[m]} for m in ("base", "lua", "luastories", "tinystories")]
     one_to_one = warehouse.query("SELECT parent, child, count(*) AS n FROM persistence(method := 'decoder_cosine',"
                                  " policy := 'one_to_one') GROUP BY ALL").num_rows
     assert one_to_one == 4
