@@ -3,23 +3,44 @@
 from __future__ import annotations
 
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import click
 
 from featstore.errors import FeatstoreError
-from featstore.warehouse import Warehouse
+from featstore.warehouse import Warehouse, disk_full_error, is_disk_full
+
+ERROR_LOG = Path(tempfile.gettempdir()) / "featstore-error.log"
 
 
 class FeatstoreGroup(click.Group):
-    """Turns library errors into one line on stderr and exit status 1."""
+    """Turns every error into one line on stderr: library errors exit 1, Ctrl-C exits 130, and an
+    unexpected exception exits 1 with its traceback in ERROR_LOG (printed instead with --debug)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
         except FeatstoreError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            fail(str(exc), 1)
+        except KeyboardInterrupt:
+            fail("interrupted: nothing of this command was committed, earlier results are intact", 130)
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            if is_disk_full(exc):
+                fail(str(disk_full_error(ctx.obj.root if isinstance(ctx.obj, Warehouse) else Path.cwd())), 1)
+            ERROR_LOG.write_text(traceback.format_exc())
+            message = (str(exc).strip().splitlines() or [""])[0]
+            fail(f"unexpected {type(exc).__name__}: {message} (traceback in {ERROR_LOG}; rerun with --debug to print it)", 1)
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
 
 
 @click.group(cls=FeatstoreGroup)
@@ -32,8 +53,9 @@ class FeatstoreGroup(click.Group):
     show_default=True,
     help="Warehouse folder (or set FEATSTORE_WAREHOUSE).",
 )
+@click.option("--debug", is_flag=True, help="Print the traceback of an unexpected error.")
 @click.pass_context
-def main(ctx: click.Context, warehouse_dir: Path) -> None:
+def main(ctx: click.Context, warehouse_dir: Path, debug: bool) -> None:
     """featstore: track SAE features through fine-tuning and merging, in SQL."""
     ctx.obj = Warehouse(warehouse_dir)
 
@@ -628,6 +650,15 @@ def export_command(wh: Warehouse, name: str, fmt: str, out_dir: Path | None) -> 
 
     done = export(wh, name, fmt, out_dir)
     click.echo(f"{done['rows']} rows -> {done['path']} ({done['bytes']:,} bytes)")
+
+
+@main.command("relocate")
+@warehouse_option
+@pass_warehouse
+def relocate_command(wh: Warehouse) -> None:
+    """After moving or copying a warehouse: point its catalog and `activations` view at this folder."""
+    done = wh.relocate()
+    click.echo(f"warehouse {done['root']}: {done['partitions']} partition(s), activations view rebuilt for this folder")
 
 
 @main.command("sql")

@@ -24,8 +24,8 @@ BATCH_ROWS = 65_536
 def relation_names(con: duckdb.DuckDBPyConnection) -> list[str]:
     """User-visible tables and views of the warehouse, sorted."""
     rows = con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE NOT internal AND schema_name = 'main'"
-        " UNION SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'"
+        "SELECT table_name FROM duckdb_tables() WHERE NOT internal AND schema_name = 'main' AND database_name = current_database()"
+        " UNION SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' AND database_name = current_database()"
         " ORDER BY 1"
     ).fetchall()
     return [r[0] for r in rows]
@@ -53,7 +53,7 @@ def export(wh: Warehouse, name: str, fmt: str = "parquet", out_dir: str | os.Pat
     out = Path(out_dir) if out_dir is not None else wh.root / "exports"
     if out.exists() and not out.is_dir():
         raise FeatstoreError(f"--out {out} is a file; give a folder")
-    with wh.connect(read_only=True) as con:
+    with wh.read_only_connection() as con:
         names = relation_names(con)
         if name not in names:
             raise FeatstoreError(
@@ -76,13 +76,7 @@ def export(wh: Warehouse, name: str, fmt: str = "parquet", out_dir: str | os.Pat
 
 
 def run_sql(wh: Warehouse, sql: str) -> pa.Table | None:
-    """Run one statement on a read-only connection; its result as Arrow, None when it returns no rows."""
+    """Run read-only SQL (`Warehouse.sql`: no writes to the catalog or to any file); the last result as Arrow."""
     if not sql.strip():
         raise FeatstoreError("empty SQL; give a query such as \"SELECT * FROM models\"")
-    with wh.connect(read_only=True) as con:
-        try:
-            result = con.sql(sql)
-            return None if result is None else result.to_arrow_table()
-        except duckdb.Error as exc:
-            hint = "; `featstore sql` is read-only" if "read-only" in str(exc).lower() else ""
-            raise FeatstoreError(f"query failed: {str(exc).splitlines()[0]}{hint}") from exc
+    return wh.sql(sql)

@@ -232,7 +232,7 @@ def finetune_model(ctx: RunContext, *, name: str, zoo: dict, seed: int) -> dict:
 
 def model_exists(name: str) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        path = ctx.wh.scalar("SELECT path FROM models WHERE name = ?", [name])
+        path = ctx.wh.resolve(ctx.wh.scalar("SELECT path FROM models WHERE name = ?", [name]))
         return path is not None and (Path(path) / "config.json").exists()
 
     return check
@@ -296,7 +296,7 @@ def sae_settings(preset: Preset) -> dict:
 
 def sae_exists(sae: str) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        path = ctx.wh.scalar("SELECT path FROM saes WHERE id = ?", [sae])
+        path = ctx.wh.resolve(ctx.wh.scalar("SELECT path FROM saes WHERE id = ?", [sae]))
         return path is not None and Path(path).is_dir()
 
     return check
@@ -316,7 +316,7 @@ def partitions_exist(sae: str, slices: list[str]) -> Callable[[RunContext], bool
     def check(ctx: RunContext) -> bool:
         rows = ctx.wh.query("SELECT corpus, path FROM activation_partitions WHERE sae = ?", [sae]).to_pylist()
         paths = {r["corpus"]: r["path"] for r in rows}
-        return all(c in paths and Path(paths[c]).exists() for c in slices)
+        return all(c in paths and (ctx.wh.root / paths[c]).exists() for c in slices)
 
     return check
 

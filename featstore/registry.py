@@ -107,7 +107,8 @@ def register_model(
         con.execute(
             "INSERT INTO models (name, kind, path, architecture, tokenizer, train_corpus, hyperparams, metrics)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [name, kind, location, architecture, fp, train_corpus, _json(hyperparams), _json(metrics)],
+            [name, kind, wh.relative(location) if Path(location).exists() else location, architecture, fp,
+             train_corpus, _json(hyperparams), _json(metrics)],
         )
         for order, parent in enumerate(parents):
             con.execute(
@@ -153,6 +154,7 @@ def get_model(wh: Warehouse, name: str) -> dict:
     """The model's row as a dict, with its parents (in merge order) under 'parents'."""
     with wh.connect(read_only=True) as con:
         model = _require(con, "model", name)
+        model["path"] = wh.resolve(model["path"])
         model["parents"] = [r[0] for r in con.execute(
             "SELECT parent FROM lineage WHERE child = ? ORDER BY parent_order", [name]
         ).fetchall()]
@@ -206,7 +208,7 @@ def register_sae(
         raise FeatstoreError(f"SAE {sae_id!r}: d_in and d_sae must be positive (got {d_in}, {d_sae})")
     if architecture == "topk" and not k:
         raise FeatstoreError(f"SAE {sae_id!r} is top-k but has no k")
-    location = str(Path(path).expanduser().resolve()) if path is not None else None
+    location = wh.relative(path) if path is not None else None
     model_row = get_model(wh, model)
     _check_hook(model_row, hook_point, layer, d_in)
     with wh.transaction() as con:
@@ -318,7 +320,9 @@ def update_sae_metrics(wh: Warehouse, sae_id: str, metrics: dict) -> dict:
 
 def get_sae(wh: Warehouse, sae_id: str) -> dict:
     with wh.connect(read_only=True) as con:
-        return _require(con, "SAE", sae_id)
+        sae = _require(con, "SAE", sae_id)
+    sae["path"] = wh.resolve(sae["path"])
+    return sae
 
 
 def primary_sae(wh: Warehouse, model: str) -> dict:
