@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from featstore.correlate import MIN_COFIRING
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse, disk_full_error, is_disk_full
 
@@ -231,13 +232,17 @@ def ingest_command(wh: Warehouse, model: str, corpus, sae_id, layer, batch_size:
 @click.option("--corpus", default=None, help="Corpus both SAEs were ingested on (default: the only shared one).")
 @click.option("--stat", type=click.Choice(["all_tokens", "cofiring", "token_type_mean"]), default="all_tokens",
               show_default=True, help="Correlation statistic (see DESIGN.md).")
-@click.option("--floor", "r_floor", type=float, default=0.2, show_default=True, help="Store every pair with r >= this.")
+@click.option("--floor", "r_floor", type=float, default=0.2, show_default=True,
+              help="Store every pair with r >= this (in [-1, 1]; all_tokens: > 0).")
+@click.option("--min-cofiring", type=int, default=MIN_COFIRING, show_default=True,
+              help="cofiring: least number of tokens both features fire on for r to count.")
 @pass_warehouse
-def correlate_command(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, stat: str, r_floor: float) -> None:
+def correlate_command(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, stat: str, r_floor: float,
+                      min_cofiring: int) -> None:
     """Pearson r between every feature of SAE_A and of SAE_B over the same tokens; stores pairs and best matches."""
     from featstore.correlate import correlate
 
-    run = correlate(wh, sae_a, sae_b, corpus=corpus, stat=stat, r_floor=r_floor)
+    run = correlate(wh, sae_a, sae_b, corpus=corpus, stat=stat, r_floor=r_floor, min_cofiring=min_cofiring)
     click.echo(
         f"run {run['id']}: {sae_a} x {sae_b} on {run['corpus']} ({stat}, {run['n_tokens']:,} tokens): "
         f"{run['n_cofiring_pairs']:,} co-firing pairs, {run['n_pairs']:,} stored with r >= {r_floor}, {run['seconds']:.1f} s"

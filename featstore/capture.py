@@ -116,8 +116,20 @@ def mlp_activations(model: nn.Module, input_ids: torch.Tensor, layer: int) -> to
 
 
 def select_device(device: str | None = None) -> torch.device:
-    """`cuda` when available unless the caller names a device."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """`cuda` when available unless the caller names a device; an unknown or absent device is refused."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise FeatstoreError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise FeatstoreError(f"device {device!r} asked for but CUDA is not available on this machine; use --device cpu")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise FeatstoreError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use cuda:0..")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise FeatstoreError(f"device {device!r} is not supported; use cpu, cuda or cuda:N")
+    return resolved
 
 
 def load_model(path: str, device: str | torch.device | None = None) -> nn.Module:

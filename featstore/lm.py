@@ -194,16 +194,10 @@ def validation_blocks(spec: str, tokenizer, block_size: int, max_tokens: int, se
 
 
 def resolve_device(device: str | None = None) -> torch.device:
-    """`cuda` when available unless told otherwise."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise FeatstoreError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise FeatstoreError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
-    return resolved
+    """`cuda` when available unless told otherwise (featstore.capture.select_device)."""
+    from featstore.capture import select_device
+
+    return select_device(device)
 
 
 def new_model(preset: Preset, tokenizer, seed: int):
@@ -334,7 +328,7 @@ def check_new_model(wh: Warehouse, name: str, folder: Path, replace: bool) -> No
     check_name("model", name)
     if replace:
         return
-    if wh.scalar("SELECT count(*) FROM models WHERE name = ?", [name]):
+    if wh.db_path.exists() and wh.scalar("SELECT count(*) FROM models WHERE name = ?", [name]):
         raise FeatstoreError(f"model {name!r} already exists; pass --replace to retrain it")
     if folder.exists():
         raise FeatstoreError(f"{folder} already exists; remove it or pass --replace")
@@ -344,6 +338,7 @@ def commit_model(wh: Warehouse, name: str, model, tokenizer, folder: Path, *, re
     """Write the HF folder under a temporary name, swap it into place, register it; undo all on failure."""
     from featstore.registry import register_model
 
+    wh.create()  # before models/ holds a folder: a catalog missing beside data is refused
     folder.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     tmp, old = folder.with_name(f".{folder.name}.tmp-{tag}"), folder.with_name(f".{folder.name}.old-{tag}")

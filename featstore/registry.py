@@ -88,13 +88,24 @@ def register_model(
     relation = _check_lineage(name, kind, parents, relation, merge_method, merge_t)
     location = str(Path(path).expanduser().resolve()) if Path(path).expanduser().exists() else str(path)
     config = model_config(location)
+    if Path(location).is_dir():
+        for weights in sorted(Path(location).glob("*.safetensors")):
+            safetensors_tensors(weights)
     tok = load_tokenizer(location)
     architecture = (config.get("architectures") or [config.get("model_type")])[0]
     with wh.transaction() as con:
         if _exists(con, "models", "name", name) and not replace:
             raise FeatstoreError(f"model {name!r} already exists; use --replace to re-register it")
         fp = record_tokenizer(con, tok, location)
+        [(descendants,)] = con.execute(
+            "WITH RECURSIVE d(m) AS (SELECT ?::VARCHAR UNION SELECT l.child FROM lineage l JOIN d ON l.parent = d.m) SELECT list(m) FROM d",
+            [name],
+        ).fetchall()
         for parent in parents:
+            if parent in descendants:
+                raise FeatstoreError(
+                    f"model {parent!r} descends from {name!r}; making it a parent of {name!r} would close a lineage cycle"
+                )
             row = con.execute("SELECT tokenizer FROM models WHERE name = ?", [parent]).fetchone()
             if row is None:
                 raise FeatstoreError(f"unknown parent model {parent!r}; register it first (see `featstore models`)")
@@ -259,13 +270,38 @@ def _check_hook(model: dict, hook_point: str, layer: int, d_in: int) -> None:
         )
 
 
+def safetensors_tensors(file: Path) -> dict[str, dict]:
+    """The header of a safetensors file ({name: {dtype, shape, data_offsets}}), checked against the
+    file's size, so a truncated or cut-short file is refused without reading its tensors."""
+    size = file.stat().st_size
+    with open(file, "rb") as fh:
+        prefix = fh.read(8)
+        n = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        try:
+            if not 0 < n <= size - 8:
+                raise ValueError(f"header length {n}")
+            header = json.loads(fh.read(n))
+            tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+            end = max((v["data_offsets"][1] for v in tensors.values()), default=0)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise FeatstoreError(f"{file} is not a valid safetensors file ({exc}); copy it again") from None
+    if 8 + n + end != size:
+        raise FeatstoreError(f"{file} is truncated or damaged: its header promises {8 + n + end:,} bytes, the file has {size:,}; copy it again")
+    return tensors
+
+
+def _cfg_int(cfg: dict, key: str, cfg_file: Path) -> int:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FeatstoreError(f"{cfg_file}: {key} must be an integer (got {value!r})")
+    return value
+
+
 def sae_folder_config(folder: str | Path) -> dict:
     """Read an SAELens-style folder (cfg.json + sae_weights.safetensors) and check the weight shapes.
 
     Only the safetensors header is read (no tensors, no torch). Returns register_sae's keyword args.
     """
-    from safetensors import safe_open
-
     folder = Path(folder).expanduser()
     cfg_file, weights = folder / "cfg.json", folder / "sae_weights.safetensors"
     if not cfg_file.is_file() or not weights.is_file():
@@ -277,18 +313,21 @@ def sae_folder_config(folder: str | Path) -> dict:
     missing = [key for key in ("d_in", "d_sae", "hook_name") if key not in cfg]
     if missing:
         raise FeatstoreError(f"{cfg_file} lacks {', '.join(missing)}; an SAE config needs d_in, d_sae and hook_name")
-    dims = {"d_in": int(cfg["d_in"]), "d_sae": int(cfg["d_sae"])}
-    try:
-        with safe_open(str(weights), framework="numpy") as fh:
-            shapes = {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}
-    except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        raise FeatstoreError(f"cannot read {weights}: {exc}") from exc
+    dims = {"d_in": _cfg_int(cfg, "d_in", cfg_file), "d_sae": _cfg_int(cfg, "d_sae", cfg_file)}
+    if not isinstance(cfg["hook_name"], str):
+        raise FeatstoreError(f"{cfg_file}: hook_name must be a string such as blocks.0.mlp.hook_post (got {cfg['hook_name']!r})")
+    for key in ("hook_layer", "k", "seed"):
+        if cfg.get(key) is not None:
+            _cfg_int(cfg, key, cfg_file)
+    tensors = safetensors_tensors(weights)
+    shapes = {key: tuple(meta["shape"]) for key, meta in tensors.items()}
     for key, axes in SAE_WEIGHT_SHAPES.items():
         expected = tuple(dims[a] for a in axes)
         if shapes.get(key) != expected:
             raise FeatstoreError(
                 f"{weights}: {key} has shape {shapes.get(key, 'missing')}, expected {expected} from cfg.json"
             )
+    _check_finite(weights, [k for k, meta in tensors.items() if meta.get("dtype") in ("F16", "F32", "F64")])
     hook = cfg["hook_name"]
     match = HOOK_LAYER.match(hook)
     layer = cfg.get("hook_layer", int(match.group(1)) if match else 0)
@@ -303,6 +342,20 @@ def sae_folder_config(folder: str | Path) -> dict:
         "seed": cfg.get("seed"),
         "train_tokens": cfg.get("training_tokens", cfg.get("train_tokens")),
     }
+
+
+def _check_finite(weights: Path, keys: list[str]) -> None:
+    """NaN or inf weights would make every ingest fail later; refuse them at registration."""
+    import numpy as np
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="numpy") as fh:
+            bad = [key for key in keys if not np.isfinite(fh.get_tensor(key)).all()]
+    except Exception as exc:  # safetensors raises its own error types
+        raise FeatstoreError(f"cannot read {weights}: {exc}") from exc
+    if bad:
+        raise FeatstoreError(f"{weights}: {', '.join(bad)} hold NaN or infinite values; retrain or fix the SAE before registering it")
 
 
 def add_sae_folder(

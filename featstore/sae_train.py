@@ -82,6 +82,12 @@ def settings_for(preset: str, **overrides) -> TrainSettings:
     if preset not in PRESETS:
         raise FeatstoreError(f"unknown SAE preset {preset!r}; use one of {', '.join(PRESETS)}")
     settings = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    positive = ("expansion", "tokens", "batch_blocks", "block_len", "resample_every", "eval_tokens", "k", "lr")
+    for field in positive + ("l1_coefficient", "seed", "layer"):
+        value = getattr(settings, field)
+        if value is not None and (value <= 0 if field in positive else value < 0):
+            flag = "--" + field.replace("_coefficient", "").replace("_", "-")
+            raise FeatstoreError(f"{flag} must be {'positive' if field in positive else 'zero or more'} (got {value})")
     if settings.architecture == "topk" and settings.k is None:
         raise FeatstoreError("a TopK SAE needs --k (features active per token)")
     return settings

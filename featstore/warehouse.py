@@ -34,6 +34,7 @@ DB_FILE = "featstore.duckdb"
 STORAGE_VERSION = "v1.5.0"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 LOCK_WAIT_SECONDS = 30.0
+DUCKDB_HEADER_BYTES, DUCKDB_BLOCK_BYTES = 3 * 4096, 256 * 1024  # a DuckDB file is its headers plus whole blocks
 STAGING_DIR = ".staging"  # uncommitted partition files: outside activations/, so no glob of it sees them
 STAGING_GRACE_SECONDS = 60.0  # a staged file this young may be a writer's that has not locked it yet
 LOCKS_DIR = ".locks"  # one lock file per (SAE, corpus) being written
@@ -142,6 +143,11 @@ class Warehouse:
             writers.remove(con)
             con.close()
 
+    def create(self) -> None:
+        """Make sure the warehouse exists (created in a new or empty folder); the first step of a writer."""
+        with self.connect():
+            pass
+
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """All-or-nothing: any exception rolls every statement back."""
@@ -245,6 +251,8 @@ class Warehouse:
                 header = fh.read(16)
             if len(header) < 16 or header[8:12] != b"DUCK":
                 raise self._damaged("not a DuckDB file")
+            if (self.db_path.stat().st_size - DUCKDB_HEADER_BYTES) % DUCKDB_BLOCK_BYTES:
+                raise self._damaged("truncated: its size is not a whole number of DuckDB blocks")
             return
         if self.db_path.exists():
             raise FeatstoreError(f"{self.db_path} is not a file; point --warehouse at a featstore warehouse folder")
@@ -463,8 +471,7 @@ class Warehouse:
         """
         folder = self.partition_dir(sae, corpus)
         if not self.db_path.exists() or not self.writable():
-            with self.connect():  # creates a new warehouse, or refuses a read-only / damaged one
-                pass
+            self.create()  # or refuses a read-only / damaged one
         with self._pair_lock(sae, corpus), self._staged_file() as tmp:
             final = folder / f"part-{uuid.uuid4().hex[:12]}.parquet"
             try:

@@ -21,4 +21,6 @@ SELECT *, threshold::DOUBLE AS threshold,
             WHEN r_a >= threshold THEN 'from_a'
             WHEN r_b >= threshold THEN 'from_b'
             ELSE 'emerged' END AS inheritance
-FROM paired;
+FROM paired
+WHERE CASE WHEN threshold BETWEEN -1 AND 1 THEN true
+           ELSE error('merge_inheritance: threshold must be a correlation between -1 and 1, got ' || threshold) END;
