@@ -83,13 +83,18 @@ def _file(path: Path, text_key: str) -> Iterator[tuple[str, str]]:
         return _parquet(path, text_key)
     if suffix == ".txt":
         return _blank_line_separated(path)
-    return _files([path])
+    return _files([path], strict=True)
 
 
-def _read_text(path: Path) -> str | None:
-    """The file's text, or None for binary files (a NUL byte); text that is not UTF-8 is refused."""
+def _read_text(path: Path, strict: bool = False) -> str | None:
+    """The file's text, or None for binary files (a NUL byte). Text that is not UTF-8 is refused
+    in a file named on its own (`strict`); in a folder or glob its undecodable bytes become U+FFFD."""
     data = path.read_bytes()
-    return None if b"\0" in data else _decode(path, data)
+    if b"\0" in data:
+        if strict:
+            raise FeatstoreError(f"{path} holds NUL bytes: it is binary, not text; give a UTF-8 text file")
+        return None
+    return _decode(path, data) if strict else data.decode("utf-8", errors="replace")
 
 
 def _decode(path: Path, data: bytes, where: str = "") -> str:
@@ -102,9 +107,9 @@ def _decode(path: Path, data: bytes, where: str = "") -> str:
         ) from None
 
 
-def _files(paths: list[Path]) -> Iterator[tuple[str, str]]:
+def _files(paths: list[Path], strict: bool = False) -> Iterator[tuple[str, str]]:
     for path in paths:
-        text = _read_text(path)
+        text = _read_text(path, strict)
         if text is not None:
             yield str(path), text
 

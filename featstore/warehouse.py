@@ -169,13 +169,14 @@ class Warehouse:
         files, INSTALL) fails with a permission error, and the settings are locked.
         """
         self._check_catalog(creating=False)
-        files = [str(p) for p in self.activation_files()]
         con = duckdb.connect(":memory:")
         try:
-            con.execute("SET allowed_paths = ?", [[str(self.db_path), f"{self.db_path}.wal", *files]])
-            con.execute("SET enable_external_access = false")
             self._retry_locked(lambda: con.execute(f"ATTACH {_literal(str(self.db_path))} AS warehouse (READ_ONLY)"))
             con.execute("USE warehouse")
+            # the committed files of this very snapshot of the catalog (a writer may commit meanwhile)
+            files = [str(self.root / r[0]) for r in con.execute("SELECT path FROM activation_partitions").fetchall()]
+            con.execute("SET allowed_paths = ?", [[str(self.db_path), f"{self.db_path}.wal", *files]])
+            con.execute("SET enable_external_access = false")
             self._shadow_moved_view(con, files)
             con.execute("SET lock_configuration = true")
             yield con

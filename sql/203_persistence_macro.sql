@@ -8,7 +8,10 @@ CREATE OR REPLACE MACRO persistence(threshold := 0.8, stat := 'all_tokens') AS T
 SELECT e.parent, e.child, e.relation, e.corpus, e.stat, e.run_id, e.side, e.sae, e.feature, e.match, e.r,
        CASE WHEN e.r IS NULL AND e.fires THEN 'constant'
             WHEN e.r IS NULL THEN 'dead'
-            WHEN e.r >= threshold THEN 'persists'
+            -- checked here too: a filter on status is rewritten into r >= threshold and pushed down
+            WHEN e.r >= CASE WHEN threshold BETWEEN -1 AND 1 THEN threshold
+                             ELSE error('persistence: threshold must be a correlation between -1 and 1, got ' || threshold) END
+            THEN 'persists'
             WHEN e.side = 'parent' THEN 'disappears'
             ELSE 'emerges' END AS status
 FROM (SELECT *, r IS NOT NULL OR EXISTS (SELECT 1 FROM activations a WHERE a.sae = m.sae AND a.corpus = m.corpus

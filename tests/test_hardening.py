@@ -151,9 +151,16 @@ def test_catalog_paths_are_relative(wh):
         assert paths and all(not p.startswith("/") for p in paths), (table, paths)
 
 
-def test_writes_in_a_copy_never_touch_the_original(prepared, wh, tmp_path):
+def test_writes_in_a_copy_never_touch_the_original(prepared, tmp_path, duckdb_shell):
     original = prepared["wh"]
     before = tree_hashes(original.root)
+    subprocess.run(["cp", "-a", str(original.root), str(tmp_path / "wh")], check=True)
+    wh = Warehouse(tmp_path / "wh")
+    # the DuckDB shell on the fresh copy refuses to read the original's files through the stale view
+    stale = subprocess.run([duckdb_shell, "-readonly", str(wh.db_path), "-c", "SELECT count(*) FROM activations"],
+                           capture_output=True, text=True)
+    assert stale.returncode != 0 and "was moved or copied from" in stale.stderr and "featstore relocate" in stale.stderr
+    assert wh.sql("SELECT count(*) AS n FROM activations").column("n")[0].as_py() > 0  # featstore reads the copy's
     assert cli(wh, "import-activations", "--sae", "s1", "--corpus", "c1", str(prepared["acts"])).exit_code == 0
     assert cli(wh, "corpus", "add", "c2", "--replace", "--source", str(tmp_path / "x.txt"),
                "--tokenizer", str(wh.root / "models" / "m")).exit_code == 1  # (a bad source changes nothing)
@@ -178,10 +185,10 @@ def test_a_moved_warehouse_reads_and_writes(prepared, wh, tmp_path, duckdb_shell
     assert [tuple(r.values()) for r in wh.sql(COUNTS).to_pylist()] == expected["counts"]
     assert cli(wh, "sql", "SELECT count(*) FROM feature_stats").exit_code == 0
     assert tree_hashes(moved) == before
-    # the DuckDB shell refuses the stale view in one line instead of reading the old folder's files
+    # the DuckDB shell fails on the stale view (the old folder's files are gone) until relocated
     stale = subprocess.run([duckdb_shell, "-readonly", str(wh.db_path), "-c", "SELECT count(*) FROM activations"],
                            capture_output=True, text=True)
-    assert stale.returncode != 0 and "featstore relocate" in stale.stderr
+    assert stale.returncode != 0 and "No files found" in stale.stderr
     result = cli(wh, "relocate")
     assert result.exit_code == 0, result.output
     assert visible(wh, duckdb_shell) == expected
@@ -549,3 +556,94 @@ def test_unexpected_exception_is_one_line_with_log_and_debug(wh, monkeypatch):
     assert "ZeroDivisionError" in ERROR_LOG.read_text()
     debug = CliRunner().invoke(main, ["--debug", "--warehouse", str(wh.root), "models"])
     assert isinstance(debug.exception, ZeroDivisionError)
+
+
+# -- 7, 8. lineage cycles, the correlation contract (on catalogs written with SQL) -----------------
+
+
+@pytest.fixture
+def lineage(warehouse):
+    """Models root -> base -> child (fine-tunes), SAEs sr, sa, sb on corpus c (40 tokens), correlated
+    along both edges. Feature 0 of sa fires on every token with one value; feature 2 never fires."""
+    from conftest import FakeCatalog
+    from featstore.correlate import correlate
+
+    cat = FakeCatalog(warehouse)
+    cat.model("root")
+    cat.model("base", parents=["root"], relation="finetune")
+    cat.model("child", parents=["base"], relation="finetune")
+    for sae, model in (("sr", "root"), ("sa", "base"), ("sb", "child")):
+        cat.sae(sae, model, d_sae=3)
+    start = cat.corpus("c", 40, token_ids=[i % 5 for i in range(40)])
+    rng = np.random.default_rng(0)
+    wave = rng.random(40) + 0.1
+    for sae in ("sr", "sa", "sb"):
+        tok = list(range(start, start + 40)) * 2
+        feature = [0] * 40 + [1] * 40
+        act = ([1.0] * 40 if sae == "sa" else list(wave)) + list(wave * (1 + 0.1 * rng.random(40)))
+        cat.activations(sae, "c", tok, feature, act, n_tokens=40)
+    for a, b in (("sr", "sa"), ("sa", "sb")):
+        correlate(warehouse, a, b, corpus="c", progress=False)
+    return warehouse
+
+
+def test_constant_feature_is_labelled_constant_not_dead(lineage):
+    status = {(r["sae"], r["feature"]): r["status"] for r in lineage.query(
+        "SELECT sae, feature, status FROM persistence WHERE side = 'parent'").to_pylist()}
+    assert status[("sa", 0)] == "constant" and status[("sa", 2)] == "dead" and status[("sa", 1)] == "persists"
+
+
+def test_cyclic_lineage_in_a_hand_edited_catalog_cannot_hang_feature_families(lineage):
+    import threading
+
+    with lineage.transaction() as con:  # registration refuses this; a hand edit can still do it
+        con.execute("INSERT INTO lineage (parent, child, relation) VALUES ('child', 'base', 'finetune')")
+        con.execute("INSERT INTO correlation_runs (id, sae_a, sae_b, corpus, stat, r_floor, n_tokens, n_pairs)"
+                    " SELECT 99, 'sb', 'sa', corpus, stat, r_floor, n_tokens, n_pairs FROM correlation_runs WHERE sae_a = 'sa'")
+        con.execute("INSERT INTO best_matches SELECT 99, CASE side WHEN 'a' THEN 'b' ELSE 'a' END, feature, match, r"
+                    " FROM best_matches WHERE run_id = (SELECT id FROM correlation_runs WHERE sae_a = 'sa')")
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(
+        depth=lineage.query("SELECT max(depth) AS d FROM feature_families").column("d")[0].as_py()), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert result.get("depth") == 64
+
+
+def test_lineage_cycles_are_refused_at_registration(lineage, tiny_model_dir):
+    from featstore.registry import register_model
+
+    with lineage.transaction() as con:
+        con.execute("DELETE FROM lineage")
+        con.execute("DELETE FROM models")
+    register_model(lineage, "a", tiny_model_dir, kind="base")
+    register_model(lineage, "b", tiny_model_dir, kind="finetune", parents=["a"])
+    register_model(lineage, "c", tiny_model_dir, kind="finetune", parents=["b"])
+    for name, kind, parents in (("a", "finetune", ["c"]), ("a", "finetune", ["b"]), ("b", "merge", ["c", "a"])):
+        with pytest.raises(FeatstoreError, match="would close a lineage cycle"):
+            register_model(lineage, name, tiny_model_dir, kind=kind, parents=parents, replace=True)
+    assert lineage.query("SELECT parent, child FROM lineage ORDER BY ALL").to_pylist() == [
+        {"parent": "a", "child": "b"}, {"parent": "b", "child": "c"}]
+
+
+def test_token_type_means_are_double(lineage):
+    assert lineage.scalar("SELECT DISTINCT typeof(x) FROM corr_type_means('sa', 'c')") == "DOUBLE"
+
+
+def test_cofiring_needs_a_minimum_number_of_shared_tokens(warehouse):
+    """Two features co-firing on 2 tokens get r = ±1 by construction: not a match by default."""
+    from conftest import FakeCatalog
+    from featstore.correlate import MIN_COFIRING, correlate
+
+    cat = FakeCatalog(warehouse)
+    cat.model("base")
+    cat.sae("a", "base", d_sae=1)
+    cat.sae("b", "base", d_sae=1, primary=False)
+    cat.corpus("c", 30)
+    cat.activations("a", "c", list(range(20)), [0] * 20, [1.0 + (i % 3) for i in range(20)], n_tokens=30)
+    cat.activations("b", "c", [0, 1, 25, 26, 27], [0] * 5, [1.0, 2.0, 5.0, 4.0, 3.0], n_tokens=30)  # 2 shared
+    strict = correlate(warehouse, "a", "b", corpus="c", stat="cofiring", r_floor=-1, progress=False)
+    assert MIN_COFIRING >= 5 and strict["n_pairs"] == 0
+    loose = correlate(warehouse, "a", "b", corpus="c", stat="cofiring", r_floor=-1, min_cofiring=2, progress=False)
+    assert loose["n_pairs"] == 1
+    assert warehouse.scalar("SELECT r FROM correlations WHERE run_id = ?", [loose["id"]]) == pytest.approx(1.0)
