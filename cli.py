@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 
 from featstore.correlate import MIN_COFIRING
+from featstore.db import Database
 from featstore.errors import FeatstoreError
+from featstore.statistics import statistic_names
 from featstore.warehouse import Warehouse, disk_full_error, is_disk_full
 
 ERROR_LOG = Path(tempfile.gettempdir()) / "featstore-error.log"
@@ -62,6 +64,11 @@ def main(ctx: click.Context, warehouse_dir: Path, debug: bool) -> None:
 
 
 pass_warehouse = click.make_pass_decorator(Warehouse)
+
+
+def stat_option(help: str):
+    """`--stat`, its choices read from the statistics registry (featstore.statistics)."""
+    return click.option("--stat", type=click.Choice(statistic_names()), default="all_tokens", show_default=True, help=help)
 
 
 def echo_table(table) -> None:
@@ -230,8 +237,7 @@ def ingest_command(wh: Warehouse, model: str, corpus, sae_id, layer, batch_size:
 @click.argument("sae_a")
 @click.argument("sae_b")
 @click.option("--corpus", default=None, help="Corpus both SAEs were ingested on (default: the only shared one).")
-@click.option("--stat", type=click.Choice(["all_tokens", "cofiring", "token_type_mean"]), default="all_tokens",
-              show_default=True, help="Correlation statistic (see DESIGN.md).")
+@stat_option("Correlation statistic (featstore.statistics; the README's 'Correlation and persistence' says what each computes).")
 @click.option("--floor", "r_floor", type=float, default=0.2, show_default=True,
               help="Store every pair with r >= this (in [-1, 1]; all_tokens: > 0).")
 @click.option("--min-cofiring", type=int, default=MIN_COFIRING, show_default=True,
@@ -255,8 +261,7 @@ def _percent(share: float | None) -> str:
 
 @main.command("persistence")
 @click.option("--threshold", type=float, default=0.8, show_default=True, help="r at which a feature counts as matched.")
-@click.option("--stat", type=click.Choice(["all_tokens", "cofiring", "token_type_mean"]), default="all_tokens",
-              show_default=True, help="Which correlation runs to read.")
+@stat_option("Which correlation runs to read.")
 @pass_warehouse
 def persistence_command(wh: Warehouse, threshold: float, stat: str) -> None:
     """Per lineage edge: parent features persisting / disappearing, child features persisting / emerging."""
@@ -530,11 +535,7 @@ def explain_command(wh: Warehouse, sae: str, features, top, **opts) -> None:
                      concurrency=opts["concurrency"])
     click.echo(f"{sae} on {result['corpus']}: {result['explained']} explained by {result['explainer']}, "
                f"{result['already_explained']} already were")
-    echo_table(wh.query(
-        "SELECT feature, explanation FROM explanations WHERE sae = ? AND corpus = ? AND explainer = ?"
-        " AND list_contains(?, feature) ORDER BY feature LIMIT 200",
-        [sae, result["corpus"], result["explainer"], result["chosen"]],
-    ))
+    echo_table(Database(wh).explanations.listing(sae, result["corpus"], result["explainer"], result["chosen"]))
     _check_failures(result)
 
 
@@ -564,11 +565,7 @@ def score_command(wh: Warehouse, sae: str, features, top, explainer, baseline: b
         click.echo(f"{sae} on {result['corpus']}: {result['scored']} scored, {result['already_scored']} already were; "
                    f"mean score {_fmt_score(result['mean_score'])} ({result['explainer']} explanations, "
                    f"{result['simulator']} simulator)")
-    echo_table(wh.query(
-        "SELECT kind, explainer, simulator, features, round(mean_score, 3) AS mean, round(median_score, 3) AS median,"
-        " round(share_at_least_half, 3) AS share_ge_half FROM score_summary WHERE sae = ? AND corpus = ?",
-        [sae, result["corpus"]],
-    ))
+    echo_table(Database(wh).scores.summary(sae, result["corpus"]))
     _check_failures(result)
 
 
@@ -576,8 +573,7 @@ def score_command(wh: Warehouse, sae: str, features, top, explainer, baseline: b
 @click.argument("parent_sae")
 @click.argument("child_sae")
 @click.option("--threshold", type=float, default=0.8, show_default=True, help="Minimum r of a parent feature's best child match.")
-@click.option("--stat", type=click.Choice(["all_tokens", "cofiring", "token_type_mean"]), default="all_tokens", show_default=True,
-              help="Correlation run whose best matches pair the features.")
+@stat_option("Correlation run whose best matches pair the features.")
 @click.option("--explainer", default=None, help="Use the parent's stored explanations of this explainer.")
 @_interp_options
 @pass_warehouse
@@ -591,12 +587,7 @@ def transfer_command(wh: Warehouse, parent_sae: str, child_sae: str, threshold: 
     for label, key in (("parent, own explanation", "parent_mean"), ("child, parent's explanation", "transfer_mean"),
                        ("child, own explanation", "child_mean")):
         click.echo(f"  mean score, {label + ':':<29} {_fmt_score(result[key])}")
-    echo_table(wh.query(
-        "SELECT parent_feature, child_feature, round(parent_score, 3) AS parent, round(transfer_score, 3) AS transfer,"
-        " round(child_score, 3) AS child, parent_explanation FROM explanation_transfer"
-        " WHERE parent_sae = ? AND child_sae = ? AND corpus = ? AND simulator = ?",
-        [parent_sae, child_sae, result["corpus"], result["simulator"]],
-    ))
+    echo_table(Database(wh).scores.transfer_listing(parent_sae, child_sae, result["corpus"], result["simulator"]))
     _check_failures(result)
 
 # --- pipeline: run, report, export, sql (issue 6) ------------------------------------------------
@@ -634,13 +625,27 @@ def run_command(wh: Warehouse, preset: str, force: tuple[str, ...], device: str 
 
 
 @main.command("report")
+@click.option("--features", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Also write static feature pages: the N most frequent per SAE plus every feature shown.")
 @warehouse_option
 @pass_warehouse
-def report_command(wh: Warehouse) -> None:
+def report_command(wh: Warehouse, features: int | None) -> None:
     """Write <warehouse>/report/index.html with the paper's figures from the warehouse's views."""
     from featstore.report import build_report
 
-    click.echo(f"report: {build_report(wh)}")
+    click.echo(f"report: {build_report(wh, features=features)}")
+
+
+@main.command("serve")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback by default).")
+@warehouse_option
+@pass_warehouse
+def serve_command(wh: Warehouse, port: int, host: str) -> None:
+    """The feature browser: a read-only web app over the warehouse (lineage, features, search, SQL)."""
+    from featstore.browser.app import serve
+
+    serve(wh, host=host, port=port, log=click.echo)
 
 
 @main.command("export")

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from featstore.db import run
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse
 
@@ -23,12 +24,7 @@ BATCH_ROWS = 65_536
 
 def relation_names(con: duckdb.DuckDBPyConnection) -> list[str]:
     """User-visible tables and views of the warehouse, sorted."""
-    rows = con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE NOT internal AND schema_name = 'main' AND database_name = current_database()"
-        " UNION SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' AND database_name = current_database()"
-        " ORDER BY 1"
-    ).fetchall()
-    return [r[0] for r in rows]
+    return [r[0] for r in run(con, "export/relations").fetchall()]
 
 
 def _quoted(name: str) -> str:

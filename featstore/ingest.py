@@ -18,13 +18,14 @@ from tqdm.auto import tqdm
 
 from featstore.capture import batch_activations, hook_name, load_model, select_device
 from featstore.corpus import batched
+from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.warehouse import ACTIVATION_SCHEMA, Warehouse
 
 
 def default_corpus(wh: Warehouse, tokenizer: str | None) -> str:
     """The only corpus tokenized with the model's tokenizer; otherwise ask for --corpus."""
-    names = wh.query("SELECT name FROM corpora WHERE tokenizer = ? ORDER BY name", [tokenizer]).column("name").to_pylist()
+    names = Database(wh).corpora.names_with_tokenizer(tokenizer)
     if len(names) == 1:
         return names[0]
     if not names:
@@ -121,7 +122,7 @@ def ingest(
         rows = encode_windows(lm, sae, batched(windows(wh, corpus, context), batch_size), sae_row["layer"], device, bar)
         path = wh.write_partition(sae_row["id"], corpus, rows, corpus_row["n_tokens"], origin="ingest")
     seconds = time.perf_counter() - start
-    n_rows = wh.scalar("SELECT n_rows FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae_row["id"], corpus])
+    n_rows = Database(wh).partitions.get(sae_row["id"], corpus)["n_rows"]
     return {
         "sae": sae_row["id"], "corpus": corpus, "tokens": corpus_row["n_tokens"], "rows": n_rows,
         "rows_per_token": n_rows / corpus_row["n_tokens"], "seconds": round(seconds, 3),

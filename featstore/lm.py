@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from featstore.corpora import iter_texts
+from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse, check_name
 
@@ -328,7 +329,7 @@ def check_new_model(wh: Warehouse, name: str, folder: Path, replace: bool) -> No
     check_name("model", name)
     if replace:
         return
-    if wh.db_path.exists() and wh.scalar("SELECT count(*) FROM models WHERE name = ?", [name]):
+    if Database(wh).models.exists(name):
         raise FeatstoreError(f"model {name!r} already exists; pass --replace to retrain it")
     if folder.exists():
         raise FeatstoreError(f"{folder} already exists; remove it or pass --replace")

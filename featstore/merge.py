@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from featstore.corpora import mix_specs
+from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse
 
@@ -136,11 +137,7 @@ def merge_models(
 
 def common_base(wh: Warehouse, a: str, b: str) -> str | None:
     """The model both `a` and `b` descend from directly (their shared parent), if any."""
-    return wh.scalar(
-        "SELECT pa.parent FROM lineage pa JOIN lineage pb ON pa.parent = pb.parent"
-        " WHERE pa.child = ? AND pb.child = ? ORDER BY pa.parent LIMIT 1",
-        [a, b],
-    )
+    return Database(wh).models.common_parent(a, b)
 
 
 def merge_sweep(
@@ -202,32 +199,15 @@ def merge_sweep(
         model.load_state_dict(merge_state_dicts(state_a, state_b, t, method))
         measure("merge", t, model)
     plot = _plot(wh, a, b, method, rows, base)
-    _store(wh, a, b, method, rows)
-    return {"rows": rows, "plot": str(plot), "base": base, "monotone": monotone(rows, a, b)}
+    sweeps = Database(wh).merge_sweeps
+    sweeps.replace(a, b, method, _sweep_table(rows))
+    return {"rows": rows, "plot": str(plot), "base": base, "monotone": sweeps.monotone(a, b, method)}
 
 
-def monotone(rows: list[dict], a: str, b: str) -> dict[str, bool]:
-    """Per eval set: does the merge's accuracy fall with t on a's data and rise on b's, step by step?"""
-    result = {}
-    for eval_set, sign in ((a, -1), (b, 1)):
-        curve = [r["accuracy"] for r in sorted(rows, key=lambda r: r["t"] or 0)
-                 if r["evaluated"] == "merge" and r["eval_set"] == eval_set]
-        result[eval_set] = all(sign * (y - x) >= 0 for x, y in zip(curve, curve[1:]))
-    return result
-
-
-def _store(wh: Warehouse, a: str, b: str, method: str, rows: list[dict]) -> None:
+def _sweep_table(rows: list[dict]):
     import pyarrow as pa
 
-    table = pa.Table.from_pylist(rows)
-    with wh.transaction() as con:
-        con.execute("DELETE FROM merge_sweep WHERE model_a = ? AND model_b = ? AND method = ?", [a, b, method])
-        con.register("sweep_rows", table)
-        con.execute(
-            "INSERT INTO merge_sweep (model_a, model_b, method, t, evaluated, eval_set, corpus, n_tokens, loss, accuracy)"
-            " SELECT model_a, model_b, method, t, evaluated, eval_set, corpus, n_tokens, loss, accuracy FROM sweep_rows"
-        )
-        con.unregister("sweep_rows")
+    return pa.Table.from_pylist(rows)
 
 
 def _plot(wh: Warehouse, a: str, b: str, method: str, rows: list[dict], base: str | None) -> Path:

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from featstore.db import Database, run as run_query
 from featstore.errors import FeatstoreError
-from featstore.warehouse import Warehouse, sql_files
+from featstore.warehouse import Warehouse, sql_dir, sql_files
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Step:
     after: tuple[str, ...] = ()
     code: tuple[str, ...] = ()  # modules whose source is part of the step's input hash
     sql: tuple[str, ...] = ()   # file-name prefixes of the sql/ files it runs (hashed too)
+    queries: tuple[str, ...] = ()  # sql/queries/<entity> folders of the named statements it runs (hashed too)
     outputs_exist: Callable[[RunContext], bool] = lambda ctx: True
 
 
@@ -67,6 +69,9 @@ def input_hash(step: Step, upstream: dict[str, str]) -> str:
     for name, text in sql_files():
         if step.sql and name.startswith(step.sql):
             digest.update(f"{name}={text}".encode())
+    for entity in sorted(step.queries):
+        for file in sorted(sql_dir().joinpath("queries", entity).iterdir(), key=lambda f: f.name):
+            digest.update(f"{entity}/{file.name}={file.read_text()}".encode())
     return digest.hexdigest()[:20]
 
 
@@ -93,29 +98,6 @@ def downstream(steps: Sequence[Step], roots: Iterable[str]) -> set[str]:
         if closed.intersection(step.after):
             closed.add(step.name)
     return closed
-
-
-def _recorded(wh: Warehouse) -> dict[str, tuple[str, str, dict]]:
-    with wh.connect(read_only=True) as con:
-        rows = con.execute("SELECT step, input_hash, status, summary FROM pipeline_steps").fetchall()
-    return {step: (h, status, json.loads(summary) if summary else {}) for step, h, status, summary in rows}
-
-
-def _mark(wh: Warehouse, step: str, digest: str, status: str, preset: str, params: dict,
-          summary: dict | None = None, seconds: float | None = None) -> None:
-    with wh.transaction() as con:
-        if status == "running":
-            con.execute(
-                "INSERT OR REPLACE INTO pipeline_steps (step, input_hash, status, preset, params, started_at)"
-                " VALUES (?, ?, 'running', ?, ?, current_timestamp)",
-                [step, digest, preset, json.dumps(params, sort_keys=True, default=str)],
-            )
-        else:
-            con.execute(
-                "UPDATE pipeline_steps SET status = 'done', summary = ?, seconds = ?, finished_at = current_timestamp"
-                " WHERE step = ?",
-                [json.dumps(summary, default=str), seconds, step],
-            )
 
 
 def _why_run(step: Step, ctx: RunContext, old: tuple | None, digest: str, forced: set[str]) -> str | None:
@@ -145,7 +127,8 @@ def run_steps(
     forced = downstream(steps, force)
     with ctx.wh.connect():  # applies pending schema files; later reads use read-only connections
         pass
-    recorded = _recorded(ctx.wh)
+    steps_table = Database(ctx.wh).steps
+    recorded = steps_table.recorded()
     hashes: dict[str, str] = {}
     records = []
     for i, step in enumerate(steps, 1):
@@ -159,11 +142,11 @@ def run_steps(
             log(f"{label}: unchanged, skipped")
             continue
         log(f"{label}: running ({reason})")
-        _mark(ctx.wh, step.name, digest, "running", ctx.preset.name, step.params)
+        steps_table.start(step.name, digest, ctx.preset.name, step.params)
         start = time.perf_counter()
         result = step.run(ctx, **step.params) or {}
         seconds = time.perf_counter() - start
-        _mark(ctx.wh, step.name, digest, "done", ctx.preset.name, step.params, result, seconds)
+        steps_table.finish(step.name, result, seconds)
         ctx.summaries[step.name] = result
         records.append({"step": step.name, "status": "ran", "reason": reason, "seconds": round(seconds, 2)})
         log(f"{label}: done in {seconds:.1f} s")
@@ -191,6 +174,7 @@ class Preset:
     sweep_steps: int = 11
     sweep_eval_tokens: int | None = None  # validation tokens per domain and t (None: the zoo preset's)
     explain_top: int = 24         # most frequently firing features explained per SAE
+    explain_sample: int = 48      # plus every persisting feature and this many others per edge and side
     ingest_batch: int = 16
     r_floor: float = 0.2
 
@@ -232,8 +216,8 @@ def finetune_model(ctx: RunContext, *, name: str, zoo: dict, seed: int) -> dict:
 
 def model_exists(name: str) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        path = ctx.wh.resolve(ctx.wh.scalar("SELECT path FROM models WHERE name = ?", [name]))
-        return path is not None and (Path(path) / "config.json").exists()
+        rows = Database(ctx.wh).models.rows_where("name = ?", [name], select="path")
+        return bool(rows) and (Path(ctx.wh.resolve(rows[0]["path"])) / "config.json").exists()
 
     return check
 
@@ -253,34 +237,14 @@ def add_eval_slices(ctx: RunContext, *, zoo: dict, tokens: int) -> dict:
 
 
 def slices_exist(ctx: RunContext) -> bool:
-    have = set(ctx.wh.query("SELECT name FROM corpora").column(0).to_pylist())
+    have = {r["name"] for r in Database(ctx.wh).corpora.rows_where(select="name")}
     return set(SLICES) <= have
-
-
-def forget_sae(wh: Warehouse, sae: str) -> None:
-    """Remove an SAE and everything computed from it, so it can be trained again under the same id."""
-    from featstore.registry import drop_dependents
-
-    with wh.transaction() as con:
-        files = drop_dependents(wh, con, sae=sae)
-        _forget_explanations(con, sae)
-        con.execute("DELETE FROM saes WHERE id = ?", [sae])
-    for path in files:
-        path.unlink(missing_ok=True)
-
-
-def _forget_explanations(con, sae: str) -> None:
-    scores = "SELECT id FROM scores WHERE sae = ? OR source_sae = ?"
-    con.execute(f"DELETE FROM simulations WHERE score_id IN ({scores})", [sae, sae])
-    con.execute("DELETE FROM scores WHERE sae = ? OR source_sae = ?", [sae, sae])
-    for table in ("explanations", "explanation_samples"):
-        con.execute(f"DELETE FROM {table} WHERE sae = ?", [sae])
 
 
 def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict) -> dict:
     from featstore.sae_train import TrainSettings, train_sae
 
-    forget_sae(ctx.wh, sae)
+    Database(ctx.wh).saes.drop(sae)  # with everything computed from it, so it can be trained again under its id
     row = train_sae(ctx.wh, model, settings=TrainSettings(**settings), sae_id=sae, is_primary=True, device=ctx.device)
     keep = ("mse", "fvu", "l0", "dead_fraction", "ce_loss_recovered")
     return {"sae": sae, "d_sae": row["d_sae"], "metrics": {k: row["metrics"].get(k) for k in keep}}
@@ -296,8 +260,8 @@ def sae_settings(preset: Preset) -> dict:
 
 def sae_exists(sae: str) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        path = ctx.wh.resolve(ctx.wh.scalar("SELECT path FROM saes WHERE id = ?", [sae]))
-        return path is not None and Path(path).is_dir()
+        rows = Database(ctx.wh).saes.rows_where("id = ?", [sae], select="path")
+        return bool(rows) and rows[0]["path"] is not None and Path(ctx.wh.resolve(rows[0]["path"])).is_dir()
 
     return check
 
@@ -314,7 +278,7 @@ def ingest_model(ctx: RunContext, *, model: str, sae: str, slices: list[str], ba
 
 def partitions_exist(sae: str, slices: list[str]) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        rows = ctx.wh.query("SELECT corpus, path FROM activation_partitions WHERE sae = ?", [sae]).to_pylist()
+        rows = Database(ctx.wh).partitions.rows_where("sae = ?", [sae], select="corpus, path")
         paths = {r["corpus"]: r["path"] for r in rows}
         return all(c in paths and (ctx.wh.root / paths[c]).exists() for c in slices)
 
@@ -333,28 +297,26 @@ def correlate_edge(ctx: RunContext, *, parent_sae: str, child_sae: str, slices: 
 
 def correlations_exist(parent_sae: str, child_sae: str, slices: list[str]) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        have = ctx.wh.scalar(
-            "SELECT count(DISTINCT corpus) FROM correlation_runs WHERE sae_a = ? AND sae_b = ? AND stat = 'all_tokens'"
-            " AND list_contains(?, corpus)",
-            [parent_sae, child_sae, slices],
-        )
-        return have == len(slices)
+        return Database(ctx.wh).correlations.between(parent_sae, child_sae, "all_tokens", slices) == len(slices)
 
     return check
 
 
-def explain_sae(ctx: RunContext, *, sae: str, corpus: str, top: int, seed: int) -> dict:
-    """Explain and score the SAE's most frequent features with the offline builtin backend, from scratch."""
+def explain_sae(ctx: RunContext, *, sae: str, corpus: str, top: int, sample: int, seed: int) -> dict:
+    """Explain and score, with the offline builtin backend and from scratch, the SAE's most frequent
+    features, all that persist across its edges and a sample of the rest (so Figure 6 has both sides)."""
     from featstore.scoring import score
 
     with ctx.wh.transaction() as con:
-        _forget_explanations(con, sae)
-    result = score(ctx.wh, sae, corpus, top=top, seed=seed)
+        Database(ctx.wh).explanations.drop_for(con, sae=sae)
+        features = [r[0] for r in run_query(con, "pipeline/explain_features", sae=sae, corpus=corpus, top=top,
+                                            sample=sample, seed=seed).fetchall()]
+    result = score(ctx.wh, sae, corpus, features=features, seed=seed)
     return {"corpus": corpus, "features": result["features"], "mean_score": result["mean_score"]}
 
 
 def scores_exist(sae: str) -> Callable[[RunContext], bool]:
-    return lambda ctx: bool(ctx.wh.scalar("SELECT count(*) FROM scores WHERE sae = ? AND kind = 'self'", [sae]))
+    return lambda ctx: Database(ctx.wh).scores.has_self_scores(sae)
 
 
 def write_report(ctx: RunContext) -> dict:
@@ -382,7 +344,7 @@ def sweep_merges(ctx: RunContext, *, steps: int, eval_tokens: int | None, seed: 
 
 
 def sweep_exists(ctx: RunContext) -> bool:
-    return bool(ctx.wh.scalar("SELECT count(*) FROM merge_sweep"))
+    return bool(Database(ctx.wh).merge_sweeps.rows_where(select="t", order_by=None))
 
 
 ZOO_CODE = ("featstore.lm", "featstore.corpora", "featstore.tokenizer")
@@ -426,12 +388,16 @@ def build_steps(preset: Preset, seed: int = 0) -> list[Step]:
         pair = {"parent_sae": sae_id(parent), "child_sae": sae_id(child)}
         steps.append(Step(f"correlate-{parent}-{child}", correlate_edge,
                           {**pair, "slices": slices, "r_floor": preset.r_floor},
-                          after=(f"ingest-{parent}", f"ingest-{child}"), code=("featstore.correlate",), sql=("22", "23"),
+                          after=(f"ingest-{parent}", f"ingest-{child}"), code=("featstore.correlate", "featstore.statistics"),
+                          sql=("22", "23"), queries=("correlation",),
                           outputs_exist=correlations_exist(*pair.values(), slices)))
     for model in MODELS:
+        edges = tuple(f"correlate-{p}-{c}" for p, c in EDGES if model in (p, c))
         steps.append(Step(f"explain-{model}", explain_sae,
-                          {"sae": sae_id(model), "corpus": HOME_SLICE[model], "top": preset.explain_top, "seed": seed},
-                          after=(f"ingest-{model}",), code=EXPLAIN_CODE, sql=("41",),
+                          {"sae": sae_id(model), "corpus": HOME_SLICE[model], "top": preset.explain_top,
+                           "sample": preset.explain_sample, "seed": seed},
+                          after=(f"ingest-{model}", *edges), code=EXPLAIN_CODE, sql=("20", "41"),
+                          queries=("explanations", "scores", "pipeline"),
                           outputs_exist=scores_exist(sae_id(model))))
     steps.append(Step("report", write_report, {}, after=tuple(s.name for s in steps), code=("featstore.report",),
                       sql=("",), outputs_exist=report_exists))

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from featstore.db import Database, remove_files
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse, check_name
 
@@ -30,20 +30,16 @@ SAE_WEIGHT_SHAPES = {"W_enc": ("d_in", "d_sae"), "b_enc": ("d_sae",), "W_dec": (
 # -- tokenizers ---------------------------------------------------------------------------------
 
 
-def record_tokenizer(con: duckdb.DuckDBPyConnection, tok, name: str) -> str:
+def record_tokenizer(db: Database, con: duckdb.DuckDBPyConnection, tok, name: str) -> str:
     """Insert the tokenizer and its vocabulary once per fingerprint; returns the fingerprint."""
     from featstore.tokenizer import fingerprint, vocab_rows
 
     fp = fingerprint(tok)
-    if con.execute("SELECT 1 FROM tokenizers WHERE fingerprint = ?", [fp]).fetchone():
+    if db.tokenizers.exists(fp, con=con):
         return fp
-    con.execute("INSERT INTO tokenizers (fingerprint, name, vocab_size) VALUES (?, ?, ?)", [fp, name, len(tok)])
     ids, raw, text = zip(*vocab_rows(tok))
     vocab = pa.table({"token_id": pa.array(ids, pa.int32()), "token": list(raw), "text": list(text)})
-    con.register("vocab_batch", vocab)
-    con.execute("INSERT INTO vocab SELECT ?, token_id, token, text FROM vocab_batch", [fp])
-    con.unregister("vocab_batch")
-    return fp
+    return db.tokenizers.record(con, fp, name, vocab)
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -93,10 +89,11 @@ def register_model(
             safetensors_tensors(weights)
     tok = load_tokenizer(location)
     architecture = (config.get("architectures") or [config.get("model_type")])[0]
-    with wh.transaction() as con:
-        if _exists(con, "models", "name", name) and not replace:
+    db = Database(wh)
+    with db.transaction() as con:
+        if db.models.exists(name, con=con) and not replace:
             raise FeatstoreError(f"model {name!r} already exists; use --replace to re-register it")
-        fp = record_tokenizer(con, tok, location)
+        fp = record_tokenizer(db, con, tok, location)
         [(descendants,)] = con.execute(
             "WITH RECURSIVE d(m) AS (SELECT ?::VARCHAR UNION SELECT l.child FROM lineage l JOIN d ON l.parent = d.m) SELECT list(m) FROM d",
             [name],
@@ -106,26 +103,17 @@ def register_model(
                 raise FeatstoreError(
                     f"model {parent!r} descends from {name!r}; making it a parent of {name!r} would close a lineage cycle"
                 )
-            row = con.execute("SELECT tokenizer FROM models WHERE name = ?", [parent]).fetchone()
-            if row is None:
+            found = db.models.rows_where("name = ?", [parent], select="tokenizer", con=con)
+            if not found:
                 raise FeatstoreError(f"unknown parent model {parent!r}; register it first (see `featstore models`)")
-            if row[0] != fp:
+            if found[0]["tokenizer"] != fp:
                 raise FeatstoreError(
                     f"model {name!r} uses a different tokenizer from its parent {parent!r}; lineage needs one shared tokenizer"
                 )
-        con.execute("DELETE FROM lineage WHERE child = ?", [name])
-        con.execute("DELETE FROM models WHERE name = ?", [name])
-        con.execute(
-            "INSERT INTO models (name, kind, path, architecture, tokenizer, train_corpus, hyperparams, metrics)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [name, kind, wh.relative(location) if Path(location).exists() else location, architecture, fp,
-             train_corpus, _json(hyperparams), _json(metrics)],
-        )
-        for order, parent in enumerate(parents):
-            con.execute(
-                "INSERT INTO lineage (parent, child, relation, parent_order, merge_method, merge_t) VALUES (?, ?, ?, ?, ?, ?)",
-                [parent, name, relation, order, merge_method, merge_t],
-            )
+        record = {"name": name, "kind": kind, "path": wh.relative(location) if Path(location).exists() else location,
+                  "architecture": architecture, "tokenizer": fp, "train_corpus": train_corpus,
+                  "hyperparams": hyperparams, "metrics": metrics}
+        db.models.replace(con, record, parents, relation, merge_method, merge_t)
     return get_model(wh, name)
 
 
@@ -157,33 +145,21 @@ def _check_lineage(
 
 def update_model_metrics(wh: Warehouse, name: str, metrics: dict) -> dict:
     """Merge `metrics` into the model's metrics (new keys added, existing keys overwritten)."""
-    _merge_metrics(wh, "model", name, metrics)
+    Database(wh).models.merge_metrics(name, metrics)
     return get_model(wh, name)
 
 
 def get_model(wh: Warehouse, name: str) -> dict:
     """The model's row as a dict, with its parents (in merge order) under 'parents'."""
-    with wh.connect(read_only=True) as con:
-        model = _require(con, "model", name)
-        model["path"] = wh.resolve(model["path"])
-        model["parents"] = [r[0] for r in con.execute(
-            "SELECT parent FROM lineage WHERE child = ? ORDER BY parent_order", [name]
-        ).fetchall()]
-    return model
+    return Database(wh).models.get(name)
 
 
 def list_models(wh: Warehouse) -> pa.Table:
-    return wh.query(
-        "SELECT m.name, m.kind, m.architecture, m.tokenizer, m.train_corpus,"
-        " (SELECT string_agg(parent, ',' ORDER BY parent_order) FROM lineage l WHERE l.child = m.name) AS parents,"
-        " m.metrics, m.path FROM models m ORDER BY m.created_at, m.name"
-    )
+    return Database(wh).models.list()
 
 
 def list_lineage(wh: Warehouse) -> pa.Table:
-    return wh.query(
-        "SELECT parent, child, relation, parent_order, merge_method, merge_t FROM lineage ORDER BY child, parent_order"
-    )
+    return Database(wh).models.lineage()
 
 
 # -- SAEs ---------------------------------------------------------------------------------------
@@ -210,8 +186,8 @@ def register_sae(
 ) -> dict:
     """Register an SAE of `model`. Its d_in must be the width of `hook_point` in the model's config.
 
-    Replacing an SAE drops its activation partitions and correlation runs: they came from the old
-    weights. A primary SAE (the one that stands for its model in persistence) demotes the others.
+    Replacing an SAE drops everything computed from the old weights (`featstore.db.Saes.drop`).
+    A primary SAE (the one that stands for its model in persistence) demotes the others.
     """
     check_name("SAE", sae_id)
     architecture = ARCHITECTURE_ALIASES.get(architecture, architecture)
@@ -222,23 +198,13 @@ def register_sae(
     location = wh.relative(path) if path is not None else None
     model_row = get_model(wh, model)
     _check_hook(model_row, hook_point, layer, d_in)
-    with wh.transaction() as con:
-        stale: list[Path] = []
-        if _exists(con, "saes", "id", sae_id):
-            if not replace:
-                raise FeatstoreError(f"SAE {sae_id!r} already exists; use --replace to re-register it")
-            stale = drop_dependents(wh, con, sae=sae_id)
-            con.execute("DELETE FROM saes WHERE id = ?", [sae_id])
-        if is_primary:
-            con.execute("UPDATE saes SET is_primary = false WHERE model = ?", [model])
-        con.execute(
-            "INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture, l1_coeff, k, seed,"
-            " train_tokens, path, is_primary, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [sae_id, model, hook_point, layer, d_in, d_sae, architecture, l1_coeff, k, seed,
-             train_tokens, location, is_primary, _json(metrics)],
-        )
-    for file in stale:
-        file.unlink(missing_ok=True)
+    record = {"id": sae_id, "model": model, "hook_point": hook_point, "layer": layer, "d_in": d_in, "d_sae": d_sae,
+              "architecture": architecture, "l1_coeff": l1_coeff, "k": k, "seed": seed, "train_tokens": train_tokens,
+              "path": location, "is_primary": is_primary, "metrics": metrics}
+    db = Database(wh)
+    with db.transaction() as con:
+        stale = db.saes.replace(con, record, replace=replace)
+    remove_files(stale)
     return get_sae(wh, sae_id)
 
 
@@ -367,84 +333,19 @@ def add_sae_folder(
 
 def update_sae_metrics(wh: Warehouse, sae_id: str, metrics: dict) -> dict:
     """Merge `metrics` into the SAE's metrics."""
-    _merge_metrics(wh, "SAE", sae_id, metrics)
+    Database(wh).saes.merge_metrics(sae_id, metrics)
     return get_sae(wh, sae_id)
 
 
 def get_sae(wh: Warehouse, sae_id: str) -> dict:
-    with wh.connect(read_only=True) as con:
-        sae = _require(con, "SAE", sae_id)
-    sae["path"] = wh.resolve(sae["path"])
-    return sae
+    return Database(wh).saes.get(sae_id)
 
 
 def primary_sae(wh: Warehouse, model: str) -> dict:
     """The SAE that stands for `model` (the last one registered as primary)."""
     get_model(wh, model)
-    with wh.connect(read_only=True) as con:
-        row = con.execute("SELECT id FROM saes WHERE model = ? AND is_primary", [model]).fetchone()
-    if row is None:
-        raise FeatstoreError(f"model {model!r} has no SAE; train one or register one with `featstore sae add`")
-    return get_sae(wh, row[0])
+    return Database(wh).saes.primary(model)
 
 
 def list_saes(wh: Warehouse) -> pa.Table:
-    return wh.query(
-        "SELECT id, model, hook_point, layer, d_in, d_sae, architecture, l1_coeff, k, is_primary, metrics, path"
-        " FROM saes ORDER BY model, id"
-    )
-
-
-# -- shared helpers -----------------------------------------------------------------------------
-
-
-def drop_dependents(
-    wh: Warehouse, con: duckdb.DuckDBPyConnection, *, sae: str | None = None, corpus: str | None = None
-) -> list[Path]:
-    """Drop activation partitions and correlation runs of an SAE or a corpus being replaced.
-
-    Runs inside the caller's transaction; returns the Parquet files to delete after it commits.
-    """
-    if sae is not None:
-        partitions, runs, key = "sae = ?", "sae_a = ? OR sae_b = ?", [sae, sae]
-    else:
-        partitions, runs, key = "corpus = ?", "corpus = ?", [corpus]
-    pairs = con.execute(f"SELECT sae, corpus FROM activation_partitions WHERE {partitions}", key[:1]).fetchall()
-    files = [path for s, c in pairs for path in wh.drop_partition(con, s, c)]
-    run_ids = f"SELECT id FROM correlation_runs WHERE {runs}"
-    for table in ("correlations", "best_matches"):
-        con.execute(f"DELETE FROM {table} WHERE run_id IN ({run_ids})", key)
-    con.execute(f"DELETE FROM correlation_runs WHERE {runs}", key)
-    return files
-
-
-_KEYS = {"model": ("models", "name", "featstore models"), "SAE": ("saes", "id", "featstore saes")}
-
-
-def _require(con: duckdb.DuckDBPyConnection, what: str, key: str) -> dict:
-    table, column, listing = _KEYS[what]
-    cursor = con.execute(f"SELECT * FROM {table} WHERE {column} = ?", [key])
-    row = cursor.fetchone()
-    if row is None:
-        raise FeatstoreError(f"unknown {what} {key!r}; see `{listing}`")
-    record = dict(zip([d[0] for d in cursor.description], row))
-    for field in ("hyperparams", "metrics"):
-        if field in record:
-            record[field] = json.loads(record[field]) if record[field] else {}
-    return record
-
-
-def _merge_metrics(wh: Warehouse, what: str, key: str, metrics: dict) -> None:
-    """Add or overwrite keys of a model's or SAE's metrics JSON in one transaction."""
-    table, column, _ = _KEYS[what]
-    with wh.transaction() as con:
-        merged = {**_require(con, what, key)["metrics"], **metrics}
-        con.execute(f"UPDATE {table} SET metrics = ? WHERE {column} = ?", [_json(merged), key])
-
-
-def _exists(con: duckdb.DuckDBPyConnection, table: str, column: str, key: str) -> bool:
-    return con.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", [key]).fetchone() is not None
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True)
+    return Database(wh).saes.list()

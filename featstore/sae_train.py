@@ -31,6 +31,7 @@ from featstore.capture import (
     select_device,
     splice_mlp_hidden,
 )
+from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.sae import SAEConfig, SparseAutoencoder, load_sae, save_sae
 
@@ -404,10 +405,10 @@ def train_sae(
     model_row = get_model(wh, model_name)
     sae_id = check_name("SAE", sae_id or _default_id(model_name, settings))
     init_folder = Path(get_sae(wh, same_init_as)["path"]) if same_init_as else None
-    if wh.scalar("SELECT count(*) FROM saes WHERE id = ?", [sae_id]):
+    if Database(wh).saes.exists(sae_id):
         raise FeatstoreError(f"SAE {sae_id!r} already exists; pick another --id")
     if is_primary is None:
-        is_primary = not wh.scalar("SELECT count(*) FROM saes WHERE model = ? AND is_primary", [model_name])
+        is_primary = not Database(wh).saes.has_primary(model_name)
     device = select_device(device)
     model = load_model(model_row["path"], device)
     width = hook_width(model, settings.layer)

@@ -101,6 +101,15 @@ def disk_full_error(root: Path) -> FeatstoreError:
     return FeatstoreError(f"disk full while writing under {root}: nothing was committed; free some space and rerun")
 
 
+def _statement_kind(statement) -> duckdb.StatementType:
+    """A statement's type, looking through EXPLAIN (EXPLAIN ANALYZE runs what it explains)."""
+    if statement.type is duckdb.StatementType.EXPLAIN:
+        inner = duckdb.extract_statements(re.sub(r"(?is)^\s*explain\s+(analy[sz]e\s+)?", "", statement.query, count=1))
+        if len(inner) == 1:
+            return inner[0].type
+    return statement.type
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -160,13 +169,14 @@ class Warehouse:
                 raise
             con.execute("COMMIT")
 
-    @contextmanager
-    def read_only_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A sandboxed read-only connection for SQL from users (`featstore sql`, export, the browser).
+    def read_only_connection(self) -> duckdb.DuckDBPyConnection:
+        """A sandboxed read-only connection for SQL from users (`featstore sql`, export, the browser);
+        close it when done (`with wh.read_only_connection() as con:`).
 
         A private in-memory DuckDB attaches the catalog read-only and may read only the catalog and
         the committed partition files: file access elsewhere (COPY … TO, ATTACH, read_csv of other
-        files, INSTALL) fails with a permission error, and the settings are locked.
+        files, INSTALL) fails with a permission error, and the settings are locked. COPY … TO a
+        committed partition's own path is refused by `Warehouse.sql`'s statement check.
         """
         self._check_catalog(creating=False)
         con = duckdb.connect(":memory:")
@@ -177,11 +187,13 @@ class Warehouse:
             files = [str(self.root / r[0]) for r in con.execute("SELECT path FROM activation_partitions").fetchall()]
             con.execute("SET allowed_paths = ?", [[str(self.db_path), f"{self.db_path}.wal", *files]])
             con.execute("SET enable_external_access = false")
+            con.execute("SET autoinstall_known_extensions = false")
             self._shadow_moved_view(con, files)
             con.execute("SET lock_configuration = true")
-            yield con
-        finally:
+        except BaseException:
             con.close()
+            raise
+        return con
 
     def _open_reader(self) -> duckdb.DuckDBPyConnection:
         writers = _WRITERS.get(self.db_path)
@@ -295,11 +307,9 @@ class Warehouse:
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
         """Apply new sql/ files in order and re-apply changed view/macro files."""
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " file VARCHAR PRIMARY KEY, sha256 VARCHAR NOT NULL,"
-            " applied_at TIMESTAMP DEFAULT current_timestamp)"
-        )
+        from featstore.db import run
+
+        run(con, "warehouse/schema_migrations")
         if "activations" not in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
             # Views in sql/ build on `activations`, and DuckDB binds a view when it is created.
             self._create_activations_view(con, [])
@@ -413,7 +423,7 @@ class Warehouse:
             raise FeatstoreError(f"query failed: {_first_line(exc)}") from exc
         if not statements:
             raise FeatstoreError("empty SQL; give a query such as \"SELECT * FROM models\"")
-        refused = sorted({s.type.name for s in statements} - READ_STATEMENTS)
+        refused = sorted({_statement_kind(s).name for s in statements} - READ_STATEMENTS)
         if refused:
             raise FeatstoreError(f"{', '.join(refused)} statements are refused: this connection is read-only and writes no files")
         with self.read_only_connection() as con:
@@ -484,11 +494,10 @@ class Warehouse:
                         "SELECT path FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]
                     ).fetchone()
                     con.execute("DELETE FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus])
-                    con.execute(
-                        "INSERT INTO activation_partitions (sae, corpus, path, n_rows, n_tokens, bytes, origin)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [sae, corpus, self.relative(final), n_rows, n_tokens, final.stat().st_size, origin],
-                    )
+                    from featstore.db import run
+
+                    run(con, "partitions/insert", sae=sae, corpus=corpus, path=self.relative(final), n_rows=n_rows,
+                        n_tokens=n_tokens, bytes=final.stat().st_size, origin=origin)
                     self._refresh_activations_view(con)
             except BaseException as exc:
                 final.unlink(missing_ok=True)
@@ -623,16 +632,9 @@ class Warehouse:
             files = "[" + ", ".join(_literal(p) for p in paths) + "]"
             here = ", ".join(_literal(str(p / DB_FILE)) for p in {self.root, self.given_root})
             moved = _literal(f"this warehouse was moved or copied from {self.root}; run `featstore relocate` in its new place")
-            body = (
-                "SELECT sae, corpus, tok, feature, act FROM read_parquet("
-                f"{files}, hive_partitioning = true, hive_types_autocast = false)"
-                + ("" if temporary else
-                   f" WHERE (SELECT CASE WHEN count(*) FILTER (WHERE path IN ({here})) = 0 THEN error({moved}) ELSE true END"
-                   " FROM duckdb_databases())")
-            )
+            scan = f"SELECT sae, corpus, tok, feature, act FROM read_parquet({files}, hive_partitioning = true, hive_types_autocast = false)"
+            guard = f" WHERE (SELECT CASE WHEN count(*) FILTER (WHERE path IN ({here})) = 0 THEN error({moved}) ELSE true END FROM duckdb_databases())"
+            body = scan + ("" if temporary else guard)
         else:
-            body = (
-                "SELECT NULL::VARCHAR AS sae, NULL::VARCHAR AS corpus, NULL::UINTEGER AS tok,"
-                " NULL::UINTEGER AS feature, NULL::FLOAT AS act WHERE false"
-            )
+            body = "SELECT NULL::VARCHAR AS sae, NULL::VARCHAR AS corpus, NULL::UINTEGER AS tok, NULL::UINTEGER AS feature, NULL::FLOAT AS act WHERE false"
         con.execute(f"CREATE OR REPLACE {'TEMP ' if temporary else ''}VIEW activations AS {body}")
