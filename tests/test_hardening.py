@@ -425,6 +425,18 @@ def test_read_only_warehouse_reads_work_writes_refused(read_only_mount, wh, prep
     assert tree_hashes(wh.root) == before
 
 
+def test_unwritable_warehouse_without_a_mount(wh, prepared, monkeypatch):
+    """Always runs (no mount, and root ignores chmod): the folder reported unwritable, as chmod a-w does for a user."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if mode == os.W_OK and str(path).startswith(str(wh.root))
+                        else real_access(path, mode, **kw))
+    before = tree_hashes(wh.root)
+    assert cli(wh, "models").exit_code == 0 and cli(wh, "sql", "SELECT count(*) FROM activations").exit_code == 0
+    result = cli(wh, "import-activations", "--sae", "s1", "--corpus", "c1", str(prepared["acts"]))
+    assert result.exit_code == 1 and re.search(r"warehouse .* is read-only \(.* is not writable\); reads work", error_line(result))
+    assert tree_hashes(wh.root) == before
+
+
 # -- 5. damaged or missing catalogs; reads never create a warehouse ---------------------------------
 
 
