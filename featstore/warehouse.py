@@ -114,7 +114,6 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-
 class Warehouse:
     """One warehouse folder: `featstore.duckdb` plus `activations/sae=…/corpus=…/part-*.parquet`."""
 
