@@ -136,10 +136,8 @@ def partition_rows(wh: Warehouse, sae: str, corpus: str) -> list:
 
 
 def correlation_rows(wh: Warehouse) -> list:
-    return wh.query("SELECT r.sae_a, r.sae_b, c.feature_a, c.feature_b, round(c.r, 5) FROM correlations c "
-                    "JOIN correlation_runs r ON r.id = c.run_id ORDER BY ALL").fetchall() if False else \
-        wh.query("SELECT r.sae_a, r.sae_b, c.feature_a, c.feature_b, round(c.r, 5) AS r FROM correlations c "
-                 "JOIN correlation_runs r ON r.id = c.run_id ORDER BY ALL").to_pylist()
+    return wh.query("SELECT r.sae_a, r.sae_b, c.feature_a, c.feature_b, round(c.r, 5) AS r FROM correlations c "
+                    "JOIN correlation_runs r ON r.id = c.run_id ORDER BY ALL").to_pylist()
 
 
 # -- 1. paths relative to the warehouse: copies and moves ------------------------------------------
