@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 import tempfile
 import traceback
+from dataclasses import fields
 from pathlib import Path
 
 import click
 
+from featstore.backends import BACKENDS
+from featstore.corpora import PARTS
 from featstore.correlate import MIN_COFIRING
 from featstore.db import Database
 from featstore.errors import FeatstoreError
+from featstore.export import FORMATS
+from featstore.presets import MODEL_PRESETS, RUN_PRESETS, SAE_PRESETS, TrainSettings
+from featstore.registry import MODEL_KINDS, RELATIONS
 from featstore.statistics import statistic_names
 from featstore.warehouse import Warehouse, disk_full_error, is_disk_full
 
@@ -66,6 +73,19 @@ def main(ctx: click.Context, warehouse_dir: Path, debug: bool) -> None:
 pass_warehouse = click.make_pass_decorator(Warehouse)
 
 
+class LibraryChoice(click.Choice):
+    """The names in a library registry ("module:NAME"), read only when needed: those modules import torch."""
+
+    def __init__(self, registry: str):
+        self.registry = registry
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        module, name = self.registry.split(":")
+        return tuple(getattr(importlib.import_module(module), name))
+
+
 def stat_option(help: str):
     """`--stat`, its choices read from the statistics registry (featstore.statistics)."""
     return click.option("--stat", type=click.Choice(statistic_names()), default="all_tokens", show_default=True, help=help)
@@ -80,7 +100,7 @@ def echo_table(table) -> None:
         click.echo(frame)
 
 
-# --- warehouse: corpora, registry, import (issue 2) -----------------------------------------------
+# --- warehouse: corpora, registry, import ---------------------------------------------------------
 
 
 @main.group("corpus")
@@ -94,7 +114,7 @@ def corpus_group() -> None:
 @click.option("--tokenizer", "tokenizer_path", required=True, help="HF tokenizer folder or hub id (a model folder works).")
 @click.option("--max-tokens", type=int, default=None, help="Stop at exactly this many tokens.")
 @click.option("--max-docs", type=int, default=None, help="Stop after this many documents.")
-@click.option("--part", type=click.Choice(["train", "validation"]), default=None,
+@click.option("--part", type=click.Choice(PARTS), default=None,
               help="Take this split of a source spec or mixture (as the model zoo splits it).")
 @click.option("--text-key", default="text", show_default=True, help="Text field of JSONL / Parquet / hub rows.")
 @click.option("--replace", is_flag=True, help="Rebuild an existing corpus (drops its activations and correlations).")
@@ -127,9 +147,9 @@ def model_group() -> None:
 @model_group.command("add")
 @click.argument("name")
 @click.argument("path")
-@click.option("--kind", type=click.Choice(["base", "finetune", "merge", "imported"]), required=True)
+@click.option("--kind", type=click.Choice(MODEL_KINDS), required=True)
 @click.option("--parent", "parents", multiple=True, help="Parent model (repeat for a merge, in merge order).")
-@click.option("--relation", type=click.Choice(["finetune", "merge"]), default=None,
+@click.option("--relation", type=click.Choice(list(RELATIONS)), default=None,
               help="Edge type to the parents [default: from --kind].")
 @click.option("--merge-method", default=None, help="e.g. slerp, linear.")
 @click.option("--merge-t", type=float, default=None, help="Interpolation weight toward the second parent.")
@@ -208,7 +228,7 @@ def import_activations_command(wh: Warehouse, file: Path, sae_id: str, corpus: s
                f"({done['rows_dropped_nonpositive']:,} rows with act <= 0 dropped)")
 
 
-# --- ingest (issue 2) -----------------------------------------------------------------------------
+# --- ingest ---------------------------------------------------------------------------------------
 
 
 @main.command("ingest")
@@ -230,7 +250,7 @@ def ingest_command(wh: Warehouse, model: str, corpus, sae_id, layer, batch_size:
         f"({done['rows_per_token']:.1f} per token), {done['tokens_per_s']:,.0f} tokens/s -> {done['path']}"
     )
 
-# --- correlate (issue 2) --------------------------------------------------------------------------
+# --- correlate ------------------------------------------------------------------------------------
 
 
 @main.command("correlate")
@@ -279,7 +299,7 @@ def persistence_command(wh: Warehouse, threshold: float, stat: str) -> None:
         )
 
 
-# --- model zoo: train, finetune, merge, merge-sweep (issue 3) -------------------------------------
+# --- model zoo: train, finetune, merge, merge-sweep -----------------------------------------------
 
 
 def _zoo_options(command):
@@ -319,7 +339,7 @@ def _echo_validation(row: dict) -> None:
 
 @main.command("train")
 @click.argument("name", default="base")
-@click.option("--preset", default="tiny", show_default=True, help="Model family preset: tiny or paper.")
+@click.option("--preset", default="tiny", show_default=True, help=f"Model family preset: {' or '.join(MODEL_PRESETS)}.")
 @click.option("--tokenizer", default=None,
               help="bpe (train one), mistral, a SentencePiece model file, or an HF tokenizer folder / hub id [default: the preset's].")
 @_zoo_options
@@ -358,7 +378,7 @@ def finetune_command(wh: Warehouse, name: str, parent: str, preset, lr, corpus, 
 @click.argument("model_a")
 @click.argument("model_b")
 @click.option("--name", required=True, help="Name of the merged model.")
-@click.option("--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True)
+@click.option("--method", type=LibraryChoice("featstore.merge:METHODS"), default="slerp", show_default=True)
 @click.option("--t", "t", type=float, default=0.5, show_default=True, help="Weight toward MODEL_B, in [0, 1].")
 @click.option("--device", default=None, help="Device for evaluating the merge [default: cuda when available].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -380,7 +400,7 @@ def merge_command(wh: Warehouse, model_a: str, model_b: str, name: str, method: 
 @click.argument("model_a")
 @click.argument("model_b")
 @click.option("--steps", type=int, default=11, show_default=True, help="Evenly spaced t from 0 to 1.")
-@click.option("--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True)
+@click.option("--method", type=LibraryChoice("featstore.merge:METHODS"), default="slerp", show_default=True)
 @click.option("--eval-tokens", type=int, default=None, help="Validation tokens per set [default: the preset's].")
 @click.option("--device", default=None, help="[default: cuda when available]")
 @pass_warehouse
@@ -398,7 +418,8 @@ def merge_sweep_command(wh: Warehouse, model_a: str, model_b: str, steps: int, m
 
 @model_group.command("eval")
 @click.argument("name")
-@click.option("--preset", default="tiny", show_default=True, help="Whose evaluation domains to use.")
+@click.option("--preset", default="tiny", show_default=True,
+              help=f"Model family preset whose evaluation domains to use: {' or '.join(MODEL_PRESETS)}.")
 @click.option("--device", default=None, help="[default: cuda when available]")
 @pass_warehouse
 def model_eval_command(wh: Warehouse, name: str, preset: str, device) -> None:
@@ -407,7 +428,7 @@ def model_eval_command(wh: Warehouse, name: str, preset: str, device) -> None:
 
     _echo_validation(evaluate_model(wh, name, preset=preset, device=device))
 
-# --- SAEs: train, evaluate, import (issue 4) -----------------------------------------------------
+# --- SAEs: train, evaluate, import ----------------------------------------------------------------
 
 SAE_METRIC_COLUMNS = ("mse", "fvu", "l0", "l0_fraction", "dead_fraction", "ce_loss_recovered", "eval_tokens")
 
@@ -422,19 +443,48 @@ def _echo_sae_metrics(sae_id: str, metrics: dict) -> None:
         click.echo(f"feature density (log10 bins {hist['log10_density_edges'][0]}..0): {hist['counts']}, never fired: {hist['never_fired']}")
 
 
+def _settings_options(command):
+    """One option per TrainSettings field; unset, each takes the preset's value."""
+    for setting in reversed([f for f in fields(TrainSettings) if "help" in f.metadata]):
+        flags = setting.metadata.get("flags") or ("--" + setting.name.replace("_", "-"),)
+        kind = LibraryChoice(setting.metadata["choices"]) if "choices" in setting.metadata else type(setting.default)
+        help = f"{setting.metadata['help']} [default: the preset's]"
+        command = click.option(*flags, setting.name, type=kind, default=None, help=help)(command)
+    return command
+
+
+class ArchitectureCommand(click.Command):
+    """A command that also takes every SAE architecture's hyperparameters (--k, --l1, ...), read from
+    the architecture registry on first use (it imports torch, which `featstore --help` should not)."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not getattr(self, "hyperparameters_added", False):
+            self.hyperparameters_added = True
+            self.params.extend(_hyperparameter_options())
+        return super().get_params(ctx)
+
+
+def _hyperparameter_options() -> list[click.Option]:
+    from featstore.saes import ARCHITECTURES
+    from featstore.saes.base import option_flag
+
+    users: dict[str, tuple] = {}
+    for cls in ARCHITECTURES.values():
+        for hyper in cls.config_class.hyperparameters():
+            users.setdefault(hyper.name, (hyper, []))[1].append(cls.architecture)
+    return [
+        click.Option([option_flag(hyper), hyper.name], type=hyper.metadata["type"], default=None,
+                     help=f"{hyper.metadata['help'].rstrip('.')} ({', '.join(archs)}; "
+                          f"{'required' if hyper.default is None else f'default: {hyper.default}'}).")
+        for hyper, archs in users.values()
+    ]
+
+
 # `sae_group` is defined once, in the warehouse section above (it also holds `sae add`).
-@sae_group.command("train")
+@sae_group.command("train", cls=ArchitectureCommand)
 @click.argument("model")
-@click.option("--preset", type=click.Choice(["tiny", "paper"]), default="tiny", show_default=True)
-@click.option("--arch", type=click.Choice(["relu", "topk"]), default=None, help="[default: relu]")
-@click.option("--expansion", type=int, default=None, help="Dictionary size as a multiple of d_in (paper: 16).")
-@click.option("--l1", "l1_coefficient", type=float, default=None, help="L1 coefficient (ReLU), on scale-normalised activations.")
-@click.option("--k", type=int, default=None, help="Active features per token (TopK).")
-@click.option("--tokens", type=int, default=None, help="Training activations (token positions).")
-@click.option("--lr", type=float, default=None)
-@click.option("--batch-blocks", type=int, default=None, help="24-token blocks per batch (paper: 128).")
-@click.option("--seed", type=int, default=None)
-@click.option("--layer", type=int, default=None, help="Decoder layer whose MLP is read [default: 0].")
+@click.option("--preset", type=click.Choice(list(SAE_PRESETS)), default="tiny", show_default=True)
+@_settings_options
 @click.option("--same-init-as", default=None, help="Start from another SAE's saved initial weights.")
 @click.option("--id", "sae_id", default=None, help="[default: MODEL-ARCH-xEXPANSION-sSEED]")
 @click.option("--source", default=None, help="Training text spec [default: the model's train_corpus].")
@@ -442,12 +492,13 @@ def _echo_sae_metrics(sae_id: str, metrics: dict) -> None:
 @click.option("--primary/--secondary", "is_primary", default=None, help="[default: primary unless the model has one]")
 @click.option("--device", default=None, help="[default: cuda when available]")
 @pass_warehouse
-def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, corpus, same_init_as, is_primary, device, arch, **overrides) -> None:
+def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, corpus, same_init_as, is_primary, device,
+                      **settings) -> None:
     """Train an SAE on MODEL's MLP hidden activation, evaluate it and register it."""
-    from featstore.sae_train import settings_for, train_sae
+    from featstore.presets import sae_preset
+    from featstore.sae_train import train_sae
 
-    settings = settings_for(preset, architecture=arch, **overrides)
-    row = train_sae(wh, model, settings=settings, sae_id=sae_id, source=source, corpus=corpus,
+    row = train_sae(wh, model, settings=sae_preset(preset, **settings), sae_id=sae_id, source=source, corpus=corpus,
                     same_init_as=same_init_as, is_primary=is_primary, device=device)
     click.echo(f"SAE {row['id']} ({row['d_in']} -> {row['d_sae']}, {row['architecture']}) at {row['path']}")
     _echo_sae_metrics(row["id"], row["metrics"])
@@ -466,7 +517,7 @@ def sae_eval_command(wh: Warehouse, sae_id: str, source, corpus, eval_tokens: in
 
     _echo_sae_metrics(sae_id, evaluate_sae(wh, sae_id, source=source, corpus=corpus, eval_tokens=eval_tokens, device=device))
 
-# --- interpretability: explain, score (issue 5) --------------------------------------------------
+# --- interpretability: explain, score -------------------------------------------------------------
 
 
 def _feature_list(ctx, param, value: str | None) -> list[int] | None:
@@ -482,7 +533,7 @@ def _interp_options(command):
     """Options shared by explain, score and transfer: which features, which backend, how to call it."""
     options = [
         click.option("--corpus", default=None, help="Corpus the activations come from [default: the SAE's only one]."),
-        click.option("--backend", type=click.Choice(["builtin", "openai", "hf"]), default="builtin", show_default=True,
+        click.option("--backend", type=click.Choice(BACKENDS), default="builtin", show_default=True,
                      help="builtin: offline rules; openai: any OpenAI-compatible endpoint; hf: a local causal LM folder."),
         click.option("--model", default=None, help="Endpoint model name (openai) or model folder (hf)."),
         click.option("--base-url", default=None,
@@ -590,7 +641,7 @@ def transfer_command(wh: Warehouse, parent_sae: str, child_sae: str, threshold: 
     echo_table(Database(wh).scores.transfer_listing(parent_sae, child_sae, result["corpus"], result["simulator"]))
     _check_failures(result)
 
-# --- pipeline: run, report, export, sql (issue 6) ------------------------------------------------
+# --- pipeline: run, report, export, sql -----------------------------------------------------------
 
 
 def warehouse_option(command):
@@ -606,7 +657,7 @@ def warehouse_option(command):
 
 
 @main.command("run")
-@click.option("--preset", type=click.Choice(["tiny", "paper"]), default="tiny", show_default=True)
+@click.option("--preset", type=click.Choice(list(RUN_PRESETS)), default="tiny", show_default=True)
 @click.option("--force", "force", multiple=True, metavar="STEP", help="Redo STEP and every step after it (repeatable).")
 @click.option("--device", default=None, help="cuda / cpu [default: cuda when available].")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -650,7 +701,7 @@ def serve_command(wh: Warehouse, port: int, host: str) -> None:
 
 @main.command("export")
 @click.argument("name")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "arrow"]), default="parquet", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="parquet", show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write NAME.<format> into [default: <warehouse>/exports].")
 @pass_warehouse

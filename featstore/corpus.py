@@ -176,6 +176,15 @@ def get_corpus(wh: Warehouse, name: str) -> dict:
     return Database(wh).corpora.get(name)
 
 
+def check_tokenizer(corpus: dict, model: dict) -> None:
+    """A model reads a corpus slice only if the slice was tokenized with the model's tokenizer."""
+    if model.get("tokenizer") and corpus["tokenizer"] != model["tokenizer"]:
+        raise FeatstoreError(
+            f"corpus {corpus['name']!r} was tokenized with tokenizer {corpus['tokenizer']}, model {model['name']!r} uses "
+            f"{model['tokenizer']}; add the corpus again with the model's tokenizer"
+        )
+
+
 def list_corpora(wh: Warehouse) -> pa.Table:
     return Database(wh).corpora.list()
 

@@ -1,12 +1,12 @@
 """Pearson correlation between every feature of two SAEs over the same tokens, in DuckDB SQL.
 
 The work is a sparse join on the token key followed by a GROUP BY over feature pairs; the SQL is in
-sql/22x-23x (macros `corr_*`) and sql/queries/correlation/. The statistics are registered in
+sql/correlation/ (macros `corr_*`) and sql/queries/correlation/. The statistics are registered in
 featstore.statistics (see the README's "Correlation and persistence"):
 
 - all_tokens: r over every token occurrence of the corpus, implicit zeros counted exactly from the
   corpus token count. Rows are pre-divided by their feature's centred norm, so the pair aggregate is
-  a single SUM: r(a, b) = Σ v_a·v_b − u_a·u_b (sql/222_corr_feature_stats.sql).
+  a single SUM: r(a, b) = Σ v_a·v_b − u_a·u_b (sql/correlation/corr_feature_stats.sql).
 - cofiring: r over the occurrences where both features fire.
 - token_type_mean: r over per-token-type mean activations, as the paper's released code computes it.
 
@@ -14,7 +14,7 @@ Side a's features are cut into ranges of about PAIRS_PER_BLOCK co-firing row pai
 joined with side b's rows grouped per key (one list row per token) and aggregated by its own
 single-threaded query, one per core: many small hash tables are much faster than one huge one, and
 memory stays bounded at any scale. The pairs never leave that query: it keeps only the pairs with
-r >= the floor and, per feature of either side, its best partner in the block (sql/226). From those,
+r >= the floor and, per feature of either side, its best partner in the block (corr_block_summary). From those,
 every feature's best match on the other side whatever its r is found (for all_tokens including a
 partner it never co-fires with, r = −u_a·u_b).
 """
@@ -28,6 +28,7 @@ import duckdb
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from featstore.corpus import check_tokenizer
 from featstore.db import Database, run as run_query
 from featstore.errors import FeatstoreError
 from featstore.registry import get_model, get_sae
@@ -123,13 +124,12 @@ def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, sta
         partitions = {r["sae"]: r["n_tokens"] for r in db.partitions.rows_where(
             "corpus = ? AND sae IN (?, ?)", [corpus, sae_a, sae_b], select="sae, n_tokens", con=con)}
         has_tokens = not statistic.needs_token_rows or db.corpora.has_tokens(corpus, con=con)
-    fingerprints = {sae["id"]: get_model(wh, sae["model"])["tokenizer"] for sae in saes}
-    if fingerprints[sae_a] != fingerprints[sae_b]:
+    models = [get_model(wh, sae["model"]) for sae in saes]
+    if models[0]["tokenizer"] != models[1]["tokenizer"]:
         raise FeatstoreError(
             f"SAEs {sae_a!r} and {sae_b!r} belong to models with different tokenizers; only models sharing a tokenizer can be compared"
         )
-    if fingerprints[sae_a] not in (None, corpus_tokenizer):
-        raise FeatstoreError(f"corpus {corpus!r} was tokenized with another tokenizer than the models of {sae_a!r} and {sae_b!r}")
+    check_tokenizer({"name": corpus, "tokenizer": corpus_tokenizer}, models[0])
     for sae in (sae_a, sae_b):
         if sae not in partitions:
             raise FeatstoreError(

@@ -8,23 +8,34 @@ its tokenizer, a merge has two parents, an SAE's input width is the width of the
 from __future__ import annotations
 
 import json
-import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from featstore import hooks
 from featstore.db import Database, remove_files
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse, check_name
 
 MODEL_KINDS = ("base", "finetune", "merge", "imported")
-RELATIONS = ("finetune", "merge")
-MLP_HIDDEN_HOOK = "blocks.{layer}.mlp.hook_post"
-HOOK_LAYER = re.compile(r"^blocks\.(\d+)\.(.+)$")
-# SAELens calls a plain ReLU SAE "standard".
-ARCHITECTURE_ALIASES = {"standard": "relu"}
-SAE_WEIGHT_SHAPES = {"W_enc": ("d_in", "d_sae"), "b_enc": ("d_sae",), "W_dec": ("d_sae", "d_in"), "b_dec": ("d_in",)}
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A kind of lineage edge: how a child model came from its parents."""
+
+    name: str
+    noun: str      # as in "a fine-tune needs ..."
+    n_parents: int
+    parents: str   # what the parents must be, for the error message
+
+
+RELATIONS = {r.name: r for r in (
+    Relation("finetune", "fine-tune", 1, "one --parent"),
+    Relation("merge", "merge", 2, "two --parent models, in merge order"),
+)}
 
 
 # -- tokenizers ---------------------------------------------------------------------------------
@@ -125,17 +136,15 @@ def _check_lineage(
         raise FeatstoreError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
     relation = relation or (kind if kind in RELATIONS else None)
     if relation is not None and relation not in RELATIONS:
-        raise FeatstoreError(f"unknown relation {relation!r}; use finetune or merge")
+        raise FeatstoreError(f"unknown relation {relation!r}; use {' or '.join(RELATIONS)}")
     if name in parents or len(set(parents)) != len(parents):
         raise FeatstoreError(f"parents of {name!r} must be distinct models other than itself")
     if kind == "base" and parents:
         raise FeatstoreError("a base model has no parents; use --kind finetune or merge")
     if relation is None and parents:
-        raise FeatstoreError("give --relation finetune|merge for the parent edges")
-    if relation == "finetune" and len(parents) != 1:
-        raise FeatstoreError(f"a fine-tune needs exactly one --parent (got {len(parents)})")
-    if relation == "merge" and len(parents) != 2:
-        raise FeatstoreError(f"a merge needs exactly two --parent models, in merge order (got {len(parents)})")
+        raise FeatstoreError(f"give --relation {'|'.join(RELATIONS)} for the parent edges")
+    if relation is not None and len(parents) != RELATIONS[relation].n_parents:
+        raise FeatstoreError(f"a {RELATIONS[relation].noun} needs exactly {RELATIONS[relation].parents} (got {len(parents)})")
     if relation != "merge" and (merge_method is not None or merge_t is not None):
         raise FeatstoreError("--merge-method and --merge-t describe a merge; use them with --relation merge")
     if merge_t is not None and not 0.0 <= merge_t <= 1.0:
@@ -189,15 +198,17 @@ def register_sae(
     Replacing an SAE drops everything computed from the old weights (`featstore.db.Saes.drop`).
     A primary SAE (the one that stands for its model in persistence) demotes the others.
     """
+    from featstore.saes import get_architecture
+
     check_name("SAE", sae_id)
-    architecture = ARCHITECTURE_ALIASES.get(architecture, architecture)
+    cls = get_architecture(architecture)
+    architecture = cls.architecture
     if d_in <= 0 or d_sae <= 0:
         raise FeatstoreError(f"SAE {sae_id!r}: d_in and d_sae must be positive (got {d_in}, {d_sae})")
-    if architecture == "topk" and not k:
-        raise FeatstoreError(f"SAE {sae_id!r} is top-k but has no k")
+    cls.check_registration(sae_id, k=k, l1_coeff=l1_coeff)
     location = wh.relative(path) if path is not None else None
     model_row = get_model(wh, model)
-    _check_hook(model_row, hook_point, layer, d_in)
+    check_hook(model_row, hook_point, layer, d_in)
     record = {"id": sae_id, "model": model, "hook_point": hook_point, "layer": layer, "d_in": d_in, "d_sae": d_sae,
               "architecture": architecture, "l1_coeff": l1_coeff, "k": k, "seed": seed, "train_tokens": train_tokens,
               "path": location, "is_primary": is_primary, "metrics": metrics}
@@ -208,32 +219,9 @@ def register_sae(
     return get_sae(wh, sae_id)
 
 
-def hook_width(config: dict, hook_point: str) -> int:
-    """Width of a hook point from an HF config: the MLP hidden size for hook_post, else the model width."""
-    mlp = config.get("intermediate_size") or config.get("n_inner") or (4 * config["n_embd"] if "n_embd" in config else None)
-    hidden = config.get("hidden_size") or config.get("n_embd")
-    width = mlp if hook_point.endswith("mlp.hook_post") else hidden
-    if width is None:
-        raise FeatstoreError(f"cannot tell the width of {hook_point!r} from the model's config.json")
-    return int(width)
-
-
-def _check_hook(model: dict, hook_point: str, layer: int, d_in: int) -> None:
-    match = HOOK_LAYER.match(hook_point)
-    if match is None or int(match.group(1)) != layer:
-        raise FeatstoreError(
-            f"hook point {hook_point!r} does not name layer {layer}; use the form {MLP_HIDDEN_HOOK.format(layer=layer)}"
-        )
-    config = model_config(model["path"])
-    n_layers = config.get("num_hidden_layers") or config.get("n_layer")
-    if n_layers is not None and not 0 <= layer < n_layers:
-        raise FeatstoreError(f"model {model['name']!r} has {n_layers} layer(s); layer {layer} does not exist")
-    width = hook_width(config, hook_point)
-    if d_in != width:
-        raise FeatstoreError(
-            f"SAE d_in {d_in} does not match {hook_point} of model {model['name']!r}, which is {width} wide; "
-            "register it on the model it was trained on"
-        )
+def check_hook(model: dict, hook_point: str, layer: int, d_in: int) -> None:
+    """An SAE of `model` reading `hook_point` at `layer` must be as wide as that hook (from config.json)."""
+    hooks.check_hook(model_config(model["path"]), model["name"], hook_point, layer, d_in)
 
 
 def safetensors_tensors(file: Path) -> dict[str, dict]:
@@ -256,57 +244,26 @@ def safetensors_tensors(file: Path) -> dict[str, dict]:
     return tensors
 
 
-def _cfg_int(cfg: dict, key: str, cfg_file: Path) -> int:
-    value = cfg[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise FeatstoreError(f"{cfg_file}: {key} must be an integer (got {value!r})")
-    return value
-
-
 def sae_folder_config(folder: str | Path) -> dict:
-    """Read an SAELens-style folder (cfg.json + sae_weights.safetensors) and check the weight shapes.
+    """Read an SAELens-style folder (cfg.json + sae_weights.safetensors), checking the weight shapes
+    in the safetensors header (no tensor is read). Returns register_sae's keyword args."""
+    from featstore.saes import read_folder
 
-    Only the safetensors header is read (no tensors, no torch). Returns register_sae's keyword args.
-    """
-    folder = Path(folder).expanduser()
-    cfg_file, weights = folder / "cfg.json", folder / "sae_weights.safetensors"
-    if not cfg_file.is_file() or not weights.is_file():
-        raise FeatstoreError(f"{folder} needs cfg.json and sae_weights.safetensors (SAELens layout)")
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise FeatstoreError(f"{cfg_file} is not valid JSON ({exc.msg})") from exc
-    missing = [key for key in ("d_in", "d_sae", "hook_name") if key not in cfg]
-    if missing:
-        raise FeatstoreError(f"{cfg_file} lacks {', '.join(missing)}; an SAE config needs d_in, d_sae and hook_name")
-    dims = {"d_in": _cfg_int(cfg, "d_in", cfg_file), "d_sae": _cfg_int(cfg, "d_sae", cfg_file)}
-    if not isinstance(cfg["hook_name"], str):
-        raise FeatstoreError(f"{cfg_file}: hook_name must be a string such as blocks.0.mlp.hook_post (got {cfg['hook_name']!r})")
-    for key in ("hook_layer", "k", "seed"):
-        if cfg.get(key) is not None:
-            _cfg_int(cfg, key, cfg_file)
-    tensors = safetensors_tensors(weights)
-    shapes = {key: tuple(meta["shape"]) for key, meta in tensors.items()}
-    for key, axes in SAE_WEIGHT_SHAPES.items():
-        expected = tuple(dims[a] for a in axes)
-        if shapes.get(key) != expected:
-            raise FeatstoreError(
-                f"{weights}: {key} has shape {shapes.get(key, 'missing')}, expected {expected} from cfg.json"
-            )
-    _check_finite(weights, [k for k, meta in tensors.items() if meta.get("dtype") in ("F16", "F32", "F64")])
-    hook = cfg["hook_name"]
-    match = HOOK_LAYER.match(hook)
-    layer = cfg.get("hook_layer", int(match.group(1)) if match else 0)
-    k = cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k")
+    weights = Path(folder).expanduser() / "sae_weights.safetensors"
+    if weights.is_file():  # truncated or cut-short files first, then the config and shapes, then the values
+        safetensors_tensors(weights)
+    cls, cfg = read_folder(folder)
+    _check_finite(weights, [k for k, meta in safetensors_tensors(weights).items() if meta.get("dtype") in ("F16", "F32", "F64")])
     return {
-        **dims,
-        "hook_point": hook,
-        "layer": int(layer),
-        "architecture": cfg.get("architecture", "relu"),
-        "l1_coeff": cfg.get("l1_coefficient", cfg.get("l1_coeff")),
-        "k": k,
-        "seed": cfg.get("seed"),
-        "train_tokens": cfg.get("training_tokens", cfg.get("train_tokens")),
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
+        "hook_point": cfg.hook_name,
+        "layer": cfg.hook_layer,
+        "architecture": cls.architecture,
+        "l1_coeff": getattr(cfg, "l1_coefficient", None),
+        "k": getattr(cfg, "k", None),
+        "seed": cfg.seed,
+        "train_tokens": cfg.training_tokens,
     }
 
 

@@ -104,27 +104,30 @@ def threshold_figure(rows: Sequence[dict]) -> Figure:
     return fig
 
 
-def sweep_figure(rows: Sequence[dict], baselines: dict[str, float], labels: tuple[str, str],
-                 merges: Sequence[tuple[str, float]] = ()) -> Figure:
+def sweep_figure(rows: Sequence[dict], merges: Sequence[tuple[str, float]] = ()) -> Figure:
     """Figure 5: next-token accuracy of the merged model against t on each validation set, base dashed.
 
-    rows: {t, domain, accuracy}; baselines: domain -> base accuracy; labels: (model at t=0, model at t=1);
+    rows: `merge_sweep` rows of one (model_a, model_b, method): the merges and the base model's;
     merges: (name, t) of the registered merges of the pair, marked by a dotted vertical line.
     """
     fig = Figure(figsize=(6.5, 3.6))
     ax = fig.add_subplot()
-    by_domain = defaultdict(list)
+    curves, baselines = defaultdict(list), {}
     for row in rows:
-        by_domain[row["domain"]].append((row["t"], row["accuracy"]))
-    for i, (domain, points) in enumerate(sorted(by_domain.items())):
+        if row["evaluated"] == "merge":
+            curves[row["eval_set"]].append((row["t"], row["accuracy"]))
+        else:
+            baselines[row["eval_set"]] = (row["evaluated"], row["accuracy"])
+    for i, (eval_set, points) in enumerate(sorted(curves.items())):
         color = MODEL_COLORS[i % len(MODEL_COLORS)]
         xs, ys = zip(*sorted(points))
-        ax.plot(xs, ys, marker="o", ms=3, color=color, label=f"merge on {domain}")
-        if domain in baselines:
-            ax.axhline(baselines[domain], ls="--", color=color, alpha=0.7, label=f"base on {domain}")
+        ax.plot(xs, ys, marker="o", ms=3, color=color, label=f"merge on {eval_set} data")
+        if eval_set in baselines:
+            base, accuracy = baselines[eval_set]
+            ax.axhline(accuracy, ls="--", color=color, alpha=0.7, label=f"{base} on {eval_set} data")
     for name, t in merges:
         ax.axvline(t, ls=":", color="#333", label=f"{name} (t = {t:g})")
-    ax.set_xlabel(f"t  (0 = {labels[0]}, 1 = {labels[1]})")
+    ax.set_xlabel(f"t  ({rows[0]['method']}: 0 = {rows[0]['model_a']}, 1 = {rows[0]['model_b']})")
     ax.set_ylabel("next-token accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -355,13 +358,11 @@ def sweep_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
     parts = []
     for a, b, method in sorted({(r["model_a"], r["model_b"], r["method"]) for r in rows}):
         pair = [r for r in rows if (r["model_a"], r["model_b"], r["method"]) == (a, b, method)]
-        curve = [{"t": r["t"], "domain": f"{r['eval_set']} data", "accuracy": r["accuracy"]} for r in pair if r["evaluated"] == "merge"]
-        baselines = {f"{r['eval_set']} data": r["accuracy"] for r in pair if r["evaluated"] != "merge"}
         base = next((r["evaluated"] for r in pair if r["evaluated"] != "merge"), "base")
         merges = [(m["child"], m["merge_t"]) for m in _rows(db, _query("merges_of_pair"), [a, b, method])]
         parts.append(f"<p>{html.escape(method)} merges of <b>{html.escape(a)}</b> (t = 0) and <b>{html.escape(b)}</b> (t = 1), "
                      f"dashed: {html.escape(base)} (the paper's Figure 5).</p>")
-        parts.append(_image(sweep_figure(curve, baselines, (a, b), merges), folder, f"figure5_sweep_{a}_{b}_{method}.png", "merge sweep"))
+        parts.append(_image(sweep_figure(pair, merges), folder, f"figure5_sweep_{a}_{b}_{method}.png", "merge sweep"))
     return "".join(parts)
 
 

@@ -1,4 +1,4 @@
-"""Activation examples per feature, drawn in SQL (macro `feature_samples`, sql/410) and stored.
+"""Activation examples per feature, drawn in SQL (macro `feature_samples`, sql/interpretability/) and stored.
 
 Explainers see one half of a feature's firing tokens (odd activation ranks); simulators are scored
 on the other half plus tokens where the feature does not fire, so a score measures how well an

@@ -1,4 +1,4 @@
-"""Explain and score features, resumably: every step lands in a table (sql/401-405).
+"""Explain and score features, resumably: every step lands in a table (explanation_samples, explanations, simulations, scores).
 
 A run skips what is already stored (explanations per explainer and prompt version, scores per
 explanation and simulator), calls backends from a thread pool, and commits finished features in

@@ -27,6 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from featstore import schema
 from featstore.errors import FeatstoreError
 
 DB_FILE = "featstore.duckdb"
@@ -69,19 +70,8 @@ def sql_dir():
 
 
 def sql_files() -> list[tuple[str, str]]:
-    """(file name, text) of every schema file in sql/, in the order they are applied."""
-    folder = sql_dir()
-    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
-    return [(n, folder.joinpath(n).read_text()) for n in names]
-
-
-def _replaceable(text: str) -> bool:
-    """True when every statement of a file is CREATE OR REPLACE (views, macros): safe to re-apply."""
-    body = re.sub(r"--[^\n]*", "", text)
-    statements = [s.strip() for s in body.split(";") if s.strip()]
-    return bool(statements) and all(
-        re.match(r"(?is)^create\s+or\s+replace\s+(view|macro|temp)", s) for s in statements
-    )
+    """(path under sql/, text) of every table, view and macro file, in the order they are applied."""
+    return schema.sql_files(sql_dir())
 
 
 def _literal(value: str) -> str:
@@ -305,40 +295,17 @@ class Warehouse:
         return any(applied.get(name) != hashlib.sha256(text.encode()).hexdigest() for name, text in sql_files())
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Apply new sql/ files in order and re-apply changed view/macro files."""
-        from featstore.db import run
-
-        run(con, "warehouse/schema_migrations")
+        """Bring the schema up to date (featstore.schema)."""
         if "activations" not in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
             # Views in sql/ build on `activations`, and DuckDB binds a view when it is created.
             self._create_activations_view(con, [])
-        applied = dict(con.execute("SELECT file, sha256 FROM schema_migrations").fetchall())
-        for name, text in sql_files():
-            digest = hashlib.sha256(text.encode()).hexdigest()
-            if applied.get(name) == digest:
-                continue
-            if name in applied and not _replaceable(text):
-                raise FeatstoreError(
-                    f"sql/{name} changed after this warehouse applied it; "
-                    "put table changes in a new numbered sql/ file"
-                )
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute(text)
-                con.execute(
-                    "INSERT OR REPLACE INTO schema_migrations (file, sha256) VALUES (?, ?)",
-                    [name, digest],
-                )
-            except Exception as exc:
-                con.execute("ROLLBACK")
-                raise FeatstoreError(f"sql/{name} failed to apply: {str(exc).splitlines()[0]}") from exc
-            con.execute("COMMIT")
+        schema.migrate(con, sql_files())
 
     @property
     def schema_version(self) -> str:
-        """The last sql/ file applied, e.g. '012_best_matches.sql'."""
+        """The last table migration applied, e.g. 'tables/027_saes.sql'."""
         with self.connect() as con:
-            return con.execute("SELECT max(file) FROM schema_migrations").fetchone()[0]
+            return con.execute("SELECT max(file) FROM schema_migrations WHERE file LIKE 'tables/%'").fetchone()[0]
 
     # -- paths relative to the warehouse folder -------------------------------------------------
 

@@ -310,7 +310,7 @@ CASES = [
 ]
 if NO_CUDA:
     CASES.append(("ingest device cuda without cuda", ["ingest", "m", "--corpus", "c1", "--device", "cuda"], 1,
-                  r"device 'cuda' asked for but CUDA is not available on this machine; use --device cpu"))
+                  r"device 'cuda' asked for but CUDA is not available; use --device cpu"))
 
 
 def tree_hashes(root: Path) -> dict[str, str]:

@@ -284,7 +284,7 @@ KILL_POINTS = {  # name: (command, target, when, n)
     "import: staged file written": (None, "featstore.warehouse:Warehouse._write_parquet", "after", 1),
     "import: renamed, not committed": (None, "featstore.warehouse:os.replace", "after", 1),
     "correlate: computing blocks": (CORRELATE, "featstore.correlate:_aggregate_block", "after", 1),
-    "correlate: stored, not committed": (CORRELATE, "featstore.correlate:_store", "after", 1),
+    "correlate: stored, not committed": (CORRELATE, "featstore.db:CorrelationRuns.store", "after", 1),
 }
 
 
@@ -325,7 +325,7 @@ def test_kill_9_leaves_nothing_visible_and_a_rerun_matches(point, prepared, wh, 
 # -- 9. Ctrl-C -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", ["featstore.correlate:_aggregate_block", "featstore.correlate:_store"])
+@pytest.mark.parametrize("target", ["featstore.correlate:_aggregate_block", "featstore.db:CorrelationRuns.store"])
 def test_ctrl_c_during_correlate_keeps_the_previous_run(wh, target):
     before = correlation_rows(wh)
     runs = wh.query("SELECT * FROM correlation_runs").to_pylist()

@@ -24,3 +24,5 @@ SELECT *, threshold::DOUBLE AS threshold,
 FROM paired
 WHERE CASE WHEN threshold BETWEEN -1 AND 1 THEN true
            ELSE error('merge_inheritance: threshold must be a correlation between -1 and 1, got ' || threshold) END;
+-- merge_inheritance at threshold 0.8 on all_tokens; merge_inheritance(...) for others.
+CREATE OR REPLACE VIEW merge_inheritance AS SELECT * FROM merge_inheritance();

@@ -20,3 +20,5 @@ FROM (SELECT *, r IS NOT NULL OR EXISTS (SELECT 1 FROM activations a WHERE a.sae
 WHERE e.stat = stat
   AND CASE WHEN threshold BETWEEN -1 AND 1 THEN true
            ELSE error('persistence: threshold must be a correlation between -1 and 1, got ' || threshold) END;
+-- persistence at the paper's threshold 0.8 on the all_tokens statistic; persistence(...) for others.
+CREATE OR REPLACE VIEW persistence AS SELECT * FROM persistence();
