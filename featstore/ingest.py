@@ -21,7 +21,6 @@ from featstore.corpus import batched
 from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.hf import load_model, resolve_device
-from featstore.hooks import hook_name
 from featstore.warehouse import ACTIVATION_SCHEMA, Warehouse
 
 
@@ -45,12 +44,12 @@ def windows(wh: Warehouse, corpus: str, context: int) -> Iterator[tuple[np.ndarr
 
 
 def encode_windows(
-    model, sae, batches: Iterator[list[tuple[np.ndarray, np.ndarray]]], layer: int, device: torch.device, bar
+    model, sae, batches: Iterator[list[tuple[np.ndarray, np.ndarray]]], hook: str, device: torch.device, bar
 ) -> Iterator[pa.RecordBatch]:
     """Sparse (tok, feature, act) rows of each batch of windows; NaN/inf activations abort."""
     for batch in batches:
         blocks = [torch.as_tensor(ids.astype(np.int64)) for _, ids in batch]
-        x = batch_activations(model, blocks, layer, device).float()
+        x = batch_activations(model, blocks, hook, device).float()
         feats = sae.encode(x)
         if not (torch.isfinite(x).all() and torch.isfinite(feats).all()):
             raise FeatstoreError("NaN/inf activations from the model or SAE; nothing was written (check the weights)")
@@ -95,10 +94,6 @@ def ingest(
     sae_row = get_sae(wh, sae_id) if sae_id else primary_sae(wh, model)
     if sae_row["model"] != model:
         raise FeatstoreError(f"SAE {sae_row['id']!r} was trained on model {sae_row['model']!r}, not {model!r}")
-    if sae_row["hook_point"] != hook_name(sae_row["layer"]):
-        raise FeatstoreError(
-            f"SAE {sae_row['id']!r} reads {sae_row['hook_point']}; featstore captures only the MLP hidden activation {hook_name(sae_row['layer'])}"
-        )
     if layer is not None and layer != sae_row["layer"]:
         raise FeatstoreError(f"SAE {sae_row['id']!r} reads layer {sae_row['layer']}, not layer {layer}")
     corpus = corpus or default_corpus(wh, model_row.get("tokenizer"))
@@ -116,7 +111,7 @@ def ingest(
 
     start = time.perf_counter()
     with torch.no_grad(), tqdm(total=corpus_row["n_tokens"], unit="tok", unit_scale=True, disable=not progress, desc=f"ingest {sae_row['id']}") as bar:
-        rows = encode_windows(lm, sae, batched(windows(wh, corpus, context), batch_size), sae_row["layer"], device, bar)
+        rows = encode_windows(lm, sae, batched(windows(wh, corpus, context), batch_size), sae_row["hook_point"], device, bar)
         path = wh.write_partition(sae_row["id"], corpus, rows, corpus_row["n_tokens"], origin="ingest")
     seconds = time.perf_counter() - start
     n_rows = Database(wh).partitions.get(sae_row["id"], corpus)["n_rows"]
