@@ -45,6 +45,8 @@ def add_corpus(
     at most that many tokens of each document, so one long file cannot fill a slice; `min_docs` fails
     (before anything is written) when the slice would have fewer documents.
     """
+    if max_docs is not None and not 0 < max_docs <= MAX_TOK:
+        raise FeatstoreError(f"--max-docs must be between 1 and 2^32 (got {max_docs})")
     if part is not None:
         from featstore.corpora import iter_texts
 
@@ -84,7 +86,9 @@ def add_corpus_texts(
     from featstore.tokenizer import load_tokenizer
 
     check_name("corpus", name)
-    for option, value in (("max-tokens", max_tokens), ("doc-tokens", doc_tokens), ("min-docs", min_docs)):
+    if max_tokens is not None and not 0 < max_tokens <= MAX_TOK:
+        raise FeatstoreError(f"--max-tokens must be between 1 and 2^32, the warehouse's tok id range (got {max_tokens})")
+    for option, value in (("doc-tokens", doc_tokens), ("min-docs", min_docs)):
         if value is not None and value <= 0:
             raise FeatstoreError(f"--{option} must be positive (got {value})")
     if not replace:

@@ -210,7 +210,7 @@ def model_exists(name: str) -> Callable[[RunContext], bool]:
     """The model is registered and its folder is there (a hub id has no folder to check)."""
     def check(ctx: RunContext) -> bool:
         rows = Database(ctx.wh).models.rows_where("name = ?", [name], select="path")
-        return bool(rows) and ((Path(rows[0]["path"]) / "config.json").exists() or not Path(rows[0]["path"]).is_absolute())
+        return bool(rows) and (Path(ctx.wh.resolve(rows[0]["path"])) / "config.json").exists()
 
     return check
 
@@ -286,7 +286,7 @@ def import_sae(ctx: RunContext, *, model: str, sae: str, path: str, primary: boo
 def sae_exists(sae: str) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
         rows = Database(ctx.wh).saes.rows_where("id = ?", [sae], select="path")
-        return bool(rows) and rows[0]["path"] is not None and Path(rows[0]["path"]).is_dir()
+        return bool(rows) and rows[0]["path"] is not None and Path(ctx.wh.resolve(rows[0]["path"])).is_dir()
 
     return check
 
@@ -302,7 +302,7 @@ def partitions_exist(sae: str, slices: list[str]) -> Callable[[RunContext], bool
     def check(ctx: RunContext) -> bool:
         rows = Database(ctx.wh).partitions.rows_where("sae = ?", [sae], select="corpus, path")
         paths = {r["corpus"]: r["path"] for r in rows}
-        return all(c in paths and Path(paths[c]).exists() for c in slices)
+        return all(c in paths and (ctx.wh.root / paths[c]).exists() for c in slices)
 
     return check
 
