@@ -210,14 +210,20 @@ def ingest_command(wh: Warehouse, model: str, corpus, sae_id, layer, batch_size:
 @click.option("--stat", type=click.Choice(["all_tokens", "cofiring", "token_type_mean"]), default="all_tokens",
               show_default=True, help="Correlation statistic (see DESIGN.md).")
 @click.option("--floor", "r_floor", type=float, default=0.2, show_default=True, help="Store every pair with r >= this.")
+@click.option("--engine", type=click.Choice(["auto", "sql", "torch", "spark"]), default="auto", show_default=True,
+              help="sql: DuckDB; torch: blocked products (CPU/CUDA); spark: Spark SQL; auto: torch on CUDA, else sql.")
+@click.option("--threads", type=int, default=None, help="Cores to use (default: all).")
+@click.option("--spark-master", default=None, help="Spark master URL for --engine spark [default: local[*]].")
 @pass_warehouse
-def correlate_command(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, stat: str, r_floor: float) -> None:
+def correlate_command(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, stat: str, r_floor: float,
+                      engine: str, threads: int | None, spark_master: str | None) -> None:
     """Pearson r between every feature of SAE_A and of SAE_B over the same tokens; stores pairs and best matches."""
     from featstore.correlate import correlate
 
-    run = correlate(wh, sae_a, sae_b, corpus=corpus, stat=stat, r_floor=r_floor)
+    run = correlate(wh, sae_a, sae_b, corpus=corpus, stat=stat, r_floor=r_floor, engine=engine, threads=threads,
+                    spark_master=spark_master)
     click.echo(
-        f"run {run['id']}: {sae_a} x {sae_b} on {run['corpus']} ({stat}, {run['n_tokens']:,} tokens): "
+        f"run {run['id']}: {sae_a} x {sae_b} on {run['corpus']} ({stat}, {run['n_tokens']:,} tokens, {run['engine']}): "
         f"{run['n_cofiring_pairs']:,} co-firing pairs, {run['n_pairs']:,} stored with r >= {r_floor}, {run['seconds']:.1f} s"
     )
 

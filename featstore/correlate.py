@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import duckdb
 import pyarrow as pa
@@ -32,6 +33,7 @@ from featstore.registry import get_model, get_sae
 from featstore.warehouse import Warehouse
 
 STATS = ("all_tokens", "cofiring", "token_type_mean")
+ENGINES = ("auto", "sql", "torch", "spark")
 PAIRS_PER_BLOCK = 1_250_000  # co-firing row pairs per GROUP BY: 0.4M-1.25M measured alike, 2.5M +20%, 5M +40% CPU
 MASK_BITS = 63  # lowest-u partners tracked per feature in a bitmask when looking for the best non-co-firing one
 
@@ -45,31 +47,40 @@ def correlate(
     stat: str = "all_tokens",
     r_floor: float = 0.2,
     progress: bool | None = None,
+    engine: str = "auto",
+    threads: int | None = None,
+    spark_master: str | None = None,
 ) -> dict:
     """Correlate every feature of `sae_a` with every feature of `sae_b` on `corpus` and store the run.
 
     Replaces an earlier run of the same (sae_a, sae_b, corpus, stat) in one transaction. `corpus`
-    may be left out when the two SAEs share exactly one corpus. Returns the run's catalog row.
+    may be left out when the two SAEs share exactly one corpus. `engine` is sql, torch, spark or auto
+    (torch on CUDA, else sql); every engine fills the same result relations, stored by `_store`.
+    `threads` caps the cores used (default: all). Returns the run's catalog row.
     """
     started = time.perf_counter()
     run = _check_inputs(wh, sae_a, sae_b, corpus, stat, r_floor)
+    engine, compute = _engine(engine, spark_master)
     with wh.connect() as con:
         con.execute("SET preserve_insertion_order = false")
+        if threads is not None:
+            con.execute(f"SET threads = {int(threads)}")
         con.execute(f"ATTACH ':memory:' AS {WORK}")
         try:
-            n_cofiring = _compute(con, run, progress)
-            seconds = time.perf_counter() - started
-            con.execute("BEGIN TRANSACTION")
-            try:
-                run_id = _store(con, run, seconds)
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+            with compute(con, run, progress) as (results, n_cofiring):
+                seconds = time.perf_counter() - started
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    run_id = _store(con, run, seconds, results)
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
         finally:
             con.execute(f"DETACH {WORK}")
     summary = run_row(wh, run_id)
     summary["n_cofiring_pairs"] = n_cofiring
+    summary["engine"] = engine
     return summary
 
 
@@ -152,15 +163,47 @@ def _shared_corpus(wh: Warehouse, sae_a: str, sae_b: str) -> str:
 # -- computation (tables of an in-memory database attached for the run) ---------------------------
 
 WORK = "corr_work"  # attached per run, so parallel cursors share its tables; gone when detached
+RESULTS = {"pairs": f"{WORK}.pairs", "best_a": f"{WORK}.best_a", "best_b": f"{WORK}.best_b"}  # what _store reads
+
+
+def load_rows(con: duckdb.DuckDBPyConnection, run: dict, side: str) -> str:
+    """corr_work.raw_{side}: the (key, feature, x) rows one side's statistic joins on, checked; returns its name."""
+    source = "corr_type_means" if run["stat"] == "token_type_mean" else "corr_occurrences"
+    con.execute(f"CREATE TABLE {WORK}.raw_{side} AS SELECT * FROM {source}(?, ?)", [run[f"sae_{side}"], run["corpus"]])
+    _check_values(con, side, run)
+    return f"{WORK}.raw_{side}"
+
+
+def _engine(name: str, spark_master: str | None):
+    """(name, compute step) of engine `name`; the step is a context manager (con, run, progress) ->
+    (result relations, co-firing pairs)."""
+    if name == "auto":
+        import torch
+
+        name = "torch" if torch.cuda.is_available() else "sql"
+    if name == "sql":
+        return name, _sql_engine
+    if name == "torch":
+        from featstore.engines.torch import compute
+
+        return name, compute
+    if name == "spark":
+        from featstore.engines.spark import engine
+
+        return name, engine(spark_master)
+    raise FeatstoreError(f"unknown engine {name!r}; use one of {', '.join(ENGINES)}")
+
+
+@contextmanager
+def _sql_engine(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None):
+    yield RESULTS, _compute(con, run, progress)
 
 
 def _compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None) -> int:
     """Fill corr_work.pairs, corr_work.best_a and corr_work.best_b; returns the number of co-firing pairs."""
     all_tokens = run["stat"] == "all_tokens"
-    source = "corr_type_means" if run["stat"] == "token_type_mean" else "corr_occurrences"
     for side in "ab":
-        con.execute(f"CREATE TABLE {WORK}.raw_{side} AS SELECT * FROM {source}(?, ?)", [run[f"sae_{side}"], run["corpus"]])
-        _check_values(con, side, run)
+        load_rows(con, run, side)
         con.execute(f"CREATE TABLE {WORK}.stats_{side} AS SELECT * FROM corr_feature_stats('{WORK}.raw_{side}', ?)",
                     [run["n_tokens"]])
         rows = f"corr_normalised('{WORK}.raw_{side}', '{WORK}.stats_{side}')" if all_tokens else f"{WORK}.raw_{side}"
@@ -264,10 +307,14 @@ def _best_matches(con: duckdb.DuckDBPyConnection, side: str, other: str, run: di
 # -- storage ---------------------------------------------------------------------------------------
 
 
-def _store(con: duckdb.DuckDBPyConnection, run: dict, seconds: float) -> int:
-    """Write the run, its pairs and best matches, replacing an earlier run of the same key."""
+def _store(con: duckdb.DuckDBPyConnection, run: dict, seconds: float, results: dict[str, str]) -> int:
+    """Write the run, its pairs and best matches, replacing an earlier run of the same key.
+
+    `results` names the relations an engine filled: pairs (feature_a, feature_b, r) with r >= the
+    floor, and best_a, best_b (feature, match, r) with a row for every feature of that side.
+    """
     key = [run["sae_a"], run["sae_b"], run["corpus"], run["stat"]]
-    n_pairs = con.execute(f"SELECT count(*) FROM {WORK}.pairs").fetchone()[0]
+    n_pairs = con.execute(f"SELECT count(*) FROM {results['pairs']}").fetchone()[0]
     old = con.execute("SELECT id FROM correlation_runs WHERE sae_a = ? AND sae_b = ? AND corpus = ? AND stat = ?", key).fetchone()
     if old:
         run_id = old[0]
@@ -284,7 +331,7 @@ def _store(con: duckdb.DuckDBPyConnection, run: dict, seconds: float) -> int:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [run_id, *key, run["r_floor"], run["n_tokens"], n_pairs, seconds],
         )
-    con.execute(f"INSERT INTO correlations SELECT ?, feature_a, feature_b, r FROM {WORK}.pairs", [run_id])
+    con.execute(f"INSERT INTO correlations SELECT ?, feature_a, feature_b, r FROM {results['pairs']}", [run_id])
     for side in "ab":
-        con.execute(f"INSERT INTO best_matches SELECT ?, '{side}', feature, match, r FROM {WORK}.best_{side}", [run_id])
+        con.execute(f"INSERT INTO best_matches SELECT ?, '{side}', feature, match, r FROM {results[f'best_{side}']}", [run_id])
     return run_id
