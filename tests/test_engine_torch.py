@@ -57,10 +57,9 @@ def test_torch_engine_equals_sql_engine(filled, data, stat):
 
 @pytest.mark.parametrize("stat", STATS)
 def test_small_tiles_chunks_and_saturated_searches(filled, data, stat, monkeypatch):
-    """One-row tiles, 7-pair chunks and 1 tracked low-u partner: every code path of the tiling and the exact search."""
+    """Tiles of a few pairs and 1 tracked low-u partner: the tiling and the exact never-co-firing searches of both sides."""
     sql = stored(filled, correlate(filled, "sa", "sb", corpus="c", stat=stat, engine="sql", progress=False)["id"])
-    monkeypatch.setattr(torch_engine, "TILE_CELLS", 1)
-    monkeypatch.setattr(torch_engine, "PAIRS_PER_CHUNK", 7)
+    monkeypatch.setattr(torch_engine, "PAIRS_PER_TILE", 7)
     monkeypatch.setattr(torch_engine, "LOW_RANKS", 1)
     run = correlate(filled, "sa", "sb", corpus="c", stat=stat, engine="torch", threads=2, progress=False)
     assert same_results(sql, stored(filled, run["id"]), 0.2) == 0

@@ -1,13 +1,14 @@
 """The torch correlation engine: the SQL engine's three statistics as blocked sparse products, CPU or CUDA.
 
-Side a's features are cut into tiles; the products of a tile's rows with side b's rows on the same
-key are scattered into a dense (tile × d_sae_b) accumulator, so memory is one tile per worker
-whatever N and d_sae: nothing of size N × d_sae or d_sae × d_sae is built. For all_tokens each
-product v_a·v_b of normalised values (featstore.correlate's r = Σ v_a·v_b − u_a·u_b) is taken in
-float32 and summed in float64, as DuckDB's sum(FLOAT) does; the raw moments of cofiring and
-token_type_mean and every per-feature statistic are float64. A tile leaves what the SQL engine's
-block summary leaves: the pairs with r >= the floor, each feature's best co-firing partner, and which
-of the lowest-u partners it co-fires with, from which the exact best never-co-firing match follows.
+Each side is a sparse CSR matrix over (feature, key). Side a's features are cut into tiles of about
+PAIRS_PER_TILE co-firing row pairs; a tile's product with side b (torch.sparse.mm, CSR × CSR) is a
+sparse (tile × d_sae_b) matrix of only the pairs that co-fire, so memory stays one tile whatever N and
+d_sae: nothing of size N × d_sae or d_sae × d_sae is built. all_tokens multiplies the normalised
+values v = x / ‖x − x̄‖ in float32 (r = Σ v_a·v_b − u_a·u_b, see featstore.correlate) and takes r in
+float64; cofiring and token_type_mean sum the six raw moments in float64. A tile leaves what the SQL
+engine's block summary leaves: the pairs with r >= the floor, each feature's best co-firing partner
+(ties: the lower feature id), and which low-u partners it co-fires with, from which the exact best
+never-co-firing match follows.
 """
 
 from __future__ import annotations
@@ -25,30 +26,27 @@ from tqdm.auto import tqdm
 from featstore.capture import select_device
 from featstore.correlate import load_rows
 
-TILE_CELLS = 1 << 22  # accumulator cells per tile: 32 MiB of float64 per summed moment
-PAIRS_PER_CHUNK = 1 << 22  # co-firing row pairs expanded at once (about 40 bytes each)
+PAIRS_PER_TILE = 1 << 22  # co-firing row pairs per tile product (its output holds at most that many pairs)
 LOW_RANKS = 64  # lowest-u partners whose co-firing is tracked per feature, for the best never-co-firing one
-MOMENTS = 6  # n, Σx, Σy, Σx², Σy², Σxy per pair (cofiring, token_type_mean)
 
 
 @dataclass
 class Side:
-    """One side's rows, grouped by feature (to be cut into tiles) and by key (to be joined on)."""
+    """One side as CSR matrices: by_feature (features × keys) to cut into tiles, by_key (keys × features) to multiply."""
 
     n_features: int
-    feature: torch.Tensor  # rows in feature order
-    key: torch.Tensor
-    x: torch.Tensor
-    feature_ptr: torch.Tensor  # rows of feature f: feature_ptr[f]:feature_ptr[f + 1]
-    key_ptr: torch.Tensor  # rows of key k in key order: key_ptr[k]:key_ptr[k + 1]
-    key_feature: torch.Tensor  # feature and x in key order
-    key_x: torch.Tensor
+    by_feature: torch.Tensor
+    by_key: torch.Tensor
     u: torch.Tensor  # all_tokens: Σx / (‖x − x̄‖·√N) per feature, NaN where r is undefined
-    order: torch.Tensor  # all_tokens: features with a defined r by (u, feature), the SQL engine's rank order
+    order: torch.Tensor  # all_tokens: the features with a defined r by (u, feature), the SQL engine's rank order
+    position: torch.Tensor  # each feature's position in order (-1: not in it)
 
-    @property
-    def key_len(self) -> torch.Tensor:
-        return self.key_ptr[1:] - self.key_ptr[:-1]
+    def rows(self, lo: int, hi: int) -> torch.Tensor:
+        """Features lo..hi-1 as a CSR (hi − lo) × keys matrix over by_feature's arrays."""
+        crow, col, val = self.by_feature.crow_indices(), self.by_feature.col_indices(), self.by_feature.values()
+        start, stop = int(crow[lo]), int(crow[hi])
+        return torch.sparse_csr_tensor(crow[lo:hi + 1] - start, col[start:stop], val[start:stop],
+                                       (hi - lo, self.by_feature.shape[1]))
 
 
 @contextmanager
@@ -69,7 +67,7 @@ def compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None):
 
 
 def _sides(con: duckdb.DuckDBPyConnection, run: dict, device: torch.device) -> tuple[Side, Side]:
-    """Both sides' checked rows (featstore.correlate.load_rows), on `device`, keys counted from 0."""
+    """Both sides' checked rows (featstore.correlate.load_rows) as CSR matrices on `device`, keys counted from 0."""
     rows = {side: con.execute(f"SELECT key, feature, x FROM {load_rows(con, run, side)}").fetchnumpy() for side in "ab"}
     offset = run["tok_start"] if run["stat"] != "token_type_mean" else 0
     n_keys = run["n_tokens"] if run["stat"] != "token_type_mean" else 1 + max(
@@ -86,23 +84,23 @@ def _side(rows: dict, offset: int, n_keys: int, n_features: int, run: dict, devi
     if run["stat"] == "all_tokens":
         x, keep, u, order = _normalised(feature, x, n_features, run["n_tokens"])
         key, feature = key[keep], feature[keep]
-    by_feature = torch.argsort(feature, stable=True)
-    by_key = torch.argsort(key, stable=True)
-    return Side(
-        n_features=n_features, feature=feature[by_feature], key=key[by_feature], x=x[by_feature],
-        feature_ptr=_pointers(feature, n_features), key_ptr=_pointers(key, n_keys),
-        key_feature=feature[by_key], key_x=x[by_key], u=u, order=order,
-    )
+    position = torch.full((n_features,), -1, dtype=torch.int64, device=device)
+    position[order] = torch.arange(order.numel(), device=device)
+    return Side(n_features, _csr(feature, key, x, (n_features, n_keys)), _csr(key, feature, x, (n_keys, n_features)),
+                u, order, position)
 
 
-def _pointers(index: torch.Tensor, size: int) -> torch.Tensor:
-    counts = torch.bincount(index, minlength=size)
-    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+def _csr(row: torch.Tensor, col: torch.Tensor, value: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """CSR matrix of distinct (row, col) entries, columns sorted within each row."""
+    order = torch.argsort(row * shape[1] + col)
+    counts = torch.bincount(row, minlength=shape[0])
+    crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    return torch.sparse_csr_tensor(crow, col[order], value[order], shape)
 
 
 def _normalised(feature: torch.Tensor, x: torch.Tensor, n_features: int, n_tokens: int):
-    """all_tokens: x / ‖x − x̄‖ as float32, the rows of features with a defined r, u, and the rank order
-    (sql/222_corr_feature_stats.sql and 227_corr_normalised.sql, in float64)."""
+    """all_tokens: x / ‖x − x̄‖ as float32, which rows belong to features with a defined r, u, and the
+    rank order (sql/222_corr_feature_stats.sql and 227_corr_normalised.sql, in float64)."""
     sx = torch.bincount(feature, weights=x, minlength=n_features)
     sxx = torch.bincount(feature, weights=x * x, minlength=n_features)
     norm = torch.sqrt(torch.clamp(sxx - sx * sx / n_tokens, min=0))
@@ -120,126 +118,143 @@ def _normalised(feature: torch.Tensor, x: torch.Tensor, n_features: int, n_token
 def correlate_sides(a: Side, b: Side, run: dict, workers: int, progress: bool | None) -> tuple[dict[str, pa.Table], int]:
     """Pairs with r >= floor and best matches of both sides (Arrow tables) plus the number of defined pairs."""
     all_tokens = run["stat"] == "all_tokens"
-    height = max(1, TILE_CELLS // max(b.n_features, 1))
-    tiles = [(lo, min(lo + height, a.n_features)) for lo in range(0, a.n_features, height)
-             if a.feature_ptr[min(lo + height, a.n_features)] > a.feature_ptr[lo]]
+    weights = _pair_counts(a, b)
+    tiles = _tiles(weights)
     merged = Merged(a, b, all_tokens)
-    total = int(b.key_len[a.key].sum()) if a.key.numel() else 0
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # one tile per core: the scatter-add is serial, tiles are independent
+    torch.set_num_threads(1)  # one tile per core: tiles are independent
     try:
-        with tqdm(total=total, unit="pair", unit_scale=True, desc=f"correlate {run['stat']} (torch)",
+        with tqdm(total=int(weights.sum()), unit="pair", unit_scale=True, desc=f"correlate {run['stat']} (torch)",
                   disable=None if progress is None else not progress) as bar, ThreadPoolExecutor(workers) as pool:
-            for summary in pool.map(lambda tile: _tile(a, b, *tile, run["r_floor"], all_tokens), tiles):
-                merged.add(summary)
-                bar.update(summary.n_products)
+            for (lo, hi), summary in zip(tiles, pool.map(lambda t: _tile(a, b, *t, run["r_floor"], all_tokens), tiles)):
+                merged.add(lo, hi, summary)
+                bar.update(int(weights[lo:hi].sum()))
     finally:
         torch.set_num_threads(previous)
     return merged.tables(), merged.n_defined
 
 
+def _pair_counts(a: Side, b: Side) -> torch.Tensor:
+    """Per feature of a, the co-firing row pairs its product with b expands (rows of b on its keys)."""
+    crow, keys = a.by_feature.crow_indices(), a.by_feature.col_indices()
+    features = torch.repeat_interleave(torch.arange(a.n_features, device=crow.device), crow[1:] - crow[:-1])
+    b_crow = b.by_key.crow_indices()
+    return torch.bincount(features, weights=(b_crow[1:] - b_crow[:-1])[keys].double(), minlength=a.n_features)
+
+
+def _tiles(weights: torch.Tensor) -> list[tuple[int, int]]:
+    """Contiguous feature ranges of about PAIRS_PER_TILE co-firing row pairs each; empty ranges left out."""
+    ends = torch.cumsum(weights, 0)
+    targets = torch.arange(1, int(ends[-1]) // PAIRS_PER_TILE + 1, device=ends.device, dtype=torch.float64) * PAIRS_PER_TILE
+    cuts = sorted({0, *torch.searchsorted(ends, targets, right=True).tolist(), weights.numel()})
+    return [(lo, hi) for lo, hi in zip(cuts, cuts[1:]) if weights[lo:hi].sum() > 0]
+
+
+def tile_product(rows: torch.Tensor, other: Side, moments: bool):
+    """(row, col) of the co-firing pairs of a tile's CSR rows with `other`, and their sums over shared keys:
+    (Σ x·y,) in float32, or the raw moments (n, Σx, Σy, Σx², Σy², Σxy) in float64."""
+    if not moments:
+        product = torch.sparse.mm(rows, other.by_key)
+        return _coordinates(product), (product.values(),)
+    x, y = rows.to(torch.float64), other.by_key.to(torch.float64)
+    ones_x, ones_y = _with_values(x, torch.ones_like(x.values())), _with_values(y, torch.ones_like(y.values()))
+    squares_x, squares_y = _with_values(x, x.values() ** 2), _with_values(y, y.values() ** 2)
+    factors = ((ones_x, ones_y), (x, ones_y), (ones_x, y), (squares_x, ones_y), (ones_x, squares_y), (x, y))
+    products = [torch.sparse.mm(p, q) for p, q in factors]
+    return _coordinates(products[0]), tuple(p.values() for p in products)  # one pattern: every value is positive
+
+
+def _with_values(m: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    return torch.sparse_csr_tensor(m.crow_indices(), m.col_indices(), values, m.shape)
+
+
+def _coordinates(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    crow = m.crow_indices()
+    rows = torch.repeat_interleave(torch.arange(m.shape[0], device=crow.device), crow[1:] - crow[:-1])
+    return rows, m.col_indices()
+
+
 @dataclass
 class TileSummary:
-    lo: int
     pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # feature_a, feature_b, r with r >= floor
-    row_r: torch.Tensor  # best co-firing r per tile row (-inf: none) and its partner
+    row_r: torch.Tensor  # best co-firing r per feature of the tile (-inf: none) and its partner
     row_match: torch.Tensor
     col_r: torch.Tensor  # best r per feature of b within the tile and its partner in a
     col_match: torch.Tensor
-    row_gap: torch.Tensor  # all_tokens: position in b.order of each row's best never-co-firing partner (-1: none)
-    low_rows: torch.Tensor  # all_tokens: rows of the tile that are among a's LOW_RANKS lowest-u features ...
-    low_cofiring: torch.Tensor  # ... and whom of b they co-fire with
+    row_gap: torch.Tensor  # all_tokens: position in b.order of each feature's best never-co-firing partner (-1: none)
+    low: tuple[torch.Tensor, torch.Tensor]  # all_tokens: (position in a.order < LOW_RANKS, feature of b) of co-firing pairs
     n_defined: int
-    n_products: int
 
 
 def _tile(a: Side, b: Side, lo: int, hi: int, r_floor: float, all_tokens: bool) -> TileSummary:
-    start, stop = int(a.feature_ptr[lo]), int(a.feature_ptr[hi])
-    sums, n_products = tile_sums(a.key[start:stop], a.feature[start:stop] - lo, a.x[start:stop], hi - lo, b,
-                                 1 if all_tokens else MOMENTS)
-    r, cofiring, defined = (_all_tokens_r(sums[0], a.u[lo:hi], b.u) if all_tokens else _moments_r(sums))
-    r = r.masked_fill(~defined, float("-inf"))
-    rows, cols = torch.nonzero(r >= r_floor, as_tuple=True)
-    row_r, row_match = r.max(dim=1)
-    col_r, col_match = r.max(dim=0)
-    empty = torch.empty(0, dtype=torch.int64, device=r.device)
-    row_gap, low_rows, low_cofiring = empty, empty, empty
+    (rows, cols), sums = tile_product(a.rows(lo, hi), b, moments=not all_tokens)
     if all_tokens:
-        row_gap = first_gaps(cofiring, b.order)
-        low = a.order[:LOW_RANKS]
-        low_rows = low[(low >= lo) & (low < hi)] - lo
-        low_cofiring = cofiring[low_rows]
-    return TileSummary(lo, (rows + lo, cols, r[rows, cols]), row_r, row_match, col_r, col_match + lo,
-                       row_gap, low_rows + lo, low_cofiring, int(defined.sum()), n_products)
+        r = torch.clamp(sums[0].double() - a.u[lo + rows] * b.u[cols], -1, 1)
+    else:
+        rows, cols, r = _moments_r(rows, cols, *sums)
+    keep = r >= r_floor
+    row_r, row_match = best_per(rows, cols, r, hi - lo)
+    col_r, col_match = best_per(cols, rows + lo, r, b.n_features)
+    empty = torch.empty(0, dtype=torch.int64, device=r.device)
+    row_gap, low = empty, (empty, empty)
+    if all_tokens:
+        row_gap = first_gaps(rows, b.position[cols], hi - lo, b.order.numel())
+        position = a.position[lo + rows]
+        tracked = (position >= 0) & (position < LOW_RANKS)
+        low = (position[tracked], cols[tracked])
+    return TileSummary((rows[keep] + lo, cols[keep], r[keep]), row_r, row_match, col_r, col_match, row_gap, low, r.numel())
 
 
-def tile_sums(key: torch.Tensor, row: torch.Tensor, x: torch.Tensor, height: int, other: Side, moments: int):
-    """Sums over shared keys of the products of `height` features' rows (key, row, x) with `other`'s rows:
-    shape (moments, height, other.n_features), float64; moments 1 is Σ x·y, 6 the raw moments."""
-    width = other.n_features
-    sums = torch.zeros(moments, height * width, dtype=torch.float64, device=key.device)
-    counts = other.key_len[key]
-    ends = torch.cumsum(counts, 0)
-    n_products = int(ends[-1]) if ends.numel() else 0
-    targets = torch.arange(1, n_products // PAIRS_PER_CHUNK + 1, device=key.device) * PAIRS_PER_CHUNK
-    cuts = torch.searchsorted(ends, targets, right=True)
-    bounds = [0, *cuts.tolist(), key.numel()]
-    for s, e in zip(bounds, bounds[1:]):
-        if e <= s:
-            continue
-        n = counts[s:e]
-        size = int(n.sum())
-        if size == 0:
-            continue
-        first = torch.cumsum(n, 0) - n
-        partner = torch.arange(size, device=key.device) + torch.repeat_interleave(other.key_ptr[key[s:e]] - first, n, output_size=size)
-        cell = torch.repeat_interleave(row[s:e] * width, n, output_size=size) + other.key_feature[partner]
-        xs = torch.repeat_interleave(x[s:e], n, output_size=size)
-        ys = other.key_x[partner]
-        if moments == 1:
-            sums[0].index_add_(0, cell, (xs * ys).double())
-        else:
-            for j, value in enumerate((torch.ones_like(xs), xs, ys, xs * xs, ys * ys, xs * ys)):
-                sums[j].index_add_(0, cell, value)
-    return sums.view(moments, height, width), n_products
-
-
-def _all_tokens_r(s: torch.Tensor, u_a: torch.Tensor, u_b: torch.Tensor):
-    """r = Σ v_a·v_b − u_a·u_b on co-firing pairs (the products are all positive), clamped to [−1, 1]."""
-    cofiring = s > 0
-    return torch.clamp(s - u_a[:, None] * u_b[None, :], -1, 1), cofiring, cofiring
-
-
-def _moments_r(m: torch.Tensor):
-    """Pearson r from n, Σx, Σy, Σx², Σy², Σxy where both fire (sql/225_corr_block_moments.sql)."""
-    n, sx, sy, sxx, syy, sxy = m
+def _moments_r(rows, cols, n, sx, sy, sxx, syy, sxy):
+    """The pairs with a defined Pearson r, from their raw moments, and r (sql/225_corr_block_moments.sql)."""
     var_x, var_y = n * sxx - sx * sx, n * syy - sy * sy
     defined = (n >= 2) & (var_x > 1e-9 * n * sxx) & (var_y > 1e-9 * n * syy)
-    r = torch.clamp((n * sxy - sx * sy) / torch.sqrt(var_x * var_y), -1, 1)
-    return r, n > 0, defined
+    r = torch.clamp((n * sxy - sx * sy)[defined] / torch.sqrt(var_x[defined] * var_y[defined]), -1, 1)
+    return rows[defined], cols[defined], r
 
 
-def first_gaps(cofiring: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """Per row, the first position in `order` of a partner it does not co-fire with (-1: co-fires with all).
+def best_per(group: torch.Tensor, partner: torch.Tensor, r: torch.Tensor, size: int):
+    """Per group 0..size-1, the highest r (-inf: none) and its partner (-1: none; ties: the lowest partner)."""
+    best = torch.full((size,), float("-inf"), dtype=r.dtype, device=r.device).scatter_reduce(0, group, r, "amax")
+    top = r == best[group]
+    match = torch.full((size,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=r.device)
+    match = match.scatter_reduce(0, group[top], partner[top], "amin")
+    return best, torch.where(torch.isneginf(best), -1, match)
 
-    The LOW_RANKS lowest positions answer almost every row; the rest search their whole row."""
-    gaps = torch.full((cofiring.shape[0],), -1, dtype=torch.int64, device=cofiring.device)
-    low = ~cofiring[:, order[:LOW_RANKS]]
-    found = low.any(dim=1)
-    gaps[found] = low[found].int().argmax(dim=1)
-    rest = torch.nonzero(~found & (order.numel() > LOW_RANKS)).squeeze(1)
+
+def first_gaps(group: torch.Tensor, position: torch.Tensor, size: int, n_positions: int) -> torch.Tensor:
+    """Per group 0..size-1, the lowest position 0..n_positions-1 it has no pair at (-1: it has them all).
+
+    A (size × LOW_RANKS) table of the low positions answers almost every group; the rest search all positions."""
+    width = min(LOW_RANKS, n_positions)
+    gaps = torch.full((size,), -1, dtype=torch.int64, device=group.device)
+    free = _free(group, position, size, width)
+    found = free.any(dim=1)
+    gaps[found] = free[found].int().argmax(dim=1)
+    rest = torch.nonzero(~found).squeeze(1) if n_positions > width else gaps[:0]
     if rest.numel():
-        free = ~cofiring[rest][:, order]
+        local = torch.full((size,), -1, dtype=torch.int64, device=group.device)
+        local[rest] = torch.arange(rest.numel(), device=group.device)
+        mine = local[group] >= 0
+        free = _free(local[group[mine]], position[mine], rest.numel(), n_positions)
         hit = free.any(dim=1)
         gaps[rest[hit]] = free[hit].int().argmax(dim=1)
     return gaps
+
+
+def _free(group: torch.Tensor, position: torch.Tensor, size: int, width: int) -> torch.Tensor:
+    """(size × width) bool: True where the group has no pair at that position (position -1: no position)."""
+    taken = torch.zeros((size, width), dtype=torch.bool, device=group.device)
+    low = (position >= 0) & (position < width)
+    taken[group[low], position[low]] = True
+    return ~taken
 
 
 # -- merging tiles into the stored results ---------------------------------------------------------
 
 
 class Merged:
-    """Running results over tiles, merged in tile order."""
+    """Running results over the tiles, merged in tile order (so ties keep the lower feature of a)."""
 
     def __init__(self, a: Side, b: Side, all_tokens: bool):
         device = a.u.device
@@ -249,22 +264,19 @@ class Merged:
                        torch.full((a.n_features,), -1, dtype=torch.int64, device=device))
         self.best_b = (torch.full((b.n_features,), float("-inf"), dtype=torch.float64, device=device),
                        torch.full((b.n_features,), -1, dtype=torch.int64, device=device))
-        self.gap_a = torch.full((a.n_features,), -1, dtype=torch.int64, device=device)
-        low = a.order[:LOW_RANKS]
-        self.low_cofiring = torch.zeros((low.numel(), b.n_features), dtype=torch.bool, device=device)
-        self.low_position = torch.full((a.n_features,), -1, dtype=torch.int64, device=device)
-        self.low_position[low] = torch.arange(low.numel(), device=device)
+        # a feature in no tile co-fires with nothing: its gap is the first position (when b has one)
+        self.gap_a = torch.full((a.n_features,), 0 if b.order.numel() else -1, dtype=torch.int64, device=device)
+        self.low_cofiring = torch.zeros((min(LOW_RANKS, a.order.numel()), b.n_features), dtype=torch.bool, device=device)
         self.n_defined = 0
 
-    def add(self, t: TileSummary) -> None:
-        hi = t.lo + t.row_r.numel()
+    def add(self, lo: int, hi: int, t: TileSummary) -> None:
         self.pairs.append(t.pairs)
-        self.best_a[0][t.lo:hi], self.best_a[1][t.lo:hi] = t.row_r, t.row_match
-        better = t.col_r > self.best_b[0]  # strict: on a tie the earlier tile (lower feature) stays
+        self.best_a[0][lo:hi], self.best_a[1][lo:hi] = t.row_r, t.row_match
+        better = t.col_r > self.best_b[0]  # strict: on a tie the earlier tile (lower feature of a) stays
         self.best_b[0][better], self.best_b[1][better] = t.col_r[better], t.col_match[better]
         if self.all_tokens:
-            self.gap_a[t.lo:hi] = t.row_gap
-            self.low_cofiring[self.low_position[t.low_rows]] = t.low_cofiring
+            self.gap_a[lo:hi] = t.row_gap
+            self.low_cofiring[t.low] = True
         self.n_defined += t.n_defined
 
     def tables(self) -> dict[str, pa.Table]:
@@ -272,47 +284,38 @@ class Merged:
         pairs = pa.table({"feature_a": pa.array(_numpy(a_feature).astype(np.uint32)),
                           "feature_b": pa.array(_numpy(b_feature).astype(np.uint32)),
                           "r": pa.array(_numpy(r).astype(np.float32))})
-        return {"pairs": pairs, "best_a": self._best(self.a, self.b, *self.best_a, self.gap_a),
-                "best_b": self._best(self.b, self.a, *self.best_b, self._gaps_b())}
+        return {"pairs": pairs, "best_a": _best(self.a, self.b, *self.best_a, self.gap_a),
+                "best_b": _best(self.b, self.a, *self.best_b, self._gaps_b())}
 
     def _gaps_b(self) -> torch.Tensor:
         """Per feature of b, the position in a.order of its best never-co-firing partner; saturated ones searched exactly."""
-        gaps = torch.full((self.b.n_features,), -1, dtype=torch.int64, device=self.b.u.device)
-        if not self.all_tokens or self.b.order.numel() == 0:
+        b, a = self.b, self.a
+        gaps = torch.full((b.n_features,), -1, dtype=torch.int64, device=b.u.device)
+        if not self.all_tokens or b.order.numel() == 0 or a.order.numel() == 0:
             return gaps
-        free = ~self.low_cofiring[:, self.b.order]
+        free = ~self.low_cofiring[:, b.order]
         found = free.any(dim=0)
-        gaps[self.b.order[found]] = free[:, found].int().argmax(dim=0)
-        saturated = self.b.order[~found]
-        if saturated.numel() and self.a.order.numel() > LOW_RANKS:
-            gaps[saturated] = self._search(saturated)
+        gaps[b.order[found]] = free[:, found].int().argmax(dim=0)
+        for feature in b.order[~found].tolist() if a.order.numel() > LOW_RANKS else []:
+            (_, partners), _ = tile_product(b.rows(feature, feature + 1), a, moments=False)
+            gaps[feature] = first_gaps(torch.zeros_like(partners), a.position[partners], 1, a.order.numel())[0]
         return gaps
 
-    def _search(self, features: torch.Tensor) -> torch.Tensor:
-        """Exact gap positions for a few features of b, from their own products with every feature of a."""
-        b, a = self.b, self.a
-        spans = [torch.arange(int(b.feature_ptr[f]), int(b.feature_ptr[f + 1]), device=f.device) for f in features]
-        rows = torch.cat(spans)
-        local = torch.repeat_interleave(torch.arange(features.numel(), device=rows.device),
-                                        torch.tensor([s.numel() for s in spans], device=rows.device))
-        sums, _ = tile_sums(b.key[rows], local, b.x[rows], features.numel(), a, 1)
-        return first_gaps(sums[0] > 0, a.order)
 
-    @staticmethod
-    def _best(self_side: Side, other: Side, r: torch.Tensor, match: torch.Tensor, gap: torch.Tensor) -> pa.Table:
-        """Best co-firing partner, or the best never-co-firing one (r = −u·u′) when higher (sql/230)."""
-        has_gap = (gap >= 0) & ~torch.isnan(self_side.u)
-        quiet_match = torch.where(has_gap, other.order[gap.clamp(min=0)] if other.order.numel() else gap, gap)
-        quiet_r = torch.where(has_gap, -self_side.u * other.u[quiet_match.clamp(min=0)], torch.full_like(r, float("-inf")))
-        use_quiet = has_gap & (quiet_r > r)
-        best_r = torch.where(use_quiet, quiet_r, r)
-        best_match = torch.where(use_quiet, quiet_match, match)
-        undefined = _numpy(torch.isneginf(best_r))
-        return pa.table({
-            "feature": pa.array(np.arange(self_side.n_features, dtype=np.uint32)),
-            "match": pa.array(_numpy(best_match).astype(np.uint32), mask=undefined),
-            "r": pa.array(_numpy(best_r).astype(np.float32), mask=undefined),
-        })
+def _best(side: Side, other: Side, r: torch.Tensor, match: torch.Tensor, gap: torch.Tensor) -> pa.Table:
+    """Every feature's best match: its best co-firing partner, or the best never-co-firing one
+    (r = −u·u′ at the gap) when that is higher (sql/230_corr_best_matches.sql)."""
+    has_gap = (gap >= 0) & ~torch.isnan(side.u)
+    quiet = other.order[gap.clamp(min=0)] if other.order.numel() else gap
+    quiet_r = torch.where(has_gap, -side.u * other.u[quiet.clamp(min=0)], torch.full_like(r, float("-inf")))
+    use_quiet = has_gap & (quiet_r > r)
+    best_r, best_match = torch.where(use_quiet, quiet_r, r), torch.where(use_quiet, quiet, match)
+    undefined = _numpy(torch.isneginf(best_r))
+    return pa.table({
+        "feature": pa.array(np.arange(side.n_features, dtype=np.uint32)),
+        "match": pa.array(_numpy(best_match).astype(np.uint32), mask=undefined),
+        "r": pa.array(_numpy(best_r).astype(np.float32), mask=undefined),
+    })
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
