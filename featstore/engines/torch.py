@@ -4,8 +4,8 @@ Each side is a sparse CSR matrix over (feature, key). Side a's features are cut 
 PAIRS_PER_TILE co-firing row pairs; a tile's product with side b (torch.sparse.mm, CSR × CSR) is a
 sparse (tile × d_sae_b) matrix of only the pairs that co-fire, so memory stays one tile whatever N and
 d_sae: nothing of size N × d_sae or d_sae × d_sae is built. all_tokens multiplies the normalised
-values v = x / ‖x − x̄‖ in float32 (r = Σ v_a·v_b − u_a·u_b, see featstore.correlate) and takes r in
-float64; cofiring and token_type_mean sum the six raw moments in float64. A tile leaves what the SQL
+values v = x / ‖x − x̄‖ in float32 (r = Σ v_a·v_b − u_a·u_b, see featstore.correlate; u in float64);
+cofiring and token_type_mean sum the six raw moments in float64. A tile leaves what the SQL
 engine's block summary leaves: the pairs with r >= the floor, each feature's best co-firing partner
 (ties: the lower feature id), and which low-u partners it co-fires with, from which the exact best
 never-co-firing match follows.
@@ -40,6 +40,10 @@ class Side:
     u: torch.Tensor  # all_tokens: Σx / (‖x − x̄‖·√N) per feature, NaN where r is undefined
     order: torch.Tensor  # all_tokens: the features with a defined r by (u, feature), the SQL engine's rank order
     position: torch.Tensor  # each feature's position in order (-1: not in it)
+
+    @property
+    def u32(self) -> torch.Tensor:
+        return self.u.float()
 
     def rows(self, lo: int, hi: int) -> torch.Tensor:
         """Features lo..hi-1 as a CSR (hi − lo) × keys matrix over by_feature's arrays."""
@@ -91,11 +95,14 @@ def _side(rows: dict, offset: int, n_keys: int, n_features: int, run: dict, devi
 
 
 def _csr(row: torch.Tensor, col: torch.Tensor, value: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """CSR matrix of distinct (row, col) entries, columns sorted within each row."""
-    order = torch.argsort(row * shape[1] + col)
+    """CSR matrix of distinct (row, col) entries, columns sorted within each row (no sort when already so)."""
+    flat = row * shape[1] + col
+    if not bool((flat[1:] > flat[:-1]).all()):
+        order = torch.argsort(flat)
+        col, value = col[order], value[order]
     counts = torch.bincount(row, minlength=shape[0])
     crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
-    return torch.sparse_csr_tensor(crow, col[order], value[order], shape)
+    return torch.sparse_csr_tensor(crow, col, value, shape)
 
 
 def _normalised(feature: torch.Tensor, x: torch.Tensor, n_features: int, n_tokens: int):
@@ -189,7 +196,7 @@ class TileSummary:
 def _tile(a: Side, b: Side, lo: int, hi: int, r_floor: float, all_tokens: bool) -> TileSummary:
     (rows, cols), sums = tile_product(a.rows(lo, hi), b, moments=not all_tokens)
     if all_tokens:
-        r = torch.clamp(sums[0].double() - a.u[lo + rows] * b.u[cols], -1, 1)
+        r = torch.clamp(sums[0] - a.u32[lo + rows] * b.u32[cols], -1, 1)  # float32: |Δr| ~ 1e-7
     else:
         rows, cols, r = _moments_r(rows, cols, *sums)
     keep = r >= r_floor
@@ -199,9 +206,10 @@ def _tile(a: Side, b: Side, lo: int, hi: int, r_floor: float, all_tokens: bool) 
     row_gap, low = empty, (empty, empty)
     if all_tokens:
         row_gap = first_gaps(rows, b.position[cols], hi - lo, b.order.numel())
-        position = a.position[lo + rows]
-        tracked = (position >= 0) & (position < LOW_RANKS)
-        low = (position[tracked], cols[tracked])
+        tracked_rows = (a.position[lo:hi] >= 0) & (a.position[lo:hi] < LOW_RANKS)
+        if tracked_rows.any():
+            tracked = tracked_rows[rows]
+            low = (a.position[lo + rows[tracked]], cols[tracked])
     return TileSummary((rows[keep] + lo, cols[keep], r[keep]), row_r, row_match, col_r, col_match, row_gap, low, r.numel())
 
 
