@@ -281,7 +281,7 @@ class Merged:
         self.pairs.append(t.pairs)
         self.best_a[0][lo:hi], self.best_a[1][lo:hi] = t.row_r, t.row_match
         better = t.col_r > self.best_b[0]  # strict: on a tie the earlier tile (lower feature of a) stays
-        self.best_b[0][better], self.best_b[1][better] = t.col_r[better], t.col_match[better]
+        self.best_b[0][better], self.best_b[1][better] = t.col_r[better].double(), t.col_match[better]
         if self.all_tokens:
             self.gap_a[lo:hi] = t.row_gap
             self.low_cofiring[t.low] = True
