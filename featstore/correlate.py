@@ -170,7 +170,7 @@ def load_rows(con: duckdb.DuckDBPyConnection, run: dict, side: str) -> str:
     """corr_work.raw_{side}: the (key, feature, x) rows one side's statistic joins on, checked; returns its name."""
     source = "corr_type_means" if run["stat"] == "token_type_mean" else "corr_occurrences"
     con.execute(f"CREATE TABLE {WORK}.raw_{side} AS SELECT * FROM {source}(?, ?)", [run[f"sae_{side}"], run["corpus"]])
-    _check_values(con, side, run)
+    check_values(con, side, run, f"{WORK}.raw_{side}")
     return f"{WORK}.raw_{side}"
 
 
@@ -266,12 +266,14 @@ def _aggregate_block(cur: duckdb.DuckDBPyConnection, block_a: str, lo: int, hi: 
                 f" SELECT * FROM corr_block_summary('pairs', ?, ?)", [run["r_floor"], MASK_BITS])
 
 
-def _check_values(con: duckdb.DuckDBPyConnection, side: str, run: dict) -> None:
-    """Refuse activations that would silently corrupt the statistics (implicit zeros need every tok in the corpus)."""
+def check_values(con: duckdb.DuckDBPyConnection, side: str, run: dict, rows: str) -> None:
+    """Refuse activations that would silently corrupt the statistics (implicit zeros need every tok in the corpus).
+
+    `rows` is a relation of (key, feature, x) rows of that side, e.g. corr_work.raw_a."""
     by_tok = run["stat"] != "token_type_mean"
     bad, top_feature, outside = con.execute(
         f"SELECT count(*) FILTER (WHERE NOT isfinite(x) OR x <= 0), max(feature),"
-        f" count(*) FILTER (WHERE ? AND (key < ? OR key >= ?)) FROM {WORK}.raw_{side}",
+        f" count(*) FILTER (WHERE ? AND (key < ? OR key >= ?)) FROM {rows}",
         [by_tok, run["tok_start"], run["tok_start"] + run["n_tokens"]],
     ).fetchone()
     sae = run[f"sae_{side}"]

@@ -1,0 +1,116 @@
+"""The Spark SQL correlation engine: the same three statistics, computed by Spark on the warehouse's Parquet.
+
+Spark reads the activation partitions themselves, plus the small catalog rows it needs (the corpus's
+tokens, for token_type_mean) exported as Parquet into a staging folder of the warehouse; the pair
+aggregation runs in Spark SQL (sql/queries/spark/, one statement per step, the Spark versions of the
+DuckDB macros sql/22x-23x). The pairs above the floor and both sides' best matches are written as
+Parquet into the staging folder, which featstore.correlate commits into the DuckDB catalog exactly as
+a SQL-engine run; the folder is removed afterwards. The inputs are checked in DuckDB first, with the
+SQL engine's own check, streamed over the partitions.
+
+`--spark-master` takes any Spark master URL (default local[*]); a SparkSession already running in
+the process is used as it is.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from featstore.correlate import check_values
+from featstore.warehouse import sql_dir
+
+DRIVER_MEMORY = "2g"  # local mode runs in the driver: enough for the benchmark's 82M co-firing row pairs
+
+
+def session(master: str | None = None):
+    """The running SparkSession, or a new one on `master` (default local[*])."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    spark = (SparkSession.builder.master(master or "local[*]").appName("featstore")
+             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+             .config("spark.driver.memory", DRIVER_MEMORY).getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def query(spark, name: str, **args):
+    """Run sql/queries/spark/<name>.sql with named parameters (:name) on the session's temp views."""
+    return spark.sql(sql_dir().joinpath("queries", "spark", f"{name}.sql").read_text(), args=args or None)
+
+
+def engine(master: str | None):
+    """The engine's compute step (see featstore.engines) on a session of `master`."""
+
+    @contextmanager
+    def compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None):
+        staging = _warehouse_root(con) / "staging" / f"spark-{uuid.uuid4().hex[:12]}"
+        staging.mkdir(parents=True)
+        try:
+            yield _correlate(session(master), con, run, staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    return compute
+
+
+def _warehouse_root(con: duckdb.DuckDBPyConnection) -> Path:
+    return Path(con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]).parent
+
+
+def partition_files(con: duckdb.DuckDBPyConnection, sae: str, corpus: str) -> list[str]:
+    """The committed Parquet files of one (SAE, corpus) partition."""
+    return [r[0] for r in con.execute("SELECT path FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]).fetchall()]
+
+
+def _correlate(spark, con: duckdb.DuckDBPyConnection, run: dict, staging: Path) -> tuple[dict[str, str], int]:
+    stat, corpus = run["stat"], run["corpus"]
+    source = "corr_type_means" if stat == "token_type_mean" else "corr_occurrences"
+    for side in "ab":  # names are plain (warehouse.check_name), so they can be spelled into the macro call
+        check_values(con, side, run, f"{source}('{run[f'sae_{side}']}', '{corpus}')")
+    if stat == "token_type_mean":
+        con.execute(f"COPY (SELECT tok, token_id FROM tokens WHERE corpus = '{corpus}') TO '{staging / 'tokens.parquet'}' (FORMAT parquet)")
+        spark.read.parquet(str(staging / "tokens.parquet")).createOrReplaceTempView("tokens")
+    for side in "ab":
+        spark.read.parquet(*partition_files(con, run[f"sae_{side}"], corpus)).createOrReplaceTempView("acts")
+        raw = query(spark, "corr_type_means") if stat == "token_type_mean" else spark.sql("SELECT tok AS key, feature, act AS x FROM acts")
+        raw.createOrReplaceTempView(f"raw_{side}")
+        if stat == "all_tokens":
+            raw.createOrReplaceTempView("raw")
+            stats = query(spark, "corr_feature_stats", n_tokens=run["n_tokens"]).cache()
+            stats.createOrReplaceTempView(f"stats_{side}")
+            stats.createOrReplaceTempView("stats")
+            query(spark, "corr_normalised").createOrReplaceTempView(f"rows_{side}")
+        else:
+            spark.sql("SELECT CAST(NULL AS BIGINT) AS feature, CAST(NULL AS DOUBLE) AS u, CAST(NULL AS INT) AS rank"
+                      " WHERE false").createOrReplaceTempView(f"stats_{side}")
+    pairs = query(spark, "corr_pairs_all_tokens" if stat == "all_tokens" else "corr_pairs_moments").cache()
+    pairs.createOrReplaceTempView("pairs_all")
+    spark.sql("SELECT feature_a, feature_b, CAST(r AS FLOAT) AS r FROM pairs_all WHERE r >= :floor",
+              args={"floor": run["r_floor"]}).write.parquet(str(staging / "pairs"))
+    for side, other in (("a", "b"), ("b", "a")):
+        _best_matches(spark, run, side, other).write.parquet(str(staging / f"best_{side}"))
+    n_cofiring = pairs.count()
+    pairs.unpersist()
+    return {name: f"read_parquet('{staging / name}/*.parquet')" for name in ("pairs", "best_a", "best_b")}, n_cofiring
+
+
+def _best_matches(spark, run: dict, side: str, other: str):
+    """Every feature of one side with its best match (corr_gaps.sql, corr_best_matches.sql)."""
+    spark.sql(f"SELECT feature_{side} AS feature, feature_{other} AS partner, r, rank_{other} AS partner_rank"
+              " FROM pairs_all").createOrReplaceTempView("side_pairs")
+    spark.table(f"stats_{side}").createOrReplaceTempView("stats_self")
+    spark.table(f"stats_{other}").createOrReplaceTempView("stats_other")
+    spark.range(run[f"d_sae_{side}"]).createOrReplaceTempView("features")
+    if run["stat"] == "all_tokens":
+        query(spark, "corr_gaps").createOrReplaceTempView("gaps")
+    else:
+        spark.sql("SELECT CAST(NULL AS BIGINT) AS feature, CAST(NULL AS INT) AS gap_rank WHERE false").createOrReplaceTempView("gaps")
+    return query(spark, "corr_best_matches")
