@@ -623,15 +623,23 @@ def report_command(wh: Warehouse) -> None:
 
 
 @main.command("export")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "arrow"]), default="parquet", show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write NAME.<format> into [default: <warehouse>/exports].")
+@click.option("--engine-layout", "layout", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Instead of NAME: write every catalog table and the activation partitions as Parquet into this folder.")
 @pass_warehouse
-def export_command(wh: Warehouse, name: str, fmt: str, out_dir: Path | None) -> None:
-    """Write any table or view to a Parquet, CSV or Arrow IPC file."""
-    from featstore.export import export
+def export_command(wh: Warehouse, name: str | None, fmt: str, out_dir: Path | None, layout: Path | None) -> None:
+    """Write any table or view to a Parquet, CSV or Arrow IPC file, or the whole warehouse as Parquet."""
+    from featstore.export import export, export_layout
 
+    if layout is not None:
+        done = export_layout(wh, layout)
+        click.echo(f"{done['tables']} tables and {done['partition_files']} activation files -> {done['path']}")
+        return
+    if name is None:
+        raise FeatstoreError("name a table or view to export, or give --engine-layout DIR")
     done = export(wh, name, fmt, out_dir)
     click.echo(f"{done['rows']} rows -> {done['path']} ({done['bytes']:,} bytes)")
 

@@ -6,7 +6,8 @@ aggregation runs in Spark SQL (sql/queries/spark/, one statement per step, the S
 DuckDB macros sql/22x-23x). The pairs above the floor and both sides' best matches are written as
 Parquet into the staging folder, which featstore.correlate commits into the DuckDB catalog exactly as
 a SQL-engine run; the folder is removed afterwards. The inputs are checked in DuckDB first, with the
-SQL engine's own check, streamed over the partitions.
+SQL engine's own check, streamed over the partitions. Everything featstore commits is written by
+one Spark job into one Parquet dataset (column kind: pairs, best_a, best_b, count).
 
 `--spark-master` takes any Spark master URL (default local[*]); a SparkSession already running in
 the process is used as it is.
@@ -93,13 +94,22 @@ def _correlate(spark, con: duckdb.DuckDBPyConnection, run: dict, staging: Path) 
                       " WHERE false").createOrReplaceTempView(f"stats_{side}")
     pairs = query(spark, "corr_pairs_all_tokens" if stat == "all_tokens" else "corr_pairs_moments").cache()
     pairs.createOrReplaceTempView("pairs_all")
-    spark.sql("SELECT feature_a, feature_b, CAST(r AS FLOAT) AS r FROM pairs_all WHERE r >= :floor",
-              args={"floor": run["r_floor"]}).write.parquet(str(staging / "pairs"))
+    results = [spark.sql("SELECT 'pairs' AS kind, feature_a AS feature, feature_b AS match, CAST(r AS FLOAT) AS r"
+                         " FROM pairs_all WHERE r >= :floor", args={"floor": run["r_floor"]}),
+               spark.sql("SELECT 'count' AS kind, count(*) AS n FROM pairs_all")]
     for side, other in (("a", "b"), ("b", "a")):
-        _best_matches(spark, run, side, other).write.parquet(str(staging / f"best_{side}"))
-    n_cofiring = pairs.count()
+        results.append(_best_matches(spark, run, side, other).selectExpr(f"'best_{side}' AS kind", "*"))
+    combined = results[0]
+    for frame in results[1:]:
+        combined = combined.unionByName(frame, allowMissingColumns=True)
+    combined.write.parquet(str(staging / "results"))  # one Spark job for everything featstore commits
     pairs.unpersist()
-    return {name: f"read_parquet('{staging / name}/*.parquet')" for name in ("pairs", "best_a", "best_b")}, n_cofiring
+    files = f"read_parquet('{staging / 'results'}/*.parquet')"
+    n_cofiring = con.execute(f"SELECT n FROM {files} WHERE kind = 'count'").fetchone()[0]
+    relations = {"pairs": f"(SELECT feature AS feature_a, match AS feature_b, r FROM {files} WHERE kind = 'pairs')"}
+    for side in "ab":
+        relations[f"best_{side}"] = f"(SELECT feature, match, r FROM {files} WHERE kind = 'best_{side}')"
+    return relations, n_cofiring
 
 
 def _best_matches(spark, run: dict, side: str, other: str):
@@ -114,3 +124,10 @@ def _best_matches(spark, run: dict, side: str, other: str):
     else:
         spark.sql("SELECT CAST(NULL AS BIGINT) AS feature, CAST(NULL AS INT) AS gap_rank WHERE false").createOrReplaceTempView("gaps")
     return query(spark, "corr_best_matches")
+
+
+def persistence_summary(spark, layout: str | Path, threshold: float = 0.8, stat: str = "all_tokens"):
+    """The persistence_summary view's numbers computed by Spark from an engine layout (featstore.export.export_layout)."""
+    for table in ("saes", "lineage", "correlation_runs", "best_matches"):
+        spark.read.parquet(str(Path(layout) / f"{table}.parquet")).createOrReplaceTempView(table)
+    return query(spark, "persistence_summary", threshold=float(threshold), stat=stat)
