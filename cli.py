@@ -613,13 +613,27 @@ def run_command(wh: Warehouse, preset: str, force: tuple[str, ...], device: str 
 
 
 @main.command("report")
+@click.option("--features", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Also write static feature pages: the N most frequent per SAE plus every feature shown.")
 @warehouse_option
 @pass_warehouse
-def report_command(wh: Warehouse) -> None:
+def report_command(wh: Warehouse, features: int | None) -> None:
     """Write <warehouse>/report/index.html with the paper's figures from the warehouse's views."""
     from featstore.report import build_report
 
-    click.echo(f"report: {build_report(wh)}")
+    click.echo(f"report: {build_report(wh, features=features)}")
+
+
+@main.command("serve")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback by default).")
+@warehouse_option
+@pass_warehouse
+def serve_command(wh: Warehouse, port: int, host: str) -> None:
+    """The feature browser: a read-only web app over the warehouse (lineage, features, search, SQL)."""
+    from featstore.browser.app import serve
+
+    serve(wh, host=host, port=port, log=click.echo)
 
 
 @main.command("export")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from featstore.errors import FeatstoreError
-from featstore.warehouse import Warehouse, sql_files
+from featstore.warehouse import Warehouse, sql_dir, sql_files
 
 
 @dataclass
@@ -191,6 +191,7 @@ class Preset:
     sweep_steps: int = 11
     sweep_eval_tokens: int | None = None  # validation tokens per domain and t (None: the zoo preset's)
     explain_top: int = 24         # most frequently firing features explained per SAE
+    explain_sample: int = 48      # plus every persisting feature and this many others per edge and side
     ingest_batch: int = 16
     r_floor: float = 0.2
 
@@ -343,13 +344,17 @@ def correlations_exist(parent_sae: str, child_sae: str, slices: list[str]) -> Ca
     return check
 
 
-def explain_sae(ctx: RunContext, *, sae: str, corpus: str, top: int, seed: int) -> dict:
-    """Explain and score the SAE's most frequent features with the offline builtin backend, from scratch."""
+def explain_sae(ctx: RunContext, *, sae: str, corpus: str, top: int, sample: int, seed: int) -> dict:
+    """Explain and score, with the offline builtin backend and from scratch, the SAE's most frequent
+    features, all that persist across its edges and a sample of the rest (so Figure 6 has both sides)."""
     from featstore.scoring import score
 
+    query = sql_dir().joinpath("queries", "pipeline", "explain_features.sql").read_text()
     with ctx.wh.transaction() as con:
         _forget_explanations(con, sae)
-    result = score(ctx.wh, sae, corpus, top=top, seed=seed)
+        params = {"sae": sae, "corpus": corpus, "top": top, "sample": sample, "seed": seed}
+        features = [r[0] for r in con.execute(query, params).fetchall()]
+    result = score(ctx.wh, sae, corpus, features=features, seed=seed)
     return {"corpus": corpus, "features": result["features"], "mean_score": result["mean_score"]}
 
 
@@ -429,9 +434,11 @@ def build_steps(preset: Preset, seed: int = 0) -> list[Step]:
                           after=(f"ingest-{parent}", f"ingest-{child}"), code=("featstore.correlate",), sql=("22", "23"),
                           outputs_exist=correlations_exist(*pair.values(), slices)))
     for model in MODELS:
+        edges = tuple(f"correlate-{p}-{c}" for p, c in EDGES if model in (p, c))
         steps.append(Step(f"explain-{model}", explain_sae,
-                          {"sae": sae_id(model), "corpus": HOME_SLICE[model], "top": preset.explain_top, "seed": seed},
-                          after=(f"ingest-{model}",), code=EXPLAIN_CODE, sql=("41",),
+                          {"sae": sae_id(model), "corpus": HOME_SLICE[model], "top": preset.explain_top,
+                           "sample": preset.explain_sample, "seed": seed},
+                          after=(f"ingest-{model}", *edges), code=EXPLAIN_CODE, sql=("20", "41"),
                           outputs_exist=scores_exist(sae_id(model))))
     steps.append(Step("report", write_report, {}, after=tuple(s.name for s in steps), code=("featstore.report",),
                       sql=("",), outputs_exist=report_exists))

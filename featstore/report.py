@@ -20,7 +20,7 @@ import pyarrow as pa
 from matplotlib.figure import Figure
 
 from featstore.errors import FeatstoreError
-from featstore.warehouse import Warehouse
+from featstore.warehouse import Warehouse, sql_dir
 
 MODEL_COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 HIGHLIGHT_RGB = "255, 136, 0"
@@ -103,10 +103,12 @@ def threshold_figure(rows: Sequence[dict]) -> Figure:
     return fig
 
 
-def sweep_figure(rows: Sequence[dict], baselines: dict[str, float], labels: tuple[str, str]) -> Figure:
+def sweep_figure(rows: Sequence[dict], baselines: dict[str, float], labels: tuple[str, str],
+                 merges: Sequence[tuple[str, float]] = ()) -> Figure:
     """Figure 5: next-token accuracy of the merged model against t on each validation set, base dashed.
 
-    rows: {t, domain, accuracy}; baselines: domain -> base accuracy; labels: (model at t=0, model at t=1).
+    rows: {t, domain, accuracy}; baselines: domain -> base accuracy; labels: (model at t=0, model at t=1);
+    merges: (name, t) of the registered merges of the pair, marked by a dotted vertical line.
     """
     fig = Figure(figsize=(6.5, 3.6))
     ax = fig.add_subplot()
@@ -119,6 +121,8 @@ def sweep_figure(rows: Sequence[dict], baselines: dict[str, float], labels: tupl
         ax.plot(xs, ys, marker="o", ms=3, color=color, label=f"merge on {domain}")
         if domain in baselines:
             ax.axhline(baselines[domain], ls="--", color=color, alpha=0.7, label=f"base on {domain}")
+    for name, t in merges:
+        ax.axvline(t, ls=":", color="#333", label=f"{name} (t = {t:g})")
     ax.set_xlabel(f"t  (0 = {labels[0]}, 1 = {labels[1]})")
     ax.set_ylabel("next-token accuracy")
     ax.grid(alpha=0.3)
@@ -165,6 +169,11 @@ def html_table(table: pa.Table | Sequence[dict], limit: int = 200) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
 
 
+def visible_text(text: str) -> str:
+    """A token's text with its whitespace drawn (⏎ line break, · space, → tab), so blank tokens show."""
+    return text.replace("\n", "⏎").replace(" ", "·").replace("\t", "→")
+
+
 def highlighted_contexts(rows: Sequence[dict]) -> str:
     """Figures 3–4: each context a line of tokens shaded by the feature's activation on them.
 
@@ -182,7 +191,7 @@ def highlighted_contexts(rows: Sequence[dict]) -> str:
             centre = " centre" if row["position"] == 0 else ""
             spans.append(
                 f"<span class='tok{centre}' style='background: rgba({HIGHLIGHT_RGB}, {alpha:.2f})'"
-                f" title='act {row['act']:.3f}'>{html.escape(row['text']).replace(chr(10), '⏎')}</span>"
+                f" title='act {row['act']:.3f}'>{html.escape(visible_text(row['text']))}</span>"
             )
         lines.append(f"<div class='ctx'>{''.join(spans)}</div>")
     return "".join(lines) or "<p class='empty'>never fires</p>"
@@ -227,6 +236,11 @@ def _table(db: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) 
         raise FeatstoreError(f"report query failed: {str(exc).splitlines()[0]}") from exc
 
 
+def _query(name: str) -> str:
+    """A named statement of sql/queries/report/."""
+    return sql_dir().joinpath("queries", "report", f"{name}.sql").read_text()
+
+
 def _rows(db: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
     return _table(db, sql, params).to_pylist()
 
@@ -250,11 +264,28 @@ def _missing(what: str, command: str) -> str:
     return f"<p class='empty'>No {what} in this warehouse yet: run <code>{html.escape(command)}</code>.</p>"
 
 
+def per_domain_columns(rows: Sequence[dict]) -> list[dict]:
+    """Rows with their dict-valued cells spread into one column per key (`val_loss lua`, ...)."""
+    out = []
+    for row in rows:
+        flat = {}
+        for name, value in row.items():
+            value = json.loads(value) if isinstance(value, str) and value.startswith("{") else value
+            if isinstance(value, dict):
+                flat.update({f"{name} {key}": v for key, v in sorted(value.items())})
+            else:
+                flat[name] = value
+        out.append(flat)
+    keys = list(dict.fromkeys(k for row in out for k in row))
+    return [{k: row.get(k) for k in keys} for row in out]
+
+
 def overview_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
-    steps = _table(db, "SELECT * FROM run_steps")
-    models = _table(db, "SELECT * FROM run_models")
+    # the report step is running while it writes this page: leave its own row out
+    steps = _table(db, "SELECT * FROM run_steps WHERE NOT (step = 'report' AND status = 'running')")
+    models = per_domain_columns(_rows(db, "SELECT * FROM run_models"))
     saes = _table(db, "SELECT * FROM run_saes")
-    if not models.num_rows:
+    if not models:
         return _missing("models", "featstore run")
     parts = ["<h3>Models (validation loss and next-token accuracy per domain)</h3>", html_table(models),
              "<h3>Primary SAEs</h3>", html_table(saes)]
@@ -324,9 +355,10 @@ def sweep_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
         curve = [{"t": r["t"], "domain": f"{r['eval_set']} data", "accuracy": r["accuracy"]} for r in pair if r["evaluated"] == "merge"]
         baselines = {f"{r['eval_set']} data": r["accuracy"] for r in pair if r["evaluated"] != "merge"}
         base = next((r["evaluated"] for r in pair if r["evaluated"] != "merge"), "base")
+        merges = [(m["child"], m["merge_t"]) for m in _rows(db, _query("merges_of_pair"), [a, b, method])]
         parts.append(f"<p>{html.escape(method)} merges of <b>{html.escape(a)}</b> (t = 0) and <b>{html.escape(b)}</b> (t = 1), "
                      f"dashed: {html.escape(base)} (the paper's Figure 5).</p>")
-        parts.append(_image(sweep_figure(curve, baselines, (a, b)), folder, f"figure5_sweep_{a}_{b}_{method}.png", "merge sweep"))
+        parts.append(_image(sweep_figure(curve, baselines, (a, b), merges), folder, f"figure5_sweep_{a}_{b}_{method}.png", "merge sweep"))
     return "".join(parts)
 
 
@@ -365,10 +397,28 @@ def showcase_section(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int 
         weak = "" if p["r"] >= 0.8 else " (below the 0.8 threshold: no persisting match)"
         blocks.append(
             f"<h3>{html.escape(p['parent'])} → {html.escape(p['child'])} on {html.escape(p['corpus'])}: r = {p['r']:.3f}{weak}</h3>"
-            f"<div class='pair'><div><h4>{html.escape(p['parent'])} feature {p['parent_feature']}</h4>{left}</div>"
-            f"<div><h4>{html.escape(p['child'])} feature {p['child_feature']}</h4>{right}</div></div>"
+            f"<div class='pair'><div>{_feature_heading(db, folder, p['parent'], p['parent_sae'], p['parent_feature'])}{left}</div>"
+            f"<div>{_feature_heading(db, folder, p['child'], p['child_sae'], p['child_feature'])}{right}</div></div>"
         )
     return "".join(blocks)
+
+
+def feature_page_path(sae: str, feature: int) -> str:
+    """Where `featstore report --features N` writes a feature's page, relative to index.html."""
+    return f"sae/{sae}/feature/{feature}.html"
+
+
+def _feature_heading(db: duckdb.DuckDBPyConnection, folder: Path, model: str, sae: str, feature: int) -> str:
+    """A feature's name (linked to its page when one was written) and its best-scored explanation."""
+    label = f"{html.escape(model)} feature {feature}"
+    if (folder / feature_page_path(sae, feature)).exists():
+        label = f"<a href='{feature_page_path(sae, feature)}'>{label}</a>"
+    explained = _rows(db, "SELECT explanation, score FROM feature_explanations WHERE sae = ? AND feature = ?"
+                          " ORDER BY score DESC NULLS LAST LIMIT 1", [sae, feature])
+    text = (f"<p class='note'>{html.escape(explained[0]['explanation'])}"
+            + (f" (score {explained[0]['score']:.2f})" if explained[0]["score"] is not None else "") + "</p>"
+            if explained else "<p class='note'>not explained yet</p>")
+    return f"<h4>{label}</h4>{text}"
 
 
 def families_section(db: duckdb.DuckDBPyConnection, folder: Path, limit: int = 40) -> str:
@@ -392,8 +442,12 @@ SECTIONS = (
 )
 
 
-def build_report(wh: Warehouse, out_dir: str | os.PathLike | None = None) -> Path:
-    """Write `index.html` and its PNGs to `out_dir` (default `<warehouse>/report`), swapped in whole."""
+def build_report(wh: Warehouse, out_dir: str | os.PathLike | None = None, features: int | None = None) -> Path:
+    """Write `index.html` and its PNGs to `out_dir` (default `<warehouse>/report`), swapped in whole.
+
+    With `features`, also the browser's static feature pages for the N most frequent features of each
+    SAE plus every feature the report shows, linked from the figures (`sae/<sae>/feature/<n>.html`).
+    """
     out = Path(out_dir) if out_dir is not None else wh.root / "report"
     tmp, old = (out.with_name(f".{out.name}.{kind}-{os.getpid()}") for kind in ("tmp", "old"))
     with wh.connect():  # brings the schema up to date; the report itself only reads
@@ -401,9 +455,13 @@ def build_report(wh: Warehouse, out_dir: str | os.PathLike | None = None) -> Pat
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
+        if features is not None:
+            from featstore.browser.export import export_feature_pages
+
+            export_feature_pages(wh, tmp, features)
         with wh.connect(read_only=True) as db:
             sections = [(title, make(db, tmp)) for title, make in SECTIONS]
-        (tmp / "index.html").write_text(page(f"featstore report: {wh.root}", sections))
+        (tmp / "index.html").write_text(page(f"featstore report: {wh.root.name}", sections))
         if out.exists():
             os.replace(out, old)
         os.replace(tmp, out)

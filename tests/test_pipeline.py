@@ -189,9 +189,17 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, ti
     persistence = resumed["summary"]["run_persistence"].to_pylist()
     assert len(persistence) == 12 and all(0 <= r["share_persisting"] <= 1 for r in persistence)
     assert resumed["summary"]["run_scores"].num_rows == 4
+    # explain-<model> scored every feature that persists across its edges, and some that do not
+    unscored = warehouse.scalar(
+        "SELECT count(*) FROM persistence() p JOIN pipeline_steps s ON s.step = 'explain-' || p.parent"
+        " WHERE p.side = 'parent' AND p.status = 'persists' AND p.corpus = s.summary->>'corpus' AND NOT EXISTS"
+        " (SELECT 1 FROM scores c WHERE c.sae = p.sae AND c.feature = p.feature AND c.corpus = p.corpus)")
+    assert unscored == 0
+    assert warehouse.scalar("SELECT count(*) FROM persistence_scores() WHERE side = 'parent' AND NOT persisting") > 0
     assert warehouse.scalar("SELECT count(*) FROM merge_sweep WHERE evaluated = 'merge'") == 3 * 2
     index = warehouse.root / "report" / "index.html"
     assert "figure2_flow_eval-lua.png" in index.read_text()
+    assert_browser_shows(warehouse)
 
     # a rerun after completion does no work and changes nothing
     digest, report_mtime = hashlib.sha256(warehouse.db_path.read_bytes()).hexdigest(), index.stat().st_mtime_ns
@@ -210,3 +218,18 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, ti
     assert "2 of 23 steps ran" in result.output
     result = CliRunner().invoke(main, ["--warehouse", str(warehouse.root), "run", "--force", "nope"])
     assert result.exit_code == 1 and "unknown step 'nope' for --force" in result.output
+
+
+def assert_browser_shows(warehouse):
+    """`featstore serve`'s pages over the real chain's warehouse: the lineage, and a sample of every SAE's features."""
+    from featstore.browser.app import create_app
+
+    client = create_app(warehouse).test_client()
+    lineage = client.get("/").get_data(as_text=True)
+    assert all(f"href='model/{m}'" in lineage for m in ("base", "lua", "tinystories", "luastories"))
+    for sae in warehouse.query("SELECT id, d_sae FROM saes").to_pylist():
+        for feature in range(0, sae["d_sae"], max(1, sae["d_sae"] // 6)):
+            page = client.get(f"/sae/{sae['id']}/feature/{feature}")
+            assert page.status_code == 200, (sae, feature)
+            assert "Decoder-space neighbours" in page.get_data(as_text=True)
+            assert "weights (sae_weights.safetensors) are not in the warehouse" not in page.get_data(as_text=True)

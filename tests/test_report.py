@@ -67,6 +67,11 @@ def fill(wh):
                         " loss, accuracy) VALUES ('lua', 'tinystories', 'slerp', NULL, 'base', ?, 'spec', 100, 3.0, 0.2)", [eval_set])
         con.execute("INSERT INTO pipeline_steps (step, input_hash, status, seconds, started_at)"
                     " VALUES ('train-base', 'h', 'done', 12.5, current_timestamp)")
+        # the report step is `running` while it writes the page
+        con.execute("INSERT INTO pipeline_steps (step, input_hash, status, started_at)"
+                    " VALUES ('report', 'h', 'running', current_timestamp)")
+        con.execute("INSERT INTO explanations VALUES ('base-sae', 'eval-lua', 0, 'builtin', 'v1',"
+                    " 'This feature looks mainly for \"local\".', 20, 0, 0, current_timestamp)")
     for name in MODELS:
         toks = np.arange(N_TOKENS, dtype=np.uint32)
         feature = (toks % D_SAE).astype(np.uint32)
@@ -115,6 +120,39 @@ def test_report_on_synthetic_warehouse(built):
     assert "base → lua on eval-lua: r = 0.900" in page
     assert page.count("class='ctx'") >= 2 * 5
     assert "No models" not in page and "No merge sweep" not in page
+
+
+def test_report_defects_of_issue_14_are_fixed(built):
+    warehouse, index = built
+    page = index.read_text()
+    # models: one column per domain, no raw JSON
+    assert "<th>val_loss lua</th>" in page and "<th>val_accuracy stories</th>" in page and "{&quot;lua" not in page
+    # the running report step is not listed
+    start = page.index("Pipeline steps")
+    steps = page[start:page.index("Feature flow", start)]
+    assert "train-base" in steps and "<td>report</td>" not in steps
+    # Figures 3-4: the explanation beside the feature, whitespace visible
+    assert "This feature looks mainly for &quot;local&quot;." in page
+    showcase = page[page.index("Top activations and their matches"):]
+    assert "·x" in showcase and "⏎" in showcase
+    # no path of the build machine in the title
+    assert str(warehouse.root.parent) not in page and "<title>featstore report: wh</title>" in page
+
+
+def test_sweep_figure_marks_the_merge_t():
+    rows = [{"t": t, "domain": "lua data", "accuracy": 0.5 - 0.2 * t} for t in (0.0, 0.5, 1.0)]
+    fig = report_module.sweep_figure(rows, {"lua data": 0.2}, ("lua", "tinystories"), [("luastories", 0.58)])
+    marks = [line for line in fig.axes[0].lines if list(line.get_xdata()) == [0.58, 0.58]]
+    assert len(marks) == 1 and marks[0].get_label() == "luastories (t = 0.58)"
+
+
+def test_report_draws_the_sweep_with_the_registered_merge(built, monkeypatch):
+    warehouse, _ = built
+    seen = []
+    real = report_module.sweep_figure
+    monkeypatch.setattr(report_module, "sweep_figure", lambda *a: seen.append(a[3]) or real(*a))
+    build_report(warehouse, warehouse.root / "report-again")
+    assert seen == [[("luastories", 0.58)]]
 
 
 def test_report_on_empty_warehouse_says_what_to_run(warehouse):
