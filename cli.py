@@ -189,15 +189,20 @@ def import_activations_command(wh: Warehouse, file: Path, sae_id: str, corpus: s
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Windows per forward pass.")
 @click.option("--context", type=int, default=256, show_default=True, help="Tokens per window (within a document).")
 @click.option("--device", default=None, help="[default: cuda when available]")
+@click.option("--act-dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+              help="Round act to this precision before storing (about 2 bytes less per activation).")
 @pass_warehouse
-def ingest_command(wh: Warehouse, model: str, corpus, sae_id, layer, batch_size: int, context: int, device) -> None:
+def ingest_command(wh: Warehouse, model: str, corpus, sae_id, layer, batch_size: int, context: int, device,
+                   act_dtype: str) -> None:
     """Run MODEL over a corpus, encode its MLP activation with an SAE, store the act > 0 rows."""
     from featstore.ingest import ingest
 
-    done = ingest(wh, model, corpus=corpus, sae_id=sae_id, layer=layer, batch_size=batch_size, context=context, device=device)
+    done = ingest(wh, model, corpus=corpus, sae_id=sae_id, layer=layer, batch_size=batch_size, context=context, device=device,
+                  act_dtype=act_dtype)
     click.echo(
         f"{done['sae']} on {done['corpus']}: {done['rows']:,} rows over {done['tokens']:,} tokens "
-        f"({done['rows_per_token']:.1f} per token), {done['tokens_per_s']:,.0f} tokens/s -> {done['path']}"
+        f"({done['rows_per_token']:.1f} per token), {done['tokens_per_s']:,.0f} tokens/s, "
+        f"{done['bytes_per_activation']} B per activation ({act_dtype}) -> {done['path']}"
     )
 
 # --- correlate (issue 2) --------------------------------------------------------------------------

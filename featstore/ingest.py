@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from featstore.capture import batch_activations, hook_name, load_model, select_device
 from featstore.corpus import batched
 from featstore.errors import FeatstoreError
+from featstore.storage import ACT_DTYPES
 from featstore.warehouse import ACTIVATION_SCHEMA, Warehouse
 
 
@@ -42,15 +43,17 @@ def windows(wh: Warehouse, corpus: str, context: int) -> Iterator[tuple[np.ndarr
 
 
 def encode_windows(
-    model, sae, batches: Iterator[list[tuple[np.ndarray, np.ndarray]]], layer: int, device: torch.device, bar
+    model, sae, batches: Iterator[list[tuple[np.ndarray, np.ndarray]]], layer: int, device: torch.device, bar,
+    act_dtype: str = "float32",
 ) -> Iterator[pa.RecordBatch]:
-    """Sparse (tok, feature, act) rows of each batch of windows; NaN/inf activations abort."""
+    """Sparse (tok, feature, act) rows of each batch of windows, act rounded to `act_dtype`; NaN/inf abort."""
     for batch in batches:
         blocks = [torch.as_tensor(ids.astype(np.int64)) for _, ids in batch]
         x = batch_activations(model, blocks, layer, device).float()
         feats = sae.encode(x)
         if not (torch.isfinite(x).all() and torch.isfinite(feats).all()):
             raise FeatstoreError("NaN/inf activations from the model or SAE; nothing was written (check the weights)")
+        feats = rounded(feats, act_dtype)
         rows, features = torch.nonzero(feats > 0, as_tuple=True)
         toks = torch.as_tensor(np.concatenate([t for t, _ in batch]).astype(np.int64), device=device)
         yield pa.RecordBatch.from_arrays(
@@ -64,6 +67,17 @@ def encode_windows(
         bar.update(len(x))
 
 
+def rounded(feats: torch.Tensor, act_dtype: str) -> torch.Tensor:
+    """float32 activations holding exactly the values of `act_dtype` (round to nearest even); values
+    too small for it become 0 (implicit zeros), values too large for float16 are refused."""
+    if act_dtype == "float32":
+        return feats
+    half = feats.to(getattr(torch, act_dtype)).float()
+    if not torch.isfinite(half).all():
+        raise FeatstoreError(f"activations exceed {act_dtype}'s range; nothing was written: use --act-dtype bfloat16")
+    return half
+
+
 def ingest(
     wh: Warehouse,
     model: str,
@@ -75,6 +89,7 @@ def ingest(
     context: int = 256,
     device: str | None = None,
     progress: bool = True,
+    act_dtype: str = "float32",
 ) -> dict:
     """Write the sparse activations of `sae_id` (default: the model's primary SAE) on `corpus`.
 
@@ -89,6 +104,8 @@ def ingest(
 
     if context < 1 or batch_size < 1:
         raise FeatstoreError("--context and --batch-size must be positive")
+    if act_dtype not in ACT_DTYPES:
+        raise FeatstoreError(f"unknown --act-dtype {act_dtype!r}; use one of {', '.join(ACT_DTYPES)}")
     model_row = get_model(wh, model)
     sae_row = get_sae(wh, sae_id) if sae_id else primary_sae(wh, model)
     if sae_row["model"] != model:
@@ -118,12 +135,13 @@ def ingest(
 
     start = time.perf_counter()
     with torch.no_grad(), tqdm(total=corpus_row["n_tokens"], unit="tok", unit_scale=True, disable=not progress, desc=f"ingest {sae_row['id']}") as bar:
-        rows = encode_windows(lm, sae, batched(windows(wh, corpus, context), batch_size), sae_row["layer"], device, bar)
-        path = wh.write_partition(sae_row["id"], corpus, rows, corpus_row["n_tokens"], origin="ingest")
+        rows = encode_windows(lm, sae, batched(windows(wh, corpus, context), batch_size), sae_row["layer"], device, bar, act_dtype)
+        path = wh.write_partition(sae_row["id"], corpus, rows, corpus_row["n_tokens"], origin="ingest", act_dtype=act_dtype)
     seconds = time.perf_counter() - start
     n_rows = wh.scalar("SELECT n_rows FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae_row["id"], corpus])
     return {
         "sae": sae_row["id"], "corpus": corpus, "tokens": corpus_row["n_tokens"], "rows": n_rows,
         "rows_per_token": n_rows / corpus_row["n_tokens"], "seconds": round(seconds, 3),
-        "tokens_per_s": round(corpus_row["n_tokens"] / seconds, 1), "path": str(path),
+        "tokens_per_s": round(corpus_row["n_tokens"] / seconds, 1), "path": str(path), "act_dtype": act_dtype,
+        "bytes_per_activation": round(path.stat().st_size / max(n_rows, 1), 2),
     }

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featstore.errors import FeatstoreError
+from featstore.storage import sort_partition
 
 DB_FILE = "featstore.duckdb"
 # Files written by the duckdb 2.x Python package must stay readable by the 1.5.x DuckDB shell.
@@ -204,8 +205,12 @@ class Warehouse:
         batches: Iterable[pa.RecordBatch | pa.Table],
         n_tokens: int,
         origin: str,
+        act_dtype: str = "float32",
     ) -> Path:
         """Write sparse activations (tok, feature, act) for one (SAE, corpus) and commit them.
+
+        Stored sorted by (feature, tok) (featstore.storage); `act_dtype` declares the precision the
+        caller rounded act to (float32, bfloat16, float16), recorded in the file's footer.
 
         The file is written under a fresh name, then the catalog row and the `activations` view are
         switched to it in one transaction, then the old file is removed. A crash at any point leaves
@@ -228,6 +233,7 @@ class Warehouse:
                     n_rows += table.num_rows
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
+            sort_partition(tmp, act_dtype)
             os.replace(tmp, final)
             with self.transaction() as con:
                 old = con.execute(
