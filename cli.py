@@ -191,14 +191,22 @@ def import_activations_command(wh: Warehouse, file: Path, sae_id: str, corpus: s
 @click.option("--device", default=None, help="[default: cuda when available]")
 @click.option("--act-dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
               help="Round act to this precision before storing (about 2 bytes less per activation).")
+@click.option("--shard", "shard_spec", default=None,
+              help="I/N: encode the I-th of N shares of the documents (default under torchrun: RANK/WORLD_SIZE).")
 @pass_warehouse
 def ingest_command(wh: Warehouse, model: str, corpus, sae_id, layer, batch_size: int, context: int, device,
-                   act_dtype: str) -> None:
+                   act_dtype: str, shard_spec: str | None) -> None:
     """Run MODEL over a corpus, encode its MLP activation with an SAE, store the act > 0 rows."""
     from featstore.ingest import ingest
+    from featstore.sharding import parse_shard
 
     done = ingest(wh, model, corpus=corpus, sae_id=sae_id, layer=layer, batch_size=batch_size, context=context, device=device,
-                  act_dtype=act_dtype)
+                  act_dtype=act_dtype, shard=parse_shard(shard_spec))
+    if "shard" in done:
+        state = f"published -> {done['path']}" if done["published"] else f"waiting for shards {done['waiting_for']}"
+        click.echo(f"{done['sae']} on {done['corpus']}, shard {done['shard']}: {done['rows']:,} rows over {done['tokens']:,} tokens, "
+                   f"{done['tokens_per_s']:,.0f} tokens/s; {state}")
+        return
     click.echo(
         f"{done['sae']} on {done['corpus']}: {done['rows']:,} rows over {done['tokens']:,} tokens "
         f"({done['rows_per_token']:.1f} per token), {done['tokens_per_s']:,.0f} tokens/s, "

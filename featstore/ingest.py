@@ -8,6 +8,7 @@ a rerun replaces it.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -33,11 +34,14 @@ def default_corpus(wh: Warehouse, tokenizer: str | None) -> str:
     raise FeatstoreError(f"several corpora use this model's tokenizer ({', '.join(names)}); pick one with --corpus")
 
 
-def windows(wh: Warehouse, corpus: str, context: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(tok, token_id) windows of at most `context` tokens, each inside one document."""
+def windows(wh: Warehouse, corpus: str, context: int, shard: tuple[int, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(tok, token_id) windows of at most `context` tokens, each inside one document; with
+    shard (I, N) only those of the documents whose doc_id % N == I."""
     from featstore.corpus import corpus_token_blocks
 
-    for _doc_id, toks, token_ids in corpus_token_blocks(wh, corpus):
+    for doc_id, toks, token_ids in corpus_token_blocks(wh, corpus):
+        if shard is not None and doc_id % shard[1] != shard[0]:
+            continue
         for start in range(0, len(toks), context):
             yield toks[start : start + context], token_ids[start : start + context]
 
@@ -90,6 +94,7 @@ def ingest(
     device: str | None = None,
     progress: bool = True,
     act_dtype: str = "float32",
+    shard: tuple[int, int] | None = None,
 ) -> dict:
     """Write the sparse activations of `sae_id` (default: the model's primary SAE) on `corpus`.
 
@@ -126,6 +131,8 @@ def ingest(
     if not corpus_row["n_tokens"]:
         raise FeatstoreError(f"corpus {corpus!r} has no tokens")
 
+    if device is None and shard is not None and torch.cuda.is_available():  # torchrun: one GPU per local rank
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', shard[0])) % torch.cuda.device_count()}"
     device = select_device(device)
     lm = load_model(model_row["path"], device)
     check_width(lm, sae_row["layer"], sae_row["d_in"], sae_row["id"])
@@ -134,8 +141,11 @@ def ingest(
         raise FeatstoreError(f"SAE {sae_row['id']!r}: weights have d_in {sae.cfg.d_in}, the registry says {sae_row['d_in']}")
 
     start = time.perf_counter()
-    with torch.no_grad(), tqdm(total=corpus_row["n_tokens"], unit="tok", unit_scale=True, disable=not progress, desc=f"ingest {sae_row['id']}") as bar:
-        rows = encode_windows(lm, sae, batched(windows(wh, corpus, context), batch_size), sae_row["layer"], device, bar, act_dtype)
+    total = corpus_row["n_tokens"] // (shard[1] if shard else 1)
+    with torch.no_grad(), tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc=f"ingest {sae_row['id']}") as bar:
+        rows = encode_windows(lm, sae, batched(windows(wh, corpus, context, shard), batch_size), sae_row["layer"], device, bar, act_dtype)
+        if shard is not None:
+            return _ingest_shard(wh, sae_row, corpus_row, rows, shard, context, act_dtype, start, bar)
         path = wh.write_partition(sae_row["id"], corpus, rows, corpus_row["n_tokens"], origin="ingest", act_dtype=act_dtype)
     seconds = time.perf_counter() - start
     n_rows = wh.scalar("SELECT n_rows FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae_row["id"], corpus])
@@ -144,4 +154,21 @@ def ingest(
         "rows_per_token": n_rows / corpus_row["n_tokens"], "seconds": round(seconds, 3),
         "tokens_per_s": round(corpus_row["n_tokens"] / seconds, 1), "path": str(path), "act_dtype": act_dtype,
         "bytes_per_activation": round(path.stat().st_size / max(n_rows, 1), 2),
+    }
+
+
+def _ingest_shard(wh: Warehouse, sae_row: dict, corpus_row: dict, rows, shard: tuple[int, int], context: int,
+                  act_dtype: str, start: float, bar) -> dict:
+    """Write one shard's part; publish the partition when it completes the set (featstore.sharding)."""
+    from featstore import sharding
+
+    index, count = shard
+    folder = sharding.run_folder(wh, sae_row, corpus_row["name"], count, context, act_dtype)
+    n_rows = sharding.write_part(folder, index, count, rows)
+    tokens, seconds = bar.n, time.perf_counter() - start
+    path = sharding.publish_if_complete(wh, folder, count, sae_row["id"], corpus_row["name"], corpus_row["n_tokens"], act_dtype)
+    return {
+        "sae": sae_row["id"], "corpus": corpus_row["name"], "shard": f"{index}/{count}", "tokens": tokens, "rows": n_rows,
+        "seconds": round(seconds, 3), "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "published": path is not None,
+        "path": str(path) if path else None, "waiting_for": [] if path else sharding.missing_parts(folder, count),
     }
