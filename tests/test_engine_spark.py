@@ -31,11 +31,15 @@ def test_spark_engine_equals_sql_engine(spark, filled, stat):
     assert not list((filled.root / "staging").iterdir())  # the staging folder is gone after the commit
 
 
-def test_cli_spark_engine_all_tokens(spark, filled):
-    """all_tokens through `featstore correlate --engine spark`, including best partners that never co-fire."""
+def test_cli_spark_engine_all_tokens(spark, filled, monkeypatch):
+    """all_tokens through `featstore correlate --engine spark`, including best partners that never co-fire
+    (3 low ranks tracked, so the saturated features' full search runs too)."""
     from click.testing import CliRunner
 
     from cli import main
+    from featstore.engines import spark as spark_engine
+
+    monkeypatch.setattr(spark_engine, "LOW_RANKS", 3)
 
     sql_run = correlate(filled, "sa", "sb", corpus="c", engine="sql", progress=False)
     expected = stored(filled, sql_run["id"])

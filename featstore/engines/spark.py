@@ -25,6 +25,7 @@ import duckdb
 from featstore.correlate import check_values
 from featstore.warehouse import sql_dir
 
+LOW_RANKS = 64  # partners sorted per feature to find its best never-co-firing one (all of them when saturated)
 DRIVER_MEMORY = "2g"  # local mode runs in the driver: enough for the benchmark's 82M co-firing row pairs
 
 
@@ -120,7 +121,7 @@ def _best_matches(spark, run: dict, side: str, other: str):
     spark.table(f"stats_{other}").createOrReplaceTempView("stats_other")
     spark.range(run[f"d_sae_{side}"]).createOrReplaceTempView("features")
     if run["stat"] == "all_tokens":
-        query(spark, "corr_gaps").createOrReplaceTempView("gaps")
+        query(spark, "corr_gaps", low_ranks=LOW_RANKS).createOrReplaceTempView("gaps")
     else:
         spark.sql("SELECT CAST(NULL AS BIGINT) AS feature, CAST(NULL AS INT) AS gap_rank WHERE false").createOrReplaceTempView("gaps")
     return query(spark, "corr_best_matches")

@@ -13,6 +13,7 @@ never-co-firing match follows.
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ import torch
 from tqdm.auto import tqdm
 
 from featstore.capture import select_device
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 from featstore.correlate import load_rows
 
 PAIRS_PER_TILE = 1 << 22  # co-firing row pairs per tile product (its output holds at most that many pairs)
