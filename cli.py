@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import click
 
+from featstore.backends import BACKENDS
+from featstore.corpora import PARTS
+from featstore.db import Database
 from featstore.errors import FeatstoreError
+from featstore.export import FORMATS
+from featstore.presets import MODEL_PRESETS, RUN_PRESETS, SAE_PRESETS, TrainSettings
+from featstore.registry import MODEL_KINDS, RELATIONS
+from featstore.statistics import statistic_names
 from featstore.warehouse import Warehouse
 
 
@@ -41,6 +50,24 @@ def main(ctx: click.Context, warehouse_dir: Path) -> None:
 pass_warehouse = click.make_pass_decorator(Warehouse)
 
 
+class LibraryChoice(click.Choice):
+    """The names in a library registry ("module:NAME"), read only when needed: those modules import torch."""
+
+    def __init__(self, registry: str):
+        self.registry = registry
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        module, name = self.registry.split(":")
+        return tuple(getattr(importlib.import_module(module), name))
+
+
+def stat_option(help: str):
+    """`--stat`, its choices read from the statistics registry (featstore.statistics)."""
+    return click.option("--stat", type=click.Choice(statistic_names()), default="all_tokens", show_default=True, help=help)
+
+
 def echo_table(table) -> None:
     """Print an Arrow table (or anything polars.from_arrow takes) as an aligned text table."""
     import polars as pl
@@ -50,7 +77,7 @@ def echo_table(table) -> None:
         click.echo(frame)
 
 
-# --- warehouse: corpora, registry, import (issue 2) -----------------------------------------------
+# --- warehouse: corpora, registry, import ---------------------------------------------------------
 
 
 @main.group("corpus")
@@ -64,7 +91,7 @@ def corpus_group() -> None:
 @click.option("--tokenizer", "tokenizer_path", required=True, help="HF tokenizer folder or hub id (a model folder works).")
 @click.option("--max-tokens", type=int, default=None, help="Stop at exactly this many tokens.")
 @click.option("--max-docs", type=int, default=None, help="Stop after this many documents.")
-@click.option("--part", type=click.Choice(["train", "validation"]), default=None,
+@click.option("--part", type=click.Choice(PARTS), default=None,
               help="Take this split of a source spec or mixture (as the model zoo splits it).")
 @click.option("--text-key", default="text", show_default=True, help="Text field of JSONL / Parquet / hub rows.")
 @click.option("--replace", is_flag=True, help="Rebuild an existing corpus (drops its activations and correlations).")
@@ -97,9 +124,9 @@ def model_group() -> None:
 @model_group.command("add")
 @click.argument("name")
 @click.argument("path")
-@click.option("--kind", type=click.Choice(["base", "finetune", "merge", "imported"]), required=True)
+@click.option("--kind", type=click.Choice(MODEL_KINDS), required=True)
 @click.option("--parent", "parents", multiple=True, help="Parent model (repeat for a merge, in merge order).")
-@click.option("--relation", type=click.Choice(["finetune", "merge"]), default=None,
+@click.option("--relation", type=click.Choice(list(RELATIONS)), default=None,
               help="Edge type to the parents [default: from --kind].")
 @click.option("--merge-method", default=None, help="e.g. slerp, linear.")
 @click.option("--merge-t", type=float, default=None, help="Interpolation weight toward the second parent.")
@@ -178,7 +205,7 @@ def import_activations_command(wh: Warehouse, file: Path, sae_id: str, corpus: s
                f"({done['rows_dropped_nonpositive']:,} rows with act <= 0 dropped)")
 
 
-# --- ingest (issue 2) -----------------------------------------------------------------------------
+# --- ingest ---------------------------------------------------------------------------------------
 
 
 @main.command("ingest")
@@ -213,15 +240,14 @@ def ingest_command(wh: Warehouse, model: str, corpus, sae_id, layer, batch_size:
         f"{done['bytes_per_activation']} B per activation ({act_dtype}) -> {done['path']}"
     )
 
-# --- correlate (issue 2) --------------------------------------------------------------------------
+# --- correlate ------------------------------------------------------------------------------------
 
 
 @main.command("correlate")
 @click.argument("sae_a")
 @click.argument("sae_b")
 @click.option("--corpus", default=None, help="Corpus both SAEs were ingested on (default: the only shared one).")
-@click.option("--stat", type=click.Choice(["all_tokens", "cofiring", "token_type_mean"]), default="all_tokens",
-              show_default=True, help="Correlation statistic (see DESIGN.md).")
+@stat_option("Correlation statistic (featstore.statistics; the README's 'Correlation and persistence' says what each computes).")
 @click.option("--floor", "r_floor", type=float, default=0.2, show_default=True, help="Store every pair with r >= this.")
 @click.option("--engine", type=click.Choice(["auto", "sql", "torch", "spark"]), default="auto", show_default=True,
               help="sql: DuckDB; torch: blocked products (CPU/CUDA); spark: Spark SQL; auto: torch on CUDA, else sql.")
@@ -247,8 +273,7 @@ def _percent(share: float | None) -> str:
 
 @main.command("persistence")
 @click.option("--threshold", type=float, default=0.8, show_default=True, help="r at which a feature counts as matched.")
-@click.option("--stat", type=click.Choice(["all_tokens", "cofiring", "token_type_mean"]), default="all_tokens",
-              show_default=True, help="Which correlation runs to read.")
+@stat_option("Which correlation runs to read.")
 @pass_warehouse
 def persistence_command(wh: Warehouse, threshold: float, stat: str) -> None:
     """Per lineage edge: parent features persisting / disappearing, child features persisting / emerging."""
@@ -266,7 +291,7 @@ def persistence_command(wh: Warehouse, threshold: float, stat: str) -> None:
         )
 
 
-# --- model zoo: train, finetune, merge, merge-sweep (issue 3) -------------------------------------
+# --- model zoo: train, finetune, merge, merge-sweep -----------------------------------------------
 
 
 def _zoo_options(command):
@@ -306,7 +331,7 @@ def _echo_validation(row: dict) -> None:
 
 @main.command("train")
 @click.argument("name", default="base")
-@click.option("--preset", default="tiny", show_default=True, help="Model family preset: tiny or paper.")
+@click.option("--preset", default="tiny", show_default=True, help=f"Model family preset: {' or '.join(MODEL_PRESETS)}.")
 @click.option("--tokenizer", default=None,
               help="bpe (train one), mistral, a SentencePiece model file, or an HF tokenizer folder / hub id [default: the preset's].")
 @_zoo_options
@@ -345,7 +370,7 @@ def finetune_command(wh: Warehouse, name: str, parent: str, preset, lr, corpus, 
 @click.argument("model_a")
 @click.argument("model_b")
 @click.option("--name", required=True, help="Name of the merged model.")
-@click.option("--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True)
+@click.option("--method", type=LibraryChoice("featstore.merge:METHODS"), default="slerp", show_default=True)
 @click.option("--t", "t", type=float, default=0.5, show_default=True, help="Weight toward MODEL_B, in [0, 1].")
 @click.option("--device", default=None, help="Device for evaluating the merge [default: cuda when available].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -367,7 +392,7 @@ def merge_command(wh: Warehouse, model_a: str, model_b: str, name: str, method: 
 @click.argument("model_a")
 @click.argument("model_b")
 @click.option("--steps", type=int, default=11, show_default=True, help="Evenly spaced t from 0 to 1.")
-@click.option("--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True)
+@click.option("--method", type=LibraryChoice("featstore.merge:METHODS"), default="slerp", show_default=True)
 @click.option("--eval-tokens", type=int, default=None, help="Validation tokens per set [default: the preset's].")
 @click.option("--device", default=None, help="[default: cuda when available]")
 @pass_warehouse
@@ -385,7 +410,8 @@ def merge_sweep_command(wh: Warehouse, model_a: str, model_b: str, steps: int, m
 
 @model_group.command("eval")
 @click.argument("name")
-@click.option("--preset", default="tiny", show_default=True, help="Whose evaluation domains to use.")
+@click.option("--preset", default="tiny", show_default=True,
+              help=f"Model family preset whose evaluation domains to use: {' or '.join(MODEL_PRESETS)}.")
 @click.option("--device", default=None, help="[default: cuda when available]")
 @pass_warehouse
 def model_eval_command(wh: Warehouse, name: str, preset: str, device) -> None:
@@ -394,7 +420,7 @@ def model_eval_command(wh: Warehouse, name: str, preset: str, device) -> None:
 
     _echo_validation(evaluate_model(wh, name, preset=preset, device=device))
 
-# --- SAEs: train, evaluate, import (issue 4) -----------------------------------------------------
+# --- SAEs: train, evaluate, import ----------------------------------------------------------------
 
 SAE_METRIC_COLUMNS = ("mse", "fvu", "l0", "l0_fraction", "dead_fraction", "ce_loss_recovered", "eval_tokens")
 
@@ -409,19 +435,48 @@ def _echo_sae_metrics(sae_id: str, metrics: dict) -> None:
         click.echo(f"feature density (log10 bins {hist['log10_density_edges'][0]}..0): {hist['counts']}, never fired: {hist['never_fired']}")
 
 
+def _settings_options(command):
+    """One option per TrainSettings field; unset, each takes the preset's value."""
+    for setting in reversed([f for f in fields(TrainSettings) if "help" in f.metadata]):
+        flags = setting.metadata.get("flags") or ("--" + setting.name.replace("_", "-"),)
+        kind = LibraryChoice(setting.metadata["choices"]) if "choices" in setting.metadata else type(setting.default)
+        help = f"{setting.metadata['help']} [default: the preset's]"
+        command = click.option(*flags, setting.name, type=kind, default=None, help=help)(command)
+    return command
+
+
+class ArchitectureCommand(click.Command):
+    """A command that also takes every SAE architecture's hyperparameters (--k, --l1, ...), read from
+    the architecture registry on first use (it imports torch, which `featstore --help` should not)."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not getattr(self, "hyperparameters_added", False):
+            self.hyperparameters_added = True
+            self.params.extend(_hyperparameter_options())
+        return super().get_params(ctx)
+
+
+def _hyperparameter_options() -> list[click.Option]:
+    from featstore.saes import ARCHITECTURES
+    from featstore.saes.base import option_flag
+
+    users: dict[str, tuple] = {}
+    for cls in ARCHITECTURES.values():
+        for hyper in cls.config_class.hyperparameters():
+            users.setdefault(hyper.name, (hyper, []))[1].append(cls.architecture)
+    return [
+        click.Option([option_flag(hyper), hyper.name], type=hyper.metadata["type"], default=None,
+                     help=f"{hyper.metadata['help'].rstrip('.')} ({', '.join(archs)}; "
+                          f"{'required' if hyper.default is None else f'default: {hyper.default}'}).")
+        for hyper, archs in users.values()
+    ]
+
+
 # `sae_group` is defined once, in the warehouse section above (it also holds `sae add`).
-@sae_group.command("train")
+@sae_group.command("train", cls=ArchitectureCommand)
 @click.argument("model")
-@click.option("--preset", type=click.Choice(["tiny", "paper"]), default="tiny", show_default=True)
-@click.option("--arch", type=click.Choice(["relu", "topk"]), default=None, help="[default: relu]")
-@click.option("--expansion", type=int, default=None, help="Dictionary size as a multiple of d_in (paper: 16).")
-@click.option("--l1", "l1_coefficient", type=float, default=None, help="L1 coefficient (ReLU), on scale-normalised activations.")
-@click.option("--k", type=int, default=None, help="Active features per token (TopK).")
-@click.option("--tokens", type=int, default=None, help="Training activations (token positions).")
-@click.option("--lr", type=float, default=None)
-@click.option("--batch-blocks", type=int, default=None, help="24-token blocks per batch (paper: 128).")
-@click.option("--seed", type=int, default=None)
-@click.option("--layer", type=int, default=None, help="Decoder layer whose MLP is read [default: 0].")
+@click.option("--preset", type=click.Choice(list(SAE_PRESETS)), default="tiny", show_default=True)
+@_settings_options
 @click.option("--same-init-as", default=None, help="Start from another SAE's saved initial weights.")
 @click.option("--id", "sae_id", default=None, help="[default: MODEL-ARCH-xEXPANSION-sSEED]")
 @click.option("--source", default=None, help="Training text spec [default: the model's train_corpus].")
@@ -429,12 +484,13 @@ def _echo_sae_metrics(sae_id: str, metrics: dict) -> None:
 @click.option("--primary/--secondary", "is_primary", default=None, help="[default: primary unless the model has one]")
 @click.option("--device", default=None, help="[default: cuda when available]")
 @pass_warehouse
-def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, corpus, same_init_as, is_primary, device, arch, **overrides) -> None:
+def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, corpus, same_init_as, is_primary, device,
+                      **settings) -> None:
     """Train an SAE on MODEL's MLP hidden activation, evaluate it and register it."""
-    from featstore.sae_train import settings_for, train_sae
+    from featstore.presets import sae_preset
+    from featstore.sae_train import train_sae
 
-    settings = settings_for(preset, architecture=arch, **overrides)
-    row = train_sae(wh, model, settings=settings, sae_id=sae_id, source=source, corpus=corpus,
+    row = train_sae(wh, model, settings=sae_preset(preset, **settings), sae_id=sae_id, source=source, corpus=corpus,
                     same_init_as=same_init_as, is_primary=is_primary, device=device)
     click.echo(f"SAE {row['id']} ({row['d_in']} -> {row['d_sae']}, {row['architecture']}) at {row['path']}")
     _echo_sae_metrics(row["id"], row["metrics"])
@@ -453,7 +509,7 @@ def sae_eval_command(wh: Warehouse, sae_id: str, source, corpus, eval_tokens: in
 
     _echo_sae_metrics(sae_id, evaluate_sae(wh, sae_id, source=source, corpus=corpus, eval_tokens=eval_tokens, device=device))
 
-# --- interpretability: explain, score (issue 5) --------------------------------------------------
+# --- interpretability: explain, score -------------------------------------------------------------
 
 
 def _feature_list(ctx, param, value: str | None) -> list[int] | None:
@@ -469,7 +525,7 @@ def _interp_options(command):
     """Options shared by explain, score and transfer: which features, which backend, how to call it."""
     options = [
         click.option("--corpus", default=None, help="Corpus the activations come from [default: the SAE's only one]."),
-        click.option("--backend", type=click.Choice(["builtin", "openai", "hf"]), default="builtin", show_default=True,
+        click.option("--backend", type=click.Choice(BACKENDS), default="builtin", show_default=True,
                      help="builtin: offline rules; openai: any OpenAI-compatible endpoint; hf: a local causal LM folder."),
         click.option("--model", default=None, help="Endpoint model name (openai) or model folder (hf)."),
         click.option("--base-url", default=None,
@@ -522,11 +578,7 @@ def explain_command(wh: Warehouse, sae: str, features, top, **opts) -> None:
                      concurrency=opts["concurrency"])
     click.echo(f"{sae} on {result['corpus']}: {result['explained']} explained by {result['explainer']}, "
                f"{result['already_explained']} already were")
-    echo_table(wh.query(
-        "SELECT feature, explanation FROM explanations WHERE sae = ? AND corpus = ? AND explainer = ?"
-        " AND list_contains(?, feature) ORDER BY feature LIMIT 200",
-        [sae, result["corpus"], result["explainer"], result["chosen"]],
-    ))
+    echo_table(Database(wh).explanations.listing(sae, result["corpus"], result["explainer"], result["chosen"]))
     _check_failures(result)
 
 
@@ -556,11 +608,7 @@ def score_command(wh: Warehouse, sae: str, features, top, explainer, baseline: b
         click.echo(f"{sae} on {result['corpus']}: {result['scored']} scored, {result['already_scored']} already were; "
                    f"mean score {_fmt_score(result['mean_score'])} ({result['explainer']} explanations, "
                    f"{result['simulator']} simulator)")
-    echo_table(wh.query(
-        "SELECT kind, explainer, simulator, features, round(mean_score, 3) AS mean, round(median_score, 3) AS median,"
-        " round(share_at_least_half, 3) AS share_ge_half FROM score_summary WHERE sae = ? AND corpus = ?",
-        [sae, result["corpus"]],
-    ))
+    echo_table(Database(wh).scores.summary(sae, result["corpus"]))
     _check_failures(result)
 
 
@@ -568,8 +616,7 @@ def score_command(wh: Warehouse, sae: str, features, top, explainer, baseline: b
 @click.argument("parent_sae")
 @click.argument("child_sae")
 @click.option("--threshold", type=float, default=0.8, show_default=True, help="Minimum r of a parent feature's best child match.")
-@click.option("--stat", type=click.Choice(["all_tokens", "cofiring", "token_type_mean"]), default="all_tokens", show_default=True,
-              help="Correlation run whose best matches pair the features.")
+@stat_option("Correlation run whose best matches pair the features.")
 @click.option("--explainer", default=None, help="Use the parent's stored explanations of this explainer.")
 @_interp_options
 @pass_warehouse
@@ -583,15 +630,10 @@ def transfer_command(wh: Warehouse, parent_sae: str, child_sae: str, threshold: 
     for label, key in (("parent, own explanation", "parent_mean"), ("child, parent's explanation", "transfer_mean"),
                        ("child, own explanation", "child_mean")):
         click.echo(f"  mean score, {label + ':':<29} {_fmt_score(result[key])}")
-    echo_table(wh.query(
-        "SELECT parent_feature, child_feature, round(parent_score, 3) AS parent, round(transfer_score, 3) AS transfer,"
-        " round(child_score, 3) AS child, parent_explanation FROM explanation_transfer"
-        " WHERE parent_sae = ? AND child_sae = ? AND corpus = ? AND simulator = ?",
-        [parent_sae, child_sae, result["corpus"], result["simulator"]],
-    ))
+    echo_table(Database(wh).scores.transfer_listing(parent_sae, child_sae, result["corpus"], result["simulator"]))
     _check_failures(result)
 
-# --- pipeline: run, report, export, sql (issue 6) ------------------------------------------------
+# --- pipeline: run, report, export, sql -----------------------------------------------------------
 
 
 def warehouse_option(command):
@@ -607,7 +649,7 @@ def warehouse_option(command):
 
 
 @main.command("run")
-@click.option("--preset", type=click.Choice(["tiny", "paper"]), default="tiny", show_default=True)
+@click.option("--preset", type=click.Choice(list(RUN_PRESETS)), default="tiny", show_default=True)
 @click.option("--force", "force", multiple=True, metavar="STEP", help="Redo STEP and every step after it (repeatable).")
 @click.option("--device", default=None, help="cuda / cpu [default: cuda when available].")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -651,7 +693,7 @@ def serve_command(wh: Warehouse, port: int, host: str) -> None:
 
 @main.command("export")
 @click.argument("name", required=False)
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "arrow"]), default="parquet", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="parquet", show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write NAME.<format> into [default: <warehouse>/exports].")
 @click.option("--engine-layout", "layout", type=click.Path(file_okay=False, path_type=Path), default=None,

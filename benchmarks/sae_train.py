@@ -17,16 +17,17 @@ import time
 
 import torch
 
-from featstore.capture import select_device
-from featstore.sae import SAEConfig, SparseAutoencoder
-from featstore.sae_train import Trainer, TrainSettings
+from featstore.hf import resolve_device
+from featstore.saes import build_sae
+from featstore.presets import TrainSettings
+from featstore.sae_train import Trainer
 
 
 def plain_loop(batches: list[torch.Tensor], d_sae: int, steps: int, l1: float, lr: float, scale: float) -> float:
     """What one would write by hand: raw tensors, the same loss and constraint, no bookkeeping."""
     d_in, device = batches[0].shape[1], batches[0].device
     W_dec = torch.nn.functional.normalize(torch.randn(d_sae, d_in, device=device), dim=1).requires_grad_()
-    W_enc = W_dec.detach().T.contiguous().requires_grad_()  # same layout as SparseAutoencoder
+    W_enc = W_dec.detach().T.contiguous().requires_grad_()  # same layout as featstore's SAE
     b_enc = torch.zeros(d_sae, device=device, requires_grad=True)
     b_dec = torch.zeros(d_in, device=device, requires_grad=True)
     opt = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=lr, betas=(0.9, 0.999))
@@ -47,9 +48,9 @@ def plain_loop(batches: list[torch.Tensor], d_sae: int, steps: int, l1: float, l
 
 def featstore_fit(batches: list[torch.Tensor], d_sae: int, steps: int, l1: float, lr: float, scale: float) -> float:
     d_in, device = batches[0].shape[1], batches[0].device
-    settings = TrainSettings(expansion=d_sae // d_in, l1_coefficient=l1, lr=lr, beta2=0.999,
+    settings = TrainSettings(expansion=d_sae // d_in, lr=lr, beta2=0.999,
                              batch_blocks=len(batches[0]) // 24, tokens=steps * len(batches[0]), resample_every=10**9)
-    sae = SparseAutoencoder(SAEConfig(d_in=d_in, d_sae=d_sae)).to(device)
+    sae = build_sae("relu", d_in=d_in, d_sae=d_sae, l1_coefficient=l1).to(device)
     trainer = Trainer(sae, settings, scale)
     start = time.perf_counter()
     trainer.fit(itertools.cycle(batches), progress=False)
@@ -72,7 +73,7 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
     batch = args.batch // 24 * 24
-    device = select_device(args.device)
+    device = resolve_device(args.device)
     torch.manual_seed(0)
     batches = [torch.relu(torch.randn(batch, args.d_in, device=device)) for _ in range(4)]
     d_sae, scale = args.d_in * args.expansion, float(batches[0].pow(2).sum(-1).mean())

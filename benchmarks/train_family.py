@@ -19,11 +19,13 @@ import time
 import torch
 
 from featstore import lm
+from featstore.hf import resolve_device
 from featstore.merge import merge_models, merge_sweep
+from featstore.presets import ModelPreset, model_preset
 from featstore.warehouse import Warehouse
 
 
-def reference_tokens_per_s(preset: lm.Preset, device: torch.device, steps: int = 4) -> float:
+def reference_tokens_per_s(preset: ModelPreset, device: torch.device, steps: int = 4) -> float:
     """Plain AdamW steps of the preset's shape on random tokens: the raw training speed right now.
 
     On a CPU the batch is cut to 4 blocks so the reference costs seconds, not minutes, at paper size.
@@ -66,8 +68,8 @@ def main() -> None:
     parser.add_argument("--sweep-steps", type=int, default=0, help="Also run the merge sweep with this many t.")
     args = parser.parse_args()
 
-    preset = lm.get_preset(args.preset, **({"eval_tokens": args.eval_tokens} if args.eval_tokens else {}))
-    device = lm.resolve_device(args.device)
+    preset = model_preset(args.preset, **({"eval_tokens": args.eval_tokens} if args.eval_tokens else {}))
+    device = resolve_device(args.device)
     wh = Warehouse(args.warehouse or tempfile.mkdtemp(prefix="featstore-family-"))
     print(f"preset {preset.name} on {device}, torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, warehouse {wh.root}")

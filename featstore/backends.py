@@ -437,14 +437,15 @@ class HFBackend(LLMBackend):
         folder = Path(folder)
         if not (folder / "config.json").exists():
             raise FeatstoreError(f"{folder} is not a transformers model folder (no config.json); give --model FOLDER")
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from featstore.hf import load_model, resolve_device
 
         super().__init__(cache)
         self.name = f"hf:{folder.resolve().name}"
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForCausalLM.from_pretrained(folder).to(self.device).eval()
+        self.model = load_model(folder, self.device)
         self.max_new_tokens = max_new_tokens
         self.lock = threading.Lock()  # one forward pass at a time; threads only overlap cache work
         self.digit_ids = self._digit_ids()

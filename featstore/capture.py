@@ -1,6 +1,7 @@
 """The one activation-capture hook: the MLP hidden activation, i.e. the input of the down projection.
 
-For Mistral/Llama this is SiLU(gate(x)) * up(x), TransformerLens' `blocks.L.mlp.hook_post`. SAE
+For Mistral/Llama this is SiLU(gate(x)) * up(x), TransformerLens' `blocks.L.mlp.hook_post` (named in
+`featstore.hooks`). SAE
 training, evaluation and ingest all read activations through this module, so they see exactly the
 same numbers. The forward pass is cut short after the hooked layer (the vocabulary head dominates
 the cost of a small model) by raising a private exception from the hook.
@@ -16,15 +17,11 @@ import torch
 from torch import nn
 
 from featstore.errors import FeatstoreError
+from featstore.hf import resolve_device
 
 
 class _StopForward(Exception):
     """Raised from the hook once the activation is recorded, to skip the rest of the network."""
-
-
-def hook_name(layer: int) -> str:
-    """TransformerLens/SAELens name of the captured activation."""
-    return f"blocks.{layer}.mlp.hook_post"
 
 
 def _layers(model: nn.Module):
@@ -52,14 +49,6 @@ def mlp_down_proj(model: nn.Module, layer: int) -> nn.Module:
         if hasattr(mlp, name):
             return getattr(mlp, name)
     raise FeatstoreError(f"cannot find the MLP down projection of layer {layer} in {type(model).__name__}")
-
-
-def hook_width(model: nn.Module, layer: int) -> int:
-    """Width of the captured activation (the MLP intermediate size)."""
-    proj = mlp_down_proj(model, layer)
-    if hasattr(proj, "in_features"):
-        return proj.in_features
-    return proj.weight.shape[0]  # GPT-2 Conv1D stores (in, out)
 
 
 class Capture:
@@ -115,22 +104,6 @@ def mlp_activations(model: nn.Module, input_ids: torch.Tensor, layer: int) -> to
     return captured.value
 
 
-def select_device(device: str | None = None) -> torch.device:
-    """`cuda` when available unless the caller names a device."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def load_model(path: str, device: str | torch.device | None = None) -> nn.Module:
-    """An HF causal LM (folder or hub id) in eval mode on `device`."""
-    from transformers import AutoModelForCausalLM
-
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(path))
-    except (OSError, ValueError) as exc:
-        raise FeatstoreError(f"cannot load model {str(path)!r}: {str(exc).splitlines()[0]}") from exc
-    return model.to(select_device(str(device) if device is not None else None)).eval()
-
-
 def iter_mlp_activations(
     model: nn.Module,
     token_blocks: Iterable[np.ndarray | torch.Tensor],
@@ -144,7 +117,7 @@ def iter_mlp_activations(
     Blocks may differ in length; a batch is right-padded, which cannot change the real tokens'
     activations in a causal model.
     """
-    device = select_device(str(device) if device is not None else None)
+    device = resolve_device(device)
     batch: list[torch.Tensor] = []
     for block in token_blocks:
         batch.append(torch.as_tensor(np.asarray(block, dtype=np.int64)))

@@ -7,7 +7,6 @@ the text's own tokens (no BOS/EOS added); a model that wants a BOS adds it when 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -15,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from featstore.db import Database, remove_files
 from featstore.errors import FeatstoreError
-from featstore.registry import drop_dependents, record_tokenizer
+from featstore.registry import record_tokenizer
 from featstore.warehouse import Warehouse, check_name
 
 TOKENIZE_BATCH_DOCS = 32
@@ -71,7 +71,7 @@ def add_corpus_texts(
 
     Tokenizing happens before the warehouse is opened, so readers are not blocked meanwhile.
     `max_tokens` truncates the last document so the corpus has exactly that many tokens.
-    `replace` drops the old slice with its activation partitions and correlation runs (their toks
+    `replace` drops the old slice with everything computed on it (`featstore.db.Corpora.drop`: its toks
     no longer exist) and gives the new slice a fresh tok range; without it an existing name is an error.
     """
     from featstore.tokenizer import load_tokenizer
@@ -87,38 +87,28 @@ def add_corpus_texts(
     if n_tokens == 0:
         raise FeatstoreError(f"source {source_label!r} gave no tokens; point --source at non-empty text")
     meta = {**(meta or {}), "max_tokens": max_tokens, "tokenizer_path": str(tokenizer_path)}
-    with wh.transaction() as con:
+    db = Database(wh)
+    with db.transaction() as con:
         stale: list[Path] = []
         # Allocated before a replaced slice is dropped, so a tok id is never reused for another token.
-        tok_start = con.execute("SELECT coalesce(max(tok_start + n_tokens), 0) FROM corpora").fetchone()[0]
-        if con.execute("SELECT 1 FROM corpora WHERE name = ?", [name]).fetchone():
+        tok_start = db.corpora.next_tok_start(con)
+        if db.corpora.exists(name, con=con):
             if not replace:
                 raise FeatstoreError(f"corpus {name!r} already exists; use --replace to rebuild it")
-            stale = drop_dependents(wh, con, corpus=name)
-            for table, column in (("tokens", "corpus"), ("documents", "corpus"), ("corpora", "name")):
-                con.execute(f"DELETE FROM {table} WHERE {column} = ?", [name])
-        fp = record_tokenizer(con, tok, str(tokenizer_path))
+            stale = db.corpora.drop(name, con)
+        fp = record_tokenizer(db, con, tok, str(tokenizer_path))
         if tok_start + n_tokens > MAX_TOK:
             raise FeatstoreError(f"the warehouse's tok ids would pass 2^32 with {n_tokens} more tokens; use a new warehouse")
-        con.execute(
-            "INSERT INTO corpora (name, source, tokenizer, n_documents, n_tokens, tok_start, meta) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [name, source_label, fp, documents.num_rows, n_tokens, tok_start, json.dumps(meta, sort_keys=True)],
-        )
-        con.register("documents_batch", documents)
-        con.execute("INSERT INTO documents SELECT ?, doc_id, n_tokens, origin FROM documents_batch", [name])
-        con.register("tokens_batch", tokens)
-        con.execute(
-            "INSERT INTO tokens SELECT (? + seq)::UINTEGER, ?, doc_id, pos, token_id FROM tokens_batch ORDER BY seq",
-            [tok_start, name],
-        )
-    for file in stale:
-        file.unlink(missing_ok=True)
+        record = {"name": name, "source": source_label, "tokenizer": fp, "n_documents": documents.num_rows,
+                  "n_tokens": n_tokens, "tok_start": tok_start, "meta": meta}
+        db.corpora.insert_slice(con, record, documents, tokens)
+    remove_files(stale)
     return get_corpus(wh, name)
 
 
 def _refuse_existing(wh: Warehouse, name: str) -> None:
     """Fail before the (slow) tokenizing when the name is taken; checked again in the transaction."""
-    if wh.db_path.exists() and wh.scalar("SELECT 1 FROM corpora WHERE name = ?", [name]):
+    if wh.db_path.exists() and Database(wh).corpora.exists(name):
         raise FeatstoreError(f"corpus {name!r} already exists; use --replace to rebuild it")
 
 
@@ -181,26 +171,26 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
 
 def get_corpus(wh: Warehouse, name: str) -> dict:
     """The corpus row as a dict (meta parsed); FeatstoreError for an unknown name."""
-    with wh.connect(read_only=True) as con:
-        cursor = con.execute("SELECT * FROM corpora WHERE name = ?", [name])
-        row = cursor.fetchone()
-        if row is None:
-            raise FeatstoreError(f"unknown corpus {name!r}; see `featstore corpora`")
-        record = dict(zip([d[0] for d in cursor.description], row))
-    record["meta"] = json.loads(record["meta"]) if record["meta"] else {}
-    return record
+    return Database(wh).corpora.get(name)
+
+
+def check_tokenizer(corpus: dict, model: dict) -> None:
+    """A model reads a corpus slice only if the slice was tokenized with the model's tokenizer."""
+    if model.get("tokenizer") and corpus["tokenizer"] != model["tokenizer"]:
+        raise FeatstoreError(
+            f"corpus {corpus['name']!r} was tokenized with tokenizer {corpus['tokenizer']}, model {model['name']!r} uses "
+            f"{model['tokenizer']}; add the corpus again with the model's tokenizer"
+        )
 
 
 def list_corpora(wh: Warehouse) -> pa.Table:
-    return wh.query(
-        "SELECT name, n_documents, n_tokens, tok_start, tokenizer, source FROM corpora ORDER BY tok_start"
-    )
+    return Database(wh).corpora.list()
 
 
 def document_offsets(wh: Warehouse, name: str) -> np.ndarray:
     """tok of each document's first token, plus the end: doc d spans [offsets[d], offsets[d + 1])."""
     corpus = get_corpus(wh, name)
-    lengths = wh.query("SELECT n_tokens FROM documents WHERE corpus = ? ORDER BY doc_id", [name]).column(0)
+    lengths = Database(wh).corpora.document_lengths(name).column(0)
     return corpus["tok_start"] + np.concatenate([[0], np.cumsum(lengths.to_numpy(), dtype=np.int64)])
 
 
@@ -216,11 +206,7 @@ def corpus_token_blocks(wh: Warehouse, name: str) -> Iterator[tuple[int, np.ndar
     while first_doc < n_docs:
         last_doc = int(np.searchsorted(offsets, offsets[first_doc] + READ_BLOCK_TOKENS, side="right")) - 1
         last_doc = min(max(last_doc, first_doc + 1), n_docs)
-        with wh.connect(read_only=True) as con:
-            block = con.sql(
-                "SELECT tok, token_id FROM tokens WHERE corpus = ? AND tok >= ? AND tok < ? ORDER BY tok",
-                params=[name, int(offsets[first_doc]), int(offsets[last_doc])],
-            ).to_arrow_table()
+        block = Database(wh).corpora.token_block(name, int(offsets[first_doc]), int(offsets[last_doc]))
         toks = block.column("tok").to_numpy()
         token_ids = block.column("token_id").to_numpy()
         bounds = offsets[first_doc : last_doc + 1] - offsets[first_doc]

@@ -1,11 +1,12 @@
 """Pearson correlation between every feature of two SAEs over the same tokens, in DuckDB SQL.
 
 The work is a sparse join on the token key followed by a GROUP BY over feature pairs; the SQL is in
-sql/22x-23x (macros `corr_*`). Three statistics (see DESIGN.md):
+sql/correlation/ (macros `corr_*`) and sql/queries/correlation/. The statistics are registered in
+featstore.statistics (see the README's "Correlation and persistence"):
 
 - all_tokens: r over every token occurrence of the corpus, implicit zeros counted exactly from the
   corpus token count. Rows are pre-divided by their feature's centred norm, so the pair aggregate is
-  a single SUM: r(a, b) = Σ v_a·v_b − u_a·u_b (sql/222_corr_feature_stats.sql).
+  a single SUM: r(a, b) = Σ v_a·v_b − u_a·u_b (sql/correlation/corr_feature_stats.sql).
 - cofiring: r over the occurrences where both features fire.
 - token_type_mean: r over per-token-type mean activations, as the paper's released code computes it.
 
@@ -13,7 +14,7 @@ Side a's features are cut into ranges of about PAIRS_PER_BLOCK co-firing row pai
 joined with side b's rows grouped per key (one list row per token) and aggregated by its own
 single-threaded query, one per core: many small hash tables are much faster than one huge one, and
 memory stays bounded at any scale. The pairs never leave that query: it keeps only the pairs with
-r >= the floor and, per feature of either side, its best partner in the block (sql/226). From those,
+r >= the floor and, per feature of either side, its best partner in the block (corr_block_summary). From those,
 every feature's best match on the other side whatever its r is found (for all_tokens including a
 partner it never co-fires with, r = −u_a·u_b).
 """
@@ -28,11 +29,13 @@ import duckdb
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from featstore.corpus import check_tokenizer
+from featstore.db import Database, run as run_query
 from featstore.errors import FeatstoreError
 from featstore.registry import get_model, get_sae
+from featstore.statistics import MATCH_METHODS, Statistic, get_statistic
 from featstore.warehouse import Warehouse
 
-STATS = ("all_tokens", "cofiring", "token_type_mean")
 ENGINES = ("auto", "sql", "torch", "spark")
 PAIRS_PER_BLOCK = 1_250_000  # co-firing row pairs per GROUP BY: 0.4M-1.25M measured alike, 2.5M +20%, 5M +40% CPU
 MASK_BITS = 63  # lowest-u partners tracked per feature in a bitmask when looking for the best non-co-firing one
@@ -55,7 +58,8 @@ def correlate(
 
     Replaces an earlier run of the same (sae_a, sae_b, corpus, stat) in one transaction. `corpus`
     may be left out when the two SAEs share exactly one corpus. `engine` is sql, torch, spark or auto
-    (torch on CUDA, else sql); every engine fills the same result relations, stored by `_store`.
+    (torch on CUDA, else sql); every engine fills the same result relations, which one store step
+    (featstore.db's correlations.store) commits.
     `threads` caps the cores used (default: all). Returns the run's catalog row.
     """
     started = time.perf_counter()
@@ -71,7 +75,10 @@ def correlate(
                 seconds = time.perf_counter() - started
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    run_id = _store(con, run, seconds, results)
+                    key = {k: run[k] for k in ("sae_a", "sae_b", "corpus", "stat")}
+                    run_id = Database(wh).correlations.store(
+                        con, key, r_floor=run["r_floor"], n_tokens=run["n_tokens"], seconds=seconds,
+                        pairs=results["pairs"], best={side: results[f"best_{side}"] for side in "ab"})
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise
@@ -86,23 +93,18 @@ def correlate(
 
 def run_row(wh: Warehouse, run_id: int) -> dict:
     """The correlation_runs row of `run_id` as a dict."""
-    table = wh.query("SELECT * FROM correlation_runs WHERE id = ?", [run_id])
-    if table.num_rows == 0:
+    rows = Database(wh).correlations.rows_where("id = ?", [run_id])
+    if not rows:
         raise FeatstoreError(f"no correlation run {run_id}; list them with `SELECT * FROM correlation_runs`")
-    return table.to_pylist()[0]
+    return rows[0]
 
 
 def persistence_summary(wh: Warehouse, threshold: float = 0.8, stat: str = "all_tokens") -> pa.Table:
     """Per lineage edge and corpus: features persisting, disappearing and emerging at `threshold`."""
-    _check_stat(stat)
+    get_statistic(stat)
     if not -1.0 <= threshold <= 1.0:
         raise FeatstoreError(f"the threshold must be a correlation between -1 and 1 (got {threshold})")
     return wh.query("SELECT * FROM persistence_summary(threshold := ?, stat := ?)", [threshold, stat])
-
-
-def _check_stat(stat: str) -> None:
-    if stat not in STATS:
-        raise FeatstoreError(f"unknown statistic {stat!r}; use one of {', '.join(STATS)}")
 
 
 # -- checks --------------------------------------------------------------------------------------
@@ -110,28 +112,26 @@ def _check_stat(stat: str) -> None:
 
 def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, stat: str, r_floor: float) -> dict:
     """Everything that can be refused before any work: names, statistic, floor, tokenizers, partitions."""
-    _check_stat(stat)
+    statistic = get_statistic(stat)
     if not -1.0 <= r_floor <= 1.0:
         raise FeatstoreError(f"the floor must be a correlation between -1 and 1 (got {r_floor})")
     saes = [get_sae(wh, sae_a), get_sae(wh, sae_b)]
     corpus = corpus if corpus is not None else _shared_corpus(wh, sae_a, sae_b)
-    with wh.connect(read_only=True) as con:
-        row = con.execute("SELECT tokenizer, n_tokens, tok_start FROM corpora WHERE name = ?", [corpus]).fetchone()
-        if row is None:
+    db = Database(wh)
+    with db.reading() as con:
+        row = db.corpora.rows_where("name = ?", [corpus], select="tokenizer, n_tokens, tok_start", con=con)
+        if not row:
             raise FeatstoreError(f"unknown corpus {corpus!r}; add it with `featstore corpus add`")
-        corpus_tokenizer, n_tokens, tok_start = row
-        partitions = dict(con.execute(
-            "SELECT sae, n_tokens FROM activation_partitions WHERE corpus = ? AND sae IN (?, ?)", [corpus, sae_a, sae_b]
-        ).fetchall())
-        has_tokens = stat != "token_type_mean" or con.execute(
-            "SELECT count(*) > 0 FROM tokens WHERE corpus = ?", [corpus]).fetchone()[0]
-    fingerprints = {sae["id"]: get_model(wh, sae["model"])["tokenizer"] for sae in saes}
-    if fingerprints[sae_a] != fingerprints[sae_b]:
+        corpus_tokenizer, n_tokens, tok_start = row[0].values()
+        partitions = {r["sae"]: r["n_tokens"] for r in db.partitions.rows_where(
+            "corpus = ? AND sae IN (?, ?)", [corpus, sae_a, sae_b], select="sae, n_tokens", con=con)}
+        has_tokens = not statistic.needs_token_rows or db.corpora.has_tokens(corpus, con=con)
+    models = [get_model(wh, sae["model"]) for sae in saes]
+    if models[0]["tokenizer"] != models[1]["tokenizer"]:
         raise FeatstoreError(
             f"SAEs {sae_a!r} and {sae_b!r} belong to models with different tokenizers; only models sharing a tokenizer can be compared"
         )
-    if fingerprints[sae_a] not in (None, corpus_tokenizer):
-        raise FeatstoreError(f"corpus {corpus!r} was tokenized with another tokenizer than the models of {sae_a!r} and {sae_b!r}")
+    check_tokenizer({"name": corpus, "tokenizer": corpus_tokenizer}, models[0])
     for sae in (sae_a, sae_b):
         if sae not in partitions:
             raise FeatstoreError(
@@ -142,18 +142,15 @@ def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, sta
                 f"activations of SAE {sae!r} cover {partitions[sae]} tokens but corpus {corpus!r} has {n_tokens}; ingest it again"
             )
     if not has_tokens:
-        raise FeatstoreError(f"corpus {corpus!r} has no token rows, which token_type_mean needs; add it with `featstore corpus add`")
+        raise FeatstoreError(f"corpus {corpus!r} has no token rows, which {stat} needs; add it with `featstore corpus add`")
     if n_tokens < 2:
         raise FeatstoreError(f"corpus {corpus!r} has {n_tokens} token(s); a correlation needs at least 2")
-    return {"sae_a": sae_a, "sae_b": sae_b, "corpus": corpus, "stat": stat, "r_floor": r_floor,
+    return {"sae_a": sae_a, "sae_b": sae_b, "corpus": corpus, "stat": stat, "statistic": statistic, "r_floor": r_floor,
             "n_tokens": n_tokens, "tok_start": tok_start, "d_sae_a": saes[0]["d_sae"], "d_sae_b": saes[1]["d_sae"]}
 
 
 def _shared_corpus(wh: Warehouse, sae_a: str, sae_b: str) -> str:
-    rows = wh.query(
-        "SELECT corpus FROM activation_partitions WHERE sae = ? INTERSECT SELECT corpus FROM activation_partitions WHERE sae = ?",
-        [sae_a, sae_b],
-    ).column("corpus").to_pylist()
+    rows = Database(wh).partitions.shared_corpora(sae_a, sae_b)
     if len(rows) != 1:
         found = ", ".join(sorted(rows)) or "none"
         raise FeatstoreError(f"SAEs {sae_a!r} and {sae_b!r} share {len(rows)} corpora ({found}); name one with --corpus")
@@ -163,14 +160,16 @@ def _shared_corpus(wh: Warehouse, sae_a: str, sae_b: str) -> str:
 # -- computation (tables of an in-memory database attached for the run) ---------------------------
 
 WORK = "corr_work"  # attached per run, so parallel cursors share its tables; gone when detached
-RESULTS = {"pairs": f"{WORK}.pairs", "best_a": f"{WORK}.best_a", "best_b": f"{WORK}.best_b"}  # what _store reads
+RESULTS = {"pairs": f"{WORK}.pairs", "best_a": f"{WORK}.best_a", "best_b": f"{WORK}.best_b"}  # what the store step reads
 
 
-def load_rows(con: duckdb.DuckDBPyConnection, run: dict, side: str) -> str:
-    """corr_work.raw_{side}: the (key, feature, x) rows one side's statistic joins on, checked; returns its name."""
-    source = "corr_type_means" if run["stat"] == "token_type_mean" else "corr_occurrences"
-    con.execute(f"CREATE TABLE {WORK}.raw_{side} AS SELECT * FROM {source}(?, ?)", [run[f"sae_{side}"], run["corpus"]])
-    check_values(con, side, run, f"{WORK}.raw_{side}")
+def load_rows(con: duckdb.DuckDBPyConnection, run: dict, side: str, kind: str = "TABLE") -> str:
+    """corr_work.raw_{side}: the (key, feature, x) rows one side's statistic joins on, checked; returns its name.
+
+    kind VIEW checks the rows streamed from the partitions without holding them (the Spark engine's case)."""
+    con.execute(f"CREATE {kind} {WORK}.raw_{side} AS SELECT * FROM {run['statistic'].rows}(?, ?)",
+                [run[f"sae_{side}"], run["corpus"]])
+    _check_values(con, side, run)
     return f"{WORK}.raw_{side}"
 
 
@@ -201,12 +200,13 @@ def _sql_engine(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None
 
 def _compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None) -> int:
     """Fill corr_work.pairs, corr_work.best_a and corr_work.best_b; returns the number of co-firing pairs."""
-    all_tokens = run["stat"] == "all_tokens"
+    statistic: Statistic = run["statistic"]
     for side in "ab":
         load_rows(con, run, side)
         con.execute(f"CREATE TABLE {WORK}.stats_{side} AS SELECT * FROM corr_feature_stats('{WORK}.raw_{side}', ?)",
                     [run["n_tokens"]])
-        rows = f"corr_normalised('{WORK}.raw_{side}', '{WORK}.stats_{side}')" if all_tokens else f"{WORK}.raw_{side}"
+        normalised = f"corr_normalised('{WORK}.raw_{side}', '{WORK}.stats_{side}')"
+        rows = normalised if statistic.implicit_zeros else f"{WORK}.raw_{side}"
         # side a is read one feature range at a time: sorted, each range scans only its row groups
         order = "ORDER BY feature" if side == "a" else ""
         con.execute(f"CREATE TABLE {WORK}.rows_{side} AS SELECT * FROM {rows} {order}")
@@ -218,12 +218,11 @@ def _compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None) -
     with tqdm(total=sum(b[3] for b in blocks), unit="pair", unit_scale=True, desc=f"correlate {run['stat']}",
               disable=None if progress is None else not progress) as bar:
         _run_blocks(con, blocks, run, bar)
-    con.execute(f"CREATE TABLE {WORK}.pairs AS SELECT feature AS feature_a, match AS feature_b, r::FLOAT AS r"
-                f" FROM {WORK}.found WHERE kind = 'pair'")
+    run_query(con, "correlation/pairs")
     for side in "ab":
         con.execute(f"CREATE TABLE {WORK}.partial_{side} AS SELECT feature, match, r, mask FROM {WORK}.found WHERE kind = ?", [side])
     for side, other in (("a", "b"), ("b", "a")):
-        _best_matches(con, side, other, run, all_tokens)
+        _best_matches(con, side, other, run)
     return con.execute(f"SELECT coalesce(sum(n), 0) FROM {WORK}.found WHERE kind = 'a'").fetchone()[0]
 
 
@@ -258,23 +257,14 @@ def _aggregate_block(cur: duckdb.DuckDBPyConnection, block_a: str, lo: int, hi: 
     join's hash table on the block rather than on side b (measured ~20% less CPU per pair).
     """
     cur.execute(f"CREATE OR REPLACE TABLE {block_a} AS SELECT * FROM {WORK}.rows_a WHERE feature BETWEEN ? AND ?", [lo, hi])
-    if run["stat"] == "all_tokens":
-        kernel = f"corr_block_all_tokens('{block_a}', '{WORK}.lists_b', '{WORK}.stats_a', '{WORK}.stats_b')"
-    else:
-        kernel = f"corr_block_moments('{block_a}', '{WORK}.lists_b')"
-    cur.execute(f"INSERT INTO {WORK}.found WITH pairs AS MATERIALIZED (SELECT * FROM {kernel})"
-                f" SELECT * FROM corr_block_summary('pairs', ?, ?)", [run["r_floor"], MASK_BITS])
+    run_query(cur, run["statistic"].kernel, block_a=block_a, r_floor=run["r_floor"], mask_bits=MASK_BITS)
 
 
-def check_values(con: duckdb.DuckDBPyConnection, side: str, run: dict, rows: str) -> None:
-    """Refuse activations that would silently corrupt the statistics (implicit zeros need every tok in the corpus).
-
-    `rows` is a relation of (key, feature, x) rows of that side, e.g. corr_work.raw_a."""
-    by_tok = run["stat"] != "token_type_mean"
-    bad, top_feature, outside = con.execute(
-        f"SELECT count(*) FILTER (WHERE NOT isfinite(x) OR x <= 0), max(feature),"
-        f" count(*) FILTER (WHERE ? AND (key < ? OR key >= ?)) FROM {rows}",
-        [by_tok, run["tok_start"], run["tok_start"] + run["n_tokens"]],
+def _check_values(con: duckdb.DuckDBPyConnection, side: str, run: dict) -> None:
+    """Refuse activations that would silently corrupt the statistics (implicit zeros need every tok in the corpus)."""
+    bad, top_feature, outside = run_query(
+        con, "correlation/check_values", side=side, by_tok=run["statistic"].keyed_by_tok,
+        lo=run["tok_start"], hi=run["tok_start"] + run["n_tokens"],
     ).fetchone()
     sae = run[f"sae_{side}"]
     if bad:
@@ -285,55 +275,14 @@ def check_values(con: duckdb.DuckDBPyConnection, side: str, run: dict, rows: str
         raise FeatstoreError(f"activations of SAE {sae!r} name feature {top_feature}, beyond its d_sae {run[f'd_sae_{side}']}")
 
 
-def _best_matches(con: duckdb.DuckDBPyConnection, side: str, other: str, run: dict, all_tokens: bool) -> None:
+def _best_matches(con: duckdb.DuckDBPyConnection, side: str, other: str, run: dict, method: str = "best_match") -> None:
     """corr_work.best_{side}: every feature of one side with its best match, co-firing or not."""
     gaps = f"{WORK}.gaps_{side}"
-    if all_tokens:
+    if run["statistic"].implicit_zeros:
         con.execute(f"CREATE TABLE {gaps} AS SELECT * FROM corr_gaps('{WORK}.stats_{side}', '{WORK}.partial_{side}')")
         con.execute(f"CREATE OR REPLACE TABLE {WORK}.saturated AS SELECT feature FROM {gaps} WHERE gap_rank > ?", [MASK_BITS])
         if con.execute(f"SELECT count(*) FROM {WORK}.saturated").fetchone()[0]:
-            con.execute(
-                f"UPDATE {gaps} g SET gap_rank = s.gap_rank FROM (SELECT t.feature, f.gap_rank FROM {WORK}.saturated t "
-                f"LEFT JOIN corr_gap_search('{WORK}.rows_{side}', '{WORK}.rows_{other}', '{WORK}.stats_{other}', '{WORK}.saturated') f "
-                f"USING (feature)) s WHERE g.feature = s.feature"
-            )
+            run_query(con, "correlation/gap_search", side=side, other=other)
     else:
         con.execute(f"CREATE TABLE {gaps} (feature UINTEGER, gap_rank BIGINT)")
-    con.execute(
-        f"CREATE TABLE {WORK}.best_{side} AS SELECT * FROM "
-        f"corr_best_matches('{WORK}.partial_{side}', '{WORK}.stats_{side}', '{WORK}.stats_{other}', '{gaps}', ?)",
-        [run[f"d_sae_{side}"]],
-    )
-
-
-# -- storage ---------------------------------------------------------------------------------------
-
-
-def _store(con: duckdb.DuckDBPyConnection, run: dict, seconds: float, results: dict[str, str]) -> int:
-    """Write the run, its pairs and best matches, replacing an earlier run of the same key.
-
-    `results` names the relations an engine filled: pairs (feature_a, feature_b, r) with r >= the
-    floor, and best_a, best_b (feature, match, r) with a row for every feature of that side.
-    """
-    key = [run["sae_a"], run["sae_b"], run["corpus"], run["stat"]]
-    n_pairs = con.execute(f"SELECT count(*) FROM {results['pairs']}").fetchone()[0]
-    old = con.execute("SELECT id FROM correlation_runs WHERE sae_a = ? AND sae_b = ? AND corpus = ? AND stat = ?", key).fetchone()
-    if old:
-        run_id = old[0]
-        con.execute("DELETE FROM correlations WHERE run_id = ?", [run_id])
-        con.execute("DELETE FROM best_matches WHERE run_id = ?", [run_id])
-        con.execute(
-            "UPDATE correlation_runs SET r_floor = ?, n_tokens = ?, n_pairs = ?, seconds = ?, created_at = current_timestamp WHERE id = ?",
-            [run["r_floor"], run["n_tokens"], n_pairs, seconds, run_id],
-        )
-    else:
-        run_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM correlation_runs").fetchone()[0]
-        con.execute(
-            "INSERT INTO correlation_runs (id, sae_a, sae_b, corpus, stat, r_floor, n_tokens, n_pairs, seconds)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [run_id, *key, run["r_floor"], run["n_tokens"], n_pairs, seconds],
-        )
-    con.execute(f"INSERT INTO correlations SELECT ?, feature_a, feature_b, r FROM {results['pairs']}", [run_id])
-    for side in "ab":
-        con.execute(f"INSERT INTO best_matches SELECT ?, '{side}', feature, match, r FROM {results[f'best_{side}']}", [run_id])
-    return run_id
+    run_query(con, MATCH_METHODS[method].query, side=side, other=other, n_features=run[f"d_sae_{side}"])

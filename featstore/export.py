@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from featstore.db import run, statements
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse
 
@@ -25,12 +26,7 @@ LAYOUT_MARKER = "featstore-layout.txt"  # marks a folder written by export_layou
 
 def relation_names(con: duckdb.DuckDBPyConnection) -> list[str]:
     """User-visible tables and views of the warehouse, sorted."""
-    rows = con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE NOT internal AND schema_name = 'main'"
-        " UNION SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'"
-        " ORDER BY 1"
-    ).fetchall()
-    return [r[0] for r in rows]
+    return [r[0] for r in run(con, "export/relations").fetchall()]
 
 
 def _quoted(name: str) -> str:
@@ -95,7 +91,7 @@ def export_layout(wh: Warehouse, out_dir: str | os.PathLike) -> dict:
             tables = [r[0] for r in con.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE NOT internal AND schema_name = 'main' ORDER BY 1").fetchall()]
             for table in tables:
-                select = (LAYOUT_PARTITIONS if table == "activation_partitions" else f"SELECT * FROM {_quoted(table)}")
+                select = statements("export/layout_partitions")[0] if table == "activation_partitions" else f"SELECT * FROM {_quoted(table)}"
                 con.execute(f"COPY ({select}) TO '{tmp / f'{table}.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
             files = con.execute("SELECT sae, corpus, path FROM activation_partitions").fetchall()
         for sae, corpus, path in files:
@@ -107,10 +103,6 @@ def export_layout(wh: Warehouse, out_dir: str | os.PathLike) -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"path": str(out), "tables": len(tables), "partition_files": len(files)}
-
-
-LAYOUT_PARTITIONS = ("SELECT * REPLACE ('activations/sae=' || sae || '/corpus=' || corpus || '/' || parse_filename(path) AS path)"
-                     " FROM activation_partitions")
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featstore.corpus import get_corpus
+from featstore.db import Database, run
 from featstore.errors import FeatstoreError
 from featstore.registry import get_model, get_sae
 from featstore.warehouse import Warehouse
@@ -42,17 +43,15 @@ def import_activations(
     layout = _layout(file)
     con = duckdb.connect()
     try:
-        con.register("docs", _document_starts(wh, corpus))
-        source = _source_sql(layout)
-        params = [str(file)]
+        con.register("docs", Database(wh).corpora.document_starts(corpus))
         try:
-            n_read, n_kept = _validate(con, source, params, layout, sae["d_sae"], slice_)
+            con.read_parquet(str(file)).create_view("import_file")
+            run(con, f"import/rows_{layout}")
+            n_read, n_kept = _validate(con, layout, sae["d_sae"], slice_)
         except duckdb.Error as exc:  # e.g. a uint64 tok beyond BIGINT, a corrupt page
             raise FeatstoreError(f"cannot read {file}: {str(exc).splitlines()[0]}") from exc
         # In tok order like an ingest's partitions: the writer's delta encoding of tok relies on it.
-        reader = con.sql(
-            f"SELECT tok, feature, act FROM {source} WHERE act > 0 ORDER BY tok, feature", params=params
-        ).to_arrow_reader(batch_rows)
+        reader = con.sql("SELECT tok, feature, act FROM import_rows WHERE act > 0 ORDER BY tok, feature").to_arrow_reader(batch_rows)
         path = wh.write_partition(
             sae_id, corpus, _with_progress(reader, n_kept), n_tokens=slice_["n_tokens"], origin="import"
         )
@@ -97,43 +96,12 @@ def _layout(file: Path) -> str:
     return layout
 
 
-def _document_starts(wh: Warehouse, corpus: str) -> pa.Table:
-    """(doc_id, start tok, n_tokens) of every document, the map from (doc_id, pos) to tok."""
-    return wh.query(
-        "SELECT d.doc_id, c.tok_start + coalesce(sum(d.n_tokens) OVER (ORDER BY d.doc_id"
-        " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS start, d.n_tokens"
-        " FROM documents d JOIN corpora c ON c.name = d.corpus WHERE d.corpus = ?",
-        [corpus],
-    )
-
-
-def _source_sql(layout: str) -> str:
-    """The file as rows (tok, feature, act[, doc_id, pos, known]) in DuckDB, whatever its layout."""
-    if layout == "tok":
-        return "(SELECT tok::BIGINT AS tok, feature::BIGINT AS feature, act::DOUBLE AS act FROM read_parquet(?))"
-    return (
-        "(SELECT d.start + f.pos AS tok, f.feature::BIGINT AS feature, f.act::DOUBLE AS act,"
-        " f.doc_id, f.pos, d.doc_id IS NOT NULL AND f.pos >= 0 AND f.pos < d.n_tokens AS known"
-        " FROM read_parquet(?) f LEFT JOIN docs d ON d.doc_id = f.doc_id)"
-    )
-
-
-def _validate(
-    con: duckdb.DuckDBPyConnection, source: str, params: list, layout: str, d_sae: int, corpus: dict
-) -> tuple[int, int]:
-    """Count every kind of bad row (the first kind found is the error); returns (rows, rows with act > 0)."""
+def _validate(con: duckdb.DuckDBPyConnection, layout: str, d_sae: int, corpus: dict) -> tuple[int, int]:
+    """Count every kind of bad row of import_rows (the first kind found is the error); returns (rows, rows with act > 0)."""
     lo, hi = corpus["tok_start"], corpus["tok_start"] + corpus["n_tokens"]
-    position = "NOT known" if layout == "doc_pos" else f"tok < {lo} OR tok >= {hi}"
     keys = "doc_id, pos, feature" if layout == "doc_pos" else "tok, feature"
-    [(n_rows, n_positive, nulls, non_finite, bad_feature, bad_position)] = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE act > 0),"
-        f" count(*) FILTER (WHERE {' OR '.join(f'{c} IS NULL' for c in LAYOUTS[layout])}),"
-        " count(*) FILTER (WHERE NOT isfinite(act)),"
-        f" count(*) FILTER (WHERE feature < 0 OR feature >= {int(d_sae)}),"
-        f" count(*) FILTER (WHERE {position})"
-        f" FROM {source}",
-        params,
-    ).fetchall()
+    [(n_rows, n_positive, nulls, non_finite, bad_feature, bad_position)] = run(
+        con, "import/check", d_sae=int(d_sae), lo=lo, hi=hi).fetchall()
     where = f"corpus {corpus['name']!r}"
     problems = [
         (nulls, "have null values; every row needs all columns"),
@@ -145,10 +113,7 @@ def _validate(
     for count, message in problems:
         if count:
             raise FeatstoreError(f"{count} row(s) {message}")
-    [(duplicates,)] = con.execute(
-        f"SELECT count(*) FROM (SELECT {keys} FROM {source} WHERE act > 0 GROUP BY {keys} HAVING count(*) > 1)",
-        params,
-    ).fetchall()
+    [(duplicates,)] = run(con, "import/duplicates").fetchall()
     if duplicates:
         raise FeatstoreError(f"{duplicates} ({keys}) key(s) appear more than once; give one row per token and feature")
     return n_rows, n_positive

@@ -17,16 +17,19 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from featstore.capture import batch_activations, hook_name, load_model, select_device
+from featstore.capture import batch_activations
 from featstore.corpus import batched
+from featstore.db import Database
 from featstore.errors import FeatstoreError
+from featstore.hf import load_model, resolve_device
+from featstore.hooks import hook_name
 from featstore.storage import ACT_DTYPES
 from featstore.warehouse import ACTIVATION_SCHEMA, Warehouse
 
 
 def default_corpus(wh: Warehouse, tokenizer: str | None) -> str:
     """The only corpus tokenized with the model's tokenizer; otherwise ask for --corpus."""
-    names = wh.query("SELECT name FROM corpora WHERE tokenizer = ? ORDER BY name", [tokenizer]).column("name").to_pylist()
+    names = Database(wh).corpora.names_with_tokenizer(tokenizer)
     if len(names) == 1:
         return names[0]
     if not names:
@@ -102,10 +105,9 @@ def ingest(
     compute: the SAE belongs to the model, the corpus and model share a tokenizer, the SAE's d_in is
     the hook's width. Returns a summary (sae, corpus, tokens, rows, seconds, tokens_per_s, path).
     """
-    from featstore.corpus import get_corpus
-    from featstore.registry import get_model, get_sae, primary_sae
-    from featstore.sae import load_sae
-    from featstore.sae_train import check_width
+    from featstore.corpus import check_tokenizer, get_corpus
+    from featstore.registry import check_hook, get_model, get_sae, primary_sae
+    from featstore.saes import load_sae
 
     if context < 1 or batch_size < 1:
         raise FeatstoreError("--context and --batch-size must be positive")
@@ -123,19 +125,15 @@ def ingest(
         raise FeatstoreError(f"SAE {sae_row['id']!r} reads layer {sae_row['layer']}, not layer {layer}")
     corpus = corpus or default_corpus(wh, model_row.get("tokenizer"))
     corpus_row = get_corpus(wh, corpus)
-    if corpus_row["tokenizer"] != model_row.get("tokenizer"):
-        raise FeatstoreError(
-            f"corpus {corpus!r} was tokenized with tokenizer {corpus_row['tokenizer']}, model {model!r} uses "
-            f"{model_row.get('tokenizer')}; add the corpus again with the model's tokenizer"
-        )
+    check_tokenizer(corpus_row, model_row)
     if not corpus_row["n_tokens"]:
         raise FeatstoreError(f"corpus {corpus!r} has no tokens")
+    check_hook(model_row, sae_row["hook_point"], sae_row["layer"], sae_row["d_in"])
 
     if device is None and shard is not None and torch.cuda.is_available():  # torchrun: one GPU per local rank
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', shard[0])) % torch.cuda.device_count()}"
-    device = select_device(device)
+    device = resolve_device(device)
     lm = load_model(model_row["path"], device)
-    check_width(lm, sae_row["layer"], sae_row["d_in"], sae_row["id"])
     sae = load_sae(sae_row["path"], device)
     if sae.cfg.d_in != sae_row["d_in"]:
         raise FeatstoreError(f"SAE {sae_row['id']!r}: weights have d_in {sae.cfg.d_in}, the registry says {sae_row['d_in']}")
@@ -148,7 +146,7 @@ def ingest(
             return _ingest_shard(wh, sae_row, corpus_row, rows, shard, context, act_dtype, start, bar)
         path = wh.write_partition(sae_row["id"], corpus, rows, corpus_row["n_tokens"], origin="ingest", act_dtype=act_dtype)
     seconds = time.perf_counter() - start
-    n_rows = wh.scalar("SELECT n_rows FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae_row["id"], corpus])
+    n_rows = Database(wh).partitions.get(sae_row["id"], corpus)["n_rows"]
     return {
         "sae": sae_row["id"], "corpus": corpus, "tokens": corpus_row["n_tokens"], "rows": n_rows,
         "rows_per_token": n_rows / corpus_row["n_tokens"], "seconds": round(seconds, 3),

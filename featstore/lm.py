@@ -1,4 +1,4 @@
-"""The model zoo: presets, Mistral-architecture LMs, training, fine-tuning and evaluation.
+"""The model zoo: Mistral-architecture LMs, training, fine-tuning and evaluation.
 
 The paper's family is a base model trained on about half English, half Python (BabyPython), two
 fine-tunes of it (Lua, TinyStories) and a SLERP merge of those (`featstore.merge`). A preset fixes
@@ -19,111 +19,24 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from featstore.corpora import iter_texts
+from featstore.db import Database
 from featstore.errors import FeatstoreError
+from featstore.hf import load_model, resolve_device
+from featstore.presets import BASE, ModelPreset, Schedule, model_preset
 from featstore.warehouse import Warehouse, check_name
-
-BASE, LUA, STORIES = "base", "lua", "tinystories"
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Optimiser settings of one training run. `max_tokens` counts tokens processed over all epochs."""
-
-    lr: float
-    weight_decay: float
-    warmup_steps: int
-    batch_size: int
-    max_tokens: int
-    epochs: int = 1
-    grad_clip: float = 1.0
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Architecture, tokenizer, corpora and schedules of one model family."""
-
-    name: str
-    hidden_size: int
-    intermediate_size: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    vocab_size: int
-    tokenizer: str             # "bpe": train a byte-level BPE of vocab_size on the family; "mistral"; or a folder / hub id
-    block_size: int
-    base: Schedule
-    finetune: Schedule
-    corpora: dict[str, str]    # model role (base, lua, tinystories) -> corpus spec it trains on
-    domains: dict[str, str]    # evaluation domain -> corpus spec whose validation part measures it
-    eval_tokens: int           # validation tokens per domain
-    tokenizer_chars: int = 3_000_000  # BPE training text per corpus: a stable 8k vocabulary in seconds
-    rope_theta: float = 1e4
-    num_hidden_layers: int = 1
-    max_position_embeddings: int = 2048
-
-
-def family_specs(childes_docs: int, lua_docs: int, stories_docs: int) -> tuple[dict[str, str], dict[str, str]]:
-    """(corpora, domains) of the paper's family over the built-in generators, with these document counts."""
-    childes = f"generated:childes?docs={childes_docs}"
-    lua = f"generated:lua?docs={lua_docs}"
-    stories = f"generated:stories?docs={stories_docs}"
-    corpora = {BASE: f"python-stdlib=0.5+{childes}=0.5", LUA: lua, STORIES: stories}
-    domains = {"python": "python-stdlib", "english": childes, LUA: lua, STORIES: stories}
-    return corpora, domains
-
-
-_TINY_CORPORA, _TINY_DOMAINS = family_specs(childes_docs=20_000, lua_docs=4_000, stories_docs=10_000)
-_PAPER_CORPORA, _PAPER_DOMAINS = family_specs(childes_docs=60_000, lua_docs=20_000, stories_docs=100_000)
-
-PRESETS: dict[str, Preset] = {
-    "tiny": Preset(
-        name="tiny", hidden_size=128, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2,
-        vocab_size=8192, tokenizer="bpe", block_size=128,
-        base=Schedule(lr=2e-3, weight_decay=0.1, warmup_steps=20, batch_size=16, max_tokens=500_000),
-        finetune=Schedule(lr=1e-3, weight_decay=0.01, warmup_steps=10, batch_size=16, max_tokens=125_000),
-        corpora=_TINY_CORPORA, domains=_TINY_DOMAINS, eval_tokens=16_384,
-    ),
-    # The paper's shapes and optimiser settings; token budgets sized for a GPU run of minutes.
-    "paper": Preset(
-        name="paper", hidden_size=512, intermediate_size=1024, num_attention_heads=16, num_key_value_heads=8,
-        vocab_size=32000, tokenizer="mistral", block_size=256,
-        base=Schedule(lr=6e-4, weight_decay=0.1, warmup_steps=0, batch_size=64, max_tokens=24_000_000, epochs=3),
-        finetune=Schedule(lr=2e-5, weight_decay=0.01, warmup_steps=500, batch_size=64, max_tokens=12_000_000),
-        corpora=_PAPER_CORPORA, domains=_PAPER_DOMAINS, eval_tokens=131_072,
-    ),
-}
-
-
-def get_preset(preset: str | Preset, **overrides) -> Preset:
-    """A preset by name (or as given), with fields replaced by `overrides` (e.g. block_size=64)."""
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise FeatstoreError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        preset = PRESETS[preset]
-    return replace(preset, **overrides) if overrides else preset
-
-
-def corpus_specs(preset: str | Preset) -> dict[str, str]:
-    """Model role (base, lua, tinystories) -> the corpus spec that model trains on."""
-    return dict(get_preset(preset).corpora)
-
-
-def preset_from_dict(data: dict) -> Preset:
-    """Inverse of `asdict(preset)`, as stored in a model's hyperparams."""
-    fields = {**data, "base": Schedule(**data["base"]), "finetune": Schedule(**data["finetune"])}
-    return Preset(**fields)
 
 
 # -- tokenizers ---------------------------------------------------------------------------------
 
 
-def family_tokenizer(preset: Preset, tokenizer: str | None, out_dir: Path, *, base_corpus: str, seed: int = 0):
+def family_tokenizer(preset: ModelPreset, tokenizer: str | None, out_dir: Path, *, base_corpus: str, seed: int = 0):
     """The tokenizer the whole family shares: trained BPE, Mistral's, a SentencePiece file, an HF folder or hub id.
 
     A trained BPE sees the base corpus and the fine-tune corpora, so every family member tokenizes well.
@@ -193,20 +106,7 @@ def validation_blocks(spec: str, tokenizer, block_size: int, max_tokens: int, se
 # -- models -------------------------------------------------------------------------------------
 
 
-def resolve_device(device: str | None = None) -> torch.device:
-    """`cuda` when available unless told otherwise."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise FeatstoreError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise FeatstoreError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
-    return resolved
-
-
-def new_model(preset: Preset, tokenizer, seed: int):
+def new_model(preset: ModelPreset, tokenizer, seed: int):
     """A freshly initialised MistralForCausalLM of the preset's shape for `tokenizer`."""
     from transformers import MistralConfig, MistralForCausalLM
 
@@ -227,17 +127,6 @@ def new_model(preset: Preset, tokenizer, seed: int):
     )
     torch.manual_seed(seed)
     return MistralForCausalLM(config)
-
-
-def load_model(path: str | Path, device: torch.device | str = "cpu"):
-    """An HF causal LM from a folder or hub id, in eval mode on `device`."""
-    from transformers import AutoModelForCausalLM
-
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(path))
-    except (OSError, ValueError) as exc:
-        raise FeatstoreError(f"cannot load model {str(path)!r}: {str(exc).splitlines()[0]}") from exc
-    return model.to(device).eval()
 
 
 def autocast(device: torch.device):
@@ -334,7 +223,7 @@ def check_new_model(wh: Warehouse, name: str, folder: Path, replace: bool) -> No
     check_name("model", name)
     if replace:
         return
-    if wh.scalar("SELECT count(*) FROM models WHERE name = ?", [name]):
+    if Database(wh).models.exists(name):
         raise FeatstoreError(f"model {name!r} already exists; pass --replace to retrain it")
     if folder.exists():
         raise FeatstoreError(f"{folder} already exists; remove it or pass --replace")
@@ -374,7 +263,7 @@ def train_base(
     wh: Warehouse,
     name: str = BASE,
     *,
-    preset: str | Preset = "tiny",
+    preset: str | ModelPreset = "tiny",
     corpus: str | None = None,
     tokenizer: str | None = None,
     max_tokens: int | None = None,
@@ -385,7 +274,7 @@ def train_base(
     replace: bool = False,
 ) -> dict:
     """Train a base model from scratch on `corpus` (default: the preset's base mixture) and register it."""
-    preset = get_preset(preset)
+    preset = model_preset(preset)
     corpus = corpus or preset.corpora[BASE]
     schedule = replace_schedule(preset.base, max_tokens, epochs)
     folder = model_folder(wh, name, out_dir)
@@ -410,7 +299,7 @@ def finetune(
     *,
     parent: str = BASE,
     corpus: str | None = None,
-    preset: str | Preset | None = None,
+    preset: str | ModelPreset | None = None,
     max_tokens: int | None = None,
     epochs: int | None = None,
     lr: float | None = None,
@@ -424,7 +313,7 @@ def finetune(
     from featstore.tokenizer import load_tokenizer
 
     parent_row = get_model(wh, parent)
-    preset = get_preset(preset) if preset is not None else _parent_preset(parent_row)
+    preset = model_preset(preset) if preset is not None else _parent_preset(parent_row)
     corpus = corpus or preset.corpora.get(name)
     if corpus is None:
         raise FeatstoreError(
@@ -457,22 +346,22 @@ def replace_schedule(schedule: Schedule, max_tokens: int | None, epochs: int | N
     return replace(schedule, **changes)
 
 
-def _parent_preset(parent_row: dict) -> Preset:
+def _parent_preset(parent_row: dict) -> ModelPreset:
     stored = (parent_row.get("hyperparams") or {}).get("preset")
     if not stored:
         raise FeatstoreError(
             f"model {parent_row['name']!r} was not trained by featstore, so its preset is unknown; pass --preset"
         )
-    return preset_from_dict(stored)
+    return ModelPreset.from_dict(stored)
 
 
-def _metrics(model, tok, preset: Preset, run: dict, device: torch.device, seed: int) -> dict:
+def _metrics(model, tok, preset: ModelPreset, run: dict, device: torch.device, seed: int) -> dict:
     scores = evaluate_domains(model, tok, preset.domains, block_size=preset.block_size,
                               eval_tokens=preset.eval_tokens, device=device, seed=seed)
     return {**scores, "train": run}
 
 
-def _hyperparams(preset: Preset, schedule: Schedule, seed: int, tokenizer_source: str) -> dict:
+def _hyperparams(preset: ModelPreset, schedule: Schedule, seed: int, tokenizer_source: str) -> dict:
     return {"preset": asdict(preset), "schedule": asdict(schedule), "seed": seed, "tokenizer": tokenizer_source}
 
 
@@ -512,12 +401,12 @@ def finetune_findings(wh: Warehouse, name: str, parent: str, keep_domain: str = 
     return lines
 
 
-def evaluate_model(wh: Warehouse, name: str, *, preset: str | Preset, device: str | None = None) -> dict:
+def evaluate_model(wh: Warehouse, name: str, *, preset: str | ModelPreset, device: str | None = None) -> dict:
     """Evaluate any registered model (an imported checkpoint, say) on a preset's domains; store the metrics."""
     from featstore.registry import get_model, update_model_metrics
     from featstore.tokenizer import load_tokenizer
 
-    preset = get_preset(preset)
+    preset = model_preset(preset)
     row = get_model(wh, name)
     dev = resolve_device(device)
     model, tok = load_model(row["path"], dev), load_tokenizer(row["path"])

@@ -20,10 +20,10 @@ import torch
 from tqdm.auto import tqdm
 
 from featstore.corpora import mix_specs
+from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse
 
-METHODS = ("slerp", "linear")
 DOT_THRESHOLD = 0.9995
 EPS = 1e-8
 # config.json keys that say nothing about the architecture
@@ -48,20 +48,27 @@ def slerp(t: float, a: torch.Tensor, b: torch.Tensor, dot_threshold: float = DOT
     return (scale_a * a64 + scale_b * b64).to(a.dtype)
 
 
+METHODS = {"slerp": slerp, "linear": lerp}  # per-tensor interpolations, by name
+
+
 def merge_state_dicts(a: dict, b: dict, t: float, method: str = "slerp") -> dict:
     """Merge two state dicts tensor by tensor; non-float tensors (buffers of ints) come from `a`."""
     check_t(t)
-    if method not in METHODS:
-        raise FeatstoreError(f"unknown merge method {method!r}; use {' or '.join(METHODS)}")
+    check_method(method)
     if a.keys() != b.keys():
         raise FeatstoreError("the two models have different parameter names; only same-architecture models merge")
-    combine = slerp if method == "slerp" else lerp
+    combine = METHODS[method]
     merged = {}
     for key, tensor in a.items():
         if tensor.shape != b[key].shape:
             raise FeatstoreError(f"parameter {key} has shape {tuple(tensor.shape)} vs {tuple(b[key].shape)}; cannot merge")
         merged[key] = combine(t, tensor, b[key]) if tensor.is_floating_point() else tensor.clone()
     return merged
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise FeatstoreError(f"unknown merge method {method!r}; use {' or '.join(METHODS)}")
 
 
 def check_t(t: float) -> float:
@@ -102,12 +109,13 @@ def merge_models(
     replace: bool = False,
 ) -> dict:
     """Merge registered models `a` and `b`, write the HF folder, evaluate it and register the merge."""
-    from featstore.lm import check_new_model, commit_model, load_model, model_folder, preset_from_dict, resolve_device
+    from featstore.hf import load_model, resolve_device
+    from featstore.lm import check_new_model, commit_model, model_folder
+    from featstore.presets import ModelPreset
     from featstore.tokenizer import load_tokenizer
 
     check_t(t)
-    if method not in METHODS:
-        raise FeatstoreError(f"unknown merge method {method!r}; use {' or '.join(METHODS)}")
+    check_method(method)
     row_a, row_b = _parents(wh, a, b)
     folder = model_folder(wh, name, out_dir)
     check_new_model(wh, name, folder, replace)
@@ -122,7 +130,7 @@ def merge_models(
     if stored:
         from featstore.lm import evaluate_domains
 
-        preset = preset_from_dict(stored)
+        preset = ModelPreset.from_dict(stored)
         metrics = evaluate_domains(model, tok, preset.domains, block_size=preset.block_size,
                                    eval_tokens=preset.eval_tokens, device=dev)
     corpora = [(row["train_corpus"], 0.5) for row in (row_a, row_b) if row["train_corpus"]]
@@ -136,11 +144,7 @@ def merge_models(
 
 def common_base(wh: Warehouse, a: str, b: str) -> str | None:
     """The model both `a` and `b` descend from directly (their shared parent), if any."""
-    return wh.scalar(
-        "SELECT pa.parent FROM lineage pa JOIN lineage pb ON pa.parent = pb.parent"
-        " WHERE pa.child = ? AND pb.child = ? ORDER BY pa.parent LIMIT 1",
-        [a, b],
-    )
+    return Database(wh).models.common_parent(a, b)
 
 
 def merge_sweep(
@@ -160,14 +164,14 @@ def merge_sweep(
     `<warehouse>/plots/merge_sweep-<a>-<b>-<method>.png`. Returns the rows, the plot path and whether
     each curve is monotone in its expected direction.
     """
-    from featstore.lm import evaluate, load_model, preset_from_dict, resolve_device, validation_blocks
+    from featstore.hf import load_model, resolve_device
+    from featstore.lm import evaluate, validation_blocks
     from featstore.registry import get_model
     from featstore.tokenizer import load_tokenizer
 
     if steps < 2:
         raise FeatstoreError(f"--steps must be at least 2 (got {steps}) to include both endpoints")
-    if method not in METHODS:
-        raise FeatstoreError(f"unknown merge method {method!r}; use {' or '.join(METHODS)}")
+    check_method(method)
     row_a, row_b = _parents(wh, a, b)
     for row in (row_a, row_b):
         if not row["train_corpus"]:
@@ -201,61 +205,29 @@ def merge_sweep(
     for t in tqdm(ts, desc=f"merge sweep {a}~{b}", unit="merge"):
         model.load_state_dict(merge_state_dicts(state_a, state_b, t, method))
         measure("merge", t, model)
-    plot = _plot(wh, a, b, method, rows, base)
-    _store(wh, a, b, method, rows)
-    return {"rows": rows, "plot": str(plot), "base": base, "monotone": monotone(rows, a, b)}
+    plot = _plot(wh, a, b, method, rows)
+    sweeps = Database(wh).merge_sweeps
+    sweeps.replace(a, b, method, _sweep_table(rows))
+    return {"rows": rows, "plot": str(plot), "base": base, "monotone": sweeps.monotone(a, b, method)}
 
 
-def monotone(rows: list[dict], a: str, b: str) -> dict[str, bool]:
-    """Per eval set: does the merge's accuracy fall with t on a's data and rise on b's, step by step?"""
-    result = {}
-    for eval_set, sign in ((a, -1), (b, 1)):
-        curve = [r["accuracy"] for r in sorted(rows, key=lambda r: r["t"] or 0)
-                 if r["evaluated"] == "merge" and r["eval_set"] == eval_set]
-        result[eval_set] = all(sign * (y - x) >= 0 for x, y in zip(curve, curve[1:]))
-    return result
-
-
-def _store(wh: Warehouse, a: str, b: str, method: str, rows: list[dict]) -> None:
+def _sweep_table(rows: list[dict]):
     import pyarrow as pa
 
-    table = pa.Table.from_pylist(rows)
-    with wh.transaction() as con:
-        con.execute("DELETE FROM merge_sweep WHERE model_a = ? AND model_b = ? AND method = ?", [a, b, method])
-        con.register("sweep_rows", table)
-        con.execute(
-            "INSERT INTO merge_sweep (model_a, model_b, method, t, evaluated, eval_set, corpus, n_tokens, loss, accuracy)"
-            " SELECT model_a, model_b, method, t, evaluated, eval_set, corpus, n_tokens, loss, accuracy FROM sweep_rows"
-        )
-        con.unregister("sweep_rows")
+    return pa.Table.from_pylist(rows)
 
 
-def _plot(wh: Warehouse, a: str, b: str, method: str, rows: list[dict], base: str | None) -> Path:
-    """Accuracy over t on both validation sets, base model dashed; written whole, then renamed."""
-    import matplotlib
+def _plot(wh: Warehouse, a: str, b: str, method: str, rows: list[dict]) -> Path:
+    """Figure 5 (`featstore.report.sweep_figure`) as a PNG, written whole, then renamed."""
+    from featstore.report import sweep_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for eval_set, color in ((a, "tab:blue"), (b, "tab:orange")):
-        points = sorted((r["t"], r["accuracy"]) for r in rows if r["evaluated"] == "merge" and r["eval_set"] == eval_set)
-        ax.plot(*zip(*points), marker="o", color=color, label=f"merge on {eval_set} validation")
-        baseline = [r["accuracy"] for r in rows if r["evaluated"] == base and r["eval_set"] == eval_set]
-        if baseline:
-            ax.axhline(baseline[0], color=color, linestyle="--", label=f"{base} on {eval_set} validation")
-    ax.set_xlabel(f"t ({method} from {a} toward {b})")
-    ax.set_ylabel("next-token accuracy")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
     folder = wh.root / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"merge_sweep-{a}-{b}-{method}.png"
     tmp = folder / f".{path.name}.{uuid.uuid4().hex[:8]}.png"
     try:
-        fig.savefig(tmp, dpi=120)
+        sweep_figure(rows).savefig(tmp, dpi=120)
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
         tmp.unlink(missing_ok=True)
     return path

@@ -17,7 +17,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from featstore import schema
+from featstore.db import Database, run as run_query
 from featstore.errors import FeatstoreError
+from featstore.presets import BASE, LUA, MERGED, STORIES, ModelPreset, RunPreset, model_preset, run_preset, sae_preset
 from featstore.warehouse import Warehouse, sql_dir, sql_files
 
 
@@ -26,7 +29,7 @@ class RunContext:
     """What every step sees: the warehouse, the preset, and the summaries of finished steps."""
 
     wh: Warehouse
-    preset: "Preset"
+    preset: RunPreset
     device: str
     summaries: dict[str, dict] = field(default_factory=dict)
 
@@ -43,15 +46,19 @@ class Step:
     params: dict = field(default_factory=dict)
     after: tuple[str, ...] = ()
     code: tuple[str, ...] = ()  # modules whose source is part of the step's input hash
-    sql: tuple[str, ...] = ()   # file-name prefixes of the sql/ files it runs (hashed too)
+    sql: tuple[str, ...] = ()   # sql/ objects it uses, by name or glob; they and all they reference are hashed
+    queries: tuple[str, ...] = ()  # sql/queries/<entity> folders of the named statements it runs (hashed too)
     outputs_exist: Callable[[RunContext], bool] = lambda ctx: True
 
 
 def _module_source(module: str) -> bytes:
-    """Source bytes of a module, found without importing it (hashing must not load torch)."""
+    """Source bytes of a module, or of every module of a package, found without importing it
+    (hashing must not load torch)."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         raise FeatstoreError(f"pipeline step needs module {module!r}, which is not installed")
+    if spec.submodule_search_locations:
+        return b"".join(path.read_bytes() for path in sorted(Path(spec.origin).parent.glob("*.py")))
     return Path(spec.origin).read_bytes()
 
 
@@ -64,9 +71,11 @@ def input_hash(step: Step, upstream: dict[str, str]) -> str:
     digest.update(inspect.getsource(step.run).encode())
     for module in sorted(step.code):
         digest.update(_module_source(module))
-    for name, text in sql_files():
-        if step.sql and name.startswith(step.sql):
-            digest.update(f"{name}={text}".encode())
+    for name, text in schema.sources(step.sql, sql_files()):
+        digest.update(f"{name}={text}".encode())
+    for entity in sorted(step.queries):
+        for file in sorted(sql_dir().joinpath("queries", entity).iterdir(), key=lambda f: f.name):
+            digest.update(f"{entity}/{file.name}={file.read_text()}".encode())
     return digest.hexdigest()[:20]
 
 
@@ -93,29 +102,6 @@ def downstream(steps: Sequence[Step], roots: Iterable[str]) -> set[str]:
         if closed.intersection(step.after):
             closed.add(step.name)
     return closed
-
-
-def _recorded(wh: Warehouse) -> dict[str, tuple[str, str, dict]]:
-    with wh.connect(read_only=True) as con:
-        rows = con.execute("SELECT step, input_hash, status, summary FROM pipeline_steps").fetchall()
-    return {step: (h, status, json.loads(summary) if summary else {}) for step, h, status, summary in rows}
-
-
-def _mark(wh: Warehouse, step: str, digest: str, status: str, preset: str, params: dict,
-          summary: dict | None = None, seconds: float | None = None) -> None:
-    with wh.transaction() as con:
-        if status == "running":
-            con.execute(
-                "INSERT OR REPLACE INTO pipeline_steps (step, input_hash, status, preset, params, started_at)"
-                " VALUES (?, ?, 'running', ?, ?, current_timestamp)",
-                [step, digest, preset, json.dumps(params, sort_keys=True, default=str)],
-            )
-        else:
-            con.execute(
-                "UPDATE pipeline_steps SET status = 'done', summary = ?, seconds = ?, finished_at = current_timestamp"
-                " WHERE step = ?",
-                [json.dumps(summary, default=str), seconds, step],
-            )
 
 
 def _why_run(step: Step, ctx: RunContext, old: tuple | None, digest: str, forced: set[str]) -> str | None:
@@ -145,7 +131,8 @@ def run_steps(
     forced = downstream(steps, force)
     with ctx.wh.connect():  # applies pending schema files; later reads use read-only connections
         pass
-    recorded = _recorded(ctx.wh)
+    steps_table = Database(ctx.wh).steps
+    recorded = steps_table.recorded()
     hashes: dict[str, str] = {}
     records = []
     for i, step in enumerate(steps, 1):
@@ -159,11 +146,11 @@ def run_steps(
             log(f"{label}: unchanged, skipped")
             continue
         log(f"{label}: running ({reason})")
-        _mark(ctx.wh, step.name, digest, "running", ctx.preset.name, step.params)
+        steps_table.start(step.name, digest, ctx.preset.name, step.params)
         start = time.perf_counter()
         result = step.run(ctx, **step.params) or {}
         seconds = time.perf_counter() - start
-        _mark(ctx.wh, step.name, digest, "done", ctx.preset.name, step.params, result, seconds)
+        steps_table.finish(step.name, result, seconds)
         ctx.summaries[step.name] = result
         records.append({"step": step.name, "status": "ran", "reason": reason, "seconds": round(seconds, 2)})
         log(f"{label}: done in {seconds:.1f} s")
@@ -172,34 +159,8 @@ def run_steps(
 
 # -- the paper's experiment as steps ---------------------------------------------------------------
 
-BASE, LUA, STORIES, MERGED = "base", "lua", "tinystories", "luastories"
 MODELS = (BASE, LUA, STORIES, MERGED)
 EDGES = ((BASE, LUA), (BASE, STORIES), (LUA, MERGED), (STORIES, MERGED))
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Pipeline-level sizes; model and SAE sizes come from the zoo's and the SAE trainer's presets."""
-
-    name: str
-    zoo: str                      # featstore.lm preset: model shapes, corpora, token budgets
-    sae: str                      # featstore.sae_train preset
-    zoo_overrides: dict = field(default_factory=dict)
-    sae_overrides: dict = field(default_factory=dict)
-    eval_tokens: int = 20_000     # tokens per evaluation slice
-    merge_t: float = 0.58
-    sweep_steps: int = 11
-    sweep_eval_tokens: int | None = None  # validation tokens per domain and t (None: the zoo preset's)
-    explain_top: int = 24         # most frequently firing features explained per SAE
-    explain_sample: int = 48      # plus every persisting feature and this many others per edge and side
-    ingest_batch: int = 16
-    r_floor: float = 0.2
-
-
-PRESETS = {
-    "tiny": Preset("tiny", zoo="tiny", sae="tiny"),
-    "paper": Preset("paper", zoo="paper", sae="paper", eval_tokens=120_000, explain_top=200, ingest_batch=32),
-}
 
 
 # Evaluation slices: the validation part of each model's training corpus (BabyPython-style mix, Lua,
@@ -218,23 +179,23 @@ def _model_summary(row: dict) -> dict:
 
 
 def train_base_model(ctx: RunContext, *, zoo: dict, seed: int) -> dict:
-    from featstore.lm import preset_from_dict, train_base
+    from featstore.lm import train_base
 
-    row = train_base(ctx.wh, BASE, preset=preset_from_dict(zoo), seed=seed, device=ctx.device, replace=True)
+    row = train_base(ctx.wh, BASE, preset=ModelPreset.from_dict(zoo), seed=seed, device=ctx.device, replace=True)
     return _model_summary(row)
 
 
 def finetune_model(ctx: RunContext, *, name: str, zoo: dict, seed: int) -> dict:
-    from featstore.lm import finetune, preset_from_dict
+    from featstore.lm import finetune
 
-    row = finetune(ctx.wh, name, parent=BASE, preset=preset_from_dict(zoo), seed=seed, device=ctx.device, replace=True)
+    row = finetune(ctx.wh, name, parent=BASE, preset=ModelPreset.from_dict(zoo), seed=seed, device=ctx.device, replace=True)
     return _model_summary(row)
 
 
 def model_exists(name: str) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        path = ctx.wh.scalar("SELECT path FROM models WHERE name = ?", [name])
-        return path is not None and (Path(path) / "config.json").exists()
+        rows = Database(ctx.wh).models.rows_where("name = ?", [name], select="path")
+        return bool(rows) and (Path(rows[0]["path"]) / "config.json").exists()
 
     return check
 
@@ -254,51 +215,30 @@ def add_eval_slices(ctx: RunContext, *, zoo: dict, tokens: int) -> dict:
 
 
 def slices_exist(ctx: RunContext) -> bool:
-    have = set(ctx.wh.query("SELECT name FROM corpora").column(0).to_pylist())
+    have = {r["name"] for r in Database(ctx.wh).corpora.rows_where(select="name")}
     return set(SLICES) <= have
 
 
-def forget_sae(wh: Warehouse, sae: str) -> None:
-    """Remove an SAE and everything computed from it, so it can be trained again under the same id."""
-    from featstore.registry import drop_dependents
-
-    with wh.transaction() as con:
-        files = drop_dependents(wh, con, sae=sae)
-        _forget_explanations(con, sae)
-        con.execute("DELETE FROM saes WHERE id = ?", [sae])
-    for path in files:
-        path.unlink(missing_ok=True)
-
-
-def _forget_explanations(con, sae: str) -> None:
-    scores = "SELECT id FROM scores WHERE sae = ? OR source_sae = ?"
-    con.execute(f"DELETE FROM simulations WHERE score_id IN ({scores})", [sae, sae])
-    con.execute("DELETE FROM scores WHERE sae = ? OR source_sae = ?", [sae, sae])
-    for table in ("explanations", "explanation_samples"):
-        con.execute(f"DELETE FROM {table} WHERE sae = ?", [sae])
-
-
 def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict) -> dict:
-    from featstore.sae_train import TrainSettings, train_sae
+    from featstore.presets import TrainSettings
+    from featstore.sae_train import train_sae
 
-    forget_sae(ctx.wh, sae)
+    Database(ctx.wh).saes.drop(sae)  # with everything computed from it, so it can be trained again under its id
     row = train_sae(ctx.wh, model, settings=TrainSettings(**settings), sae_id=sae, is_primary=True, device=ctx.device)
     keep = ("mse", "fvu", "l0", "dead_fraction", "ce_loss_recovered")
     return {"sae": sae, "d_sae": row["d_sae"], "metrics": {k: row["metrics"].get(k) for k in keep}}
 
 
-def sae_settings(preset: Preset) -> dict:
+def sae_settings(preset: RunPreset) -> dict:
     from dataclasses import asdict
 
-    from featstore.sae_train import settings_for
-
-    return asdict(settings_for(preset.sae, **preset.sae_overrides))
+    return asdict(sae_preset(preset.sae, **preset.sae_overrides))
 
 
 def sae_exists(sae: str) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        path = ctx.wh.scalar("SELECT path FROM saes WHERE id = ?", [sae])
-        return path is not None and Path(path).is_dir()
+        rows = Database(ctx.wh).saes.rows_where("id = ?", [sae], select="path")
+        return bool(rows) and rows[0]["path"] is not None and Path(rows[0]["path"]).is_dir()
 
     return check
 
@@ -315,7 +255,7 @@ def ingest_model(ctx: RunContext, *, model: str, sae: str, slices: list[str], ba
 
 def partitions_exist(sae: str, slices: list[str]) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        rows = ctx.wh.query("SELECT corpus, path FROM activation_partitions WHERE sae = ?", [sae]).to_pylist()
+        rows = Database(ctx.wh).partitions.rows_where("sae = ?", [sae], select="corpus, path")
         paths = {r["corpus"]: r["path"] for r in rows}
         return all(c in paths and Path(paths[c]).exists() for c in slices)
 
@@ -334,12 +274,7 @@ def correlate_edge(ctx: RunContext, *, parent_sae: str, child_sae: str, slices: 
 
 def correlations_exist(parent_sae: str, child_sae: str, slices: list[str]) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        have = ctx.wh.scalar(
-            "SELECT count(DISTINCT corpus) FROM correlation_runs WHERE sae_a = ? AND sae_b = ? AND stat = 'all_tokens'"
-            " AND list_contains(?, corpus)",
-            [parent_sae, child_sae, slices],
-        )
-        return have == len(slices)
+        return Database(ctx.wh).correlations.between(parent_sae, child_sae, "all_tokens", slices) == len(slices)
 
     return check
 
@@ -349,17 +284,16 @@ def explain_sae(ctx: RunContext, *, sae: str, corpus: str, top: int, sample: int
     features, all that persist across its edges and a sample of the rest (so Figure 6 has both sides)."""
     from featstore.scoring import score
 
-    query = sql_dir().joinpath("queries", "pipeline", "explain_features.sql").read_text()
     with ctx.wh.transaction() as con:
-        _forget_explanations(con, sae)
-        params = {"sae": sae, "corpus": corpus, "top": top, "sample": sample, "seed": seed}
-        features = [r[0] for r in con.execute(query, params).fetchall()]
+        Database(ctx.wh).explanations.drop_for(con, sae=sae)
+        features = [r[0] for r in run_query(con, "pipeline/explain_features", sae=sae, corpus=corpus, top=top,
+                                            sample=sample, seed=seed).fetchall()]
     result = score(ctx.wh, sae, corpus, features=features, seed=seed)
     return {"corpus": corpus, "features": result["features"], "mean_score": result["mean_score"]}
 
 
 def scores_exist(sae: str) -> Callable[[RunContext], bool]:
-    return lambda ctx: bool(ctx.wh.scalar("SELECT count(*) FROM scores WHERE sae = ? AND kind = 'self'", [sae]))
+    return lambda ctx: Database(ctx.wh).scores.has_self_scores(sae)
 
 
 def write_report(ctx: RunContext) -> dict:
@@ -387,21 +321,22 @@ def sweep_merges(ctx: RunContext, *, steps: int, eval_tokens: int | None, seed: 
 
 
 def sweep_exists(ctx: RunContext) -> bool:
-    return bool(ctx.wh.scalar("SELECT count(*) FROM merge_sweep"))
+    return bool(Database(ctx.wh).merge_sweeps.rows_where(select="t", order_by=None))
 
 
 ZOO_CODE = ("featstore.lm", "featstore.corpora", "featstore.tokenizer")
-SAE_CODE = ("featstore.sae_train", "featstore.sae", "featstore.capture", "featstore.corpora")
+SAE_CODE = ("featstore.sae_train", "featstore.saes", "featstore.capture", "featstore.corpora")
 EXPLAIN_CODE = ("featstore.scoring", "featstore.sampling", "featstore.backends")
+# sql/ objects by name (featstore.schema.sources): moving or renumbering a file never reruns a step
+CORRELATE_SQL = ("corr_*", "correlation_runs", "correlations", "best_matches")
+EXPLAIN_SQL = ("feature_samples", "persistence", "explanation_samples", "explanations", "scores", "simulations")
 
 
-def build_steps(preset: Preset, seed: int = 0) -> list[Step]:
+def build_steps(preset: RunPreset, seed: int = 0) -> list[Step]:
     """The experiment in dependency order; each step's params are the inputs its hash covers."""
     from dataclasses import asdict
 
-    from featstore.lm import get_preset
-
-    zoo = asdict(get_preset(preset.zoo, **preset.zoo_overrides))
+    zoo = asdict(model_preset(preset.zoo, **preset.zoo_overrides))
     slices = list(SLICES)
     model_step = {BASE: "train-base", LUA: f"finetune-{LUA}", STORIES: f"finetune-{STORIES}", MERGED: "merge"}
     steps = [
@@ -412,7 +347,8 @@ def build_steps(preset: Preset, seed: int = 0) -> list[Step]:
              code=("featstore.merge", *ZOO_CODE), outputs_exist=model_exists(MERGED)),
         Step("merge-sweep", sweep_merges,
              {"steps": preset.sweep_steps, "eval_tokens": preset.sweep_eval_tokens, "seed": seed},
-             after=("merge",), code=("featstore.merge", *ZOO_CODE), sql=("5",), outputs_exist=sweep_exists),
+             after=("merge",), code=("featstore.merge", *ZOO_CODE), sql=("merge_sweep*", "model_validation"),
+             outputs_exist=sweep_exists),
         Step("eval-slices", add_eval_slices, {"zoo": zoo, "tokens": preset.eval_tokens}, after=("train-base",),
              code=("featstore.corpus", "featstore.corpora", "featstore.sources"), outputs_exist=slices_exist),
     ]
@@ -424,36 +360,32 @@ def build_steps(preset: Preset, seed: int = 0) -> list[Step]:
                  after=(model_step[model],), code=SAE_CODE, outputs_exist=sae_exists(sae)),
             Step(f"ingest-{model}", ingest_model,
                  {"model": model, "sae": sae, "slices": slices, "batch_size": preset.ingest_batch},
-                 after=(f"sae-{model}", "eval-slices"), code=("featstore.ingest", "featstore.capture"),
+                 after=(f"sae-{model}", "eval-slices"), code=("featstore.ingest", "featstore.capture", "featstore.saes"),
                  outputs_exist=partitions_exist(sae, slices)),
         ]
     for parent, child in EDGES:
         pair = {"parent_sae": sae_id(parent), "child_sae": sae_id(child)}
         steps.append(Step(f"correlate-{parent}-{child}", correlate_edge,
                           {**pair, "slices": slices, "r_floor": preset.r_floor},
-                          after=(f"ingest-{parent}", f"ingest-{child}"), code=("featstore.correlate",), sql=("22", "23"),
+                          after=(f"ingest-{parent}", f"ingest-{child}"), code=("featstore.correlate", "featstore.statistics"),
+                          sql=CORRELATE_SQL, queries=("correlation",),
                           outputs_exist=correlations_exist(*pair.values(), slices)))
     for model in MODELS:
         edges = tuple(f"correlate-{p}-{c}" for p, c in EDGES if model in (p, c))
         steps.append(Step(f"explain-{model}", explain_sae,
                           {"sae": sae_id(model), "corpus": HOME_SLICE[model], "top": preset.explain_top,
                            "sample": preset.explain_sample, "seed": seed},
-                          after=(f"ingest-{model}", *edges), code=EXPLAIN_CODE, sql=("20", "41"),
+                          after=(f"ingest-{model}", *edges), code=EXPLAIN_CODE, sql=EXPLAIN_SQL,
+                          queries=("explanations", "scores", "pipeline"),
                           outputs_exist=scores_exist(sae_id(model))))
     steps.append(Step("report", write_report, {}, after=tuple(s.name for s in steps), code=("featstore.report",),
-                      sql=("",), outputs_exist=report_exists))
+                      sql=("*",), outputs_exist=report_exists))
     return steps
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def run_pipeline(
     wh: Warehouse,
-    preset: str | Preset = "tiny",
+    preset: str | RunPreset = "tiny",
     *,
     force: Iterable[str] = (),
     seed: int = 0,
@@ -461,11 +393,10 @@ def run_pipeline(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Run (or resume) the whole experiment; returns the step records and the summary tables."""
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise FeatstoreError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        preset = PRESETS[preset]
-    ctx = RunContext(wh, preset, device or default_device())
+    from featstore.hf import resolve_device
+
+    preset = run_preset(preset)
+    ctx = RunContext(wh, preset, str(resolve_device(device)))
     start = time.perf_counter()
     records = run_steps(ctx, build_steps(preset, seed), force=force, log=log)
     return {"steps": records, "seconds": round(time.perf_counter() - start, 2), "summary": run_summary(wh)}

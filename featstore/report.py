@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 from matplotlib.figure import Figure
 
+from featstore.db import Database, run
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse, sql_dir
 
@@ -103,27 +104,30 @@ def threshold_figure(rows: Sequence[dict]) -> Figure:
     return fig
 
 
-def sweep_figure(rows: Sequence[dict], baselines: dict[str, float], labels: tuple[str, str],
-                 merges: Sequence[tuple[str, float]] = ()) -> Figure:
+def sweep_figure(rows: Sequence[dict], merges: Sequence[tuple[str, float]] = ()) -> Figure:
     """Figure 5: next-token accuracy of the merged model against t on each validation set, base dashed.
 
-    rows: {t, domain, accuracy}; baselines: domain -> base accuracy; labels: (model at t=0, model at t=1);
+    rows: `merge_sweep` rows of one (model_a, model_b, method): the merges and the base model's;
     merges: (name, t) of the registered merges of the pair, marked by a dotted vertical line.
     """
     fig = Figure(figsize=(6.5, 3.6))
     ax = fig.add_subplot()
-    by_domain = defaultdict(list)
+    curves, baselines = defaultdict(list), {}
     for row in rows:
-        by_domain[row["domain"]].append((row["t"], row["accuracy"]))
-    for i, (domain, points) in enumerate(sorted(by_domain.items())):
+        if row["evaluated"] == "merge":
+            curves[row["eval_set"]].append((row["t"], row["accuracy"]))
+        else:
+            baselines[row["eval_set"]] = (row["evaluated"], row["accuracy"])
+    for i, (eval_set, points) in enumerate(sorted(curves.items())):
         color = MODEL_COLORS[i % len(MODEL_COLORS)]
         xs, ys = zip(*sorted(points))
-        ax.plot(xs, ys, marker="o", ms=3, color=color, label=f"merge on {domain}")
-        if domain in baselines:
-            ax.axhline(baselines[domain], ls="--", color=color, alpha=0.7, label=f"base on {domain}")
+        ax.plot(xs, ys, marker="o", ms=3, color=color, label=f"merge on {eval_set} data")
+        if eval_set in baselines:
+            base, accuracy = baselines[eval_set]
+            ax.axhline(accuracy, ls="--", color=color, alpha=0.7, label=f"{base} on {eval_set} data")
     for name, t in merges:
         ax.axvline(t, ls=":", color="#333", label=f"{name} (t = {t:g})")
-    ax.set_xlabel(f"t  (0 = {labels[0]}, 1 = {labels[1]})")
+    ax.set_xlabel(f"t  ({rows[0]['method']}: 0 = {rows[0]['model_a']}, 1 = {rows[0]['model_b']})")
     ax.set_ylabel("next-token accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -245,14 +249,17 @@ def _rows(db: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -
     return _table(db, sql, params).to_pylist()
 
 
+def _named_rows(db: duckdb.DuckDBPyConnection, name: str, **params) -> list[dict]:
+    """Rows of a named query (sql/queries/report/)."""
+    try:
+        return Database().records(name, con=db, **params)
+    except duckdb.Error as exc:
+        raise FeatstoreError(f"report query failed: {str(exc).splitlines()[0]}") from exc
+
+
 def _defined(db: duckdb.DuckDBPyConnection, *names: str) -> bool:
     """Whether the views/macros a section reads exist (an older warehouse or schema may lack them)."""
-    [(found,)] = db.execute(
-        "SELECT count(DISTINCT name) FROM (SELECT view_name AS name FROM duckdb_views()"
-        " UNION ALL SELECT table_name FROM duckdb_tables() UNION ALL SELECT function_name FROM duckdb_functions())"
-        " WHERE list_contains(?, name)",
-        [list(names)],
-    ).fetchall()
+    [(found,)] = run(db, "report/defined", names=list(names)).fetchall()
     return found == len(names)
 
 
@@ -301,7 +308,7 @@ def flow_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
     edges = _rows(db, "SELECT * FROM persistence_summary ORDER BY corpus, parent, child")
     if not edges:
         return _missing("correlations between parent and child SAEs", "featstore correlate PARENT_SAE CHILD_SAE")
-    models = [r["name"] for r in _rows(db, "SELECT name FROM models ORDER BY created_at, name")]
+    models = [r["name"] for r in Database().models.rows_where(select="name", order_by="created_at, name", con=db)]
     merged = _rows(db, "SELECT child, corpus, count(*) AS n FROM merge_inheritance WHERE inheritance = 'emerged' GROUP BY ALL")
     parts = ["<p>Arrows are lineage edges, labelled with the share of the parent's live features (those that fire) "
              "whose best match in the child correlates at r ≥ 0.8 over the same tokens: the paper's Figure 2. Arrow "
@@ -332,8 +339,7 @@ def flow_data(models: list[str], edges: list[dict], emerged_in_merge: dict[str, 
 def threshold_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
     if not _defined(db, "persistence_curve"):
         return _undefined("persistence_curve")
-    rows = _rows(db, "SELECT parent, child, corpus, threshold, parent_share_persisting AS share_persist"
-                     " FROM persistence_curve WHERE stat = 'all_tokens' ORDER BY corpus, parent, child, threshold")
+    rows = _named_rows(db, "report/persistence_curve")
     if not rows:
         return _missing("correlations", "featstore correlate PARENT_SAE CHILD_SAE")
     parts = ["<p>Share of parent features persisting as the threshold varies (view <code>persistence_curve</code>; "
@@ -352,32 +358,28 @@ def sweep_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
     parts = []
     for a, b, method in sorted({(r["model_a"], r["model_b"], r["method"]) for r in rows}):
         pair = [r for r in rows if (r["model_a"], r["model_b"], r["method"]) == (a, b, method)]
-        curve = [{"t": r["t"], "domain": f"{r['eval_set']} data", "accuracy": r["accuracy"]} for r in pair if r["evaluated"] == "merge"]
-        baselines = {f"{r['eval_set']} data": r["accuracy"] for r in pair if r["evaluated"] != "merge"}
         base = next((r["evaluated"] for r in pair if r["evaluated"] != "merge"), "base")
         merges = [(m["child"], m["merge_t"]) for m in _rows(db, _query("merges_of_pair"), [a, b, method])]
         parts.append(f"<p>{html.escape(method)} merges of <b>{html.escape(a)}</b> (t = 0) and <b>{html.escape(b)}</b> (t = 1), "
                      f"dashed: {html.escape(base)} (the paper's Figure 5).</p>")
-        parts.append(_image(sweep_figure(curve, baselines, (a, b), merges), folder, f"figure5_sweep_{a}_{b}_{method}.png", "merge sweep"))
+        parts.append(_image(sweep_figure(pair, merges), folder, f"figure5_sweep_{a}_{b}_{method}.png", "merge sweep"))
     return "".join(parts)
 
 
 def scores_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
-    rows = _rows(db, "SELECT k.model, s.corpus, s.score FROM scores s JOIN saes k ON k.id = s.sae"
-                     " WHERE s.kind = 'self' AND s.score IS NOT NULL ORDER BY k.created_at, s.corpus")
+    rows = _named_rows(db, "report/self_scores")
     if not rows:
         return _missing("explanation scores", "featstore score SAE")
     groups = defaultdict(list)
     for r in rows:
         groups[f"{r['model']} on {r['corpus']}"].append(r["score"])
     parts = [_image(score_histogram_figure(groups, "all explained features"), folder, "figure6_scores.png", "score histograms")]
-    split = _rows(db, "SELECT parent, child, corpus, status, score FROM persistence_scores() WHERE side = 'parent'"
-                      " ORDER BY parent, child, corpus, status") if _defined(db, "persistence_scores") else []
+    split = _named_rows(db, "report/figure6_parent") if _defined(db, "figure6") else []
     for parent, child, corpus in sorted({(r["parent"], r["child"], r["corpus"]) for r in split}):
         groups = defaultdict(list)
         for r in split:
             if (r["parent"], r["child"], r["corpus"]) == (parent, child, corpus):
-                groups[f"{parent} features that {r['status'].removesuffix('s')}"].append(r["score"])
+                groups[f"{parent} features that {'persist' if r['persisting'] else 'disappear'}"].extend(r["scores"])
         parts.append(_image(score_histogram_figure(groups, f"{parent} → {child} on {corpus}"), folder,
                             f"figure6_{parent}_{child}_{corpus}.png", f"scores of {parent} features by persistence"))
     return "".join(parts) + html_table(_table(db, "SELECT * FROM score_summary WHERE kind = 'self'"))
@@ -413,8 +415,7 @@ def _feature_heading(db: duckdb.DuckDBPyConnection, folder: Path, model: str, sa
     label = f"{html.escape(model)} feature {feature}"
     if (folder / feature_page_path(sae, feature)).exists():
         label = f"<a href='{feature_page_path(sae, feature)}'>{label}</a>"
-    explained = _rows(db, "SELECT explanation, score FROM feature_explanations WHERE sae = ? AND feature = ?"
-                          " ORDER BY score DESC NULLS LAST LIMIT 1", [sae, feature])
+    explained = _named_rows(db, "report/feature_explanation", sae=sae, feature=feature)
     text = (f"<p class='note'>{html.escape(explained[0]['explanation'])}"
             + (f" (score {explained[0]['score']:.2f})" if explained[0]["score"] is not None else "") + "</p>"
             if explained else "<p class='note'>not explained yet</p>")

@@ -1,11 +1,13 @@
 """Train and evaluate SAEs on a model's MLP hidden activation, as in the paper minus its code's defects.
 
-ReLU + L1: decoder bias starts at the geometric median of the activations; dictionary vectors (rows
-of W_dec) stay at unit norm, with the gradient component along them removed before each step; dead
-features are resampled toward badly reconstructed inputs (Anthropic, "Towards Monosemanticity") with
-their Adam state reset. TopK keeps exactly k features per token. The loss is scale-free: squared
-error divided by the activations' mean squared distance to the median, and the L1 term divided by its
-square root, so one L1 coefficient behaves alike on models whose activations differ in scale.
+The loop is the same for every architecture (`featstore.saes`): the decoder bias starts at the
+geometric median of the activations; dictionary vectors (rows of W_dec) stay at unit norm, with the
+gradient component along them removed before each step; dead features are resampled toward badly
+reconstructed inputs (Anthropic, "Towards Monosemanticity") with their Adam state reset. The
+architecture adds its sparsity loss (ReLU's L1, none for TopK) and says how a feature is
+reinitialised. The loss is scale-free: squared error divided by the activations' mean squared
+distance to the median, and ReLU's L1 term divided by its square root, so one coefficient behaves
+alike on models whose activations differ in scale.
 """
 
 from __future__ import annotations
@@ -15,76 +17,30 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from featstore.capture import (
-    capture_mlp_hidden,
-    hook_name,
-    hook_width,
-    iter_mlp_activations,
-    load_model,
-    select_device,
-    splice_mlp_hidden,
-)
+from featstore.capture import capture_mlp_hidden, iter_mlp_activations, splice_mlp_hidden
+from featstore.db import Database
 from featstore.errors import FeatstoreError
-from featstore.sae import SAEConfig, SparseAutoencoder, load_sae, save_sae
+from featstore.hf import load_model, resolve_device
+from featstore.hooks import hook_name, hook_width
+from featstore.presets import TrainSettings
+from featstore.saes import SAE, SAEConfig, get_architecture, load_sae, save_sae
 
 INIT_FILE = "sae_init.safetensors"
 DENSITY_PLOT = "feature_density.png"
 LOG_EVERY = 20
 
 
-@dataclass
-class TrainSettings:
-    """Hyperparameters of one SAE run. `tokens` counts training activations (token positions)."""
-
-    architecture: str = "relu"
-    expansion: int = 16
-    l1_coefficient: float = 0.08
-    k: int | None = None
-    lr: float = 1e-4
-    beta2: float = 0.9999
-    batch_blocks: int = 128
-    block_len: int = 24
-    tokens: int = 12_000_000
-    seed: int = 0
-    layer: int = 0
-    resample_every: int = 2_000  # steps; a feature silent for this many steps is resampled
-    eval_tokens: int = 100_000
-
-    @property
-    def batch_tokens(self) -> int:
-        return self.batch_blocks * self.block_len
-
-    @property
-    def steps(self) -> int:
-        return max(1, math.ceil(self.tokens / self.batch_tokens))
-
-
-PRESETS = {
-    # The paper: 16x dictionary, Adam 1e-4 (beta2 0.9999), 128 x 24-token blocks, ~12M tokens.
-    "paper": TrainSettings(),
-    # Tuned on a 1-layer hidden-128 / MLP-512 Mistral (the zoo's tiny shape): see README, "SAEs".
-    "tiny": TrainSettings(
-        expansion=4, l1_coefficient=0.08, lr=1e-3, beta2=0.999, batch_blocks=32, tokens=1_200_000,
-        resample_every=500, eval_tokens=20_000,
-    ),
-}
-
-
-def settings_for(preset: str, **overrides) -> TrainSettings:
-    """A preset with the given fields replaced (None values are ignored)."""
-    if preset not in PRESETS:
-        raise FeatstoreError(f"unknown SAE preset {preset!r}; use one of {', '.join(PRESETS)}")
-    settings = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
-    if settings.architecture == "topk" and settings.k is None:
-        raise FeatstoreError("a TopK SAE needs --k (features active per token)")
-    return settings
+def config_for(settings: TrainSettings, d_in: int, **metadata) -> SAEConfig:
+    """The SAE config a run trains: d_sae = expansion x d_in, the architecture's options, `metadata`."""
+    cls = get_architecture(settings.architecture)
+    return cls.config_class(d_in=d_in, d_sae=d_in * settings.expansion, seed=settings.seed, **settings.options, **metadata)
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -162,18 +118,22 @@ def geometric_median(points: torch.Tensor, iterations: int = 100, tol: float = 1
     return median
 
 
-def init_sae(cfg: SAEConfig, sample: torch.Tensor, seed: int, same_init_as: Path | None = None) -> SparseAutoencoder:
-    """Seeded random dictionary (or another SAE's saved initial weights); b_dec = geometric median of `sample`."""
+def init_sae(cfg: SAEConfig, sample: torch.Tensor, seed: int, same_init_as: Path | None = None) -> SAE:
+    """Seeded random dictionary (or another SAE's saved initial weights); b_dec = geometric median of
+    `sample`, then the architecture's own data-dependent start."""
+    from featstore.saes.registry import sae_class
+
     torch.manual_seed(seed)
-    sae = SparseAutoencoder(cfg)
+    sae = sae_class(cfg)(cfg)
     if same_init_as is not None:
         _load_init(sae, same_init_as)
     with torch.no_grad():
         sae.b_dec.copy_(geometric_median(sample.float().cpu()))
+    sae.initialize_from_data(sample.float().cpu())
     return sae
 
 
-def _load_init(sae: SparseAutoencoder, folder: Path) -> None:
+def _load_init(sae: SAE, folder: Path) -> None:
     from safetensors.torch import load_file
 
     path = folder / INIT_FILE
@@ -188,7 +148,7 @@ def _load_init(sae: SparseAutoencoder, folder: Path) -> None:
         getattr(sae, name).data.copy_(init[name])
 
 
-def save_init(sae: SparseAutoencoder, folder: Path) -> None:
+def save_init(sae: SAE, folder: Path) -> None:
     """Keep the initial weights so another model's SAE can start from them (--same-init-as)."""
     from safetensors.torch import save_file
 
@@ -201,7 +161,7 @@ def save_init(sae: SparseAutoencoder, folder: Path) -> None:
 class Trainer:
     """Adam on the scale-free loss, decoder constraint, dead-feature bookkeeping and resampling."""
 
-    def __init__(self, sae: SparseAutoencoder, settings: TrainSettings, scale: float):
+    def __init__(self, sae: SAE, settings: TrainSettings, scale: float):
         self.sae = sae
         self.settings = settings
         self.scale = scale  # mean squared distance of activations to their geometric median
@@ -211,12 +171,8 @@ class Trainer:
         self.resampled = 0
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        recon, feats = self.sae(x)
-        mse = (recon - x).pow(2).sum(dim=-1).mean() / self.scale
-        loss = mse
-        if self.sae.cfg.architecture == "relu":
-            loss = loss + self.settings.l1_coefficient * feats.sum(dim=-1).mean() / math.sqrt(self.scale)
-        return loss, mse, feats
+        """(loss, normalised mse, features) of a batch, as the architecture defines them."""
+        return self.sae.training_loss(x, self.scale)
 
     def step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step on a batch; returns (normalised mse, features) without syncing the device."""
@@ -250,10 +206,7 @@ class Trainer:
         alive = torch.ones(sae.cfg.d_sae, dtype=torch.bool, device=dead.device)
         alive[dead] = False
         enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
-        sae.W_dec[dead] = directions
-        sae.W_enc[:, dead] = directions.T * enc_norm * 0.2
-        sae.b_enc[dead] = 0.0
-        for param, index in ((sae.W_dec, (dead,)), (sae.W_enc, (slice(None), dead)), (sae.b_enc, (dead,))):
+        for param, index in sae.reinitialize(dead, directions, enc_norm):
             state = self.optimizer.state.get(param, {})
             for key in ("exp_avg", "exp_avg_sq"):
                 if key in state:
@@ -289,10 +242,10 @@ class Trainer:
 
 @torch.no_grad()
 def evaluate(
-    model, sae: SparseAutoencoder, blocks: np.ndarray, *, layer: int, batch_blocks: int, device
+    model, sae: SAE, blocks: np.ndarray, *, layer: int, batch_blocks: int, device
 ) -> tuple[dict, np.ndarray]:
     """(metrics, per-feature density) over `blocks`: MSE, FVU, L0, dead fraction, CE loss recovered."""
-    device = select_device(str(device) if device is not None else None)
+    device = resolve_device(device)
     d_sae = sae.cfg.d_sae
     fired = torch.zeros(d_sae, dtype=torch.long, device=device)
     sq_err = total_sq = l0_sum = 0.0
@@ -398,19 +351,17 @@ def train_sae(
     model_row = get_model(wh, model_name)
     sae_id = check_name("SAE", sae_id or _default_id(model_name, settings))
     init_folder = Path(get_sae(wh, same_init_as)["path"]) if same_init_as else None
-    if wh.scalar("SELECT count(*) FROM saes WHERE id = ?", [sae_id]):
+    if Database(wh).saes.exists(sae_id):
         raise FeatstoreError(f"SAE {sae_id!r} already exists; pick another --id")
     if is_primary is None:
-        is_primary = not wh.scalar("SELECT count(*) FROM saes WHERE model = ? AND is_primary", [model_name])
-    device = select_device(device)
+        is_primary = not Database(wh).saes.has_primary(model_name)
+    device = resolve_device(device)
     model = load_model(model_row["path"], device)
-    width = hook_width(model, settings.layer)
+    width = hook_width(model.config.to_dict(), hook_name(settings.layer))
     train_blocks, eval_blocks = _blocks(wh, model_row, load_tokenizer(model_row["path"]), settings, source, corpus)
 
-    cfg = SAEConfig(
-        d_in=width, d_sae=width * settings.expansion, architecture=settings.architecture, k=settings.k,
-        l1_coefficient=settings.l1_coefficient if settings.architecture == "relu" else None,
-        hook_name=hook_name(settings.layer), hook_layer=settings.layer, model_name=model_name, seed=settings.seed,
+    cfg = config_for(
+        settings, width, hook_name=hook_name(settings.layer), hook_layer=settings.layer, model_name=model_name,
         extra={"settings": asdict(settings), "source": f"corpus:{corpus}" if corpus else source or model_row.get("train_corpus")},
     )
     batches = shuffled_batches(model, train_blocks, settings, device, settings.seed)
@@ -436,7 +387,8 @@ def train_sae(
         shutil.rmtree(tmp, ignore_errors=True)
     return register_sae(
         wh, sae_id, model_name, str(folder), hook_point=cfg.hook_name, layer=settings.layer, d_in=cfg.d_in,
-        d_sae=cfg.d_sae, architecture=settings.architecture, l1_coeff=cfg.l1_coefficient, k=settings.k,
+        d_sae=cfg.d_sae, architecture=settings.architecture, l1_coeff=getattr(cfg, "l1_coefficient", None),
+        k=getattr(cfg, "k", None),
         seed=settings.seed, train_tokens=metrics["train_tokens"], metrics=metrics, is_primary=is_primary,
     )
 
@@ -447,9 +399,11 @@ def _default_id(model_name: str, settings: TrainSettings) -> str:
 
 def _blocks(wh, model_row: dict, tokenizer, settings: TrainSettings, source: str | None, corpus: str | None):
     """(train blocks, eval blocks) for a run, checking the corpus was tokenized like the model."""
+    from featstore.corpus import check_tokenizer, get_corpus
+
     n_train = settings.steps * settings.batch_blocks
     if corpus is not None:
-        _check_tokenizer(wh, corpus, model_row)
+        check_tokenizer(get_corpus(wh, corpus), model_row)
         blocks = warehouse_blocks(wh, corpus, settings.block_len)
         n_eval = max(1, min(len(blocks) // 10, settings.eval_tokens // settings.block_len))
         if len(blocks) - n_eval < 1:
@@ -463,34 +417,24 @@ def _blocks(wh, model_row: dict, tokenizer, settings: TrainSettings, source: str
     return train, evaluation
 
 
-def _check_tokenizer(wh, corpus: str, model_row: dict) -> None:
-    from featstore.corpus import get_corpus
-
-    corpus_tok = get_corpus(wh, corpus)["tokenizer"]
-    if model_row.get("tokenizer") and corpus_tok != model_row["tokenizer"]:
-        raise FeatstoreError(
-            f"corpus {corpus!r} was tokenized with tokenizer {corpus_tok}, model {model_row['name']!r} uses {model_row['tokenizer']}; "
-            "add the corpus again with the model's tokenizer"
-        )
-
-
 def evaluate_sae(
     wh, sae_id: str, *, source: str | None = None, corpus: str | None = None, eval_tokens: int = 20_000,
     batch_blocks: int = 32, device: str | None = None,
 ) -> dict:
     """Re-evaluate a registered SAE (on its model's validation text, or a corpus slice) and record the metrics."""
-    from featstore.registry import get_model, get_sae, update_sae_metrics
+    from featstore.corpus import check_tokenizer, get_corpus
+    from featstore.registry import check_hook, get_model, get_sae, update_sae_metrics
     from featstore.tokenizer import load_tokenizer
 
     row = get_sae(wh, sae_id)
     model_row = get_model(wh, row["model"])
-    device = select_device(device)
+    check_hook(model_row, row["hook_point"], row["layer"], row["d_in"])
+    device = resolve_device(device)
     model = load_model(model_row["path"], device)
-    check_width(model, row["layer"], row["d_in"], sae_id)
     sae = load_sae(row["path"], device)
     settings = TrainSettings(eval_tokens=eval_tokens, batch_blocks=batch_blocks, tokens=0, layer=row["layer"])
     if corpus is not None:
-        _check_tokenizer(wh, corpus, model_row)
+        check_tokenizer(get_corpus(wh, corpus), model_row)
         blocks = warehouse_blocks(wh, corpus, settings.block_len)[: max(1, eval_tokens // settings.block_len)]
     else:
         spec = source or model_row.get("train_corpus")
@@ -501,10 +445,3 @@ def evaluate_sae(
     plot_density(density, Path(row["path"]) / DENSITY_PLOT, f"{sae_id}: feature density")
     update_sae_metrics(wh, sae_id, metrics)
     return metrics
-
-
-def check_width(model, layer: int, d_in: int, sae_id: str) -> None:
-    """The SAE must read exactly the hook's width."""
-    width = hook_width(model, layer)
-    if width != d_in:
-        raise FeatstoreError(f"SAE {sae_id!r} has d_in {d_in} but the model's MLP hidden activation at layer {layer} is {width} wide")

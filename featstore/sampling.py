@@ -1,4 +1,4 @@
-"""Activation examples per feature, drawn in SQL (macro `feature_samples`, sql/410) and stored.
+"""Activation examples per feature, drawn in SQL (macro `feature_samples`, sql/interpretability/) and stored.
 
 Explainers see one half of a feature's firing tokens (odd activation ranks); simulators are scored
 on the other half plus tokens where the feature does not fire, so a score measures how well an
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import duckdb
 
+from featstore.db import Database, run
 from featstore.errors import FeatstoreError
 
-SAMPLE_COLUMNS = "feature, tok, kind, rank, act, bin, doc_id, pos, before, token, after"
 SHOWN_KINDS = ("top", "quantile", "random", "top_token")  # what an explainer sees
 SCORED_KINDS = ("heldout_top", "heldout_random", "zero")  # what a simulation is scored on
 
@@ -37,17 +37,12 @@ class Sample:
 
 def require_activations(con: duckdb.DuckDBPyConnection, sae: str, corpus: str) -> None:
     """FeatstoreError unless (sae, corpus) has a committed activation partition."""
-    if con.execute("SELECT 1 FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]).fetchone() is None:
-        raise FeatstoreError(
-            f"no activations for SAE {sae!r} on corpus {corpus!r}; run `featstore ingest` or `featstore import-activations` first"
-        )
+    Database().partitions.get(sae, corpus, con=con)
 
 
 def default_corpus(con: duckdb.DuckDBPyConnection, sae: str) -> str:
     """The one corpus an SAE has activations on; FeatstoreError when it is not exactly one."""
-    corpora = [r[0] for r in con.execute(
-        "SELECT corpus FROM activation_partitions WHERE sae = ? ORDER BY corpus", [sae]
-    ).fetchall()]
+    corpora = Database().partitions.corpora_of(sae, con=con)
     if len(corpora) == 1:
         return corpora[0]
     if not corpora:
@@ -64,11 +59,7 @@ def select_features(
     if features is not None:
         if top is not None:
             raise FeatstoreError("give either features or top, not both")
-        firing = {r[0] for r in con.execute(
-            "SELECT DISTINCT feature FROM activations WHERE sae = ? AND corpus = ? AND act > 0"
-            " AND list_contains(?, feature)",
-            [sae, corpus, list(features)],
-        ).fetchall()}
+        firing = {r[0] for r in run(con, "explanations/firing", sae=sae, corpus=corpus, features=list(features)).fetchall()}
         silent = [f for f in features if f not in firing]
         if silent:
             raise FeatstoreError(
@@ -77,11 +68,7 @@ def select_features(
         return sorted(set(features))
     if top is not None and top < 1:
         raise FeatstoreError(f"--top must be at least 1, got {top}")
-    rows = con.execute(
-        "SELECT feature FROM activations WHERE sae = ? AND corpus = ? AND act > 0"
-        " GROUP BY feature ORDER BY count(*) DESC, feature LIMIT ?",
-        [sae, corpus, top if top is not None else 2**62],
-    ).fetchall()
+    rows = run(con, "explanations/most_frequent", sae=sae, corpus=corpus, top=top if top is not None else 2**62).fetchall()
     return sorted(r[0] for r in rows)
 
 
@@ -92,29 +79,18 @@ def sample_features(con: duckdb.DuckDBPyConnection, sae: str, corpus: str, featu
     scores made from them stay valid. Run it inside `Warehouse.transaction()`.
     """
     require_activations(con, sae, corpus)
-    done = {r[0] for r in con.execute(
-        "SELECT DISTINCT feature FROM explanation_samples WHERE sae = ? AND corpus = ? AND list_contains(?, feature)",
-        [sae, corpus, features],
-    ).fetchall()}
+    explanations = Database().explanations
+    done = explanations.sampled(con, sae, corpus, features)
     todo = [f for f in features if f not in done]
     if todo:
-        con.execute(
-            f"INSERT INTO explanation_samples (sae, corpus, seed, {SAMPLE_COLUMNS})"
-            f" SELECT ?, ?, ?, {SAMPLE_COLUMNS} FROM feature_samples(?, ?, features := ?, seed := ?)",
-            [sae, corpus, seed, sae, corpus, todo, seed],
-        )
+        explanations.draw_samples(con, sae, corpus, todo, seed)
     return len(todo)
 
 
 def load_samples(con: duckdb.DuckDBPyConnection, sae: str, corpus: str, features: list[int]) -> dict[int, list[Sample]]:
     """Stored examples of each feature, shown kinds first, top first; features without examples are absent."""
-    cursor = con.execute(
-        "SELECT feature, tok, kind, act, bin, before, token, after FROM explanation_samples"
-        " WHERE sae = ? AND corpus = ? AND list_contains(?, feature)"
-        " ORDER BY feature, list_position(?, kind), bin DESC, rank",
-        [sae, corpus, features, [*SHOWN_KINDS, *SCORED_KINDS]],
-    )
+    rows = Database().explanations.samples(con, sae, corpus, features, [*SHOWN_KINDS, *SCORED_KINDS])
     samples: dict[int, list[Sample]] = defaultdict(list)
-    for feature, *fields in cursor.fetchall():
+    for feature, *fields in rows:
         samples[feature].append(Sample(*fields))
     return dict(samples)

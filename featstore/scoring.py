@@ -1,4 +1,4 @@
-"""Explain and score features, resumably: every step lands in a table (sql/401-405).
+"""Explain and score features, resumably: every step lands in a table (explanation_samples, explanations, simulations, scores).
 
 A run skips what is already stored (explanations per explainer and prompt version, scores per
 explanation and simulator), calls backends from a thread pool, and commits finished features in
@@ -22,6 +22,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from featstore.backends import Backend, BuiltinBackend
+from featstore.db import Database, run as run_query
 from featstore.errors import FeatstoreError
 from featstore.sampling import (
     SCORED_KINDS, SHOWN_KINDS, Sample, default_corpus, load_samples, sample_features, select_features,
@@ -42,10 +43,7 @@ class WarehouseCache:
 
     def get(self, keys: list[str]) -> dict[str, tuple[dict, int, int]]:
         with self.lock, self.wh.connect() as con:
-            rows = con.execute(
-                "SELECT prompt_hash, result, prompt_tokens, completion_tokens FROM llm_cache"
-                " WHERE list_contains(?, prompt_hash)", [keys]
-            ).fetchall()
+            rows = Database(self.wh).llm_cache.lookup(con, keys)
         return {key: (json.loads(result), p, c) for key, result, p, c in rows}
 
     def put(self, key: str, backend: str, task: str, request: dict, result: dict, prompt_tokens: int,
@@ -57,10 +55,7 @@ class WarehouseCache:
     def flush(self, con) -> None:
         """Insert the pending replies (inside the caller's transaction; the caller holds the lock)."""
         if self.pending:
-            con.executemany(
-                "INSERT OR IGNORE INTO llm_cache (prompt_hash, backend, task, request, result, prompt_tokens,"
-                " completion_tokens) VALUES (?, ?, ?, ?, ?, ?, ?)", self.pending,
-            )
+            Database(self.wh).llm_cache.add(con, self.pending)
             self.pending = []
 
 
@@ -141,25 +136,23 @@ def explain(
 ) -> dict:
     """Sample and explain features of an SAE that have no explanation by this backend yet."""
     backend = backend or BuiltinBackend()
+    db = Database(wh)
     with wh.transaction() as con:
         corpus = corpus or default_corpus(con, sae)
         chosen = select_features(con, sae, corpus, features=features, top=top)
         sampled = sample_features(con, sae, corpus, chosen, seed=seed)
-        explained = {r[0] for r in con.execute(
-            "SELECT feature FROM explanations WHERE sae = ? AND corpus = ? AND explainer = ? AND prompt_version = ?",
-            [sae, corpus, backend.name, backend.prompt_version],
-        ).fetchall()}
+        explained = db.explanations.explained(con, sae, corpus, backend.name, backend.prompt_version)
         todo = [f for f in chosen if f not in explained]
         samples = load_samples(con, sae, corpus, todo)
     cache = attach_cache(wh, backend)
 
     def write(con, feature: int, result) -> None:
-        con.execute(
-            "INSERT INTO explanations (sae, corpus, feature, explainer, prompt_version, explanation, n_samples,"
-            " prompt_tokens, completion_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [sae, corpus, feature, backend.name, backend.prompt_version, result.text,
-             len(_shown(samples[feature])), result.prompt_tokens, result.completion_tokens],
-        )
+        db.explanations.insert({
+            "sae": sae, "corpus": corpus, "feature": feature, "explainer": backend.name,
+            "prompt_version": backend.prompt_version, "explanation": result.text,
+            "n_samples": len(_shown(samples[feature])), "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+        }, con)
 
     failed = _run(todo, lambda f: backend.explain(_shown(samples[f])), write, cache,
                   concurrency=concurrency, desc=f"explain {sae}", progress=progress)
@@ -202,15 +195,10 @@ def _score_jobs(
 ) -> dict:
     """Simulate and score the jobs not scored yet whose source feature has an explanation."""
     key = [corpus, explainer, explainer_version, simulator.name, simulator.prompt_version]
+    db = Database(wh)
     with wh.connect() as con:
-        stored = set(con.execute(
-            "SELECT sae, feature, source_sae, source_feature FROM scores WHERE corpus = ? AND explainer = ?"
-            " AND explainer_version = ? AND simulator = ? AND simulator_version = ?", key,
-        ).fetchall())
-        explanations = {(sae, f): text for sae, f, text in con.execute(
-            "SELECT sae, feature, explanation FROM explanations WHERE corpus = ? AND explainer = ? AND prompt_version = ?",
-            key[:3],
-        ).fetchall()}
+        stored = db.scores.scored(con, *key)
+        explanations = db.explanations.texts(con, *key[:3])
         runnable = [j for j in jobs if (j.source_sae, j.source_feature) in explanations]
         todo = [j for j in runnable if (j.sae, j.feature, j.source_sae, j.source_feature) not in stored]
         samples = {}
@@ -224,17 +212,15 @@ def _score_jobs(
 
     def write(con, job: ScoreJob, predictions) -> None:
         scored = samples[job.sae, job.feature]
-        score_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM scores").fetchone()[0]
-        con.execute(
-            "INSERT INTO scores (id, sae, corpus, feature, kind, source_sae, source_feature, explainer,"
-            " explainer_version, simulator, simulator_version, score, n_samples, prompt_tokens, completion_tokens)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [score_id, job.sae, corpus, job.feature, job.kind, job.source_sae, job.source_feature, *key[1:],
-             pearson([p.value for p in predictions], [s.act for s in scored]), len(scored),
-             sum(p.prompt_tokens for p in predictions), sum(p.completion_tokens for p in predictions)],
-        )
+        record = {
+            "sae": job.sae, "corpus": corpus, "feature": job.feature, "kind": job.kind, "source_sae": job.source_sae,
+            "source_feature": job.source_feature, "explainer": explainer, "explainer_version": explainer_version,
+            "simulator": simulator.name, "simulator_version": simulator.prompt_version,
+            "score": pearson([p.value for p in predictions], [s.act for s in scored]), "n_samples": len(scored),
+            "prompt_tokens": sum(p.prompt_tokens for p in predictions),
+            "completion_tokens": sum(p.completion_tokens for p in predictions),
+        }
         rows = pa.table({
-            "score_id": pa.array([score_id] * len(scored), pa.int32()),
             "tok": pa.array([s.tok for s in scored], pa.uint32()),
             "kind": [s.kind for s in scored],
             "true_act": pa.array([s.act for s in scored], pa.float32()),
@@ -242,9 +228,7 @@ def _score_jobs(
             "simulated": [p.value for p in predictions],
             "how": [p.how for p in predictions],
         })
-        con.register("new_simulations", rows)
-        con.execute("INSERT INTO simulations SELECT * FROM new_simulations")
-        con.unregister("new_simulations")
+        db.scores.add(con, record, rows)
 
     failed = _run(todo, work, write, cache, concurrency=concurrency, desc=f"score with {simulator.name}",
                   progress=progress)
@@ -254,11 +238,8 @@ def _score_jobs(
 
 def _mean_score(wh: Warehouse, sae: str, corpus: str, kind: str, features: list[int], explainer: str,
                 simulator: Backend) -> float | None:
-    return wh.scalar(
-        "SELECT avg(score) FROM scores WHERE sae = ? AND corpus = ? AND kind = ? AND list_contains(?, feature)"
-        " AND explainer = ? AND simulator = ? AND simulator_version = ?",
-        [sae, corpus, kind, features, explainer, simulator.name, simulator.prompt_version],
-    )
+    return Database(wh).scores.mean(sae=sae, corpus=corpus, kind=kind, feature=list(features), explainer=explainer,
+                                    simulator=simulator.name, simulator_version=simulator.prompt_version)
 
 
 def score(
@@ -284,10 +265,7 @@ def score(
         corpus = corpus or default_corpus(con, sae)
         chosen = select_features(con, sae, corpus, features=features, top=top)
         if explainer is not None:
-            version = con.execute(
-                "SELECT max(prompt_version) FROM explanations WHERE sae = ? AND corpus = ? AND explainer = ?",
-                [sae, corpus, explainer],
-            ).fetchone()[0]
+            version = Database(wh).explanations.latest_version(con, sae, corpus, explainer)
             if version is None:
                 raise FeatstoreError(
                     f"no explanations by {explainer!r} for SAE {sae!r} on corpus {corpus!r}; "
@@ -328,11 +306,9 @@ def shuffled_baseline(
     own = score(wh, sae, corpus, features=features, top=top, backend=backend, explainer=explainer, seed=seed,
                 concurrency=concurrency, progress=progress)
     corpus, explainer = own["corpus"], own["explainer"]
-    scored = sorted(wh.query(
-        "SELECT feature FROM scores WHERE sae = ? AND corpus = ? AND kind = 'self' AND explainer = ?"
-        " AND explainer_version = ? AND simulator = ? AND simulator_version = ?",
-        [sae, corpus, explainer, own["explainer_version"], backend.name, backend.prompt_version],
-    ).column(0).to_pylist())
+    scored = Database(wh).scores.features(sae=sae, corpus=corpus, kind="self", explainer=explainer,
+                                          explainer_version=own["explainer_version"], simulator=backend.name,
+                                          simulator_version=backend.prompt_version)
     if features is not None or top is not None:
         with wh.connect() as con:
             chosen = set(select_features(con, sae, corpus, features=features, top=top))
@@ -353,22 +329,15 @@ def shuffled_baseline(
 
 def matched_features(con, parent_sae: str, child_sae: str, corpus: str, *, threshold: float,
                      stat: str) -> list[tuple[int, int, float]]:
-    """(parent feature, its best child match, r) with r >= threshold, from the stored correlation run."""
-    run = con.execute(
-        "SELECT id, sae_a = ? FROM correlation_runs WHERE corpus = ? AND stat = ?"
-        " AND ((sae_a = ? AND sae_b = ?) OR (sae_a = ? AND sae_b = ?))",
-        [parent_sae, corpus, stat, parent_sae, child_sae, child_sae, parent_sae],
-    ).fetchone()
-    if run is None:
+    """(parent feature, its best child match, r) with r >= threshold, from the view feature_matches."""
+    matches = run_query(con, "correlation/matched_features", parent_sae=parent_sae, child_sae=child_sae, corpus=corpus,
+                        stat=stat).fetchall()
+    if not matches:
         raise FeatstoreError(
             f"no {stat} correlation run between {parent_sae!r} and {child_sae!r} on corpus {corpus!r}; "
             "run `featstore correlate` first"
         )
-    run_id, parent_is_a = run
-    return con.execute(
-        "SELECT feature, match, r FROM best_matches WHERE run_id = ? AND side = ? AND r >= ? ORDER BY feature",
-        [run_id, "a" if parent_is_a else "b", threshold],
-    ).fetchall()
+    return [(f, m, r) for f, m, r in matches if r is not None and r >= threshold]
 
 
 def transfer(
@@ -404,11 +373,9 @@ def transfer(
     jobs = [ScoreJob(child_sae, c, parent_sae, p, "transfer") for p, c, _ in pairs]
     moved = _score_jobs(wh, corpus, jobs, backend, own_parent["explainer"], own_parent["explainer_version"],
                         concurrency=concurrency, progress=progress)
-    transfer_mean = wh.scalar(
-        "SELECT avg(score) FROM scores WHERE kind = 'transfer' AND sae = ? AND source_sae = ? AND corpus = ?"
-        " AND explainer = ? AND simulator = ? AND simulator_version = ?",
-        [child_sae, parent_sae, corpus, own_parent["explainer"], backend.name, backend.prompt_version],
-    )
+    transfer_mean = Database(wh).scores.mean(kind="transfer", sae=child_sae, source_sae=parent_sae, corpus=corpus,
+                                             explainer=own_parent["explainer"], simulator=backend.name,
+                                             simulator_version=backend.prompt_version)
     return {"parent_sae": parent_sae, "child_sae": child_sae, "corpus": corpus, "pairs": len(pairs),
             "explainer": own_parent["explainer"], "simulator": backend.name, "parent_mean": own_parent["mean_score"],
             "transfer_mean": transfer_mean, "child_mean": own_child["mean_score"], "scored": moved["scored"],

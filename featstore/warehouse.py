@@ -7,7 +7,6 @@ holds no connection while it computes, so the DuckDB shell can query in the mean
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -21,6 +20,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from featstore import schema
 from featstore.errors import FeatstoreError
 from featstore.storage import sort_partition
 
@@ -56,19 +56,8 @@ def sql_dir():
 
 
 def sql_files() -> list[tuple[str, str]]:
-    """(file name, text) of every schema file in sql/, in the order they are applied."""
-    folder = sql_dir()
-    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
-    return [(n, folder.joinpath(n).read_text()) for n in names]
-
-
-def _replaceable(text: str) -> bool:
-    """True when every statement of a file is CREATE OR REPLACE (views, macros): safe to re-apply."""
-    body = re.sub(r"--[^\n]*", "", text)
-    statements = [s.strip() for s in body.split(";") if s.strip()]
-    return bool(statements) and all(
-        re.match(r"(?is)^create\s+or\s+replace\s+(view|macro|temp)", s) for s in statements
-    )
+    """(path under sql/, text) of every table, view and macro file, in the order they are applied."""
+    return schema.sql_files(sql_dir())
 
 
 def _literal(value: str) -> str:
@@ -130,42 +119,17 @@ class Warehouse:
                 time.sleep(0.2)
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Apply new sql/ files in order and re-apply changed view/macro files."""
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " file VARCHAR PRIMARY KEY, sha256 VARCHAR NOT NULL,"
-            " applied_at TIMESTAMP DEFAULT current_timestamp)"
-        )
+        """Bring the schema up to date (featstore.schema)."""
         if "activations" not in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
             # Views in sql/ build on `activations`, and DuckDB binds a view when it is created.
             self._create_activations_view(con, [])
-        applied = dict(con.execute("SELECT file, sha256 FROM schema_migrations").fetchall())
-        for name, text in sql_files():
-            digest = hashlib.sha256(text.encode()).hexdigest()
-            if applied.get(name) == digest:
-                continue
-            if name in applied and not _replaceable(text):
-                raise FeatstoreError(
-                    f"sql/{name} changed after this warehouse applied it; "
-                    "put table changes in a new numbered sql/ file"
-                )
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute(text)
-                con.execute(
-                    "INSERT OR REPLACE INTO schema_migrations (file, sha256) VALUES (?, ?)",
-                    [name, digest],
-                )
-            except Exception as exc:
-                con.execute("ROLLBACK")
-                raise FeatstoreError(f"sql/{name} failed to apply: {str(exc).splitlines()[0]}") from exc
-            con.execute("COMMIT")
+        schema.migrate(con, sql_files())
 
     @property
     def schema_version(self) -> str:
-        """The last sql/ file applied, e.g. '012_best_matches.sql'."""
+        """The last table migration applied, e.g. 'tables/027_saes.sql'."""
         with self.connect() as con:
-            return con.execute("SELECT max(file) FROM schema_migrations").fetchone()[0]
+            return con.execute("SELECT max(file) FROM schema_migrations WHERE file LIKE 'tables/%'").fetchone()[0]
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -240,11 +204,10 @@ class Warehouse:
                     "SELECT path FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]
                 ).fetchone()
                 con.execute("DELETE FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus])
-                con.execute(
-                    "INSERT INTO activation_partitions (sae, corpus, path, n_rows, n_tokens, bytes, origin)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [sae, corpus, str(final), n_rows, n_tokens, final.stat().st_size, origin],
-                )
+                from featstore.db import run
+
+                run(con, "partitions/insert", sae=sae, corpus=corpus, path=str(final), n_rows=n_rows,
+                    n_tokens=n_tokens, bytes=final.stat().st_size, origin=origin)
                 self._refresh_activations_view(con)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -284,13 +247,7 @@ class Warehouse:
         """
         if paths:
             files = "[" + ", ".join(_literal(p) for p in paths) + "]"
-            body = (
-                "SELECT sae, corpus, tok, feature, act FROM read_parquet("
-                f"{files}, hive_partitioning = true, hive_types_autocast = false)"
-            )
+            body = f"SELECT sae, corpus, tok, feature, act FROM read_parquet({files}, hive_partitioning = true, hive_types_autocast = false)"
         else:
-            body = (
-                "SELECT NULL::VARCHAR AS sae, NULL::VARCHAR AS corpus, NULL::UINTEGER AS tok,"
-                " NULL::UINTEGER AS feature, NULL::FLOAT AS act WHERE false"
-            )
+            body = "SELECT NULL::VARCHAR AS sae, NULL::VARCHAR AS corpus, NULL::UINTEGER AS tok, NULL::UINTEGER AS feature, NULL::FLOAT AS act WHERE false"
         con.execute(f"CREATE OR REPLACE VIEW activations AS {body}")

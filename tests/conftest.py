@@ -151,6 +151,11 @@ def interp_warehouse(warehouse, interp_template):
     by the rules above, SAE 'toy_child' of model 'child' (finetune of base) with the same features
     renumbered (child feature = parent + 10) plus an emerging feature 20, and a correlation run
     between them whose best matches say 0, 1, 2, 6 persist (r 0.95) and 3, 4, 5 do not (r 0.4)."""
+    return copy_interp(warehouse, interp_template)
+
+
+def copy_interp(warehouse, interp_template):
+    """Fill an empty warehouse with a copy of the `interp_template` catalog and its partitions."""
     import shutil
 
     db_path, partitions, n_tokens = interp_template

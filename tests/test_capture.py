@@ -5,17 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from featstore.capture import (
-    capture_mlp_hidden,
-    hook_name,
-    hook_width,
-    iter_mlp_activations,
-    load_model,
-    mlp_activations,
-    mlp_down_proj,
-    splice_mlp_hidden,
-)
+from featstore.capture import capture_mlp_hidden, iter_mlp_activations, mlp_activations, mlp_down_proj, splice_mlp_hidden
 from featstore.errors import FeatstoreError
+from featstore.hf import load_model
+from featstore.hooks import hook_name, hook_width
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +29,7 @@ def test_captures_silu_gate_times_up(model):
     expected = torch.nn.functional.silu(mlp.gate_proj(seen["x"])) * mlp.up_proj(seen["x"])
     assert captured.value.shape == (2, 10, 64)
     torch.testing.assert_close(captured.value, expected)
-    assert hook_width(model, 0) == 64 and hook_name(0) == "blocks.0.mlp.hook_post"
+    assert hook_width(model.config.to_dict(), hook_name(0)) == 64 and hook_name(0) == "blocks.0.mlp.hook_post"
 
 
 def test_stopping_early_gives_the_same_activations(model):

@@ -10,7 +10,9 @@ import subprocess
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from featstore import schema
 from featstore.importer import import_activations
+from featstore.warehouse import sql_dir
 
 
 def shell_query(shell: str, db_path, sql: str, cwd) -> list[dict]:
@@ -45,10 +47,29 @@ def test_shell_reads_tables_and_views_from_another_directory(registered_warehous
 
 
 def test_every_view_of_the_warehouse_works_in_the_shell(registered_warehouse, tmp_path, duckdb_shell):
-    """All views in sql/ (every owner's) must bind in the plain shell, not only in Python."""
+    """All views (every owner's) must bind in the plain shell, not only in Python."""
     views = registered_warehouse.query(
         "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' ORDER BY 1"
     ).column(0).to_pylist()
     assert {"activations", "feature_stats", "token_text"} <= set(views)
     # One shell run for all views: it stops at the first that fails to bind and names it on stderr.
     shell_query(duckdb_shell, registered_warehouse.db_path, "".join(f'SELECT * FROM "{v}" LIMIT 0;' for v in views), tmp_path)
+
+
+def test_every_macro_works_in_the_shell(interp_warehouse, tmp_path, duckdb_shell):
+    """Each macro runs in the plain shell with the rows Python gets: through its documented example
+    (sql/<area>/schema.yml), or through the view of the same name that calls it at its defaults."""
+    docs = schema.load_docs(sql_dir())
+    macros = set(interp_warehouse.query(
+        "SELECT function_name FROM duckdb_functions() WHERE function_type IN ('macro', 'table_macro')"
+        " AND NOT internal AND schema_name = 'main'").column(0).to_pylist())
+    views = set(interp_warehouse.query("SELECT view_name FROM duckdb_views() WHERE NOT internal").column(0).to_pylist())
+    assert {"persistence", "top_contexts", "corr_best_matches"} <= macros
+    assert not {m for m in macros if not docs[m].get("example") and m not in views}, "a macro no shell query reaches"
+    counts = " UNION ALL ".join(
+        f"SELECT '{name}' AS object, count(*) AS n FROM ({schema.relation(docs[name])})"
+        for name in sorted(macros | views) if name in views or docs[name].get("example"))
+    in_shell = shell_query(duckdb_shell, interp_warehouse.db_path, counts + " ORDER BY object", tmp_path)
+    in_python = interp_warehouse.query(counts + " ORDER BY object").to_pylist()
+    assert in_shell == [{"object": r["object"], "n": str(r["n"])} for r in in_python]
+    assert {r["object"] for r in in_python if r["n"] > 0} >= {"corr_best_matches", "top_contexts", "persistence"}

@@ -9,10 +9,11 @@ import torch
 from click.testing import CliRunner
 
 from conftest import tiny_texts
-from featstore.capture import load_model, mlp_activations
+from featstore.capture import mlp_activations
 from featstore.errors import FeatstoreError
+from featstore.hf import load_model
 from featstore.ingest import ingest
-from featstore.sae import SAEConfig, SparseAutoencoder, load_sae, save_sae
+from featstore.saes import build_sae, load_sae, save_sae
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def setup(warehouse, tiny_model_dir, tiny_tokenizer_dir, tmp_path):
 
     register_model(warehouse, "m", tiny_model_dir, kind="base")
     torch.manual_seed(0)
-    sae = SparseAutoencoder(SAEConfig(d_in=64, d_sae=96, model_name="m"))
+    sae = build_sae("relu", d_in=64, d_sae=96, model_name="m")
     folder = save_sae(sae, tmp_path / "sae")
     register_sae(warehouse, "m-sae", "m", folder, hook_point="blocks.0.mlp.hook_post", layer=0, d_in=64, d_sae=96,
                  architecture="relu")
@@ -67,7 +68,7 @@ def test_rerun_replaces_and_nan_leaves_the_old_partition(setup, monkeypatch):
     assert wh.scalar("SELECT count(*) FROM activations") == first["rows"] == again["rows"]
     assert wh.scalar("SELECT count(*) FROM activation_partitions") == 1
 
-    from featstore import sae as sae_module
+    from featstore import saes as sae_module
 
     real_load = sae_module.load_sae
 
@@ -104,7 +105,7 @@ def test_refusals_write_nothing(setup, tmp_path, tiny_tokenizer_dir):
     with pytest.raises(FeatstoreError, match=r"several corpora .*\(c, c2\)"):
         ingest(wh, "m", device="cpu", progress=False)
     # Weights that no longer match the registered width (e.g. overwritten by another run).
-    save_sae(SparseAutoencoder(SAEConfig(d_in=32, d_sae=96)), folder)
+    save_sae(build_sae("relu", d_in=32, d_sae=96), folder)
     with pytest.raises(FeatstoreError, match="weights have d_in 32"):
         ingest(wh, "m", corpus="c", device="cpu", progress=False)
     assert wh.scalar("SELECT count(*) FROM activation_partitions") == 0

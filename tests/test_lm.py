@@ -9,15 +9,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from featstore import lm
+from featstore import lm, presets
 from featstore.errors import FeatstoreError
 
-MICRO_CORPORA, MICRO_DOMAINS = lm.family_specs(childes_docs=3000, lua_docs=1000, stories_docs=3000)
-MICRO = lm.get_preset(
+MICRO_CORPORA, MICRO_DOMAINS = presets.family_specs(childes_docs=3000, lua_docs=1000, stories_docs=3000)
+MICRO = presets.model_preset(
     "tiny", name="micro", corpora=MICRO_CORPORA, domains=MICRO_DOMAINS, hidden_size=64, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2,
     vocab_size=1024, block_size=64, eval_tokens=4096, tokenizer_chars=400_000,
-    base=lm.Schedule(lr=3e-3, weight_decay=0.1, warmup_steps=10, batch_size=16, max_tokens=96_000),
-    finetune=lm.Schedule(lr=2e-3, weight_decay=0.01, warmup_steps=5, batch_size=16, max_tokens=24_000),
+    base=presets.Schedule(lr=3e-3, weight_decay=0.1, warmup_steps=10, batch_size=16, max_tokens=96_000),
+    finetune=presets.Schedule(lr=2e-3, weight_decay=0.01, warmup_steps=5, batch_size=16, max_tokens=24_000),
 )
 
 
@@ -148,14 +148,14 @@ def test_paper_tokenizer_needs_the_paper_extra(monkeypatch):
 
 
 def test_presets_match_the_paper():
-    paper = lm.PRESETS["paper"]
+    paper = presets.MODEL_PRESETS["paper"]
     assert (paper.hidden_size, paper.intermediate_size, paper.num_attention_heads, paper.num_key_value_heads,
             paper.vocab_size, paper.block_size, paper.rope_theta) == (512, 1024, 16, 8, 32000, 256, 1e4)
     assert (paper.base.lr, paper.base.weight_decay, paper.base.warmup_steps, paper.base.batch_size) == (6e-4, 0.1, 0, 64)
     assert (paper.finetune.lr, paper.finetune.weight_decay, paper.finetune.warmup_steps) == (2e-5, 0.01, 500)
-    model = lm.new_model(lm.get_preset("paper", vocab_size=32000), _FakeTokenizer(32000), seed=0)
+    model = lm.new_model(presets.model_preset("paper", vocab_size=32000), _FakeTokenizer(32000), seed=0)
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(35.1e6, rel=0.01)
-    assert lm.corpus_specs("tiny")["base"].startswith("python-stdlib=0.5+generated:childes")
+    assert presets.model_preset("tiny").corpora["base"].startswith("python-stdlib=0.5+generated:childes")
 
 
 class _FakeTokenizer:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import featstore.correlate
 from cli import main
-from featstore import pipeline
+from featstore import pipeline, presets
 from featstore.errors import FeatstoreError
 from featstore.pipeline import RunContext, Step, downstream, run_pipeline, run_steps
 
@@ -137,11 +137,10 @@ def test_bad_step_graphs_and_force_names_are_refused(ctx):
 
 def micro_preset(tokenizer_dir):
     """Smaller than tiny: a 32-wide model, a few thousand tokens per stage, the test tokenizer."""
-    from featstore.lm import Schedule
-    from featstore.pipeline import Preset
+    from featstore.presets import RunPreset, Schedule
 
     childes, lua, stories = "generated:childes?docs=80", "generated:lua?docs=60", "generated:stories?docs=80"
-    return Preset(
+    return RunPreset(
         "micro", zoo="tiny", sae="tiny",
         zoo_overrides=dict(
             hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1,
@@ -203,7 +202,7 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, ti
 
     # a rerun after completion does no work and changes nothing
     digest, report_mtime = hashlib.sha256(warehouse.db_path.read_bytes()).hexdigest(), index.stat().st_mtime_ns
-    monkeypatch.setitem(pipeline.PRESETS, "tiny", preset)
+    monkeypatch.setitem(presets.RUN_PRESETS, "tiny", preset)
     start = time.perf_counter()
     result = CliRunner().invoke(main, ["--warehouse", str(warehouse.root), "run"])
     assert result.exit_code == 0, result.output

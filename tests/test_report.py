@@ -140,8 +140,10 @@ def test_report_defects_of_issue_14_are_fixed(built):
 
 
 def test_sweep_figure_marks_the_merge_t():
-    rows = [{"t": t, "domain": "lua data", "accuracy": 0.5 - 0.2 * t} for t in (0.0, 0.5, 1.0)]
-    fig = report_module.sweep_figure(rows, {"lua data": 0.2}, ("lua", "tinystories"), [("luastories", 0.58)])
+    pair = {"model_a": "lua", "model_b": "tinystories", "method": "slerp", "eval_set": "lua"}
+    rows = [{**pair, "t": t, "evaluated": "merge", "accuracy": 0.5 - 0.2 * t} for t in (0.0, 0.5, 1.0)]
+    rows.append({**pair, "t": None, "evaluated": "base", "accuracy": 0.2})
+    fig = report_module.sweep_figure(rows, [("luastories", 0.58)])
     marks = [line for line in fig.axes[0].lines if list(line.get_xdata()) == [0.58, 0.58]]
     assert len(marks) == 1 and marks[0].get_label() == "luastories (t = 0.58)"
 
@@ -150,7 +152,7 @@ def test_report_draws_the_sweep_with_the_registered_merge(built, monkeypatch):
     warehouse, _ = built
     seen = []
     real = report_module.sweep_figure
-    monkeypatch.setattr(report_module, "sweep_figure", lambda *a: seen.append(a[3]) or real(*a))
+    monkeypatch.setattr(report_module, "sweep_figure", lambda *a: seen.append(a[1]) or real(*a))
     build_report(warehouse, warehouse.root / "report-again")
     assert seen == [[("luastories", 0.58)]]
 

@@ -9,12 +9,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from featstore.errors import FeatstoreError
-from featstore.sae import SAEConfig, SparseAutoencoder, load_sae, save_sae
+from featstore.saes import build_sae, load_sae, save_sae
+from featstore.saes.topk import TopKConfig
 
 
 def test_topk_keeps_exactly_k_per_token():
     torch.manual_seed(0)
-    sae = SparseAutoencoder(SAEConfig(d_in=16, d_sae=64, architecture="topk", k=5))
+    sae = build_sae("topk", d_in=16, d_sae=64, k=5)
     with torch.no_grad():
         sae.b_enc.fill_(1.0)  # every pre-activation positive, so exactly k survive
     feats = sae.encode(torch.randn(100, 16))
@@ -23,7 +24,7 @@ def test_topk_keeps_exactly_k_per_token():
 
 def test_relu_encode_decode_formula():
     torch.manual_seed(0)
-    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=32))
+    sae = build_sae("relu", d_in=8, d_sae=32)
     x = torch.randn(4, 8)
     feats = torch.relu((x - sae.b_dec) @ sae.W_enc + sae.b_enc)
     torch.testing.assert_close(sae.encode(x), feats)
@@ -33,7 +34,7 @@ def test_relu_encode_decode_formula():
 
 def test_parallel_gradient_is_removed():
     torch.manual_seed(0)
-    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=32))
+    sae = build_sae("relu", d_in=8, d_sae=32)
     sae(torch.randn(10, 8))[0].pow(2).sum().backward()
     sae.remove_parallel_grad()
     assert (sae.W_dec.grad * sae.W_dec).sum(dim=1).abs().max() < 1e-5
@@ -42,7 +43,7 @@ def test_parallel_gradient_is_removed():
 @pytest.mark.parametrize("arch,k", [("relu", None), ("topk", 3)])
 def test_save_load_round_trip_in_saelens_naming(tmp_path, arch, k):
     torch.manual_seed(1)
-    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=24, architecture=arch, k=k, hook_layer=0, model_name="m"))
+    sae = build_sae(arch, d_in=8, d_sae=24, **({"k": k} if k else {}), hook_layer=0, model_name="m")
     save_sae(sae, tmp_path)
     tensors = load_file(str(tmp_path / "sae_weights.safetensors"))
     assert {n: tuple(t.shape) for n, t in tensors.items()} == {
@@ -69,7 +70,7 @@ def test_imports_a_saelens_folder_without_b_dec_centering(tmp_path):
 
 
 def test_bad_files_are_one_line_errors(tmp_path):
-    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=16))
+    sae = build_sae("relu", d_in=8, d_sae=16)
     save_sae(sae, tmp_path)
     (tmp_path / "sae_weights.safetensors").write_bytes(b"\x00garbage")
     with pytest.raises(FeatstoreError, match="corrupt SAE weights"):
@@ -77,12 +78,12 @@ def test_bad_files_are_one_line_errors(tmp_path):
     save_sae(sae, tmp_path)
     cfg = json.loads((tmp_path / "cfg.json").read_text())
     (tmp_path / "cfg.json").write_text(json.dumps({**cfg, "d_sae": 32}))
-    with pytest.raises(FeatstoreError, match="W_enc is"):
+    with pytest.raises(FeatstoreError, match=r"W_enc has shape \(8, 16\), expected \(8, 32\)"):
         load_sae(tmp_path)
-    (tmp_path / "cfg.json").write_text(json.dumps({**cfg, "architecture": "jumprelu"}))
+    (tmp_path / "cfg.json").write_text(json.dumps({**cfg, "architecture": "gated"}))
     with pytest.raises(FeatstoreError, match="not supported"):
         load_sae(tmp_path)
     with pytest.raises(FeatstoreError, match="not an SAE folder"):
         load_sae(tmp_path / "nowhere")
     with pytest.raises(FeatstoreError, match="needs 0 < k"):
-        SAEConfig(d_in=8, d_sae=16, architecture="topk")
+        TopKConfig(d_in=8, d_sae=16)

@@ -10,8 +10,9 @@ import torch
 from click.testing import CliRunner
 
 from featstore.errors import FeatstoreError
-from featstore.sae import SAEConfig, load_sae
-from featstore.sae_train import Trainer, geometric_median, init_sae, settings_for, train_sae
+from featstore.saes import load_sae
+from featstore.presets import sae_preset
+from featstore.sae_train import Trainer, config_for, geometric_median, init_sae, train_sae
 
 from conftest import tiny_texts
 
@@ -25,12 +26,12 @@ def synthetic_batches(d_in=16, n_true=32, batch=256, seed=0):
         yield codes @ true + 0.5
 
 
-def small_trainer(arch="relu", k=None, resample_every=10_000, steps=150, d_sae=64):
-    settings = settings_for("tiny", architecture=arch, k=k, lr=3e-3, tokens=steps * 24, batch_blocks=1,
+def small_trainer(arch="relu", k=None, resample_every=10_000, steps=150):
+    settings = sae_preset("tiny", architecture=arch, k=k, lr=3e-3, tokens=steps * 24, batch_blocks=1,
                             resample_every=resample_every, l1_coefficient=0.3)
     batches = synthetic_batches()
     sample = next(batches)
-    sae = init_sae(SAEConfig(d_in=16, d_sae=d_sae, architecture=arch, k=k), sample, seed=0)
+    sae = init_sae(config_for(settings, d_in=16), sample, seed=0)  # 16 -> 64 (the tiny preset's 4x)
     scale = float((sample - sae.b_dec.detach()).pow(2).sum(-1).mean())
     return Trainer(sae, settings, scale), batches
 
@@ -106,7 +107,7 @@ def registered(warehouse, tiny_model_dir, tmp_path):
 
 
 def test_train_registers_evaluated_sae(registered):
-    row = train_sae(registered, "m", settings=settings_for("tiny", **TINY), device="cpu", progress=False)
+    row = train_sae(registered, "m", settings=sae_preset("tiny", **TINY), device="cpu", progress=False)
     assert row["id"] == "m-relu-x2-s0" and row["is_primary"] and row["d_in"] == 64 and row["d_sae"] == 128
     m = row["metrics"]
     for key in ("mse", "fvu", "l0", "dead_fraction", "ce_loss_recovered", "density_histogram"):
@@ -117,10 +118,10 @@ def test_train_registers_evaluated_sae(registered):
     assert {p.name for p in folder.iterdir()} >= {"sae_weights.safetensors", "cfg.json", "sae_init.safetensors", "feature_density.png"}
     assert load_sae(folder).cfg.model_name == "m"
 
-    second = train_sae(registered, "m", settings=settings_for("tiny", **TINY, seed=1), device="cpu", progress=False)
+    second = train_sae(registered, "m", settings=sae_preset("tiny", **TINY, seed=1), device="cpu", progress=False)
     assert not second["is_primary"], "a second seed is a noise-floor SAE, not the model's primary one"
 
-    same = train_sae(registered, "m", settings=settings_for("tiny", **TINY, seed=2), same_init_as=row["id"],
+    same = train_sae(registered, "m", settings=sae_preset("tiny", **TINY, seed=2), same_init_as=row["id"],
                      sae_id="m-same", device="cpu", progress=False)
     from safetensors.torch import load_file
 
@@ -138,18 +139,18 @@ def test_interrupted_training_registers_nothing(registered, monkeypatch):
 
     monkeypatch.setattr(sae_train.Trainer, "fit", killed)
     with pytest.raises(KeyboardInterrupt):
-        train_sae(registered, "m", settings=settings_for("tiny", **TINY), device="cpu", progress=False)
+        train_sae(registered, "m", settings=sae_preset("tiny", **TINY), device="cpu", progress=False)
     assert registered.scalar("SELECT count(*) FROM saes") == 0
     assert not any((registered.root / "saes").iterdir())
 
 
 def test_bad_input_is_a_one_line_error(registered):
     with pytest.raises(FeatstoreError, match="unknown model 'nope'"):
-        train_sae(registered, "nope", settings=settings_for("tiny", **TINY), progress=False)
+        train_sae(registered, "nope", settings=sae_preset("tiny", **TINY), progress=False)
     with pytest.raises(FeatstoreError, match="needs --k"):
-        settings_for("tiny", architecture="topk")
+        sae_preset("tiny", architecture="topk")
     with pytest.raises(FeatstoreError, match="unknown SAE"):
-        train_sae(registered, "m", settings=settings_for("tiny", **TINY), same_init_as="ghost", progress=False)
+        train_sae(registered, "m", settings=sae_preset("tiny", **TINY), same_init_as="ghost", progress=False)
     assert registered.scalar("SELECT count(*) FROM saes") == 0
 
 
@@ -176,11 +177,11 @@ def test_train_on_a_warehouse_corpus_checks_its_tokenizer(registered, tmp_path, 
 
     (tmp_path / "c.txt").write_text("\n\n".join(tiny_texts(60, seed=4)))
     add_corpus(registered, "c", str(tmp_path / "c.txt"), tiny_tokenizer_dir)
-    row = train_sae(registered, "m", settings=settings_for("tiny", **TINY), corpus="c", sae_id="m-c", device="cpu", progress=False)
+    row = train_sae(registered, "m", settings=sae_preset("tiny", **TINY), corpus="c", sae_id="m-c", device="cpu", progress=False)
     assert row["metrics"]["eval_tokens"] > 0 and load_sae(row["path"]).cfg.extra["source"] == "corpus:c"
 
     train_bpe(tiny_texts(50, seed=9), vocab_size=300, out_dir=tmp_path / "other_tok")
     add_corpus(registered, "other", str(tmp_path / "c.txt"), tmp_path / "other_tok")
     with pytest.raises(FeatstoreError, match="tokenized with tokenizer"):
-        train_sae(registered, "m", settings=settings_for("tiny", **TINY), corpus="other", sae_id="m-o", progress=False)
+        train_sae(registered, "m", settings=sae_preset("tiny", **TINY), corpus="other", sae_id="m-o", progress=False)
     assert registered.scalar("SELECT count(*) FROM saes WHERE id = 'm-o'") == 0

@@ -1,4 +1,4 @@
-"""Example sampling per feature (sql/410 feature_samples, featstore.sampling) on synthetic features."""
+"""Example sampling per feature (macro feature_samples, featstore.sampling) on synthetic features."""
 
 from __future__ import annotations
 

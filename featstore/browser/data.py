@@ -21,26 +21,21 @@ import json
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import duckdb
 import numpy as np
 
+from featstore.db import sql
 from featstore.errors import FeatstoreError
-from featstore.warehouse import Warehouse, sql_dir
+from featstore.warehouse import Warehouse
 
 _CONNECT_LOCK = threading.Lock()
 
 
 def query_text(name: str) -> str:
-    """A named statement of sql/queries/browser/."""
-    return _query_text(name)
-
-
-@lru_cache(maxsize=None)
-def _query_text(name: str) -> str:
-    return sql_dir().joinpath("queries", "browser", f"{name}.sql").read_text()
+    """A named statement of sql/queries/browser/ (loaded by featstore.db, as every named query)."""
+    return sql(f"browser/{name}")
 
 
 def connect_read_only(wh: Warehouse) -> duckdb.DuckDBPyConnection:

@@ -6,7 +6,8 @@ aggregation runs in Spark SQL (sql/queries/spark/, one statement per step, the S
 DuckDB macros sql/22x-23x). The pairs above the floor and both sides' best matches are written as
 Parquet into the staging folder, which featstore.correlate commits into the DuckDB catalog exactly as
 a SQL-engine run; the folder is removed afterwards. The inputs are checked in DuckDB first, with the
-SQL engine's own check, streamed over the partitions. Everything featstore commits is written by
+SQL engine's own check, streamed over the partitions. Each statistic of featstore.statistics has here
+a Spark file named as its row macro (corr_occurrences, corr_type_means). Everything featstore commits is written by
 one Spark job into one Parquet dataset (column kind: pairs, best_a, best_b, count).
 
 `--spark-master` takes any Spark master URL (default local[*]); a SparkSession already running in
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import duckdb
 
-from featstore.correlate import check_values
-from featstore.warehouse import sql_dir
+from featstore.correlate import load_rows
+from featstore.db import sql
 
 LOW_RANKS = 64  # partners sorted per feature to find its best never-co-firing one (all of them when saturated)
 DRIVER_MEMORY = "2g"  # local mode runs in the driver: enough for the benchmark's 82M co-firing row pairs
@@ -45,7 +46,7 @@ def session(master: str | None = None):
 
 def query(spark, name: str, **args):
     """Run sql/queries/spark/<name>.sql with named parameters (:name) on the session's temp views."""
-    return spark.sql(sql_dir().joinpath("queries", "spark", f"{name}.sql").read_text(), args=args or None)
+    return spark.sql(sql(f"spark/{name}"), args=args or None)
 
 
 def engine(master: str | None):
@@ -73,27 +74,25 @@ def partition_files(con: duckdb.DuckDBPyConnection, sae: str, corpus: str) -> li
 
 
 def _correlate(spark, con: duckdb.DuckDBPyConnection, run: dict, staging: Path) -> tuple[dict[str, str], int]:
-    stat, corpus = run["stat"], run["corpus"]
-    source = "corr_type_means" if stat == "token_type_mean" else "corr_occurrences"
-    for side in "ab":  # names are plain (warehouse.check_name), so they can be spelled into the macro call
-        check_values(con, side, run, f"{source}('{run[f'sae_{side}']}', '{corpus}')")
-    if stat == "token_type_mean":
+    statistic, corpus = run["statistic"], run["corpus"]
+    for side in "ab":  # streamed over the partitions by a view: nothing held in DuckDB
+        load_rows(con, run, side, kind="VIEW")
+    if statistic.needs_token_rows:
         con.execute(f"COPY (SELECT tok, token_id FROM tokens WHERE corpus = '{corpus}') TO '{staging / 'tokens.parquet'}' (FORMAT parquet)")
         spark.read.parquet(str(staging / "tokens.parquet")).createOrReplaceTempView("tokens")
     for side in "ab":
         spark.read.parquet(*partition_files(con, run[f"sae_{side}"], corpus)).createOrReplaceTempView("acts")
-        raw = query(spark, "corr_type_means") if stat == "token_type_mean" else spark.sql("SELECT tok AS key, feature, act AS x FROM acts")
+        raw = query(spark, statistic.rows)  # the Spark version of the statistic's row macro, same name
         raw.createOrReplaceTempView(f"raw_{side}")
-        if stat == "all_tokens":
+        if statistic.implicit_zeros:
             raw.createOrReplaceTempView("raw")
             stats = query(spark, "corr_feature_stats", n_tokens=run["n_tokens"]).cache()
             stats.createOrReplaceTempView(f"stats_{side}")
             stats.createOrReplaceTempView("stats")
             query(spark, "corr_normalised").createOrReplaceTempView(f"rows_{side}")
         else:
-            spark.sql("SELECT CAST(NULL AS BIGINT) AS feature, CAST(NULL AS DOUBLE) AS u, CAST(NULL AS INT) AS rank"
-                      " WHERE false").createOrReplaceTempView(f"stats_{side}")
-    pairs = query(spark, "corr_pairs_all_tokens" if stat == "all_tokens" else "corr_pairs_moments").cache()
+            spark.createDataFrame([], "feature BIGINT, u DOUBLE, rank INT").createOrReplaceTempView(f"stats_{side}")
+    pairs = query(spark, "corr_pairs_all_tokens" if statistic.implicit_zeros else "corr_pairs_moments").cache()
     pairs.createOrReplaceTempView("pairs_all")
     results = [spark.sql("SELECT 'pairs' AS kind, feature_a AS feature, feature_b AS match, CAST(r AS FLOAT) AS r"
                          " FROM pairs_all WHERE r >= :floor", args={"floor": run["r_floor"]}),
@@ -115,15 +114,15 @@ def _correlate(spark, con: duckdb.DuckDBPyConnection, run: dict, staging: Path) 
 
 def _best_matches(spark, run: dict, side: str, other: str):
     """Every feature of one side with its best match (corr_gaps.sql, corr_best_matches.sql)."""
-    spark.sql(f"SELECT feature_{side} AS feature, feature_{other} AS partner, r, rank_{other} AS partner_rank"
-              " FROM pairs_all").createOrReplaceTempView("side_pairs")
+    spark.table("pairs_all").selectExpr(f"feature_{side} AS feature", f"feature_{other} AS partner", "r",
+                                        f"rank_{other} AS partner_rank").createOrReplaceTempView("side_pairs")
     spark.table(f"stats_{side}").createOrReplaceTempView("stats_self")
     spark.table(f"stats_{other}").createOrReplaceTempView("stats_other")
     spark.range(run[f"d_sae_{side}"]).createOrReplaceTempView("features")
-    if run["stat"] == "all_tokens":
+    if run["statistic"].implicit_zeros:
         query(spark, "corr_gaps", low_ranks=LOW_RANKS).createOrReplaceTempView("gaps")
     else:
-        spark.sql("SELECT CAST(NULL AS BIGINT) AS feature, CAST(NULL AS INT) AS gap_rank WHERE false").createOrReplaceTempView("gaps")
+        spark.createDataFrame([], "feature BIGINT, gap_rank INT").createOrReplaceTempView("gaps")
     return query(spark, "corr_best_matches")
 
 

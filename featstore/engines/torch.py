@@ -24,7 +24,7 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from featstore.capture import select_device
+from featstore.hf import resolve_device
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 from featstore.correlate import load_rows
@@ -59,7 +59,7 @@ class Side:
 @contextmanager
 def compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None):
     """Engine entry point (see featstore.engines): results registered on `con` as torch_pairs, torch_best_a, torch_best_b."""
-    device = select_device(None)
+    device = resolve_device(None)
     workers = 1 if device.type == "cuda" else con.execute("SELECT current_setting('threads')").fetchone()[0]
     with torch.no_grad():
         tables, n_cofiring = correlate_sides(*_sides(con, run, device), run, workers, progress)
@@ -76,8 +76,9 @@ def compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None):
 def _sides(con: duckdb.DuckDBPyConnection, run: dict, device: torch.device) -> tuple[Side, Side]:
     """Both sides' checked rows (featstore.correlate.load_rows) as CSR matrices on `device`, keys counted from 0."""
     rows = {side: con.execute(f"SELECT key, feature, x FROM {load_rows(con, run, side)}").fetchnumpy() for side in "ab"}
-    offset = run["tok_start"] if run["stat"] != "token_type_mean" else 0
-    n_keys = run["n_tokens"] if run["stat"] != "token_type_mean" else 1 + max(
+    by_tok = run["statistic"].keyed_by_tok
+    offset = run["tok_start"] if by_tok else 0
+    n_keys = run["n_tokens"] if by_tok else 1 + max(
         (int(r["key"].max()) for r in rows.values() if len(r["key"])), default=0)
     return tuple(_side(rows[s], offset, n_keys, run[f"d_sae_{s}"], run, device) for s in "ab")
 
@@ -88,7 +89,7 @@ def _side(rows: dict, offset: int, n_keys: int, n_features: int, run: dict, devi
     x = torch.as_tensor(rows["x"].astype(np.float64), device=device)
     u = torch.full((n_features,), float("nan"), dtype=torch.float64, device=device)
     order = torch.empty(0, dtype=torch.int64, device=device)
-    if run["stat"] == "all_tokens":
+    if run["statistic"].implicit_zeros:
         x, keep, u, order = _normalised(feature, x, n_features, run["n_tokens"])
         key, feature = key[keep], feature[keep]
     position = torch.full((n_features,), -1, dtype=torch.int64, device=device)
@@ -127,7 +128,7 @@ def _normalised(feature: torch.Tensor, x: torch.Tensor, n_features: int, n_token
 
 def correlate_sides(a: Side, b: Side, run: dict, workers: int, progress: bool | None) -> tuple[dict[str, pa.Table], int]:
     """Pairs with r >= floor and best matches of both sides (Arrow tables) plus the number of defined pairs."""
-    all_tokens = run["stat"] == "all_tokens"
+    all_tokens = run["statistic"].implicit_zeros
     weights = _pair_counts(a, b)
     tiles = _tiles(weights)
     merged = Merged(a, b, all_tokens)

@@ -1,0 +1,44 @@
+"""TopK: exactly k features per token (Gao et al. 2024); sparsity needs no loss term."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from featstore.errors import FeatstoreError
+from featstore.saes.base import SAE, SAEConfig, hyperparameter
+
+
+@dataclass
+class TopKConfig(SAEConfig):
+    k: int | None = hyperparameter(None, "Active features per token.", kind=int)
+
+    def __post_init__(self):
+        if not (self.k and 0 < self.k <= self.d_sae):
+            raise FeatstoreError(f"a TopK SAE needs 0 < k <= d_sae ({self.d_sae}); got k={self.k}")
+
+    @classmethod
+    def fields_from_saelens(cls, raw: dict) -> dict:
+        k = raw.get("k") or (raw.get("activation_fn_kwargs") or {}).get("k")
+        return {"k": int(k) if k else None}
+
+
+class TopKSAE(SAE):
+    """f(x) = ReLU of the k largest pre-activations, zero elsewhere."""
+
+    architecture = "topk"
+    saelens_names = ("topk",)
+    config_class = TopKConfig
+
+    def activation(self, pre: torch.Tensor) -> torch.Tensor:
+        values, indices = pre.topk(self.cfg.k, dim=-1)
+        return torch.zeros_like(pre).scatter_(-1, indices, torch.relu(values))
+
+    def activation_fn_kwargs(self) -> dict:
+        return {"k": self.cfg.k}
+
+    @classmethod
+    def check_registration(cls, sae_id: str, k: int | None = None, **_catalog) -> None:
+        if not k:
+            raise FeatstoreError(f"SAE {sae_id!r} is top-k but has no k")

@@ -1,0 +1,2 @@
+DELETE FROM correlations WHERE run_id = $id;
+DELETE FROM best_matches WHERE run_id = $id;

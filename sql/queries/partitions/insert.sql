@@ -1,0 +1,2 @@
+INSERT INTO activation_partitions (sae, corpus, path, n_rows, n_tokens, bytes, origin)
+VALUES ($sae, $corpus, $path, $n_rows, $n_tokens, $bytes, $origin);
