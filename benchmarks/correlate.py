@@ -74,7 +74,7 @@ def build_warehouse(root: Path, args) -> dict:
         for model, sae in (("bench-base", SAE_A), ("bench-child", SAE_B)):
             con.execute("INSERT INTO models (name, kind, path, tokenizer) VALUES (?, 'imported', 'synthetic', 'bench')", [model])
             con.execute("INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture)"
-                        " VALUES (?, ?, 'blocks.0.mlp.hook_post', 0, 1024, ?, 'imported')", [sae, model, args.features])
+                        " VALUES (?, ?, 'blocks.0.mlp.hook_post', 0, 1024, ?, 'relu')", [sae, model, args.features])
     for sae, (tok, feature, act) in ((SAE_A, side_a), (SAE_B, side_b)):
         chunk = 2_000_000
         batches = (pa.table({"tok": tok[i:i + chunk], "feature": feature[i:i + chunk], "act": act[i:i + chunk]})
