@@ -62,7 +62,8 @@ def bare_forward(root: Path, batch_size: int) -> dict:
     """The same windows through the model and SAE, rows extracted to CPU, nothing written (model loading timed, as in ingest)."""
     import torch
 
-    from featstore.capture import batch_activations, load_model
+    from featstore.capture import batch_activations
+    from featstore.hf import load_model
     from featstore.corpus import batched
     from featstore.ingest import windows
     from featstore.registry import get_sae
