@@ -20,8 +20,32 @@ from featstore.statistics import statistic_names
 from featstore.warehouse import Warehouse
 
 
+GLOBAL_OPTIONS = ("--warehouse",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move `--warehouse DIR` (or `--warehouse=DIR`) from anywhere before a `--` to the front, so
+    `featstore export t --warehouse DIR` means `featstore --warehouse DIR export t`."""
+    front, rest, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg in GLOBAL_OPTIONS and i + 1 < len(args):
+            front += args[i : i + 2]
+            i += 2
+            continue
+        (front if "=" in arg and arg.split("=", 1)[0] in GLOBAL_OPTIONS else rest).append(arg)
+        i += 1
+    return front + rest
+
+
 class FeatstoreGroup(click.Group):
-    """Turns library errors into one line on stderr and exit status 1."""
+    """Turns library errors into one line on stderr and exit status 1; global options go anywhere."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args) if ctx.parent is None else args)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -367,9 +391,11 @@ def finetune_command(wh: Warehouse, name: str, parent: str, preset, lr, corpus, 
 
 
 @main.command("merge")
-@click.argument("model_a")
-@click.argument("model_b")
+@click.argument("model_a", required=False)
+@click.argument("model_b", required=False)
 @click.option("--name", required=True, help="Name of the merged model.")
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A mergekit YAML (slerp or linear, t lists with filters) instead of MODEL_A MODEL_B --method --t.")
 @click.option("--method", type=LibraryChoice("featstore.merge:METHODS"), default="slerp", show_default=True)
 @click.option("--t", "t", type=float, default=0.5, show_default=True, help="Weight toward MODEL_B, in [0, 1].")
 @click.option("--device", default=None, help="Device for evaluating the merge [default: cuda when available].")
@@ -377,14 +403,24 @@ def finetune_command(wh: Warehouse, name: str, parent: str, preset, lr, corpus, 
               help="Model folder [default: <warehouse>/models/NAME].")
 @click.option("--replace", is_flag=True, help="Re-create and re-register an existing model.")
 @pass_warehouse
-def merge_command(wh: Warehouse, model_a: str, model_b: str, name: str, method: str, t: float, device, out_dir,
+def merge_command(wh: Warehouse, model_a, model_b, name: str, config, method: str, t: float, device, out_dir,
                   replace: bool) -> None:
-    """Merge MODEL_A and MODEL_B per tensor (mergekit semantics) into NAME; lineage gets both parents."""
-    from featstore.merge import merge_models
+    """Merge MODEL_A and MODEL_B per tensor (mergekit semantics) into NAME; lineage gets both parents.
 
-    row = merge_models(wh, model_a, model_b, name=name, t=t, method=method, device=device, out_dir=out_dir,
-                       replace=replace)
-    click.echo(f"model {name} = {method}({model_a}, {model_b}, t={t})")
+    The folder gets the mergekit_config.yml that reproduces the merge with mergekit."""
+    from featstore.merge import merge_from_config, merge_models
+
+    options = dict(name=name, device=device, out_dir=out_dir, replace=replace)
+    if config and (model_a or model_b):
+        raise FeatstoreError("give MODEL_A MODEL_B or --config, not both")
+    if config:
+        row = merge_from_config(wh, config, **options)
+    elif model_a and model_b:
+        row = merge_models(wh, model_a, model_b, t=t, method=method, **options)
+    else:
+        raise FeatstoreError("give the two models to merge (MODEL_A MODEL_B) or a mergekit --config")
+    merge = row["hyperparams"]["merge"]
+    click.echo(f"model {name} = {merge['method']}({', '.join(merge['parents'])}, t={merge['t']})")
     _echo_validation(row)
 
 
@@ -636,24 +672,11 @@ def transfer_command(wh: Warehouse, parent_sae: str, child_sae: str, threshold: 
 # --- pipeline: run, report, export, sql -----------------------------------------------------------
 
 
-def warehouse_option(command):
-    """`--warehouse DIR` after the command name too (`featstore run --warehouse DIR`)."""
-
-    def use(ctx: click.Context, _param, value: Path | None) -> None:
-        if value is not None:
-            ctx.obj = Warehouse(value)
-
-    return click.option("--warehouse", type=click.Path(file_okay=False, path_type=Path), default=None,
-                        expose_value=False, callback=use, is_eager=True,
-                        help="Warehouse folder (same as the global option).")(command)
-
-
 @main.command("run")
 @click.option("--preset", type=click.Choice(list(RUN_PRESETS)), default="tiny", show_default=True)
 @click.option("--force", "force", multiple=True, metavar="STEP", help="Redo STEP and every step after it (repeatable).")
 @click.option("--device", default=None, help="cuda / cpu [default: cuda when available].")
 @click.option("--seed", default=0, show_default=True, type=int)
-@warehouse_option
 @pass_warehouse
 def run_command(wh: Warehouse, preset: str, force: tuple[str, ...], device: str | None, seed: int) -> None:
     """The whole experiment, resumable: models, SAEs, ingest, correlations, persistence, scores, report."""
@@ -670,7 +693,6 @@ def run_command(wh: Warehouse, preset: str, force: tuple[str, ...], device: str 
 @main.command("report")
 @click.option("--features", type=click.IntRange(min=0), default=None, metavar="N",
               help="Also write static feature pages: the N most frequent per SAE plus every feature shown.")
-@warehouse_option
 @pass_warehouse
 def report_command(wh: Warehouse, features: int | None) -> None:
     """Write <warehouse>/report/index.html with the paper's figures from the warehouse's views."""
@@ -682,7 +704,6 @@ def report_command(wh: Warehouse, features: int | None) -> None:
 @main.command("serve")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback by default).")
-@warehouse_option
 @pass_warehouse
 def serve_command(wh: Warehouse, port: int, host: str) -> None:
     """The feature browser: a read-only web app over the warehouse (lineage, features, search, SQL)."""
@@ -711,6 +732,24 @@ def export_command(wh: Warehouse, name: str | None, fmt: str, out_dir: Path | No
         raise FeatstoreError("name a table or view to export, or give --engine-layout DIR")
     done = export(wh, name, fmt, out_dir)
     click.echo(f"{done['rows']} rows -> {done['path']} ({done['bytes']:,} bytes)")
+
+
+@main.command("export-features")
+@click.argument("sae")
+@click.option("--format", "fmt", type=click.Choice(["neuronpedia", "delphi", "saedashboard"]), required=True,
+              help="neuronpedia: per-feature JSON; delphi: its latent cache; saedashboard: its per-feature batch JSON.")
+@click.option("--corpus", default=None, help="Corpus the activations come from [default: the SAE's only one].")
+@click.option("--features", callback=_feature_list, default=None, help="Comma-separated features [default: all that fire].")
+@click.option("--context", type=int, default=256, show_default=True, help="Tokens per example window (as at ingest).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder [default: <warehouse>/exports/SAE-FORMAT].")
+@pass_warehouse
+def export_features_command(wh: Warehouse, sae: str, fmt: str, corpus, features, context: int, out_dir) -> None:
+    """Write SAE's features for a feature viewer (Neuronpedia, delphi, SAEDashboard) from the stored activations."""
+    from featstore.viewers import export_features
+
+    done = export_features(wh, sae, fmt, corpus=corpus, out_dir=out_dir, context=context, features=features)
+    click.echo(f"{done['features']} features of {sae} on {done['corpus']} -> {done['path']} ({fmt}, {done['files']} files)")
 
 
 @main.command("sql")

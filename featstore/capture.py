@@ -1,7 +1,6 @@
-"""The one activation-capture hook: the MLP hidden activation, i.e. the input of the down projection.
-
-For Mistral/Llama this is SiLU(gate(x)) * up(x), TransformerLens' `blocks.L.mlp.hook_post` (named in
-`featstore.hooks`). SAE
+"""The one activation-capture hook: by default the MLP hidden activation, the input of the down
+projection (for Mistral/Llama SiLU(gate(x)) * up(x), TransformerLens' `blocks.L.mlp.hook_post`), or
+the residual stream after a layer (`blocks.L.hook_resid_post`); `featstore.hf_layouts` finds both. SAE
 training, evaluation and ingest all read activations through this module, so they see exactly the
 same numbers. The forward pass is cut short after the hooked layer (the vocabulary head dominates
 the cost of a small model) by raising a private exception from the hook.
@@ -18,37 +17,43 @@ from torch import nn
 
 from featstore.errors import FeatstoreError
 from featstore.hf import resolve_device
+from featstore.hf_layouts import HookSite, hook_site
+from featstore.hooks import hook_name
 
 
 class _StopForward(Exception):
     """Raised from the hook once the activation is recorded, to skip the rest of the network."""
 
 
-def _layers(model: nn.Module):
-    """The decoder layer list of a Llama/Mistral, GPT-NeoX or GPT-2 style causal LM."""
-    for path in ("model.layers", "gpt_neox.layers", "transformer.h"):
-        obj = model
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
-        if obj is not None:
-            return obj
-    raise FeatstoreError(
-        f"cannot find the decoder layers of {type(model).__name__}; supported: Mistral/Llama, GPT-NeoX, GPT-2 style models"
-    )
+Hook = int | str  # a layer (its MLP hidden activation, blocks.L.mlp.hook_post) or a hook point name
+
+
+def _site(model: nn.Module, hook: Hook) -> HookSite:
+    return hook_site(model, hook_name(hook) if isinstance(hook, int) else hook)
 
 
 def mlp_down_proj(model: nn.Module, layer: int) -> nn.Module:
     """The module whose input is the MLP hidden activation of `layer`."""
-    layers = _layers(model)
-    if not 0 <= layer < len(layers):
-        raise FeatstoreError(f"layer {layer} does not exist; the model has {len(layers)} layer(s)")
-    mlp = layers[layer].mlp
-    for name in ("down_proj", "dense_4h_to_h", "c_proj"):
-        if hasattr(mlp, name):
-            return getattr(mlp, name)
-    raise FeatstoreError(f"cannot find the MLP down projection of layer {layer} in {type(model).__name__}")
+    return _site(model, layer).module
+
+
+def _register(site: HookSite, fn: Callable[[torch.Tensor], torch.Tensor | None]):
+    """Call `fn` on the site's activation; a tensor it returns replaces the activation."""
+    if site.side == "input":
+        def pre_hook(_module, args):
+            new = fn(args[0])
+            return None if new is None else (new,) + tuple(args[1:])
+
+        return site.module.register_forward_pre_hook(pre_hook)
+
+    def hook(_module, _args, output):
+        value = output[0] if isinstance(output, tuple) else output
+        new = fn(value)
+        if new is None:
+            return None
+        return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
+
+    return site.module.register_forward_hook(hook)
 
 
 class Capture:
@@ -58,19 +63,19 @@ class Capture:
 
 
 @contextmanager
-def capture_mlp_hidden(model: nn.Module, layer: int, *, stop: bool = False) -> Iterator[Capture]:
-    """Record the down projection's input on every forward; with `stop`, end the forward there.
+def capture_mlp_hidden(model: nn.Module, layer: Hook, *, stop: bool = False) -> Iterator[Capture]:
+    """Record the hooked activation on every forward; with `stop`, end the forward there.
 
-    With `stop=True` the caller must call the model through `forward_until_captured`.
+    With `stop=True` the caller must call the model through `mlp_activations`.
     """
     captured = Capture()
 
-    def hook(_module, args):
-        captured.value = args[0].detach()
+    def record(value: torch.Tensor) -> None:
+        captured.value = value.detach()
         if stop:
             raise _StopForward
 
-    handle = mlp_down_proj(model, layer).register_forward_pre_hook(hook)
+    handle = _register(_site(model, layer), record)
     try:
         yield captured
     finally:
@@ -78,13 +83,9 @@ def capture_mlp_hidden(model: nn.Module, layer: int, *, stop: bool = False) -> I
 
 
 @contextmanager
-def splice_mlp_hidden(model: nn.Module, layer: int, replace: Callable[[torch.Tensor], torch.Tensor]):
-    """Replace the down projection's input by `replace(activation)`, e.g. an SAE reconstruction."""
-
-    def hook(_module, args):
-        return (replace(args[0]),) + tuple(args[1:])
-
-    handle = mlp_down_proj(model, layer).register_forward_pre_hook(hook)
+def splice_mlp_hidden(model: nn.Module, layer: Hook, replace: Callable[[torch.Tensor], torch.Tensor]):
+    """Replace the hooked activation by `replace(activation)`, e.g. an SAE reconstruction."""
+    handle = _register(_site(model, layer), replace)
     try:
         yield
     finally:
@@ -92,23 +93,23 @@ def splice_mlp_hidden(model: nn.Module, layer: int, replace: Callable[[torch.Ten
 
 
 @torch.no_grad()
-def mlp_activations(model: nn.Module, input_ids: torch.Tensor, layer: int) -> torch.Tensor:
-    """(batch, seq, d_mlp) hidden activation of `layer`, running the network only up to it."""
+def mlp_activations(model: nn.Module, input_ids: torch.Tensor, layer: Hook) -> torch.Tensor:
+    """(batch, seq, width) activation at `layer`'s hook, running the network only up to it."""
     with capture_mlp_hidden(model, layer, stop=True) as captured:
         try:
             model(input_ids=input_ids, use_cache=False)
         except _StopForward:
             pass
     if captured.value is None:
-        raise FeatstoreError(f"the forward pass never reached the MLP of layer {layer}")
-    return captured.value
+        raise FeatstoreError(f"the forward pass never reached hook {layer}")
+    return captured.value.reshape(*input_ids.shape, captured.value.shape[-1])  # OPT flattens batch and sequence
 
 
 def iter_mlp_activations(
     model: nn.Module,
     token_blocks: Iterable[np.ndarray | torch.Tensor],
     *,
-    layer: int = 0,
+    layer: Hook = 0,
     batch_size: int = 16,
     device: str | torch.device | None = None,
 ) -> Iterator[torch.Tensor]:
@@ -128,7 +129,7 @@ def iter_mlp_activations(
         yield batch_activations(model, batch, layer, device)
 
 
-def batch_activations(model: nn.Module, blocks: list[torch.Tensor], layer: int, device: torch.device) -> torch.Tensor:
+def batch_activations(model: nn.Module, blocks: list[torch.Tensor], layer: Hook, device: torch.device) -> torch.Tensor:
     """(sum of block lengths, d_mlp) activations of one right-padded batch, tokens in input order."""
     lengths = [len(b) for b in blocks]
     padded = torch.nn.utils.rnn.pad_sequence(blocks, batch_first=True).to(device)

@@ -22,7 +22,6 @@ from featstore.corpus import batched
 from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.hf import load_model, resolve_device
-from featstore.hooks import hook_name
 from featstore.storage import ACT_DTYPES
 from featstore.warehouse import ACTIVATION_SCHEMA, Warehouse
 
@@ -50,13 +49,13 @@ def windows(wh: Warehouse, corpus: str, context: int, shard: tuple[int, int] | N
 
 
 def encode_windows(
-    model, sae, batches: Iterator[list[tuple[np.ndarray, np.ndarray]]], layer: int, device: torch.device, bar,
+    model, sae, batches: Iterator[list[tuple[np.ndarray, np.ndarray]]], hook: str, device: torch.device, bar,
     act_dtype: str = "float32",
 ) -> Iterator[pa.RecordBatch]:
     """Sparse (tok, feature, act) rows of each batch of windows, act rounded to `act_dtype`; NaN/inf abort."""
     for batch in batches:
         blocks = [torch.as_tensor(ids.astype(np.int64)) for _, ids in batch]
-        x = batch_activations(model, blocks, layer, device).float()
+        x = batch_activations(model, blocks, hook, device).float()
         feats = sae.encode(x)
         if not (torch.isfinite(x).all() and torch.isfinite(feats).all()):
             raise FeatstoreError("NaN/inf activations from the model or SAE; nothing was written (check the weights)")
@@ -117,10 +116,6 @@ def ingest(
     sae_row = get_sae(wh, sae_id) if sae_id else primary_sae(wh, model)
     if sae_row["model"] != model:
         raise FeatstoreError(f"SAE {sae_row['id']!r} was trained on model {sae_row['model']!r}, not {model!r}")
-    if sae_row["hook_point"] != hook_name(sae_row["layer"]):
-        raise FeatstoreError(
-            f"SAE {sae_row['id']!r} reads {sae_row['hook_point']}; featstore captures only the MLP hidden activation {hook_name(sae_row['layer'])}"
-        )
     if layer is not None and layer != sae_row["layer"]:
         raise FeatstoreError(f"SAE {sae_row['id']!r} reads layer {sae_row['layer']}, not layer {layer}")
     corpus = corpus or default_corpus(wh, model_row.get("tokenizer"))
@@ -141,7 +136,8 @@ def ingest(
     start = time.perf_counter()
     total = corpus_row["n_tokens"] // (shard[1] if shard else 1)
     with torch.no_grad(), tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc=f"ingest {sae_row['id']}") as bar:
-        rows = encode_windows(lm, sae, batched(windows(wh, corpus, context, shard), batch_size), sae_row["layer"], device, bar, act_dtype)
+        rows = encode_windows(lm, sae, batched(windows(wh, corpus, context, shard), batch_size), sae_row["hook_point"], device, bar,
+                              act_dtype)
         if shard is not None:
             return _ingest_shard(wh, sae_row, corpus_row, rows, shard, context, act_dtype, start, bar)
         path = wh.write_partition(sae_row["id"], corpus, rows, corpus_row["n_tokens"], origin="ingest", act_dtype=act_dtype)

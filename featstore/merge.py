@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -22,6 +23,10 @@ from tqdm.auto import tqdm
 from featstore.corpora import mix_specs
 from featstore.db import Database
 from featstore.errors import FeatstoreError
+from featstore.hf_layouts import decoder_layers_name
+from featstore.mergekit import MergePlan, linear_plan, resolve_model, t_schedule, write_config
+from featstore.mergekit import load as load_config
+from featstore.mergekit import plan as mergekit_plan
 from featstore.warehouse import Warehouse
 
 DOT_THRESHOLD = 0.9995
@@ -51,9 +56,12 @@ def slerp(t: float, a: torch.Tensor, b: torch.Tensor, dot_threshold: float = DOT
 METHODS = {"slerp": slerp, "linear": lerp}  # per-tensor interpolations, by name
 
 
-def merge_state_dicts(a: dict, b: dict, t: float, method: str = "slerp") -> dict:
-    """Merge two state dicts tensor by tensor; non-float tensors (buffers of ints) come from `a`."""
-    check_t(t)
+def merge_state_dicts(a: dict, b: dict, t: float | Callable[[str], float], method: str = "slerp") -> dict:
+    """Merge two state dicts tensor by tensor; non-float tensors (buffers of ints) come from `a`.
+
+    `t` is one weight for every tensor or a function of the tensor's name (mergekit's filters and
+    gradients, `featstore.mergekit.t_schedule`)."""
+    t_of = t if callable(t) else (lambda _name: t)
     check_method(method)
     if a.keys() != b.keys():
         raise FeatstoreError("the two models have different parameter names; only same-architecture models merge")
@@ -62,7 +70,7 @@ def merge_state_dicts(a: dict, b: dict, t: float, method: str = "slerp") -> dict
     for key, tensor in a.items():
         if tensor.shape != b[key].shape:
             raise FeatstoreError(f"parameter {key} has shape {tuple(tensor.shape)} vs {tuple(b[key].shape)}; cannot merge")
-        merged[key] = combine(t, tensor, b[key]) if tensor.is_floating_point() else tensor.clone()
+        merged[key] = combine(check_t(t_of(key)), tensor, b[key]) if tensor.is_floating_point() else tensor.clone()
     return merged
 
 
@@ -107,22 +115,27 @@ def merge_models(
     device: str | None = None,
     out_dir: str | Path | None = None,
     replace: bool = False,
+    plan: MergePlan | None = None,
 ) -> dict:
-    """Merge registered models `a` and `b`, write the HF folder, evaluate it and register the merge."""
+    """Merge registered models `a` and `b`, write the HF folder, evaluate it and register the merge.
+
+    `plan` (from a mergekit config) replaces `t` and `method`, e.g. with per-tensor t lists; the
+    folder gets a `mergekit_config.yml` that mergekit runs to the same tensors."""
     from featstore.hf import load_model, resolve_device
     from featstore.lm import check_new_model, commit_model, model_folder
     from featstore.presets import ModelPreset
     from featstore.tokenizer import load_tokenizer
 
-    check_t(t)
-    check_method(method)
+    plan = plan or (MergePlan("slerp", (a, b), check_t(t)) if method == "slerp" else linear_plan(a, b, check_t(t)))
+    method = plan.method
     row_a, row_b = _parents(wh, a, b)
     folder = model_folder(wh, name, out_dir)
     check_new_model(wh, name, folder, replace)
     dev = resolve_device(device)
     model = load_model(row_a["path"])
     other = load_model(row_b["path"])
-    model.load_state_dict(merge_state_dicts(model.state_dict(), other.state_dict(), t, method))
+    layers, n_layers = decoder_layers_name(model)
+    model.load_state_dict(merge_state_dicts(model.state_dict(), other.state_dict(), t_schedule(plan, layers, n_layers), method))
     del other
     tok = load_tokenizer(row_a["path"])
     stored = row_a["hyperparams"].get("preset")
@@ -134,12 +147,21 @@ def merge_models(
         metrics = evaluate_domains(model, tok, preset.domains, block_size=preset.block_size,
                                    eval_tokens=preset.eval_tokens, device=dev)
     corpora = [(row["train_corpus"], 0.5) for row in (row_a, row_b) if row["train_corpus"]]
-    hyperparams = {"preset": stored, "merge": {"method": method, "t": t, "parents": [a, b]}}
-    return commit_model(
+    hyperparams = {"preset": stored, "merge": {**plan.describe(), "parents": [a, b]}}
+    row = commit_model(
         wh, name, model, tok, folder, replace=replace, kind="merge", parents=(a, b), relation="merge",
-        merge_method=method, merge_t=t, train_corpus=mix_specs(corpora) if corpora else None,
+        merge_method=method, merge_t=plan.t_scalar(), train_corpus=mix_specs(corpora) if corpora else None,
         hyperparams=hyperparams, metrics=metrics,
     )
+    write_config(row["path"], plan, (row_a["path"], row_b["path"]), n_layers)
+    return row
+
+
+def merge_from_config(wh: Warehouse, config: str | Path, *, name: str, **options) -> dict:
+    """Run a mergekit YAML config (see `featstore.mergekit`) on the registered models it names."""
+    merge = mergekit_plan(load_config(config), str(config))
+    a, b = (resolve_model(wh, ref) for ref in merge.parents)
+    return merge_models(wh, a, b, name=name, plan=merge, **options)
 
 
 def common_base(wh: Warehouse, a: str, b: str) -> str | None:

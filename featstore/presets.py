@@ -167,6 +167,8 @@ def sae_preset(preset: str, **overrides) -> TrainSettings:
     if unknown:
         raise FeatstoreError(f"unknown SAE setting(s) {', '.join(unknown)}")
     arch = get_architecture(given.get("architecture", base.architecture))
+    if not arch.trainable:
+        raise FeatstoreError(f"featstore loads {arch.architecture} SAEs from SAELens but does not train them; use one of {', '.join(ARCHITECTURES)}")
     options = dict(base.options) if arch.architecture == base.architecture else {}
     options.update({f.name: given[f.name] for f in arch.config_class.hyperparameters() if f.name in given})
     for required in arch.config_class.required():

@@ -87,15 +87,27 @@ def register_model(
     metrics: dict | None = None,
     replace: bool = False,
 ) -> dict:
-    """Register an HF model folder (or hub id) with its lineage edges; returns the model's row."""
+    """Register an HF model folder (or hub id) with its lineage edges; returns the model's row.
+
+    The model's hook points must be found in its module structure, so an unsupported layout is
+    refused here rather than when an SAE is trained on it."""
+    from featstore.hf_layouts import check_model_hooks
     from featstore.tokenizer import load_tokenizer
 
     check_name("model", name)
+    if kind == "merge" and not parents:  # a mergekit output folder says how it was merged
+        from featstore.mergekit import lineage_from_folder
+
+        found = lineage_from_folder(wh, Path(path).expanduser())
+        if found:
+            parents, merge_method, merge_t = found["parents"], found["merge_method"], found["merge_t"]
+            hyperparams = {**(hyperparams or {}), **found["hyperparams"]}
     parents = list(parents)
     relation = _check_lineage(name, kind, parents, relation, merge_method, merge_t)
     location = str(Path(path).expanduser().resolve()) if Path(path).expanduser().exists() else str(path)
     config = model_config(location)
     tok = load_tokenizer(location)
+    check_model_hooks(location)
     architecture = (config.get("architectures") or [config.get("model_type")])[0]
     db = Database(wh)
     with db.transaction() as con:
@@ -208,8 +220,10 @@ def register_sae(
 
 
 def check_hook(model: dict, hook_point: str, layer: int, d_in: int) -> None:
-    """An SAE of `model` reading `hook_point` at `layer` must be as wide as that hook (from config.json)."""
-    hooks.check_hook(model_config(model["path"]), model["name"], hook_point, layer, d_in)
+    """An SAE of `model` reading `hook_point` at `layer` must be as wide as that hook (from the module structure)."""
+    from featstore.hf_layouts import hook_width
+
+    hooks.check_hook(model["name"], hook_point, layer, d_in, lambda: hook_width(model["path"], hook_point))
 
 
 def sae_folder_config(folder: str | Path) -> dict:

@@ -28,7 +28,8 @@ from featstore.capture import capture_mlp_hidden, iter_mlp_activations, splice_m
 from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.hf import load_model, resolve_device
-from featstore.hooks import hook_name, hook_width
+from featstore.hf_layouts import hook_site
+from featstore.hooks import hook_name
 from featstore.presets import TrainSettings
 from featstore.saes import SAE, SAEConfig, get_architecture, load_sae, save_sae
 
@@ -357,7 +358,7 @@ def train_sae(
         is_primary = not Database(wh).saes.has_primary(model_name)
     device = resolve_device(device)
     model = load_model(model_row["path"], device)
-    width = hook_width(model.config.to_dict(), hook_name(settings.layer))
+    width = hook_site(model, hook_name(settings.layer)).width
     train_blocks, eval_blocks = _blocks(wh, model_row, load_tokenizer(model_row["path"]), settings, source, corpus)
 
     cfg = config_for(

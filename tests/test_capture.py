@@ -8,7 +8,8 @@ import torch
 from featstore.capture import capture_mlp_hidden, iter_mlp_activations, mlp_activations, mlp_down_proj, splice_mlp_hidden
 from featstore.errors import FeatstoreError
 from featstore.hf import load_model
-from featstore.hooks import hook_name, hook_width
+from featstore.hf_layouts import hook_site
+from featstore.hooks import hook_name
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_captures_silu_gate_times_up(model):
     expected = torch.nn.functional.silu(mlp.gate_proj(seen["x"])) * mlp.up_proj(seen["x"])
     assert captured.value.shape == (2, 10, 64)
     torch.testing.assert_close(captured.value, expected)
-    assert hook_width(model.config.to_dict(), hook_name(0)) == 64 and hook_name(0) == "blocks.0.mlp.hook_post"
+    assert hook_site(model, hook_name(0)).width == 64 and hook_name(0) == "blocks.0.mlp.hook_post"
 
 
 def test_stopping_early_gives_the_same_activations(model):

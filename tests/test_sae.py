@@ -80,7 +80,7 @@ def test_bad_files_are_one_line_errors(tmp_path):
     (tmp_path / "cfg.json").write_text(json.dumps({**cfg, "d_sae": 32}))
     with pytest.raises(FeatstoreError, match=r"W_enc has shape \(8, 16\), expected \(8, 32\)"):
         load_sae(tmp_path)
-    (tmp_path / "cfg.json").write_text(json.dumps({**cfg, "architecture": "gated"}))
+    (tmp_path / "cfg.json").write_text(json.dumps({**cfg, "architecture": "matching_pursuit"}))
     with pytest.raises(FeatstoreError, match="not supported"):
         load_sae(tmp_path)
     with pytest.raises(FeatstoreError, match="not an SAE folder"):

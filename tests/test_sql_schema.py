@@ -188,10 +188,10 @@ def test_a_changed_view_is_reapplied_with_everything_built_on_it(warehouse):
 def test_every_value_the_library_accepts_is_a_lookup_row(warehouse):
     """The library checks values first (one-line errors); the lookup tables must not refuse what it accepts."""
     from featstore.registry import MODEL_KINDS, RELATIONS
-    from featstore.saes.registry import ARCHITECTURES
+    from featstore.saes.registry import LOADABLE
     from featstore.statistics import statistic_names
 
-    accepted = {"model_kinds": MODEL_KINDS, "lineage_relations": RELATIONS, "sae_architectures": ARCHITECTURES,
+    accepted = {"model_kinds": MODEL_KINDS, "lineage_relations": RELATIONS, "sae_architectures": LOADABLE,
                 "correlation_stats": statistic_names()}
     for table, values in accepted.items():
         rows = set(warehouse.query(f"SELECT * FROM {table}").column(0).to_pylist())

@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
 from featstore.errors import FeatstoreError
 from featstore.hooks import hook_layer, hook_name
+from featstore.saelens import current_layout, dtype_name, read_config
 
 WEIGHTS_FILE = "sae_weights.safetensors"
 CONFIG_FILE = "cfg.json"
@@ -52,6 +53,7 @@ class SAEConfig:
     seed: int | None = None
     training_tokens: int | None = None
     apply_b_dec_to_input: bool = True  # SAELens option; featstore-trained SAEs always centre on b_dec
+    dtype: str = "float32"  # SAELens computes in this dtype; featstore too, so encodings agree
     extra: dict = field(default_factory=dict)  # training metadata kept in cfg.json under "featstore"
 
     @classmethod
@@ -80,6 +82,7 @@ class SAE(nn.Module):
     architecture: ClassVar[str]             # featstore's name, the registry key
     saelens_names: ClassVar[tuple[str, ...]]  # cfg.json "architecture" values it loads; the first is written
     config_class: ClassVar[type[SAEConfig]] = SAEConfig
+    trainable: ClassVar[bool] = True  # False: loaded from SAELens and encoded only
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -102,6 +105,7 @@ class SAE(nn.Module):
     # -- the model ------------------------------------------------------------------------------
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.W_enc.dtype)
         centred = x - self.b_dec if self.cfg.apply_b_dec_to_input else x
         return centred @ self.W_enc + self.b_enc
 
@@ -166,33 +170,33 @@ class SAE(nn.Module):
         return {name: p.detach().cpu().contiguous() for name, p in self.named_parameters()}
 
     def load_saelens_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.load_state_dict({name: tensors[name].float() for name in self.tensor_shapes(self.cfg.d_in, self.cfg.d_sae)})
+        dtype = self.W_enc.dtype
+        self.load_state_dict({name: tensors[name].to(dtype) for name in self.tensor_shapes(self.cfg.d_in, self.cfg.d_sae)})
 
     def saelens_config(self) -> dict:
+        """cfg.json in SAELens' current layout (`SAE.load_from_disk` reads it; so does featstore)."""
         cfg = self.cfg
-        return {
+        fields = {
             "d_in": cfg.d_in,
             "d_sae": cfg.d_sae,
             "architecture": self.saelens_names[0],
-            "activation_fn_str": self.architecture,
-            "activation_fn_kwargs": self.activation_fn_kwargs(),
             **cfg.saelens_fields(),
             "apply_b_dec_to_input": cfg.apply_b_dec_to_input,
             "normalize_activations": "none",
-            "hook_name": cfg.hook_name,
-            "hook_layer": cfg.hook_layer,
-            "hook_head_index": None,
-            "model_name": cfg.model_name,
-            "dtype": "float32",
+            "reshape_activations": "none",
+            "dtype": cfg.dtype,
             "device": "cpu",
-            "prepend_bos": False,
             "seed": cfg.seed,
             "training_tokens": cfg.training_tokens,
             "featstore": cfg.extra,
         }
+        metadata = {"hook_name": cfg.hook_name, "hook_layer": cfg.hook_layer, "hook_head_index": None,
+                    "model_name": cfg.model_name, "prepend_bos": False}
+        return current_layout(fields, metadata)
 
-    def activation_fn_kwargs(self) -> dict:
-        return {}
+    @classmethod
+    def check_saved_tensors(cls, weights: Path, tensor: Callable[[str], torch.Tensor]) -> None:
+        """Refuse saved values this architecture cannot encode (read with `tensor(name)`); none by default."""
 
     @classmethod
     def check_registration(cls, sae_id: str, **catalog) -> None:
@@ -215,7 +219,8 @@ def save_sae(sae: SAE, folder: str | Path) -> Path:
 
 def read_folder(folder: str | Path) -> tuple[type[SAE], SAEConfig]:
     """(architecture class, config) of an SAE folder saved by featstore or SAELens, after checking
-    every tensor's shape in the safetensors header (no tensor is read)."""
+    every tensor's shape in the safetensors header and refusing tensors featstore would ignore
+    (only small per-feature tensors are read, for the architecture's own checks)."""
     from safetensors import safe_open
 
     folder = Path(folder).expanduser()
@@ -224,14 +229,29 @@ def read_folder(folder: str | Path) -> tuple[type[SAE], SAEConfig]:
         raise FeatstoreError(f"{folder} is not an SAE folder: it needs {CONFIG_FILE} and {WEIGHTS_FILE} (SAELens layout)")
     cls, cfg = _config_from_json(cfg_path)
     try:
-        with safe_open(str(weights), framework="numpy") as fh:
+        with safe_open(str(weights), framework="pt") as fh:
             shapes = {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}
+            expected = cls.tensor_shapes(cfg.d_in, cfg.d_sae)
+            for name, shape in expected.items():
+                if shapes.get(name) != shape:
+                    raise FeatstoreError(f"{weights}: {name} has shape {shapes.get(name, 'missing')}, expected {shape} from {CONFIG_FILE}")
+            for name in sorted(set(shapes) - set(expected)):
+                _check_extra_tensor(weights, name, fh.get_tensor(name), cls.architecture)
+            cls.check_saved_tensors(weights, fh.get_tensor)
+    except FeatstoreError:
+        raise
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise FeatstoreError(f"corrupt SAE weights {weights}: {str(exc).splitlines()[0]}") from exc
-    for name, expected in cls.tensor_shapes(cfg.d_in, cfg.d_sae).items():
-        if shapes.get(name) != expected:
-            raise FeatstoreError(f"{weights}: {name} has shape {shapes.get(name, 'missing')}, expected {expected} from {CONFIG_FILE}")
     return cls, cfg
+
+
+def _check_extra_tensor(weights: Path, name: str, tensor: torch.Tensor, architecture: str) -> None:
+    """SAELens' pre-6 saves may carry an all-ones `scaling_factor` (it drops it); any other tensor
+    would change the encoding, or is not part of the architecture, and is refused."""
+    if name == "scaling_factor" and bool((tensor == 1).all()):
+        return
+    raise FeatstoreError(f"{weights}: tensor {name!r} is not part of a {architecture} SAE as featstore encodes it; "
+                         "refusing rather than ignoring it (fold it into the weights or save for inference)")
 
 
 def load_sae(folder: str | Path, device: str | torch.device = "cpu") -> SAE:
@@ -239,36 +259,28 @@ def load_sae(folder: str | Path, device: str | torch.device = "cpu") -> SAE:
     from safetensors.torch import load_file
 
     cls, cfg = read_folder(folder)
-    sae = cls(cfg)
+    sae = cls(cfg).to(getattr(torch, cfg.dtype))
     sae.load_saelens_tensors(load_file(str(Path(folder).expanduser() / WEIGHTS_FILE)))
     return sae.to(device).eval()
 
 
 def _config_from_json(path: Path) -> tuple[type[SAE], SAEConfig]:
+    """Architecture and config of a cfg.json in either SAELens layout (see `featstore.saelens`)."""
     from featstore.saes.registry import architecture_from_saelens
 
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise FeatstoreError(f"{path} is not valid JSON ({exc.msg})") from exc
-    meta = raw.get("metadata") or {}  # SAELens >= 6 keeps the hook and model there
-    hook = raw.get("hook_name") or meta.get("hook_name")
-    missing = [key for key, value in (("d_in", raw.get("d_in")), ("d_sae", raw.get("d_sae")), ("hook_name", hook)) if value is None]
-    if missing:
-        raise FeatstoreError(f"{path} lacks {', '.join(missing)}; an SAE config needs d_in, d_sae and hook_name")
-    if raw.get("normalize_activations") not in (None, "none"):
-        raise FeatstoreError(f"{path}: normalize_activations={raw['normalize_activations']!r} is not supported; fold it into the weights first")
-    cls = architecture_from_saelens(raw.get("architecture") or raw.get("activation_fn_str") or "standard", path)
-    layer = raw.get("hook_layer", meta.get("hook_layer", hook_layer(hook)))
+    raw = read_config(path)
+    cls = architecture_from_saelens(raw["architecture"], path)
+    layer = raw.get("hook_layer")
     return cls, cls.config_class(
         d_in=int(raw["d_in"]),
         d_sae=int(raw["d_sae"]),
-        hook_name=hook,
-        hook_layer=int(layer or 0),
-        model_name=raw.get("model_name") or meta.get("model_name"),
+        hook_name=raw["hook_name"],
+        hook_layer=int(hook_layer(raw["hook_name"]) or 0 if layer is None else layer),
+        model_name=raw.get("model_name"),
         seed=raw.get("seed"),
         training_tokens=raw.get("training_tokens"),
         apply_b_dec_to_input=raw.get("apply_b_dec_to_input", True) is not False,
+        dtype=dtype_name(raw),
         extra=raw.get("featstore") or {},
         **cls.config_class.fields_from_saelens(raw),
     )

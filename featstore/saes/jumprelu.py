@@ -122,9 +122,14 @@ class JumpReLUSAE(SAE):
         tensors["threshold"] = tensors.pop("log_threshold").exp()
         return tensors
 
+    @classmethod
+    def check_saved_tensors(cls, weights, tensor) -> None:
+        if not (tensor("threshold") > 0).all():
+            raise FeatstoreError(f"{weights}: a JumpReLU SAE needs every threshold > 0; this file has zero or negative ones")
+
     def load_saelens_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        threshold = tensors["threshold"].float()
+        threshold = tensors["threshold"].to(self.W_enc.dtype)
         if not (threshold > 0).all():
             raise FeatstoreError("a JumpReLU SAE needs every threshold > 0; this file has zero or negative ones")
-        state = {name: tensors[name].float() for name in super().tensor_shapes(self.cfg.d_in, self.cfg.d_sae)}
+        state = {name: tensors[name].to(self.W_enc.dtype) for name in super().tensor_shapes(self.cfg.d_in, self.cfg.d_sae)}
         self.load_state_dict({**state, "log_threshold": threshold.log()})

@@ -10,24 +10,28 @@ from pathlib import Path
 
 from featstore.errors import FeatstoreError
 from featstore.saes.base import SAE, SAEConfig
+from featstore.saes.gated import GatedSAE
 from featstore.saes.jumprelu import JumpReLUSAE
 from featstore.saes.relu import ReLUSAE
 from featstore.saes.topk import TopKSAE
 
 ARCHITECTURES: dict[str, type[SAE]] = {cls.architecture: cls for cls in (ReLUSAE, TopKSAE, JumpReLUSAE)}
+# Loaded from SAELens and encoded, not trained by featstore.
+INFERENCE_ONLY: dict[str, type[SAE]] = {cls.architecture: cls for cls in (GatedSAE,)}
+LOADABLE = {**ARCHITECTURES, **INFERENCE_ONLY}
 
 
 def get_architecture(name: str) -> type[SAE]:
     """The class of an architecture named by featstore (relu) or by SAELens (standard)."""
-    for cls in ARCHITECTURES.values():
+    for cls in LOADABLE.values():
         if name == cls.architecture or name in cls.saelens_names:
             return cls
-    raise FeatstoreError(f"unknown SAE architecture {name!r}; use one of {', '.join(ARCHITECTURES)}")
+    raise FeatstoreError(f"unknown SAE architecture {name!r}; use one of {', '.join(LOADABLE)}")
 
 
 def sae_class(cfg: SAEConfig) -> type[SAE]:
     """The architecture whose config `cfg` is."""
-    return next(cls for cls in ARCHITECTURES.values() if type(cfg) is cls.config_class)
+    return next(cls for cls in LOADABLE.values() if type(cfg) is cls.config_class)
 
 
 def architecture_from_saelens(name: str, path: Path) -> type[SAE]:
@@ -36,5 +40,5 @@ def architecture_from_saelens(name: str, path: Path) -> type[SAE]:
         return get_architecture(name)
     except FeatstoreError:
         raise FeatstoreError(
-            f"{path}: SAE architecture {name!r} is not supported; featstore loads {', '.join(ARCHITECTURES)}"
+            f"{path}: SAE architecture {name!r} is not supported; featstore loads {', '.join(LOADABLE)}"
         ) from None

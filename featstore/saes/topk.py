@@ -1,4 +1,9 @@
-"""TopK: exactly k features per token (Gao et al. 2024); sparsity needs no loss term."""
+"""TopK: exactly k features per token (Gao et al. 2024); sparsity needs no loss term.
+
+With SAELens' `rescale_acts_by_decoder_norm` the top k are chosen on pre-activations times each
+feature's decoder norm, and decoding divides by that norm again, as if the decoder were unit-norm.
+featstore trains with unit-norm decoders, where both are no-ops; SAELens-trained SAEs need them.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from featstore.saes.base import SAE, SAEConfig, hyperparameter
 @dataclass
 class TopKConfig(SAEConfig):
     k: int | None = hyperparameter(None, "Active features per token.", kind=int)
+    rescale_acts_by_decoder_norm: bool = False
 
     def __post_init__(self):
         if not (self.k and 0 < self.k <= self.d_sae):
@@ -21,7 +27,10 @@ class TopKConfig(SAEConfig):
     @classmethod
     def fields_from_saelens(cls, raw: dict) -> dict:
         k = raw.get("k") or (raw.get("activation_fn_kwargs") or {}).get("k")
-        return {"k": int(k) if k else None}
+        return {"k": int(k) if k else None, "rescale_acts_by_decoder_norm": bool(raw.get("rescale_acts_by_decoder_norm"))}
+
+    def saelens_fields(self) -> dict:
+        return {**super().saelens_fields(), "rescale_acts_by_decoder_norm": self.rescale_acts_by_decoder_norm}
 
 
 class TopKSAE(SAE):
@@ -32,11 +41,15 @@ class TopKSAE(SAE):
     config_class = TopKConfig
 
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
-        values, indices = pre.topk(self.cfg.k, dim=-1)
+        if self.cfg.rescale_acts_by_decoder_norm:
+            pre = pre * self.W_dec.norm(dim=-1)
+        values, indices = pre.topk(self.cfg.k, dim=-1, sorted=False)
         return torch.zeros_like(pre).scatter_(-1, indices, torch.relu(values))
 
-    def activation_fn_kwargs(self) -> dict:
-        return {"k": self.cfg.k}
+    def decode(self, feats: torch.Tensor) -> torch.Tensor:
+        if self.cfg.rescale_acts_by_decoder_norm:
+            feats = feats / self.W_dec.norm(dim=-1)
+        return super().decode(feats)
 
     @classmethod
     def check_registration(cls, sae_id: str, k: int | None = None, **_catalog) -> None:
