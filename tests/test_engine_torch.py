@@ -37,11 +37,13 @@ def same_results(sql, other, floor, tol=1e-5):
     return ties
 
 
-def both_engines(wh, sae_a, sae_b, corpus, stat, floor=0.2):
-    runs = [correlate(wh, sae_a, sae_b, corpus=corpus, stat=stat, r_floor=floor, engine=e, progress=False) for e in ("sql", "torch")]
-    assert runs[0]["id"] == runs[1]["id"] and runs[0]["n_pairs"] > 0
-    assert runs[0]["n_cofiring_pairs"] == runs[1]["n_cofiring_pairs"]
-    return runs
+def tied_features(pairs) -> int:
+    """Features of either side whose best r is shared by two partners (every pair stored: floor -1)."""
+    best: dict = {}
+    for (a, b), r in pairs.items():
+        for key in (("a", a), ("b", b)):
+            best.setdefault(key, []).append(r)
+    return sum(sorted(rs)[-2:] == [max(rs)] * 2 for rs in best.values() if len(rs) > 1)
 
 
 @pytest.mark.parametrize("stat", STATS)
@@ -74,7 +76,8 @@ def test_torch_engine_on_the_interpretability_warehouse(interp_warehouse, stat):
     run = correlate(interp_warehouse, "toy", "toy_child", corpus="synth", stat=stat, engine="torch", r_floor=-1.0, progress=False)
     ties = same_results(expected, stored(interp_warehouse, run["id"]), -1.0)
     assert run["n_pairs"] == sql["n_pairs"] > 0
-    assert ties <= (1 if stat == "token_type_mean" else 0)  # measured: one exact tie at r = 1.0
+    assert ties <= tied_features(expected[0])  # only where two partners share the best r exactly (r = 1.0 here)
+    assert ties == 0 or stat == "token_type_mean"
 
 
 def test_cli_engine_option(filled):
