@@ -167,8 +167,8 @@ def load_rows(con: duckdb.DuckDBPyConnection, run: dict, side: str, kind: str = 
     """corr_work.raw_{side}: the (key, feature, x) rows one side's statistic joins on, checked; returns its name.
 
     kind VIEW checks the rows streamed from the partitions without holding them (the Spark engine's case)."""
-    con.execute(f"CREATE {kind} {WORK}.raw_{side} AS SELECT * FROM {run['statistic'].rows}(?, ?)",
-                [run[f"sae_{side}"], run["corpus"]])
+    sae, corpus = (run[k].replace("'", "''") for k in (f"sae_{side}", "corpus"))  # a view takes no parameters
+    con.execute(f"CREATE {kind} {WORK}.raw_{side} AS SELECT * FROM {run['statistic'].rows}('{sae}', '{corpus}')")
     _check_values(con, side, run)
     return f"{WORK}.raw_{side}"
 
