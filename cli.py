@@ -298,12 +298,14 @@ def _percent(share: float | None) -> str:
 @main.command("persistence")
 @click.option("--threshold", type=float, default=0.8, show_default=True, help="r at which a feature counts as matched.")
 @stat_option("Which correlation runs to read.")
+@click.option("--method", default=None, help="Match method (SELECT name FROM match_methods) [default: --stat].")
+@click.option("--policy", type=click.Choice(["best", "mutual", "one_to_one"]), default="best", show_default=True)
 @pass_warehouse
-def persistence_command(wh: Warehouse, threshold: float, stat: str) -> None:
+def persistence_command(wh: Warehouse, threshold: float, stat: str, method: str | None, policy: str) -> None:
     """Per lineage edge: parent features persisting / disappearing, child features persisting / emerging."""
     from featstore.correlate import persistence_summary
 
-    rows = persistence_summary(wh, threshold, stat).to_pylist()
+    rows = persistence_summary(wh, threshold, stat, method, policy).to_pylist()
     if not rows:
         click.echo(f"no correlated lineage edges for {stat}; run `featstore correlate PARENT_SAE CHILD_SAE` first")
     for r in rows:
@@ -311,8 +313,26 @@ def persistence_command(wh: Warehouse, threshold: float, stat: str) -> None:
             f"{r['parent']} -> {r['child']} ({r['relation']}, {r['corpus']}, r >= {threshold}): "
             f"parent {r['parent_persist']} persist / {r['parent_disappear']} disappear ({_percent(r['parent_share_persisting'])}); "
             f"child {r['child_persist']} persist / {r['child_emerge']} emerge ({_percent(r['child_share_persisting'])}); "
-            f"dead {r['parent_dead']} / {r['child_dead']}"
+            f"dead {r['parent_dead']} / {r['child_dead']}; seed floor {_percent(r['parent_floor'])} / {_percent(r['child_floor'])}"
         )
+
+
+@main.command("match")
+@click.argument("sae_a")
+@click.argument("sae_b")
+@click.option("--corpus", "corpora", multiple=True, help="Corpus for the activation methods and assignments (repeatable).")
+@click.option("--method", "methods", multiple=True, help="decoder_cosine, encoder_cosine, jaccard [default: all].")
+@click.option("--top-k", type=int, default=5, show_default=True, help="Cosine partners kept per feature on each side.")
+@click.option("--device", default=None, help="[default: cuda when available]")
+@pass_warehouse
+def match_command(wh: Warehouse, sae_a: str, sae_b: str, corpora, methods, top_k: int, device) -> None:
+    """Store the match evidence of two SAEs (weight cosines, co-firing Jaccard) and one-to-one assignments."""
+    from featstore.matching import build_evidence
+
+    summary = build_evidence(wh, sae_a, sae_b, corpora, methods=methods or None, top_k=top_k, device=device)
+    for method, per_corpus in summary.items():
+        for corpus, counts in per_corpus.items():
+            click.echo(f"{method} ({corpus}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 # --- model zoo: train, finetune, merge, merge-sweep -----------------------------------------------
@@ -514,20 +534,28 @@ def _hyperparameter_options() -> list[click.Option]:
 @click.option("--preset", type=click.Choice(list(SAE_PRESETS)), default="tiny", show_default=True)
 @_settings_options
 @click.option("--same-init-as", default=None, help="Start from another SAE's saved initial weights.")
+@click.option("--seed-of", default=None, help="Train a seed replica of this SAE: its settings and text, this --seed.")
 @click.option("--id", "sae_id", default=None, help="[default: MODEL-ARCH-xEXPANSION-sSEED]")
 @click.option("--source", default=None, help="Training text spec [default: the model's train_corpus].")
 @click.option("--corpus", default=None, help="Train on a warehouse corpus slice instead.")
 @click.option("--primary/--secondary", "is_primary", default=None, help="[default: primary unless the model has one]")
 @click.option("--device", default=None, help="[default: cuda when available]")
 @pass_warehouse
-def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, corpus, same_init_as, is_primary, device,
-                      **settings) -> None:
+def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, corpus, same_init_as, seed_of, is_primary,
+                      device, **settings) -> None:
     """Train an SAE on MODEL's MLP hidden activation, evaluate it and register it."""
     from featstore.presets import sae_preset
-    from featstore.sae_train import train_sae
+    from featstore.sae_train import train_sae, train_seed_replica
 
-    row = train_sae(wh, model, settings=sae_preset(preset, **settings), sae_id=sae_id, source=source, corpus=corpus,
-                    same_init_as=same_init_as, is_primary=is_primary, device=device)
+    if seed_of:
+        taken = [k for k, v in {**settings, "source": source, "corpus": corpus, "same_init_as": same_init_as}.items()
+                 if v is not None and k != "seed"]
+        if taken:
+            raise FeatstoreError(f"--seed-of takes every setting from that SAE; drop --{taken[0].replace('_', '-')}")
+        row = train_seed_replica(wh, seed_of, model=model, seed=settings["seed"], replica_id=sae_id, device=device)
+    else:
+        row = train_sae(wh, model, settings=sae_preset(preset, **settings), sae_id=sae_id, source=source, corpus=corpus,
+                        same_init_as=same_init_as, is_primary=is_primary, device=device)
     click.echo(f"SAE {row['id']} ({row['d_in']} -> {row['d_sae']}, {row['architecture']}) at {row['path']}")
     _echo_sae_metrics(row["id"], row["metrics"])
 

@@ -99,12 +99,17 @@ def run_row(wh: Warehouse, run_id: int) -> dict:
     return rows[0]
 
 
-def persistence_summary(wh: Warehouse, threshold: float = 0.8, stat: str = "all_tokens") -> pa.Table:
-    """Per lineage edge and corpus: features persisting, disappearing and emerging at `threshold`."""
+def persistence_summary(wh: Warehouse, threshold: float = 0.8, stat: str = "all_tokens", method: str | None = None,
+                        policy: str = "best") -> pa.Table:
+    """Per lineage edge and corpus: features persisting, disappearing and emerging at `threshold`, beside the seed floors.
+
+    `method` (default: the statistic) and `policy` choose the match (sql/persistence/persistence.sql).
+    """
     get_statistic(stat)
     if not -1.0 <= threshold <= 1.0:
-        raise FeatstoreError(f"the threshold must be a correlation between -1 and 1 (got {threshold})")
-    return wh.query("SELECT * FROM persistence_summary(threshold := ?, stat := ?)", [threshold, stat])
+        raise FeatstoreError(f"the threshold must be a score between -1 and 1 (got {threshold})")
+    return wh.query("SELECT * FROM persistence_summary(threshold := ?, stat := ?, method := ?, policy := ?)",
+                    [threshold, stat, method, policy])
 
 
 # -- checks --------------------------------------------------------------------------------------

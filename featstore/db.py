@@ -101,6 +101,7 @@ class Database:
         self.saes = Saes(self)
         self.partitions = Partitions(self)
         self.correlations = CorrelationRuns(self)
+        self.matches = MatchRuns(self)
         self.explanations = Explanations(self)
         self.scores = Scores(self)
         self.llm_cache = LlmCache(self)
@@ -270,6 +271,7 @@ class Corpora(Table):
         with self.db.writing(con) as c:
             files = self.db.partitions.drop(c, corpus=name)
             self.db.correlations.drop_runs(c, corpus=name)
+            self.db.matches.drop_runs(c, corpus=name)
             self.db.explanations.drop_for(c, corpus=name)
             run(c, "corpora/drop", corpus=name)
         if con is None:
@@ -379,7 +381,7 @@ class Saes(Table):
         return stale
 
     def drop(self, sae: str, con: duckdb.DuckDBPyConnection | None = None) -> list[Path]:
-        """The SAE and everything computed from it: partitions, correlation runs (either side),
+        """The SAE and everything computed from it: partitions, correlation and match runs (either side),
         explanation samples, explanations, scores and simulations (transfer rows naming it on either side).
 
         Without `con` it runs in a transaction of its own and deletes the partition files after the commit.
@@ -387,6 +389,7 @@ class Saes(Table):
         with self.db.writing(con) as c:
             files = self.db.partitions.drop(c, sae=sae)
             self.db.correlations.drop_runs(c, sae=sae)
+            self.db.matches.drop_runs(c, sae=sae)
             self.db.explanations.drop_for(c, sae=sae)
             c.execute("DELETE FROM saes WHERE id = ?", [sae])
         if con is None:
@@ -464,6 +467,50 @@ class CorrelationRuns(Table):
     def between(self, sae_a: str, sae_b: str, stat: str, corpora: Sequence[str]) -> int:
         """How many of `corpora` have a run of (sae_a, sae_b, stat)."""
         return self.db.value("correlation/count_between", sae_a=sae_a, sae_b=sae_b, stat=stat, corpora=list(corpora))
+
+
+class MatchRuns(Table):
+    """`match_runs` with their candidate pairs (`match_pairs`), and the one-to-one `match_assignments`.
+
+    A run's key is (sae_a, sae_b, corpus, method) in either orientation; corpus is NULL for weight methods.
+    """
+
+    name, key, what = "match_runs", ("id",), "match run"
+
+    def new_run(self, con: duckdb.DuckDBPyConnection, key: dict, *, top_k: int | None, floor: float) -> int:
+        """Replace the run of `key` (and its pairs) by an empty one; returns its id."""
+        run(con, "matching/drop_run", **key)
+        run_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM match_runs").fetchone()[0]
+        self.insert({"id": run_id, **key, "top_k": top_k, "floor": floor, "n_pairs": 0}, con)
+        return run_id
+
+    def add_pairs(self, con: duckdb.DuckDBPyConnection, run_id: int, pairs: pa.Table) -> None:
+        """Candidate pairs (feature_a, feature_b, score) of a run."""
+        con.register("new_match_pairs", pairs)
+        try:
+            con.execute("INSERT INTO match_pairs SELECT ?, feature_a, feature_b, score FROM new_match_pairs", [run_id])
+        finally:
+            con.unregister("new_match_pairs")
+
+    def finish(self, con: duckdb.DuckDBPyConnection, run_id: int, seconds: float) -> int:
+        """Record a run's pair count and time; returns the count."""
+        n_pairs = con.execute("SELECT count(*) FROM match_pairs WHERE run_id = ?", [run_id]).fetchone()[0]
+        self.update([run_id], {"n_pairs": n_pairs, "seconds": seconds}, con)
+        return n_pairs
+
+    def assign(self, con: duckdb.DuckDBPyConnection, key: dict, picked: pa.Table) -> None:
+        """Replace the one-to-one assignment of `key` by `picked` (feature_a, feature_b, score)."""
+        run(con, "matching/drop_assignments", **key)
+        con.register("new_assignments", picked)
+        try:
+            con.execute("INSERT INTO match_assignments SELECT ?, ?, ?, ?, feature_a, feature_b, score FROM new_assignments",
+                        [key["sae_a"], key["sae_b"], key["corpus"], key["method"]])
+        finally:
+            con.unregister("new_assignments")
+
+    def drop_runs(self, con: duckdb.DuckDBPyConnection, *, sae: str | None = None, corpus: str | None = None) -> None:
+        """Every run and assignment naming `sae` on either side and/or on `corpus`."""
+        run(con, "matching/drop_runs", sae=sae, corpus=corpus)
 
 
 # -- explanations, scores, the LLM cache -------------------------------------------------------------

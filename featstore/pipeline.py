@@ -174,6 +174,10 @@ def sae_id(model: str) -> str:
     return f"{model}-sae"
 
 
+def replica_id(model: str, seed: int) -> str:
+    return f"{sae_id(model)}-seed{seed}"
+
+
 def _model_summary(row: dict) -> dict:
     return {"model": row["name"], "path": row["path"], "metrics": row.get("metrics") or {}}
 
@@ -219,12 +223,13 @@ def slices_exist(ctx: RunContext) -> bool:
     return set(SLICES) <= have
 
 
-def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict) -> dict:
+def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, seed_of: str | None = None) -> dict:
     from featstore.presets import TrainSettings
     from featstore.sae_train import train_sae
 
     Database(ctx.wh).saes.drop(sae)  # with everything computed from it, so it can be trained again under its id
-    row = train_sae(ctx.wh, model, settings=TrainSettings(**settings), sae_id=sae, is_primary=True, device=ctx.device)
+    row = train_sae(ctx.wh, model, settings=TrainSettings(**settings), sae_id=sae, is_primary=seed_of is None,
+                    seed_of=seed_of, device=ctx.device)
     keep = ("mse", "fvu", "l0", "dead_fraction", "ce_loss_recovered")
     return {"sae": sae, "d_sae": row["d_sae"], "metrics": {k: row["metrics"].get(k) for k in keep}}
 
@@ -279,6 +284,23 @@ def correlations_exist(parent_sae: str, child_sae: str, slices: list[str]) -> Ca
     return check
 
 
+def match_saes(ctx: RunContext, *, sae_a: str, sae_b: str, slices: list[str]) -> dict:
+    """The evidence of every match method for a pair of SAEs (weight cosines, Jaccard, one-to-one assignments)."""
+    from featstore.matching import build_evidence
+
+    return build_evidence(ctx.wh, sae_a, sae_b, slices, device=ctx.device)
+
+
+def evidence_exists(sae_a: str, sae_b: str) -> Callable[[RunContext], bool]:
+    def check(ctx: RunContext) -> bool:
+        from featstore.matching import COMPUTED
+
+        found = ctx.wh.scalar("SELECT count(DISTINCT method) FROM match_runs WHERE sae_a = ? AND sae_b = ?", [sae_a, sae_b])
+        return found == len(COMPUTED)
+
+    return check
+
+
 def explain_sae(ctx: RunContext, *, sae: str, corpus: str, top: int, sample: int, seed: int) -> dict:
     """Explain and score, with the offline builtin backend and from scratch, the SAE's most frequent
     features, all that persist across its edges and a sample of the rest (so Figure 6 has both sides)."""
@@ -326,10 +348,13 @@ def sweep_exists(ctx: RunContext) -> bool:
 
 ZOO_CODE = ("featstore.lm", "featstore.corpora", "featstore.tokenizer")
 SAE_CODE = ("featstore.sae_train", "featstore.saes", "featstore.capture", "featstore.corpora")
+MATCH_CODE = ("featstore.matching.evidence", "featstore.matching.cosine", "featstore.matching.policies", "featstore.matching.methods")
+INGEST_CODE = ("featstore.ingest", "featstore.capture", "featstore.saes")
 EXPLAIN_CODE = ("featstore.scoring", "featstore.sampling", "featstore.backends")
 # sql/ objects by name (featstore.schema.sources): moving or renumbering a file never reruns a step
 CORRELATE_SQL = ("corr_*", "correlation_runs", "correlations", "best_matches")
 EXPLAIN_SQL = ("feature_samples", "persistence", "explanation_samples", "explanations", "scores", "simulations")
+MATCH_SQL = ("jaccard_pairs", "pair_evidence", "match_runs", "match_pairs", "match_assignments")
 
 
 def build_steps(preset: RunPreset, seed: int = 0) -> list[Step]:
@@ -360,9 +385,10 @@ def build_steps(preset: RunPreset, seed: int = 0) -> list[Step]:
                  after=(model_step[model],), code=SAE_CODE, outputs_exist=sae_exists(sae)),
             Step(f"ingest-{model}", ingest_model,
                  {"model": model, "sae": sae, "slices": slices, "batch_size": preset.ingest_batch},
-                 after=(f"sae-{model}", "eval-slices"), code=("featstore.ingest", "featstore.capture", "featstore.saes"),
+                 after=(f"sae-{model}", "eval-slices"), code=INGEST_CODE,
                  outputs_exist=partitions_exist(sae, slices)),
         ]
+    steps += seed_replica_steps(preset, seed, sae_cfg)
     for parent, child in EDGES:
         pair = {"parent_sae": sae_id(parent), "child_sae": sae_id(child)}
         steps.append(Step(f"correlate-{parent}-{child}", correlate_edge,
@@ -370,6 +396,18 @@ def build_steps(preset: RunPreset, seed: int = 0) -> list[Step]:
                           after=(f"ingest-{parent}", f"ingest-{child}"), code=("featstore.correlate", "featstore.statistics"),
                           sql=CORRELATE_SQL, queries=("correlation",),
                           outputs_exist=correlations_exist(*pair.values(), slices)))
+    steps += seed_correlation_steps(preset, seed)
+    for parent, child in EDGES:
+        steps.append(Step(f"match-{parent}-{child}", match_saes,
+                          {"sae_a": sae_id(parent), "sae_b": sae_id(child), "slices": slices},
+                          after=(f"correlate-{parent}-{child}",), code=MATCH_CODE, sql=MATCH_SQL, queries=("matching",),
+                          outputs_exist=evidence_exists(sae_id(parent), sae_id(child))))
+    for model in MODELS:
+        for k in range(1, preset.seed_replicas + 1):
+            steps.append(Step(f"match-{model}-seed{seed + k}", match_saes,
+                              {"sae_a": sae_id(model), "sae_b": replica_id(model, seed + k), "slices": [HOME_SLICE[model]]},
+                              after=(f"correlate-{model}-seed{seed + k}",), code=MATCH_CODE, sql=MATCH_SQL, queries=("matching",),
+                              outputs_exist=evidence_exists(sae_id(model), replica_id(model, seed + k))))
     for model in MODELS:
         edges = tuple(f"correlate-{p}-{c}" for p, c in EDGES if model in (p, c))
         steps.append(Step(f"explain-{model}", explain_sae,
@@ -380,6 +418,39 @@ def build_steps(preset: RunPreset, seed: int = 0) -> list[Step]:
                           outputs_exist=scores_exist(sae_id(model))))
     steps.append(Step("report", write_report, {}, after=tuple(s.name for s in steps), code=("featstore.report",),
                       sql=("*",), outputs_exist=report_exists))
+    return steps
+
+
+def seed_replica_steps(preset: RunPreset, seed: int, sae_cfg: dict) -> list[Step]:
+    """Per model, SAEs differing from its primary one only in seed (same text and batch order), on its own slice."""
+    steps = []
+    for model in MODELS:
+        for replica_seed in range(seed + 1, seed + 1 + preset.seed_replicas):
+            sae = replica_id(model, replica_seed)
+            settings = {**sae_cfg, "seed": replica_seed, "data_seed": seed}
+            steps += [
+                Step(f"sae-{model}-seed{replica_seed}", train_model_sae,
+                     {"model": model, "sae": sae, "settings": settings, "seed_of": sae_id(model)},
+                     after=(f"sae-{model}",), code=SAE_CODE, outputs_exist=sae_exists(sae)),
+                Step(f"ingest-{model}-seed{replica_seed}", ingest_model,
+                     {"model": model, "sae": sae, "slices": [HOME_SLICE[model]], "batch_size": preset.ingest_batch},
+                     after=(f"sae-{model}-seed{replica_seed}", "eval-slices"), code=INGEST_CODE,
+                     outputs_exist=partitions_exist(sae, [HOME_SLICE[model]])),
+            ]
+    return steps
+
+
+def seed_correlation_steps(preset: RunPreset, seed: int) -> list[Step]:
+    """Each seed pair correlated like a lineage edge, on the model's own slice."""
+    steps = []
+    for model in MODELS:
+        for replica_seed in range(seed + 1, seed + 1 + preset.seed_replicas):
+            pair = {"parent_sae": sae_id(model), "child_sae": replica_id(model, replica_seed)}
+            steps.append(Step(f"correlate-{model}-seed{replica_seed}", correlate_edge,
+                              {**pair, "slices": [HOME_SLICE[model]], "r_floor": preset.r_floor},
+                              after=(f"ingest-{model}", f"ingest-{model}-seed{replica_seed}"),
+                              code=("featstore.correlate", "featstore.statistics"), sql=CORRELATE_SQL, queries=("correlation",),
+                              outputs_exist=correlations_exist(*pair.values(), [HOME_SLICE[model]])))
     return steps
 
 

@@ -126,7 +126,8 @@ class TrainSettings:
     batch_blocks: int = setting(128, "Token blocks per batch (paper: 128).")
     block_len: int = setting(24, "Tokens per block.")
     tokens: int = setting(12_000_000, "Training activations (token positions).")
-    seed: int = setting(0, "Seed of the initial weights and the data order.")
+    seed: int = setting(0, "Seed of the initial weights (and of the text drawn and the batch order, unless data_seed is set).")
+    data_seed: int | None = None  # seed of the text drawn and the batch order (None: `seed`); seed replicas share it
     layer: int = setting(0, "Decoder layer whose MLP is read.")
     resample_every: int = setting(2_000, "Steps; a feature silent for this many steps is resampled.")
     eval_tokens: int = setting(100_000, "Evaluation activations after training.")
@@ -135,6 +136,10 @@ class TrainSettings:
     @property
     def batch_tokens(self) -> int:
         return self.batch_blocks * self.block_len
+
+    @property
+    def text_seed(self) -> int:
+        return self.seed if self.data_seed is None else self.data_seed
 
     @property
     def steps(self) -> int:
@@ -198,6 +203,7 @@ class RunPreset:
     explain_sample: int = 48      # plus every persisting feature and this many others per edge and side
     ingest_batch: int = 16
     r_floor: float = 0.2
+    seed_replicas: int = 1        # extra SAEs per model differing only in seed: the persistence noise floor
 
 
 RUN_PRESETS = {

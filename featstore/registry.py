@@ -191,12 +191,15 @@ def register_sae(
     train_tokens: int | None = None,
     metrics: dict | None = None,
     is_primary: bool = True,
+    seed_of: str | None = None,
     replace: bool = False,
 ) -> dict:
     """Register an SAE of `model`. Its d_in must be the width of `hook_point` in the model's config.
 
     Replacing an SAE drops everything computed from the old weights (`featstore.db.Saes.drop`).
     A primary SAE (the one that stands for its model in persistence) demotes the others.
+    A seed replica (`seed_of`: an SAE of the same model and shape it differs from only by seed) is
+    never primary.
     """
     from featstore.saes import get_architecture
 
@@ -209,14 +212,29 @@ def register_sae(
     location = str(Path(path).expanduser().resolve()) if path is not None else None
     model_row = get_model(wh, model)
     check_hook(model_row, hook_point, layer, d_in)
+    if seed_of is not None:
+        _check_seed_of(get_sae(wh, seed_of), sae_id, model, hook_point, d_in, d_sae, architecture, seed, is_primary)
     record = {"id": sae_id, "model": model, "hook_point": hook_point, "layer": layer, "d_in": d_in, "d_sae": d_sae,
               "architecture": architecture, "l1_coeff": l1_coeff, "k": k, "seed": seed, "train_tokens": train_tokens,
-              "path": location, "is_primary": is_primary, "metrics": metrics}
+              "path": location, "is_primary": is_primary, "metrics": metrics, "seed_of": seed_of}
     db = Database(wh)
     with db.transaction() as con:
         stale = db.saes.replace(con, record, replace=replace)
     remove_files(stale)
     return get_sae(wh, sae_id)
+
+
+def _check_seed_of(original: dict, sae_id: str, model: str, hook_point: str, d_in: int, d_sae: int,
+                   architecture: str, seed: int | None, is_primary: bool) -> None:
+    """A seed replica must be comparable to its original in everything but the seed."""
+    mine = {"model": model, "hook_point": hook_point, "d_in": d_in, "d_sae": d_sae, "architecture": architecture}
+    differ = [k for k, v in mine.items() if original[k] != v]
+    if differ:
+        raise FeatstoreError(f"SAE {sae_id!r} cannot be a seed replica of {original['id']!r}: its {', '.join(differ)} differ")
+    if seed is not None and seed == original["seed"]:
+        raise FeatstoreError(f"SAE {sae_id!r} has the seed of {original['id']!r} ({seed}); a seed replica needs another seed")
+    if is_primary:
+        raise FeatstoreError(f"SAE {sae_id!r} is a seed replica of {original['id']!r}, so it cannot be primary")
 
 
 def check_hook(model: dict, hook_point: str, layer: int, d_in: int) -> None:

@@ -25,6 +25,7 @@ from featstore.warehouse import Warehouse, sql_dir
 
 MODEL_COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 HIGHLIGHT_RGB = "255, 136, 0"
+FLOOR_DASHES = [(0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (2, 3))]  # one dash pattern per model's floor curve
 
 
 # -- figures: plain data in, matplotlib Figure out (no pyplot, no global backend state) -----------
@@ -57,7 +58,8 @@ def layout_lineage(models: Sequence[str], edges: Sequence[tuple[str, str]]) -> d
 def flow_figure(nodes: Sequence[dict], edges: Sequence[dict]) -> Figure:
     """Figure 2: models as boxes, lineage edges as arrows labelled with the share of features persisting.
 
-    nodes: {name, n_features, n_emerged}; edges: {parent, child, n_parent, n_persist, share_persist}.
+    nodes: {name, n_features, n_emerged, floor}; edges: {parent, child, n_parent, n_persist, share_persist,
+    share_vs_floor}. floor: the model's seed-noise floor (None when it has no seed replica).
     """
     names = [n["name"] for n in nodes]
     pos = layout_lineage(names, [(e["parent"], e["child"]) for e in edges])
@@ -73,20 +75,26 @@ def flow_figure(nodes: Sequence[dict], edges: Sequence[dict]) -> Figure:
         ax.annotate("", xy=(x1, y1 + 0.07), xytext=(x0, y0 - 0.07),
                     arrowprops={"arrowstyle": "-|>", "lw": width, "color": "#555", "shrinkA": 0, "shrinkB": 0})
         label = f"{100 * (edge['share_persist'] or 0):.1f}% persist\n({edge['n_persist']}/{edge['n_parent']})"
+        if edge.get("share_vs_floor") is not None:
+            label += f"\n{edge['share_vs_floor']:.2f}× parent's floor"
         ax.text((x0 + x1) / 2, (y0 + y1) / 2, label, ha="center", va="center", fontsize=8,
                 bbox={"boxstyle": "round", "fc": "white", "ec": "#bbb"})
     for i, node in enumerate(nodes):
         x, y = pos[node["name"]]
         emerged = "" if node.get("n_emerged") is None else f"\n{node['n_emerged']} emerged"
-        ax.text(x, y, f"{node['name']}\n{node['n_features']} live features{emerged}", ha="center", va="center",
+        floor = "" if node.get("floor") is None else f"\nseed floor {100 * node['floor']:.1f}%"
+        ax.text(x, y, f"{node['name']}\n{node['n_features']} live features{emerged}{floor}", ha="center", va="center",
                 fontsize=9, color="white", fontweight="bold",
                 bbox={"boxstyle": "round,pad=0.6", "fc": MODEL_COLORS[i % len(MODEL_COLORS)], "ec": "none"})
     fig.tight_layout()
     return fig
 
 
-def threshold_figure(rows: Sequence[dict]) -> Figure:
-    """Share of parent features persisting against the matching threshold, one line per edge."""
+def threshold_figure(rows: Sequence[dict], floors: Sequence[dict] = ()) -> Figure:
+    """Share of parent features persisting against the matching threshold, one line per edge.
+
+    floors: {model, corpus, threshold, share}: each model's seed-noise floor, drawn dashed.
+    """
     fig = Figure(figsize=(6.5, 3.6))
     ax = fig.add_subplot()
     by_edge = defaultdict(list)
@@ -95,6 +103,12 @@ def threshold_figure(rows: Sequence[dict]) -> Figure:
     for i, (edge, points) in enumerate(sorted(by_edge.items())):
         xs, ys = zip(*sorted(points))
         ax.plot(xs, ys, marker="o", ms=3, label=edge, color=MODEL_COLORS[i % len(MODEL_COLORS)])
+    by_model = defaultdict(list)
+    for row in floors:
+        by_model[(row["model"], row["corpus"])].append((row["threshold"], row["share"]))
+    for i, ((model, corpus), points) in enumerate(sorted(by_model.items())):
+        xs, ys = zip(*sorted(points))
+        ax.plot(xs, ys, ls=FLOOR_DASHES[i % len(FLOOR_DASHES)], color="#666", label=f"seed floor of {model} ({corpus})")
     ax.set_xlabel("correlation threshold r")
     ax.set_ylabel("share of parent features persisting")
     ax.set_ylim(0, 1)
@@ -313,7 +327,9 @@ def flow_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
     parts = ["<p>Arrows are lineage edges, labelled with the share of the parent's live features (those that fire) "
              "whose best match in the child correlates at r ≥ 0.8 over the same tokens: the paper's Figure 2. Arrow "
              "width follows that share; a model's box counts its live features and those with no match in any "
-             "parent (emerged). One panel per evaluation slice.</p>"]
+             "parent (emerged), and gives its seed-noise floor: the share of its features persisting into an SAE "
+             "that differs only in its seed (<code>seed_floor</code>, measured on the model's own slice), which the "
+             "edge label compares the share with. One panel per evaluation slice.</p>"]
     for corpus in sorted({e["corpus"] for e in edges}):
         on_corpus = [e for e in edges if e["corpus"] == corpus]
         emerged_in_merge = {m["child"]: m["n"] for m in merged if m["corpus"] == corpus}
@@ -325,14 +341,16 @@ def flow_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
 
 def flow_data(models: list[str], edges: list[dict], emerged_in_merge: dict[str, int]) -> tuple[list[dict], list[dict]]:
     """Boxes and arrows of Figure 2 from persistence_summary rows of one corpus."""
-    live, emerged = {}, {}
+    live, emerged, floor = {}, {}, {}
     for e in edges:
         live[e["parent"]] = e["parent_persist"] + e["parent_disappear"]
         live[e["child"]] = e["child_persist"] + e["child_emerge"]
         emerged[e["child"]] = emerged_in_merge.get(e["child"], e["child_emerge"])
-    nodes = [{"name": m, "n_features": live[m], "n_emerged": emerged.get(m)} for m in models if m in live]
+        floor[e["parent"]], floor[e["child"]] = e.get("parent_floor"), e.get("child_floor")
+    nodes = [{"name": m, "n_features": live[m], "n_emerged": emerged.get(m), "floor": floor.get(m)} for m in models if m in live]
     arrows = [{"parent": e["parent"], "child": e["child"], "n_parent": e["parent_persist"] + e["parent_disappear"],
-               "n_persist": e["parent_persist"], "share_persist": e["parent_share_persisting"]} for e in edges]
+               "n_persist": e["parent_persist"], "share_persist": e["parent_share_persisting"],
+               "share_vs_floor": e.get("parent_share_vs_floor")} for e in edges]
     return nodes, arrows
 
 
@@ -342,13 +360,41 @@ def threshold_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
     rows = _named_rows(db, "report/persistence_curve")
     if not rows:
         return _missing("correlations", "featstore correlate PARENT_SAE CHILD_SAE")
+    floors = _named_rows(db, "report/seed_floor_curves") if _defined(db, "seed_floor") else []
     parts = ["<p>Share of parent features persisting as the threshold varies (view <code>persistence_curve</code>; "
-             "the macro <code>persistence(threshold := …)</code> re-reads the stored correlations, nothing is recomputed).</p>"]
+             "the macro <code>persistence(threshold := …)</code> re-reads the stored correlations, nothing is recomputed). "
+             "Dashed: each parent's seed-noise floor at the same threshold (view <code>seed_floor</code>).</p>"]
     for corpus in sorted({r["corpus"] for r in rows}):
         on_corpus = [r for r in rows if r["corpus"] == corpus]
         parts.append(f"<h3>{html.escape(corpus)}</h3>")
-        parts.append(_image(threshold_figure(on_corpus), folder, f"persistence_curve_{corpus}.png", f"persistence curve on {corpus}"))
+        figure = threshold_figure(on_corpus, floor_curves(floors, {r["parent"] for r in on_corpus}, corpus))
+        parts.append(_image(figure, folder, f"persistence_curve_{corpus}.png", f"persistence curve on {corpus}"))
     return "".join(parts)
+
+
+def floor_curves(floors: list[dict], models: set[str], corpus: str) -> list[dict]:
+    """Each model's floor curve, measured on `corpus` when it was, else on the first corpus it was measured on."""
+    measured = defaultdict(set)
+    for row in floors:
+        measured[row["model"]].add(row["corpus"])
+    chosen = {m: corpus if corpus in c else min(c) for m, c in measured.items() if m in models}
+    return [row for row in floors if chosen.get(row["model"]) == row["corpus"]]
+
+
+def agreement_section(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int = 2) -> str:
+    if not _defined(db, "edge_agreement", "method_disagreements"):
+        return _undefined("edge_agreement", "method_disagreements")
+    agreement = _table(db, "SELECT * FROM edge_agreement WHERE 'all_tokens' IN (method_a, method_b)")
+    if not agreement.num_rows:
+        return _missing("match evidence beside the correlations", "featstore match PARENT_SAE CHILD_SAE --corpus SLICE")
+    worst = _named_rows(db, "report/disagreements", n=per_edge)
+    return ("<p>Per edge (and seed pair) and slice: how many of the parent's live features each match method calls "
+            "persisting at its default threshold (<code>match_methods</code>: r ≥ 0.8, cosine ≥ 0.7, Jaccard ≥ 0.5), how "
+            "many both do and with the same partner; best match, all pairs with <code>all_tokens</code> "
+            "(<code>method_agreement(policy := …)</code> for the others).</p>" + html_table(agreement)
+            + "<h3>Where activation r and decoder cosine disagree most</h3>"
+            "<p>Parent features one method calls persisting and the other not, farthest apart "
+            "(<code>method_disagreements</code>), with their top tokens on the slice.</p>" + html_table(worst))
 
 
 def sweep_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
@@ -436,6 +482,7 @@ SECTIONS = (
     ("Run overview", overview_section),
     ("Feature flow between models (Figure 2)", flow_section),
     ("Persistence against the matching threshold", threshold_section),
+    ("Agreement between match methods", agreement_section),
     ("Merge sweep (Figure 5)", sweep_section),
     ("Explanation scores (Figure 6)", scores_section),
     ("Top activations and their matches (Figures 3–4)", showcase_section),

@@ -334,6 +334,7 @@ def train_sae(
     corpus: str | None = None,
     same_init_as: str | None = None,
     is_primary: bool | None = None,
+    seed_of: str | None = None,
     device: str | None = None,
     progress: bool = True,
 ) -> dict:
@@ -343,7 +344,7 @@ def train_sae(
     `source`, else the model's own `train_corpus` spec (train part; evaluation on its validation part).
     Weights go to a hidden folder renamed into `<warehouse>/saes/<id>` only when complete, and the
     SAE is registered last: an interrupted run registers nothing. The first SAE of a model is its
-    primary one unless `is_primary` says otherwise.
+    primary one unless `is_primary` says otherwise; a seed replica (`seed_of`) never is.
     """
     from featstore.registry import get_model, get_sae, register_sae
     from featstore.tokenizer import load_tokenizer
@@ -354,7 +355,9 @@ def train_sae(
     init_folder = Path(get_sae(wh, same_init_as)["path"]) if same_init_as else None
     if Database(wh).saes.exists(sae_id):
         raise FeatstoreError(f"SAE {sae_id!r} already exists; pick another --id")
-    if is_primary is None:
+    if seed_of is not None:
+        is_primary = False
+    elif is_primary is None:
         is_primary = not Database(wh).saes.has_primary(model_name)
     device = resolve_device(device)
     model = load_model(model_row["path"], device)
@@ -365,7 +368,7 @@ def train_sae(
         settings, width, hook_name=hook_name(settings.layer), hook_layer=settings.layer, model_name=model_name,
         extra={"settings": asdict(settings), "source": f"corpus:{corpus}" if corpus else source or model_row.get("train_corpus")},
     )
-    batches = shuffled_batches(model, train_blocks, settings, device, settings.seed)
+    batches = shuffled_batches(model, train_blocks, settings, device, settings.text_seed)
     sample = torch.cat([next(batches) for _ in range(max(1, 8192 // settings.batch_tokens))])
     sae = init_sae(cfg, sample, settings.seed, init_folder).to(device)
     scale = float((sample.to(device) - sae.b_dec.detach()).pow(2).sum(dim=-1).mean())
@@ -390,8 +393,39 @@ def train_sae(
         wh, sae_id, model_name, str(folder), hook_point=cfg.hook_name, layer=settings.layer, d_in=cfg.d_in,
         d_sae=cfg.d_sae, architecture=settings.architecture, l1_coeff=getattr(cfg, "l1_coefficient", None),
         k=getattr(cfg, "k", None),
-        seed=settings.seed, train_tokens=metrics["train_tokens"], metrics=metrics, is_primary=is_primary,
+        seed=settings.seed, train_tokens=metrics["train_tokens"], metrics=metrics, is_primary=is_primary, seed_of=seed_of,
     )
+
+
+def train_seed_replica(
+    wh, sae_id: str, *, model: str | None = None, seed: int | None = None, replica_id: str | None = None,
+    device: str | None = None, progress: bool = True,
+) -> dict:
+    """Train an SAE that differs from `sae_id` only in its seed: same model, text, batch order and settings.
+
+    The settings come from the original's cfg.json; `seed` defaults to the original's plus one.
+    Its id defaults to `<sae_id>-seed<seed>`. Returns the replica's registry row.
+    """
+    from dataclasses import replace
+
+    from featstore.registry import get_sae
+    from featstore.saes import read_folder
+
+    original = get_sae(wh, sae_id)
+    if model is not None and model != original["model"]:
+        raise FeatstoreError(f"SAE {sae_id!r} belongs to model {original['model']!r}, not {model!r}; a seed replica reads the same model")
+    extra = read_folder(original["path"])[1].extra if original.get("path") else {}
+    if "settings" not in extra:
+        raise FeatstoreError(f"SAE {sae_id!r} was not trained by featstore (its cfg.json has no settings); a seed replica needs them")
+    base = TrainSettings(**extra["settings"])
+    seed = base.seed + 1 if seed is None else seed
+    if seed == base.seed:
+        raise FeatstoreError(f"SAE {sae_id!r} was trained with seed {seed}; give its replica another --seed")
+    settings = replace(base, seed=seed, data_seed=base.text_seed)
+    source = extra.get("source") or ""
+    corpus = source.removeprefix("corpus:") if source.startswith("corpus:") else None
+    return train_sae(wh, original["model"], settings=settings, sae_id=replica_id or f"{sae_id}-seed{seed}",
+                     source=None if corpus else source or None, corpus=corpus, seed_of=sae_id, device=device, progress=progress)
 
 
 def _default_id(model_name: str, settings: TrainSettings) -> str:
@@ -413,8 +447,8 @@ def _blocks(wh, model_row: dict, tokenizer, settings: TrainSettings, source: str
     spec = source or model_row.get("train_corpus")
     if not spec:
         raise FeatstoreError(f"model {model_row['name']!r} records no training corpus; pass --source SPEC or --corpus NAME")
-    train = text_blocks(spec, "train", tokenizer, settings.block_len, n_train * settings.block_len, settings.seed)
-    evaluation = text_blocks(spec, "validation", tokenizer, settings.block_len, settings.eval_tokens, settings.seed)
+    train = text_blocks(spec, "train", tokenizer, settings.block_len, n_train * settings.block_len, settings.text_seed)
+    evaluation = text_blocks(spec, "validation", tokenizer, settings.block_len, settings.eval_tokens, settings.text_seed)
     return train, evaluation
 
 

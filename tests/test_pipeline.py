@@ -175,7 +175,10 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, ti
     monkeypatch.setattr(featstore.correlate, "correlate", real_correlate)
     resumed = run_pipeline(warehouse, preset, log=lambda line: None)
     ran = [r["step"] for r in resumed["steps"] if r["status"] == "ran"]
+    seeds = ["base-seed1", "lua-seed1", "tinystories-seed1", "luastories-seed1"]
+    edges = ["base-lua", "base-tinystories", "lua-luastories", "tinystories-luastories"]
     assert ran == ["correlate-base-tinystories", "correlate-lua-luastories", "correlate-tinystories-luastories",
+                   *(f"correlate-{s}" for s in seeds), *(f"match-{e}" for e in [*edges, *seeds]),
                    "explain-base", "explain-lua", "explain-tinystories", "explain-luastories", "report"]
 
     # what the run produced: four models with the merge's lineage, an SAE and three partitions each,
@@ -184,9 +187,21 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, ti
     assert [(r["parent"], r["child"]) for r in lineage] == [
         ("base", "lua"), ("lua", "luastories"), ("tinystories", "luastories"), ("base", "tinystories")]
     assert {r["merge_t"] for r in lineage if r["child"] == "luastories"} == {0.58}
-    assert warehouse.scalar("SELECT count(*) FROM activation_partitions") == 12
+    assert warehouse.scalar("SELECT count(*) FROM activation_partitions") == 12 + 4  # seed replicas: own slice only
     persistence = resumed["summary"]["run_persistence"].to_pylist()
     assert len(persistence) == 12 and all(0 <= r["share_persisting"] <= 1 for r in persistence)
+    # every model has a seed replica trained like its primary SAE but for the seed, so every edge has both floors
+    replicas = warehouse.query("SELECT s.id, s.seed, s.seed_of, s.is_primary, p.seed AS primary_seed, p.train_tokens = s.train_tokens"
+                               " AS same_tokens FROM saes s JOIN saes p ON p.id = s.seed_of ORDER BY s.id").to_pylist()
+    assert [(r["id"], r["seed"], r["primary_seed"], r["is_primary"], r["same_tokens"]) for r in replicas] == [
+        (f"{m}-sae-seed1", 1, 0, False, True) for m in ("base", "lua", "luastories", "tinystories")]
+    assert all(0 < r["parent_floor"] <= 1 and 0 < r["child_floor"] <= 1 for r in persistence)
+    assert all(r["share_vs_floor"] == pytest.approx(r["share_persisting"] / r["parent_floor"], abs=2e-3) for r in persistence)
+    floors = warehouse.query("SELECT DISTINCT model, corpus FROM seed_floor ORDER BY model").to_pylist()
+    assert floors == [{"model": m, "corpus": pipeline.HOME_SLICE[m]} for m in ("base", "lua", "luastories", "tinystories")]
+    one_to_one = warehouse.query("SELECT parent, child, count(*) AS n FROM persistence(method := 'decoder_cosine',"
+                                 " policy := 'one_to_one') GROUP BY ALL").num_rows
+    assert one_to_one == 4
     assert resumed["summary"]["run_scores"].num_rows == 4
     # explain-<model> scored every feature that persists across its edges, and some that do not
     unscored = warehouse.scalar(
@@ -206,7 +221,7 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, ti
     start = time.perf_counter()
     result = CliRunner().invoke(main, ["--warehouse", str(warehouse.root), "run"])
     assert result.exit_code == 0, result.output
-    assert "0 of 23 steps ran" in result.output and "run_persistence" in result.output, result.output
+    assert "0 of 43 steps ran" in result.output and "run_persistence" in result.output, result.output
     assert time.perf_counter() - start < 15
     assert hashlib.sha256(warehouse.db_path.read_bytes()).hexdigest() == digest
     assert index.stat().st_mtime_ns == report_mtime
@@ -214,7 +229,7 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, ti
     # --force redoes one step and what depends on it
     result = CliRunner().invoke(main, ["run", "--warehouse", str(warehouse.root), "--force", "explain-base"])
     assert result.exit_code == 0, result.output
-    assert "2 of 23 steps ran" in result.output
+    assert "2 of 43 steps ran" in result.output
     result = CliRunner().invoke(main, ["--warehouse", str(warehouse.root), "run", "--force", "nope"])
     assert result.exit_code == 1 and "unknown step 'nope' for --force" in result.output
 

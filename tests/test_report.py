@@ -72,6 +72,17 @@ def fill(wh):
                     " VALUES ('report', 'h', 'running', current_timestamp)")
         con.execute("INSERT INTO explanations VALUES ('base-sae', 'eval-lua', 0, 'builtin', 'v1',"
                     " 'This feature looks mainly for \"local\".', 20, 0, 0, current_timestamp)")
+        # base's seed replica: 4 of 6 features persist (the floor); decoder cosine matches base -> lua's first 3
+        con.execute("INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture, is_primary, seed, seed_of)"
+                    " VALUES ('base-sae-seed1', 'base', 'blocks.0.mlp.hook_post', 0, 4, ?, 'relu', false, 1, 'base-sae')", [D_SAE])
+        con.execute("INSERT INTO correlation_runs (id, sae_a, sae_b, corpus, stat, r_floor, n_tokens, n_pairs)"
+                    " VALUES (9, 'base-sae', 'base-sae-seed1', 'eval-lua', 'all_tokens', 0.2, ?, ?)", [N_TOKENS, D_SAE])
+        con.execute("INSERT INTO match_runs (id, sae_a, sae_b, corpus, method, top_k, floor, n_pairs)"
+                    " VALUES (1, 'base-sae', 'lua-sae', NULL, 'decoder_cosine', 5, 0.5, ?)", [D_SAE])
+        for feature in range(D_SAE):
+            for side in "ab":
+                con.execute("INSERT INTO best_matches VALUES (9, ?, ?, ?, ?)", [side, feature, feature, 0.95 if feature < 4 else 0.3])
+            con.execute("INSERT INTO match_pairs VALUES (1, ?, ?, ?)", [feature, feature, 0.9 if feature < 3 else 0.2])
     for name in MODELS:
         toks = np.arange(N_TOKENS, dtype=np.uint32)
         feature = (toks % D_SAE).astype(np.uint32)
@@ -120,6 +131,25 @@ def test_report_on_synthetic_warehouse(built):
     assert "base → lua on eval-lua: r = 0.900" in page
     assert page.count("class='ctx'") >= 2 * 5
     assert "No models" not in page and "No merge sweep" not in page
+    assert "decoder_cosine" in page and "Where activation r and decoder cosine disagree most" in page
+
+
+def test_seed_floor_reaches_figure_2_and_the_threshold_plot(built):
+    from featstore.report import flow_data, threshold_figure
+
+    warehouse, _ = built
+    edges = warehouse.query("SELECT * FROM persistence_summary WHERE parent = 'base'").to_pylist()
+    nodes, arrows = flow_data(list(MODELS), edges, {})
+    assert {n["name"]: n["floor"] for n in nodes}["base"] == pytest.approx(4 / 6)
+    lua = next(a for a in arrows if a["child"] == "lua")
+    assert lua["share_persist"] == pytest.approx(1 / 6) and lua["share_vs_floor"] == pytest.approx(0.25)
+    floors = warehouse.query("SELECT model, corpus, threshold, primary_share_persisting AS share FROM seed_floor").to_pylist()
+    assert {r["threshold"]: r["share"] for r in floors}[0.9] == pytest.approx(4 / 6)
+    figure = threshold_figure([{"parent": "base", "child": "lua", "threshold": 0.8, "share_persist": 0.2}], floors)
+    labels = [line.get_label() for line in figure.axes[0].get_lines()]
+    assert labels == ["base → lua", "seed floor of base (eval-lua)"]
+    [agreement] = warehouse.query("SELECT * FROM edge_agreement WHERE child = 'lua'").to_pylist()
+    assert (agreement["persisting_a"], agreement["persisting_b"], agreement["persisting_both"]) == (1, 3, 1)
 
 
 def test_report_defects_of_issue_14_are_fixed(built):

@@ -54,10 +54,20 @@ def write_round1(root: Path):
     return old
 
 
-def snapshot(db_path: Path) -> dict[str, list]:
+def snapshot(db_path: Path, columns: dict[str, list[str]] | None = None) -> dict[str, list]:
+    """Every row of TABLES; with `columns`, of those columns only (later migrations may add columns)."""
     con = duckdb.connect(str(db_path), read_only=True)
     try:
-        return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in TABLES}
+        return {t: con.execute(f"SELECT {', '.join(columns[t]) if columns else '*'} FROM {t} ORDER BY ALL").fetchall()
+                for t in TABLES}
+    finally:
+        con.close()
+
+
+def column_names(db_path: Path) -> dict[str, list[str]]:
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        return {t: [row[0] for row in con.execute(f"DESCRIBE {t}").fetchall()] for t in TABLES}
     finally:
         con.close()
 
@@ -69,7 +79,7 @@ def round1_root(tmp_path):
 
 
 def test_round1_warehouse_opens_migrates_and_keeps_its_rows(round1_root):
-    before = snapshot(round1_root / "featstore.duckdb")
+    before, round1_columns = snapshot(round1_root / "featstore.duckdb"), column_names(round1_root / "featstore.duckdb")
     con = duckdb.connect(str(round1_root / "featstore.duckdb"), read_only=True)
     old_files = {r[0] for r in con.execute("SELECT file FROM schema_migrations").fetchall()}
     old_checks = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'CHECK'"
@@ -78,7 +88,8 @@ def test_round1_warehouse_opens_migrates_and_keeps_its_rows(round1_root):
     assert len(old_files) == 63 and "624_run_steps.sql" in old_files and old_checks == 3
     wh = Warehouse(round1_root)
     assert wh.schema_version == [p for p, _ in sql_files() if p.startswith("tables/")][-1]
-    assert snapshot(wh.db_path) == before
+    assert snapshot(wh.db_path, round1_columns) == before  # every row kept; saes gains seed_of (NULL)
+    assert wh.scalar("SELECT count(*) FROM saes WHERE seed_of IS NOT NULL") == 0
 
     records = {r["file"]: r["sha256"] for r in wh.query("SELECT file, sha256 FROM schema_migrations").to_pylist()}
     assert set(records) == {path for path, _ in sql_files()}

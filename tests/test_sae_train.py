@@ -185,3 +185,34 @@ def test_train_on_a_warehouse_corpus_checks_its_tokenizer(registered, tmp_path, 
     with pytest.raises(FeatstoreError, match="tokenized with tokenizer"):
         train_sae(registered, "m", settings=sae_preset("tiny", **TINY), corpus="other", sae_id="m-o", progress=False)
     assert registered.scalar("SELECT count(*) FROM saes WHERE id = 'm-o'") == 0
+
+
+def test_seed_replica_differs_only_in_seed(registered):
+    from safetensors.torch import load_file
+
+    from cli import main
+
+    first = train_sae(registered, "m", settings=sae_preset("tiny", **TINY), device="cpu", progress=False)
+    runner = CliRunner()
+    base = ["--warehouse", str(registered.root), "sae", "train", "m", "--seed-of", first["id"]]
+    result = runner.invoke(main, [*base, "--seed", "3", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    replica = registered.query("SELECT * FROM saes WHERE seed_of = ?", [first["id"]]).to_pylist()
+    assert [(r["id"], r["seed"], r["is_primary"]) for r in replica] == [(f"{first['id']}-seed3", 3, False)]
+    ours, theirs = (load_sae(registered.root / "saes" / i).cfg.extra for i in (first["id"], replica[0]["id"]))
+    assert {**theirs["settings"], "seed": 0, "data_seed": None} == ours["settings"]  # same settings but the seed
+    assert theirs["settings"]["data_seed"] == 0 and theirs["source"] == ours["source"]  # same text, same batch order
+    inits = [load_file(str(registered.root / "saes" / i / "sae_init.safetensors"))["W_dec"] for i in (first["id"], replica[0]["id"])]
+    assert not torch.allclose(*inits)
+    assert registered.scalar("SELECT sae FROM primary_saes WHERE model = 'm'") == first["id"]
+
+    result = runner.invoke(main, [*base, "--seed", "4", "--expansion", "4"])
+    assert result.exit_code == 1 and "--seed-of takes every setting from that SAE; drop --expansion" in result.output
+    result = runner.invoke(main, [*base, "--seed", "0"])
+    assert result.exit_code == 1 and "give its replica another --seed" in result.output
+    with pytest.raises(FeatstoreError, match="its d_sae differ"):
+        from featstore.registry import register_sae
+
+        register_sae(registered, "odd", "m", None, hook_point="blocks.0.mlp.hook_post", layer=0, d_in=64, d_sae=64,
+                     architecture="relu", seed=5, is_primary=False, seed_of=first["id"])
+    assert registered.scalar("SELECT count(*) FROM saes") == 2

@@ -51,6 +51,25 @@ def fill_rest(wh: Warehouse) -> None:
                     " VALUES ('train-base', 'h1', 'done', 12.5, now(), now()), ('merge', 'h2', 'running', NULL, now(), NULL)")
         con.execute("INSERT INTO llm_cache (prompt_hash, backend, task, request, result)"
                     " VALUES ('p1', 'openai:m', 'explain', '{}', '{\"text\": \"x\"}')")
+        fill_matching(con)
+
+
+def fill_matching(con) -> None:
+    """A seed replica of toy (5 of 7 features persist into it) and decoder-cosine evidence for toy -> toy_child
+    that disagrees with the correlations on features 2, 3 and 6, with one-to-one assignments."""
+    con.execute("INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture, is_primary, seed, seed_of)"
+                " VALUES ('toy_seed1', 'base', 'blocks.0.mlp.hook_post', 0, 64, 32, 'relu', false, 1, 'toy')")
+    con.execute("INSERT INTO correlation_runs (id, sae_a, sae_b, corpus, stat, r_floor, n_tokens, n_pairs)"
+                " VALUES (4, 'toy', 'toy_seed1', 'synth', 'all_tokens', 0.2, 100, 7)")
+    con.execute("INSERT INTO match_runs (id, sae_a, sae_b, corpus, method, top_k, floor, n_pairs)"
+                " VALUES (1, 'toy', 'toy_child', NULL, 'decoder_cosine', 5, 0.5, 7), (2, 'toy', 'toy_seed1', NULL, 'decoder_cosine', 5, 0.5, 7)")
+    for f in range(7):
+        r = 0.9 if f < 5 else 0.3
+        con.execute("INSERT INTO best_matches VALUES (4, 'a', ?, ?, ?), (4, 'b', ?, ?, ?)", [f, f, r, f, f, r])
+        cosine = 0.95 if f in (0, 1, 3) else 0.3
+        con.execute("INSERT INTO match_pairs VALUES (1, ?, ?, ?), (2, ?, ?, 0.9)", [f, f + 10, cosine, f, f])
+        con.execute("INSERT INTO match_assignments VALUES ('toy', 'toy_child', NULL, 'decoder_cosine', ?, ?, ?)",
+                    [f, f + 10, cosine])
 
 
 @pytest.fixture(scope="module")

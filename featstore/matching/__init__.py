@@ -1,0 +1,6 @@
+"""Matching features between SAEs: evidence from several methods, and policies over it (see README)."""
+
+from featstore.matching.evidence import build_evidence
+from featstore.matching.methods import COMPUTED, METHODS, POLICIES
+
+__all__ = ["COMPUTED", "METHODS", "POLICIES", "build_evidence"]

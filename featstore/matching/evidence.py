@@ -1,0 +1,136 @@
+"""Build the evidence of a compared pair of SAEs: each match method's candidate pairs, and assignments.
+
+Weight cosines are data-free, computed once per pair of SAEs (featstore.matching.cosine); co-firing
+Jaccard is computed per corpus in SQL (macro jaccard_pairs); correlation statistics are already
+evidence once `featstore correlate` has run. The one-to-one policy needs an assignment solved in
+Python (featstore.matching.policies), so it is computed here for every method with evidence on the
+pair and stored in match_assignments; the best and mutual policies are plain views.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from featstore.db import Database
+from featstore.errors import FeatstoreError
+from featstore.matching.cosine import cosine_candidates
+from featstore.matching.methods import COMPUTED, METHODS
+from featstore.matching.policies import one_to_one
+from featstore.registry import get_sae
+from featstore.warehouse import Warehouse
+
+TOP_K = 5  # cosine partners kept per feature on each side, beside every pair above the method's floor
+
+
+def build_evidence(
+    wh: Warehouse,
+    sae_a: str,
+    sae_b: str,
+    corpora: Sequence[str] = (),
+    *,
+    methods: Sequence[str] | None = None,
+    top_k: int = TOP_K,
+    device: str | None = None,
+) -> dict:
+    """Compute and store the evidence of two SAEs, replacing earlier runs of the same pair.
+
+    Weight methods run once; activation methods and the one-to-one assignments of every method with
+    evidence (correlation runs included) run on each of `corpora`. Returns {method: {corpus: counts}}.
+    """
+    methods = list(COMPUTED if methods is None else methods)
+    rows = _check(wh, sae_a, sae_b, corpora, methods)
+    summary: dict[str, dict] = {}
+    weight_methods = [m for m in methods if METHODS[m].source == "weights"]
+    if weight_methods:
+        tensors = [_weights(row) for row in rows]
+        for name in weight_methods:
+            start = time.perf_counter()
+            method = METHODS[name]
+            pairs = cosine_candidates(method.vectors(tensors[0]), method.vectors(tensors[1]), top_k=top_k,
+                                      floor=method.floor, device=device)
+            _store_run(wh, sae_a, sae_b, None, name, top_k, pairs, time.perf_counter() - start)
+            summary.setdefault(name, {})["weights"] = {"pairs": len(pairs[0])}
+    for corpus in corpora:
+        for name in (m for m in methods if METHODS[m].source == "activations"):
+            summary.setdefault(name, {})[corpus] = {"pairs": _store_sql_run(wh, sae_a, sae_b, corpus, name)}
+    for corpus in (None, *corpora):
+        for name, assigned in _assign(wh, sae_a, sae_b, corpus).items():
+            summary.setdefault(name, {}).setdefault(corpus or "weights", {})["one_to_one"] = assigned
+    return summary
+
+
+def _check(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str], methods: Sequence[str]) -> list[dict]:
+    unknown = [m for m in methods if m not in COMPUTED]
+    if unknown:
+        hint = " (correlation statistics come from `featstore correlate`)" if unknown[0] in METHODS else ""
+        raise FeatstoreError(f"unknown match method {unknown[0]!r}{hint}; use one of {', '.join(COMPUTED)}")
+    if sae_a == sae_b:
+        raise FeatstoreError(f"SAE {sae_a!r} would be matched with itself; give two different SAEs")
+    rows = [get_sae(wh, sae_a), get_sae(wh, sae_b)]
+    if any(METHODS[m].source == "weights" for m in methods) and rows[0]["d_in"] != rows[1]["d_in"]:
+        raise FeatstoreError(
+            f"SAEs {sae_a!r} (d_in {rows[0]['d_in']}, {rows[0]['hook_point']}) and {sae_b!r} (d_in {rows[1]['d_in']}, "
+            f"{rows[1]['hook_point']}) read vectors of different widths, so their weights cannot be compared by cosine"
+        )
+    for corpus in corpora:
+        have = wh.scalar("SELECT count(*) FROM activation_partitions WHERE corpus = ? AND sae IN (?, ?)", [corpus, sae_a, sae_b])
+        if have < 2:
+            raise FeatstoreError(f"SAEs {sae_a!r} and {sae_b!r} need activations on corpus {corpus!r}; run `featstore ingest` first")
+    return rows
+
+
+def _weights(row: dict) -> dict:
+    from safetensors.torch import load_file
+
+    from featstore.saes import WEIGHTS_FILE
+
+    path = Path(row["path"] or "") / WEIGHTS_FILE
+    if not row["path"] or not path.is_file():
+        raise FeatstoreError(f"SAE {row['id']!r} has no weights file ({path}); cosine matching reads its weights")
+    return load_file(str(path))
+
+
+def _store_run(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, method: str, top_k: int | None,
+               pairs: tuple[np.ndarray, np.ndarray, np.ndarray], seconds: float) -> None:
+    table = pa.table({"feature_a": pa.array(pairs[0], pa.uint32()), "feature_b": pa.array(pairs[1], pa.uint32()),
+                      "score": pa.array(pairs[2], pa.float32())})
+    db = Database(wh)
+    with db.transaction() as con:
+        run_id = db.matches.new_run(con, _key(sae_a, sae_b, corpus, method), top_k=top_k, floor=METHODS[method].floor)
+        db.matches.add_pairs(con, run_id, table)
+        db.matches.finish(con, run_id, seconds)
+
+
+def _store_sql_run(wh: Warehouse, sae_a: str, sae_b: str, corpus: str, method: str) -> int:
+    start = time.perf_counter()
+    db = Database(wh)
+    with db.transaction() as con:
+        run_id = db.matches.new_run(con, _key(sae_a, sae_b, corpus, method), top_k=None, floor=METHODS[method].floor)
+        con.execute(f"INSERT INTO match_pairs SELECT ?, * FROM {METHODS[method].sql}(?, ?, ?, ?)",
+                    [run_id, sae_a, sae_b, corpus, METHODS[method].floor])
+        return db.matches.finish(con, run_id, time.perf_counter() - start)
+
+
+def _key(sae_a: str, sae_b: str, corpus: str | None, method: str) -> dict:
+    return {"sae_a": sae_a, "sae_b": sae_b, "corpus": corpus, "method": method}
+
+
+def _assign(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None) -> dict[str, int]:
+    """Solve and store the one-to-one assignment of every method with evidence for the pair on `corpus`."""
+    evidence = wh.query("SELECT * FROM pair_evidence(?, ?, ?)", [sae_a, sae_b, corpus])
+    names = evidence.column("method").to_numpy(zero_copy_only=False)
+    assigned = {}
+    db = Database(wh)
+    with db.transaction() as con:
+        for name in sorted(set(names.tolist())):
+            mask = names == name
+            fa, fb, score = (evidence.column(c).to_numpy()[mask] for c in ("feature_x", "feature_y", "score"))
+            picked = pa.table(dict(zip(("feature_a", "feature_b", "score"), one_to_one(fa, fb, score))))
+            db.matches.assign(con, _key(sae_a, sae_b, corpus, name), picked)
+            assigned[name] = picked.num_rows
+    return assigned

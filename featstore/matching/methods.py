@@ -1,0 +1,39 @@
+"""Match methods by name: the ways two SAEs' features are scored against each other (the evidence).
+
+The names, with their source and default threshold, are rows of the match_methods table
+(sql/tables/301_match_methods.sql), which the SQL views read; this registry says what computes each.
+Every correlation statistic of featstore.statistics is a method, computed by featstore.correlate (its
+runs are its evidence); the others are computed by featstore.matching.evidence into match_runs /
+match_pairs. How a match is then chosen from the evidence is a policy (best, mutual, one_to_one):
+featstore.statistics' `best_match` is the `best` policy of a correlation run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from featstore.statistics import STATISTICS
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class EvidenceMethod:
+    name: str
+    source: str                                            # correlation | weights | activations
+    vectors: Callable[[dict], "torch.Tensor"] | None = None  # weights: one row per feature from the SAE's tensors
+    sql: str | None = None                                 # activations: table macro (sae_a, sae_b, corpus, floor)
+    floor: float = 0.0                                     # pairs scoring at least this are kept as candidates
+
+
+METHODS: dict[str, EvidenceMethod] = {
+    **{stat: EvidenceMethod(stat, "correlation") for stat in STATISTICS},
+    "decoder_cosine": EvidenceMethod("decoder_cosine", "weights", vectors=lambda w: w["W_dec"], floor=0.5),
+    "encoder_cosine": EvidenceMethod("encoder_cosine", "weights", vectors=lambda w: w["W_enc"].T, floor=0.5),
+    "jaccard": EvidenceMethod("jaccard", "activations", sql="jaccard_pairs", floor=0.2),
+}
+COMPUTED = tuple(name for name, m in METHODS.items() if m.source != "correlation")  # what build_evidence computes
+POLICIES = ("best", "mutual", "one_to_one")
