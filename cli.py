@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+import tempfile
+import traceback
 from dataclasses import fields
 from pathlib import Path
 
@@ -11,13 +13,16 @@ import click
 
 from featstore.backends import BACKENDS
 from featstore.corpora import PARTS
+from featstore.correlate import MIN_COFIRING
 from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.export import FORMATS
 from featstore.presets import MODEL_PRESETS, RUN_PRESETS, SAE_PRESETS, TrainSettings
 from featstore.registry import MODEL_KINDS, RELATIONS
 from featstore.statistics import statistic_names
-from featstore.warehouse import Warehouse
+from featstore.warehouse import Warehouse, disk_full_error, is_disk_full
+
+ERROR_LOG = Path(tempfile.gettempdir()) / "featstore-error.log"
 
 
 GLOBAL_OPTIONS = ("--warehouse",)
@@ -42,7 +47,9 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 
 class FeatstoreGroup(click.Group):
-    """Turns library errors into one line on stderr and exit status 1; global options go anywhere."""
+    """Turns every error into one line on stderr: library errors exit 1, Ctrl-C exits 130, and an
+    unexpected exception exits 1 with its traceback in ERROR_LOG (printed instead with --debug);
+    global options go anywhere."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_global_options(args) if ctx.parent is None else args)
@@ -50,9 +57,25 @@ class FeatstoreGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
         except FeatstoreError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            fail(str(exc), 1)
+        except KeyboardInterrupt:
+            fail("interrupted: nothing of this command was committed, earlier results are intact", 130)
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            if is_disk_full(exc):
+                fail(str(disk_full_error(ctx.obj.root if isinstance(ctx.obj, Warehouse) else Path.cwd())), 1)
+            ERROR_LOG.write_text(traceback.format_exc())
+            message = (str(exc).strip().splitlines() or [""])[0]
+            fail(f"unexpected {type(exc).__name__}: {message} (traceback in {ERROR_LOG}; rerun with --debug to print it)", 1)
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
 
 
 @click.group(cls=FeatstoreGroup)
@@ -65,8 +88,9 @@ class FeatstoreGroup(click.Group):
     show_default=True,
     help="Warehouse folder (or set FEATSTORE_WAREHOUSE).",
 )
+@click.option("--debug", is_flag=True, help="Print the traceback of an unexpected error.")
 @click.pass_context
-def main(ctx: click.Context, warehouse_dir: Path) -> None:
+def main(ctx: click.Context, warehouse_dir: Path, debug: bool) -> None:
     """featstore: track SAE features through fine-tuning and merging, in SQL."""
     ctx.obj = Warehouse(warehouse_dir)
 
@@ -272,19 +296,22 @@ def ingest_command(wh: Warehouse, model: str, corpus, sae_id, layer, batch_size:
 @click.argument("sae_b")
 @click.option("--corpus", default=None, help="Corpus both SAEs were ingested on (default: the only shared one).")
 @stat_option("Correlation statistic (featstore.statistics; the README's 'Correlation and persistence' says what each computes).")
-@click.option("--floor", "r_floor", type=float, default=0.2, show_default=True, help="Store every pair with r >= this.")
+@click.option("--floor", "r_floor", type=float, default=0.2, show_default=True,
+              help="Store every pair with r >= this (in [-1, 1]; all_tokens: > 0).")
+@click.option("--min-cofiring", type=int, default=MIN_COFIRING, show_default=True,
+              help="cofiring: least number of tokens both features fire on for r to count.")
 @click.option("--engine", type=click.Choice(["auto", "sql", "torch", "spark"]), default="auto", show_default=True,
               help="sql: DuckDB; torch: blocked products (CPU/CUDA); spark: Spark SQL; auto: torch on CUDA, else sql.")
 @click.option("--threads", type=int, default=None, help="Cores to use (default: all).")
 @click.option("--spark-master", default=None, help="Spark master URL for --engine spark [default: local[*]].")
 @pass_warehouse
 def correlate_command(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, stat: str, r_floor: float,
-                      engine: str, threads: int | None, spark_master: str | None) -> None:
+                      min_cofiring: int, engine: str, threads: int | None, spark_master: str | None) -> None:
     """Pearson r between every feature of SAE_A and of SAE_B over the same tokens; stores pairs and best matches."""
     from featstore.correlate import correlate
 
-    run = correlate(wh, sae_a, sae_b, corpus=corpus, stat=stat, r_floor=r_floor, engine=engine, threads=threads,
-                    spark_master=spark_master)
+    run = correlate(wh, sae_a, sae_b, corpus=corpus, stat=stat, r_floor=r_floor, min_cofiring=min_cofiring, engine=engine,
+                    threads=threads, spark_master=spark_master)
     click.echo(
         f"run {run['id']}: {sae_a} x {sae_b} on {run['corpus']} ({stat}, {run['n_tokens']:,} tokens, {run['engine']}): "
         f"{run['n_cofiring_pairs']:,} co-firing pairs, {run['n_pairs']:,} stored with r >= {r_floor}, {run['seconds']:.1f} s"
@@ -760,6 +787,14 @@ def export_command(wh: Warehouse, name: str | None, fmt: str, out_dir: Path | No
         raise FeatstoreError("name a table or view to export, or give --engine-layout DIR")
     done = export(wh, name, fmt, out_dir)
     click.echo(f"{done['rows']} rows -> {done['path']} ({done['bytes']:,} bytes)")
+
+
+@main.command("relocate")
+@pass_warehouse
+def relocate_command(wh: Warehouse) -> None:
+    """After moving or copying a warehouse: point its catalog and `activations` view at this folder."""
+    done = wh.relocate()
+    click.echo(f"warehouse {done['root']}: {done['partitions']} partition(s), activations view rebuilt for this folder")
 
 
 @main.command("export-features")

@@ -41,6 +41,8 @@ def add_corpus(
     With `part` ("train" or "validation") the text is that split of a source spec or mixture as
     featstore.corpora defines it, i.e. the data a model was (or was not) trained on.
     """
+    if max_docs is not None and not 0 < max_docs <= MAX_TOK:
+        raise FeatstoreError(f"--max-docs must be between 1 and 2^32 (got {max_docs})")
     if part is not None:
         from featstore.corpora import iter_texts
 
@@ -77,8 +79,8 @@ def add_corpus_texts(
     from featstore.tokenizer import load_tokenizer
 
     check_name("corpus", name)
-    if max_tokens is not None and max_tokens <= 0:
-        raise FeatstoreError(f"--max-tokens must be positive (got {max_tokens})")
+    if max_tokens is not None and not 0 < max_tokens <= MAX_TOK:
+        raise FeatstoreError(f"--max-tokens must be between 1 and 2^32, the warehouse's tok id range (got {max_tokens})")
     if not replace:
         _refuse_existing(wh, name)
     tok = load_tokenizer(tokenizer_path)

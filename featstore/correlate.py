@@ -39,6 +39,8 @@ from featstore.warehouse import Warehouse
 ENGINES = ("auto", "sql", "torch", "spark")
 PAIRS_PER_BLOCK = 1_250_000  # co-firing row pairs per GROUP BY: 0.4M-1.25M measured alike, 2.5M +20%, 5M +40% CPU
 MASK_BITS = 63  # lowest-u partners tracked per feature in a bitmask when looking for the best non-co-firing one
+# cofiring: r over fewer shared tokens is noise (over 2 it is always ±1); token_type_mean keeps pandas' 2
+MIN_COFIRING = 10
 
 
 def correlate(
@@ -49,6 +51,7 @@ def correlate(
     corpus: str | None = None,
     stat: str = "all_tokens",
     r_floor: float = 0.2,
+    min_cofiring: int = MIN_COFIRING,
     progress: bool | None = None,
     engine: str = "auto",
     threads: int | None = None,
@@ -64,6 +67,9 @@ def correlate(
     """
     started = time.perf_counter()
     run = _check_inputs(wh, sae_a, sae_b, corpus, stat, r_floor)
+    if min_cofiring < 2:
+        raise FeatstoreError(f"--min-cofiring must be at least 2 (got {min_cofiring}); over 2 tokens r is always ±1")
+    run["min_n"] = min_cofiring if stat == "cofiring" else 2
     engine, compute = _engine(engine, spark_master)
     with wh.connect() as con:
         con.execute("SET preserve_insertion_order = false")
@@ -120,6 +126,11 @@ def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, sta
     statistic = get_statistic(stat)
     if not -1.0 <= r_floor <= 1.0:
         raise FeatstoreError(f"the floor must be a correlation between -1 and 1 (got {r_floor})")
+    if stat == "all_tokens" and r_floor <= 0:
+        raise FeatstoreError(
+            f"all_tokens needs --floor > 0 (got {r_floor}): pairs that never co-fire (r = -u_a*u_b <= 0) are not "
+            "enumerated, so a floor <= 0 could not store every pair above it"
+        )
     saes = [get_sae(wh, sae_a), get_sae(wh, sae_b)]
     corpus = corpus if corpus is not None else _shared_corpus(wh, sae_a, sae_b)
     db = Database(wh)
@@ -246,10 +257,15 @@ def _run_blocks(con: duckdb.DuckDBPyConnection, blocks: list[tuple], run: dict, 
             _aggregate_block(cursors[i], f"{WORK}.block_a_{i}", lo, hi, run)
             bar.update(pairs)
 
+    pool = ThreadPoolExecutor(threads)
     try:
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(worker, range(threads)))
+        list(pool.map(worker, range(threads)))
+    except BaseException:  # Ctrl-C or a failed block: stop the other blocks' queries now, not when they end
+        for cur in cursors:
+            cur.interrupt()
+        raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         for cur in cursors:
             cur.close()
         con.execute(f"SET threads = {threads}")
@@ -262,7 +278,8 @@ def _aggregate_block(cur: duckdb.DuckDBPyConnection, block_a: str, lo: int, hi: 
     join's hash table on the block rather than on side b (measured ~20% less CPU per pair).
     """
     cur.execute(f"CREATE OR REPLACE TABLE {block_a} AS SELECT * FROM {WORK}.rows_a WHERE feature BETWEEN ? AND ?", [lo, hi])
-    run_query(cur, run["statistic"].kernel, block_a=block_a, r_floor=run["r_floor"], mask_bits=MASK_BITS)
+    run_query(cur, run["statistic"].kernel, block_a=block_a, r_floor=run["r_floor"], mask_bits=MASK_BITS,
+              min_n=run["min_n"])
 
 
 def _check_values(con: duckdb.DuckDBPyConnection, side: str, run: dict) -> None:

@@ -326,6 +326,7 @@ class Models(Table):
         with self.db.reading(con) as c:
             model = super().get(name, con=c)
             model["parents"] = self.parents(name, con=c)
+        model["path"] = self.db.wh.resolve(model["path"])  # stored relative to the warehouse when inside it
         return model
 
     def parents(self, name: str, con: duckdb.DuckDBPyConnection | None = None) -> list[str]:
@@ -354,6 +355,11 @@ class Models(Table):
 
 class Saes(Table):
     name, key, what, listing, json_fields = "saes", ("id",), "SAE", "featstore saes", ("metrics",)
+
+    def get(self, sae_id: str, con: duckdb.DuckDBPyConnection | None = None) -> dict:
+        sae = super().get(sae_id, con=con)
+        sae["path"] = self.db.wh.resolve(sae["path"])  # stored relative to the warehouse when inside it
+        return sae
 
     def primary(self, model: str) -> dict:
         """The SAE that stands for `model` (the last one registered as primary)."""

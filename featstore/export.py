@@ -51,7 +51,7 @@ def export(wh: Warehouse, name: str, fmt: str = "parquet", out_dir: str | os.Pat
     out = Path(out_dir) if out_dir is not None else wh.root / "exports"
     if out.exists() and not out.is_dir():
         raise FeatstoreError(f"--out {out} is a file; give a folder")
-    with wh.connect(read_only=True) as con:
+    with wh.read_only_connection() as con:
         names = relation_names(con)
         if name not in names:
             raise FeatstoreError(
@@ -114,13 +114,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def run_sql(wh: Warehouse, sql: str) -> pa.Table | None:
-    """Run one statement on a read-only connection; its result as Arrow, None when it returns no rows."""
+    """Run read-only SQL (`Warehouse.sql`: no writes to the catalog or to any file); the last result as Arrow."""
     if not sql.strip():
         raise FeatstoreError("empty SQL; give a query such as \"SELECT * FROM models\"")
-    with wh.connect(read_only=True) as con:
-        try:
-            result = con.sql(sql)
-            return None if result is None else result.to_arrow_table()
-        except duckdb.Error as exc:
-            hint = "; `featstore sql` is read-only" if "read-only" in str(exc).lower() else ""
-            raise FeatstoreError(f"query failed: {str(exc).splitlines()[0]}{hint}") from exc
+    return wh.sql(sql)

@@ -19,6 +19,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         raise FeatstoreError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise FeatstoreError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise FeatstoreError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use cuda:0..")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise FeatstoreError(f"device {device!r} is not supported; use cpu, cuda or cuda:N")
     return resolved
 
 

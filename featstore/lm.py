@@ -223,7 +223,7 @@ def check_new_model(wh: Warehouse, name: str, folder: Path, replace: bool) -> No
     check_name("model", name)
     if replace:
         return
-    if Database(wh).models.exists(name):
+    if wh.db_path.exists() and Database(wh).models.exists(name):  # a new warehouse has no models yet
         raise FeatstoreError(f"model {name!r} already exists; pass --replace to retrain it")
     if folder.exists():
         raise FeatstoreError(f"{folder} already exists; remove it or pass --replace")
@@ -233,6 +233,7 @@ def commit_model(wh: Warehouse, name: str, model, tokenizer, folder: Path, *, re
     """Write the HF folder under a temporary name, swap it into place, register it; undo all on failure."""
     from featstore.registry import register_model
 
+    wh.create()  # before models/ holds a folder: a catalog missing beside data is refused
     folder.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     tmp, old = folder.with_name(f".{folder.name}.tmp-{tag}"), folder.with_name(f".{folder.name}.old-{tag}")

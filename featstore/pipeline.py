@@ -199,7 +199,7 @@ def finetune_model(ctx: RunContext, *, name: str, zoo: dict, seed: int) -> dict:
 def model_exists(name: str) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
         rows = Database(ctx.wh).models.rows_where("name = ?", [name], select="path")
-        return bool(rows) and (Path(rows[0]["path"]) / "config.json").exists()
+        return bool(rows) and (Path(ctx.wh.resolve(rows[0]["path"])) / "config.json").exists()
 
     return check
 
@@ -243,7 +243,7 @@ def sae_settings(preset: RunPreset) -> dict:
 def sae_exists(sae: str) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
         rows = Database(ctx.wh).saes.rows_where("id = ?", [sae], select="path")
-        return bool(rows) and rows[0]["path"] is not None and Path(rows[0]["path"]).is_dir()
+        return bool(rows) and rows[0]["path"] is not None and Path(ctx.wh.resolve(rows[0]["path"])).is_dir()
 
     return check
 
@@ -262,7 +262,7 @@ def partitions_exist(sae: str, slices: list[str]) -> Callable[[RunContext], bool
     def check(ctx: RunContext) -> bool:
         rows = Database(ctx.wh).partitions.rows_where("sae = ?", [sae], select="corpus, path")
         paths = {r["corpus"]: r["path"] for r in rows}
-        return all(c in paths and Path(paths[c]).exists() for c in slices)
+        return all(c in paths and (ctx.wh.root / paths[c]).exists() for c in slices)
 
     return check
 

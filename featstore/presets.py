@@ -180,7 +180,16 @@ def sae_preset(preset: str, **overrides) -> TrainSettings:
         if required.name not in options:
             raise FeatstoreError(f"a {arch.architecture} SAE needs {option_flag(required)} ({required.metadata['help'].rstrip('.').lower()})")
     settings = {**{k: v for k, v in given.items() if k in own}, "architecture": arch.architecture, "options": options}
+    flags = {**{name: "--" + name.replace("_", "-") for name in own},
+             **{f.name: option_flag(f) for f in arch.config_class.hyperparameters()}}
+    for name, value in [*settings.items(), *options.items()]:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (value <= 0 if name in POSITIVE else value < 0):
+            raise FeatstoreError(f"{flags[name]} must be {'positive' if name in POSITIVE else 'zero or more'} (got {value})")
     return replace(base, **settings)
+
+
+# counts and sizes of an SAE run (and TopK's k) must be positive; other numbers (seed, layer, L1) >= 0
+POSITIVE = {"expansion", "lr", "batch_blocks", "block_len", "tokens", "resample_every", "eval_tokens", "k"}
 
 
 # -- the pipeline -----------------------------------------------------------------------------------

@@ -106,6 +106,9 @@ def register_model(
     relation = _check_lineage(name, kind, parents, relation, merge_method, merge_t)
     location = str(Path(path).expanduser().resolve()) if Path(path).expanduser().exists() else str(path)
     config = model_config(location)
+    if Path(location).is_dir():
+        for weights in sorted(Path(location).glob("*.safetensors")):
+            safetensors_tensors(weights)
     tok = load_tokenizer(location)
     check_model_hooks(location)
     architecture = (config.get("architectures") or [config.get("model_type")])[0]
@@ -114,7 +117,15 @@ def register_model(
         if db.models.exists(name, con=con) and not replace:
             raise FeatstoreError(f"model {name!r} already exists; use --replace to re-register it")
         fp = record_tokenizer(db, con, tok, location)
+        [(descendants,)] = con.execute(
+            "WITH RECURSIVE d(m) AS (SELECT ?::VARCHAR UNION SELECT l.child FROM lineage l JOIN d ON l.parent = d.m) SELECT list(m) FROM d",
+            [name],
+        ).fetchall()
         for parent in parents:
+            if parent in descendants:
+                raise FeatstoreError(
+                    f"model {parent!r} descends from {name!r}; making it a parent of {name!r} would close a lineage cycle"
+                )
             found = db.models.rows_where("name = ?", [parent], select="tokenizer", con=con)
             if not found:
                 raise FeatstoreError(f"unknown parent model {parent!r}; register it first (see `featstore models`)")
@@ -122,8 +133,9 @@ def register_model(
                 raise FeatstoreError(
                     f"model {name!r} uses a different tokenizer from its parent {parent!r}; lineage needs one shared tokenizer"
                 )
-        record = {"name": name, "kind": kind, "path": location, "architecture": architecture, "tokenizer": fp,
-                  "train_corpus": train_corpus, "hyperparams": hyperparams, "metrics": metrics}
+        record = {"name": name, "kind": kind, "path": wh.relative(location) if Path(location).exists() else location,
+                  "architecture": architecture, "tokenizer": fp, "train_corpus": train_corpus,
+                  "hyperparams": hyperparams, "metrics": metrics}
         db.models.replace(con, record, parents, relation, merge_method, merge_t)
     return get_model(wh, name)
 
@@ -209,7 +221,7 @@ def register_sae(
     if d_in <= 0 or d_sae <= 0:
         raise FeatstoreError(f"SAE {sae_id!r}: d_in and d_sae must be positive (got {d_in}, {d_sae})")
     cls.check_registration(sae_id, k=k, l1_coeff=l1_coeff)
-    location = str(Path(path).expanduser().resolve()) if path is not None else None
+    location = wh.relative(path) if path is not None else None
     model_row = get_model(wh, model)
     check_hook(model_row, hook_point, layer, d_in)
     if seed_of is not None:
@@ -244,12 +256,36 @@ def check_hook(model: dict, hook_point: str, layer: int, d_in: int) -> None:
     hooks.check_hook(model["name"], hook_point, layer, d_in, lambda: hook_width(model["path"], hook_point))
 
 
+def safetensors_tensors(file: Path) -> dict[str, dict]:
+    """The header of a safetensors file ({name: {dtype, shape, data_offsets}}), checked against the
+    file's size, so a truncated or cut-short file is refused without reading its tensors."""
+    size = file.stat().st_size
+    with open(file, "rb") as fh:
+        prefix = fh.read(8)
+        n = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        try:
+            if not 0 < n <= size - 8:
+                raise ValueError(f"header length {n}")
+            header = json.loads(fh.read(n))
+            tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+            end = max((v["data_offsets"][1] for v in tensors.values()), default=0)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise FeatstoreError(f"{file} is not a valid safetensors file ({exc}); copy it again") from None
+    if 8 + n + end != size:
+        raise FeatstoreError(f"{file} is truncated or damaged: its header promises {8 + n + end:,} bytes, the file has {size:,}; copy it again")
+    return tensors
+
+
 def sae_folder_config(folder: str | Path) -> dict:
     """Read an SAELens-style folder (cfg.json + sae_weights.safetensors), checking the weight shapes
     in the safetensors header (no tensor is read). Returns register_sae's keyword args."""
     from featstore.saes import read_folder
 
+    weights = Path(folder).expanduser() / "sae_weights.safetensors"
+    if weights.is_file():  # truncated or cut-short files first, then the config and shapes, then the values
+        safetensors_tensors(weights)
     cls, cfg = read_folder(folder)
+    _check_finite(weights, [k for k, meta in safetensors_tensors(weights).items() if meta.get("dtype") in ("F16", "F32", "F64")])
     return {
         "d_in": cfg.d_in,
         "d_sae": cfg.d_sae,
@@ -261,6 +297,20 @@ def sae_folder_config(folder: str | Path) -> dict:
         "seed": cfg.seed,
         "train_tokens": cfg.training_tokens,
     }
+
+
+def _check_finite(weights: Path, keys: list[str]) -> None:
+    """NaN or inf weights would make every ingest fail later; refuse them at registration."""
+    import numpy as np
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="numpy") as fh:
+            bad = [key for key in keys if not np.isfinite(fh.get_tensor(key)).all()]
+    except Exception as exc:  # safetensors raises its own error types
+        raise FeatstoreError(f"cannot read {weights}: {exc}") from exc
+    if bad:
+        raise FeatstoreError(f"{weights}: {', '.join(bad)} hold NaN or infinite values; retrain or fix the SAE before registering it")
 
 
 def add_sae_folder(

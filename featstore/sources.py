@@ -83,18 +83,33 @@ def _file(path: Path, text_key: str) -> Iterator[tuple[str, str]]:
         return _parquet(path, text_key)
     if suffix == ".txt":
         return _blank_line_separated(path)
-    return _files([path])
+    return _files([path], strict=True)
 
 
-def _read_text(path: Path) -> str | None:
-    """The file's text, or None for binary files (a NUL byte); undecodable bytes become U+FFFD."""
+def _read_text(path: Path, strict: bool = False) -> str | None:
+    """The file's text, or None for binary files (a NUL byte). Text that is not UTF-8 is refused
+    in a file named on its own (`strict`); in a folder or glob its undecodable bytes become U+FFFD."""
     data = path.read_bytes()
-    return None if b"\0" in data else data.decode("utf-8", errors="replace")
+    if b"\0" in data:
+        if strict:
+            raise FeatstoreError(f"{path} holds NUL bytes: it is binary, not text; give a UTF-8 text file")
+        return None
+    return _decode(path, data) if strict else data.decode("utf-8", errors="replace")
 
 
-def _files(paths: list[Path]) -> Iterator[tuple[str, str]]:
+def _decode(path: Path, data: bytes, where: str = "") -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FeatstoreError(
+            f"{path}{where} is not valid UTF-8 (byte {exc.start}: {exc.reason}); featstore reads text as UTF-8: "
+            "convert it first, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
+def _files(paths: list[Path], strict: bool = False) -> Iterator[tuple[str, str]]:
     for path in paths:
-        text = _read_text(path)
+        text = _read_text(path, strict)
         if text is not None:
             yield str(path), text
 
@@ -103,8 +118,11 @@ def _blank_line_separated(path: Path) -> Iterator[tuple[str, str]]:
     """Documents of a .txt file: runs of lines separated by one or more blank lines."""
     lines: list[str] = []
     n_doc = 0
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
+    if b"\0" in path.read_bytes():
+        raise FeatstoreError(f"{path} holds NUL bytes: it is binary, not text; give a UTF-8 text file")
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            line = _decode(path, raw, f" line {line_no}")
             if line.strip():
                 lines.append(line)
                 continue
@@ -117,8 +135,9 @@ def _blank_line_separated(path: Path) -> Iterator[tuple[str, str]]:
 
 
 def _jsonl(path: Path, text_key: str) -> Iterator[tuple[str, str]]:
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            line = _decode(path, raw, f" line {line_no}")
             if not line.strip():
                 continue
             try:

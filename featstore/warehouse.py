@@ -3,10 +3,17 @@
 No torch here: a notebook that only queries imports this module alone. Connections are short-lived
 (open, do one thing, close), because DuckDB lets one process write a file at a time: a long ingest
 holds no connection while it computes, so the DuckDB shell can query in the meantime.
+
+Paths in the catalog are relative to the warehouse folder, so a copied or moved warehouse reads and
+writes only its own files. Reads use read-only connections and never create, migrate or repair
+anything; a damaged or missing catalog next to existing data is refused, never replaced.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import os
 import re
 import time
@@ -29,6 +36,14 @@ DB_FILE = "featstore.duckdb"
 STORAGE_VERSION = "v1.5.0"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 LOCK_WAIT_SECONDS = 30.0
+DUCKDB_HEADER_BYTES, DUCKDB_BLOCK_BYTES = 3 * 4096, 256 * 1024  # a DuckDB file is its headers plus whole blocks
+STAGING_DIR = ".staging"  # uncommitted partition files: outside activations/, so no glob of it sees them
+STAGING_GRACE_SECONDS = 60.0  # a staged file this young may be a writer's that has not locked it yet
+LOCKS_DIR = ".locks"  # one lock file per (SAE, corpus) being written
+DATA_DIRS = ("activations", "models", "saes")  # their presence without a catalog means the catalog was lost
+# The only statements `Warehouse.sql` runs: reads. COPY, ATTACH, EXPORT, SET, CREATE... are refused.
+READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "CALL"}
+_WRITERS: dict[Path, list[duckdb.DuckDBPyConnection]] = {}  # this process's read-write connections per file
 
 ACTIVATION_SCHEMA = pa.schema(
     [("tok", pa.uint32()), ("feature", pa.uint32()), ("act", pa.float32())]
@@ -64,31 +79,73 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) is ENOSPC, whichever library raised it."""
+    while exc is not None:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "no space left on device" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full_error(root: Path) -> FeatstoreError:
+    return FeatstoreError(f"disk full while writing under {root}: nothing was committed; free some space and rerun")
+
+
+def _statement_kind(statement) -> duckdb.StatementType:
+    """A statement's type, looking through EXPLAIN (EXPLAIN ANALYZE runs what it explains)."""
+    if statement.type is duckdb.StatementType.EXPLAIN:
+        inner = duckdb.extract_statements(re.sub(r"(?is)^\s*explain\s+(analy[sz]e\s+)?", "", statement.query, count=1))
+        if len(inner) == 1:
+            return inner[0].type
+    return statement.type
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class Warehouse:
     """One warehouse folder: `featstore.duckdb` plus `activations/sae=…/corpus=…/part-*.parquet`."""
 
     def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root if root is not None else default_warehouse_dir()).resolve()
+        self.given_root = Path(root if root is not None else default_warehouse_dir()).absolute()
+        self.root = self.given_root.resolve()
         self.db_path = self.root / DB_FILE
         self.activations_dir = self.root / "activations"
-        self._migrated = False
+        self._migrated = False  # schema migrated and paths localised by this instance's first writer
+        self._schema_checked = False
 
     # -- connections -------------------------------------------------------------------------
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection with the schema up to date; closed on exit."""
-        if read_only and not self.db_path.exists():
-            with self.connect():
-                pass
-        con = self._open(read_only)
+        """A connection, closed on exit. Read-write ones bring the schema and paths up to date first;
+        read-only ones change nothing and need an existing warehouse."""
+        if read_only:
+            con = self._open_reader()
+            try:
+                yield con
+            finally:
+                con.close()
+            return
+        con = self._open_writer()
+        writers = _WRITERS.setdefault(self.db_path, [])
+        writers.append(con)
         try:
-            if not read_only and not self._migrated:
-                self._migrate(con)
-                self._migrated = True
             yield con
+        except duckdb.Error as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(self.root) from exc
+            raise
         finally:
+            writers.remove(con)
             con.close()
+
+    def create(self) -> None:
+        """Make sure the warehouse exists (created in a new or empty folder); the first step of a writer."""
+        with self.connect():
+            pass
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -102,21 +159,141 @@ class Warehouse:
                 raise
             con.execute("COMMIT")
 
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        self.root.mkdir(parents=True, exist_ok=True)
-        config = {} if read_only else {"storage_compatibility_version": STORAGE_VERSION}
+    def read_only_connection(self) -> duckdb.DuckDBPyConnection:
+        """A sandboxed read-only connection for SQL from users (`featstore sql`, export, the browser);
+        close it when done (`with wh.read_only_connection() as con:`).
+
+        A private in-memory DuckDB attaches the catalog read-only and may read only the catalog and
+        the committed partition files: file access elsewhere (COPY … TO, ATTACH, read_csv of other
+        files, INSTALL) fails with a permission error, and the settings are locked. COPY … TO a
+        committed partition's own path is refused by `Warehouse.sql`'s statement check.
+        """
+        self._check_catalog(creating=False)
+        con = duckdb.connect(":memory:")
+        try:
+            self._retry_locked(lambda: con.execute(f"ATTACH {_literal(str(self.db_path))} AS warehouse (READ_ONLY)"))
+            con.execute("USE warehouse")
+            # the committed files of this very snapshot of the catalog (a writer may commit meanwhile)
+            files = [str(self.root / r[0]) for r in con.execute("SELECT path FROM activation_partitions").fetchall()]
+            con.execute("SET allowed_paths = ?", [[str(self.db_path), f"{self.db_path}.wal", *files]])
+            con.execute("SET enable_external_access = false")
+            con.execute("SET autoinstall_known_extensions = false")
+            self._shadow_moved_view(con, files)
+            con.execute("SET lock_configuration = true")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _open_reader(self) -> duckdb.DuckDBPyConnection:
+        writers = _WRITERS.get(self.db_path)
+        if writers:  # this process has the file open read-write: DuckDB allows no second configuration
+            return writers[-1].cursor()
+        self._check_catalog(creating=False)
+        if not (self._schema_checked or self._migrated):
+            if self.writable() and self._schema_pending():
+                with self.connect():  # a newer featstore's views and tables; nothing pending: no write
+                    pass
+            self._schema_checked = True
+        con = self._retry_locked(lambda: duckdb.connect(str(self.db_path), read_only=True))
+        self._shadow_moved_view(con)
+        return con
+
+    def _open_writer(self) -> duckdb.DuckDBPyConnection:
+        reason = self.read_only_reason()
+        if reason:
+            raise FeatstoreError(f"warehouse {self.root} is read-only ({reason}); reads work, writes need a writable copy")
+        self._check_catalog(creating=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FeatstoreError(f"cannot create warehouse {self.root}: {exc.strerror}; pick a writable folder") from exc
+        config = {"storage_compatibility_version": STORAGE_VERSION}
+        con = self._retry_locked(lambda: duckdb.connect(str(self.db_path), config=config))
+        try:
+            if not self._migrated:
+                self._migrate(con)
+                self._localise_paths(con)
+                self._migrated = True
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _retry_locked(self, open_):
+        """Call `open_` until the file is not locked by another process (LOCK_WAIT_SECONDS at most)."""
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
             try:
-                return duckdb.connect(str(self.db_path), read_only=read_only, config=config)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise FeatstoreError(f"cannot open {self.db_path}: {str(exc).splitlines()[0]}") from exc
+                return open_()
+            except duckdb.Error as exc:
+                message = _first_line(exc)
+                if "different configuration" in message:
+                    raise FeatstoreError(
+                        f"this process already has {self.db_path} open with other settings (e.g. a read-write "
+                        "duckdb.connect); close that connection or query through it"
+                    ) from exc
+                if "lock" not in message.lower():
+                    raise self._damaged(message) from exc
                 if time.monotonic() > deadline:
                     raise FeatstoreError(
                         f"{self.db_path} is locked by another process; close other DuckDB sessions on it and retry"
                     ) from exc
                 time.sleep(0.2)
+
+    def _damaged(self, problem: str) -> FeatstoreError:
+        return FeatstoreError(
+            f"the catalog {self.db_path} is damaged ({problem}); nothing was changed: restore featstore.duckdb "
+            "from a backup or an earlier copy of the warehouse (the Parquet files are untouched)"
+        )
+
+    def _check_catalog(self, creating: bool) -> None:
+        """Refuse a missing catalog beside existing data, a missing warehouse on reads, a damaged file."""
+        if self.db_path.is_file():
+            with open(self.db_path, "rb") as fh:
+                header = fh.read(16)
+            if len(header) < 16 or header[8:12] != b"DUCK":
+                raise self._damaged("not a DuckDB file")
+            if (self.db_path.stat().st_size - DUCKDB_HEADER_BYTES) % DUCKDB_BLOCK_BYTES:
+                raise self._damaged("truncated: its size is not a whole number of DuckDB blocks")
+            return
+        if self.db_path.exists():
+            raise FeatstoreError(f"{self.db_path} is not a file; point --warehouse at a featstore warehouse folder")
+        data = [d for d in DATA_DIRS if (self.root / d).is_dir() and any(not p.name.startswith(".") for p in (self.root / d).iterdir())]
+        if data:
+            raise FeatstoreError(
+                f"{self.root} holds {', '.join(d + '/' for d in data)} but no {DB_FILE}: the catalog is missing; "
+                "nothing was changed: restore featstore.duckdb from a backup (a new catalog would orphan that data)"
+            )
+        if not creating:
+            raise FeatstoreError(
+                f"no warehouse at {self.given_root} (no {DB_FILE}); check --warehouse / FEATSTORE_WAREHOUSE, "
+                "or create one with a write command such as `featstore corpus add`"
+            )
+
+    def read_only_reason(self) -> str | None:
+        """Why this warehouse cannot be written (read-only file system or permissions), else None."""
+        folder = self.root
+        while not folder.exists():
+            folder = folder.parent
+        for path in (folder, self.db_path):
+            if path.exists() and not os.access(path, os.W_OK):
+                return f"{path} is not writable"
+        return None
+
+    def writable(self) -> bool:
+        return self.read_only_reason() is None
+
+    def _schema_pending(self) -> bool:
+        """Whether sql/ holds files this warehouse has not applied (checked read-only)."""
+        con = self._retry_locked(lambda: duckdb.connect(str(self.db_path), read_only=True))
+        try:
+            applied = dict(con.execute("SELECT file, sha256 FROM schema_migrations").fetchall())
+        except duckdb.Error:
+            return True
+        finally:
+            con.close()
+        return any(applied.get(name) != hashlib.sha256(text.encode()).hexdigest() for name, text in sql_files())
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
         """Bring the schema up to date (featstore.schema)."""
@@ -131,20 +308,100 @@ class Warehouse:
         with self.connect() as con:
             return con.execute("SELECT max(file) FROM schema_migrations WHERE file LIKE 'tables/%'").fetchone()[0]
 
+    # -- paths relative to the warehouse folder -------------------------------------------------
+
+    def relative(self, path: str | os.PathLike) -> str:
+        """How the catalog stores a local path: relative to the warehouse folder when inside it."""
+        absolute = Path(path).expanduser().resolve()
+        return absolute.relative_to(self.root).as_posix() if absolute.is_relative_to(self.root) else str(absolute)
+
+    def resolve(self, stored: str | None) -> str | None:
+        """A catalog path as an absolute one (hub ids and absolute paths pass through)."""
+        if stored is None or Path(stored).is_absolute():
+            return stored
+        local = self.root / stored
+        return str(local) if local.exists() or stored.split("/")[0] in DATA_DIRS else stored
+
+    def _localise_paths(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Rewrite absolute paths of files inside this folder (an older or a copied warehouse) as
+        relative ones, then rebuild the `activations` view if it was built for another folder."""
+        changed = False
+        con.execute("BEGIN TRANSACTION")
+        for table, key, folder in (("models", "name", "models"), ("saes", "id", "saes"),
+                                   ("activation_partitions", "sae, corpus", None)):
+            rows = con.execute(f"SELECT path, {key} FROM {table} WHERE path LIKE '/%'").fetchall()
+            for path, *ids in rows:
+                local = self._local_equivalent(Path(path), folder, ids)
+                if local is not None:
+                    where = " AND ".join(f"{k.strip()} = ?" for k in key.split(","))
+                    con.execute(f"UPDATE {table} SET path = ? WHERE {where}", [local, *ids])
+                    changed = True
+        try:
+            if changed or self._view_root(con) != str(self.root):
+                self._refresh_activations_view(con)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def _local_equivalent(self, path: Path, folder: str | None, ids: list) -> str | None:
+        """The relative path under this folder that an absolute catalog path stands for, if any."""
+        if path.is_relative_to(self.root):
+            return path.relative_to(self.root).as_posix()
+        if folder is None:  # a partition of a copied warehouse: same layout here
+            candidate = self.partition_dir(*ids) / path.name
+        elif path.parent.name == folder:
+            candidate = self.root / folder / path.name
+        else:
+            return None
+        return candidate.relative_to(self.root).as_posix() if candidate.exists() else None
+
+    def relocate(self) -> dict:
+        """Bring paths and the `activations` view up to date after the folder was moved or copied."""
+        self._migrated = False
+        with self.connect() as con:
+            n = con.execute("SELECT count(*) FROM activation_partitions").fetchone()[0]
+        return {"root": str(self.root), "partitions": n}
+
     # -- queries ---------------------------------------------------------------------------------
 
     def query(self, sql: str, params: list | None = None) -> pa.Table:
-        """Run one read query and return its result as an Arrow table (polars.from_arrow works)."""
-        with self.connect() as con:
+        """Run one read query on a read-only connection; its result as an Arrow table (polars.from_arrow works).
+
+        Short-lived: open, query, close, so it works while another process reads the file, and
+        between the commits of a running `featstore ingest`.
+        """
+        with self.connect(read_only=True) as con:
             try:
                 return con.sql(sql, params=params or None).to_arrow_table()
             except duckdb.Error as exc:
-                raise FeatstoreError(f"query failed: {str(exc).splitlines()[0]}") from exc
+                raise FeatstoreError(f"query failed: {_first_line(exc)}") from exc
 
     def scalar(self, sql: str, params: list | None = None):
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             row = con.execute(sql, params or []).fetchone()
             return None if row is None else row[0]
+
+    def sql(self, sql: str) -> pa.Table | None:
+        """Run SQL from a user on `read_only_connection()`: only reading statements, no file writes."""
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise FeatstoreError(f"query failed: {_first_line(exc)}") from exc
+        if not statements:
+            raise FeatstoreError("empty SQL; give a query such as \"SELECT * FROM models\"")
+        refused = sorted({_statement_kind(s).name for s in statements} - READ_STATEMENTS)
+        if refused:
+            raise FeatstoreError(f"{', '.join(refused)} statements are refused: this connection is read-only and writes no files")
+        with self.read_only_connection() as con:
+            try:
+                result = None
+                for statement in statements:
+                    result = con.sql(statement.query)
+                return None if result is None else result.to_arrow_table()
+            except duckdb.Error as exc:
+                hint = "; this connection is read-only and writes no files" if isinstance(exc, duckdb.PermissionException) else ""
+                raise FeatstoreError(f"query failed: {_first_line(exc)}{hint}") from exc
 
     # -- activation partitions -------------------------------------------------------------------
 
@@ -160,7 +417,18 @@ class Warehouse:
             raise FeatstoreError(
                 f"no activations for SAE {sae!r} on corpus {corpus!r}; run `featstore ingest` or `featstore import-activations` first"
             )
-        return Path(row)
+        return self.root / row
+
+    def activation_files(self, sae: str | None = None) -> list[Path]:
+        """The committed partition files (absolute), e.g. for `polars.scan_parquet(wh.activation_files())`.
+
+        Reading through this list rather than a glob of activations/ never sees a file a writer
+        has renamed into place but not yet committed.
+        """
+        rows = self.query(
+            "SELECT path FROM activation_partitions WHERE ? IS NULL OR sae = ? ORDER BY sae, corpus", [sae, sae]
+        ).column("path").to_pylist()
+        return [self.root / p for p in rows]
 
     def write_partition(
         self,
@@ -176,78 +444,169 @@ class Warehouse:
         Stored sorted by (feature, tok) (featstore.storage); `act_dtype` declares the precision the
         caller rounded act to (float32, bfloat16, float16), recorded in the file's footer.
 
-        The file is written under a fresh name, then the catalog row and the `activations` view are
-        switched to it in one transaction, then the old file is removed. A crash at any point leaves
-        either the old partition or the new one visible, never a half-written file; rerunning replaces.
+        The file is written in `.staging/` (outside activations/, so no reader of the folder sees it),
+        renamed into the partition folder, then the catalog row and the `activations` view are switched
+        to it in one transaction, then the old file is removed. A crash at any point leaves the old
+        partition or the new one in the catalog, never a half-written file; rerunning replaces.
+        Writers of different (SAE, corpus) pairs run side by side; a second writer of the same pair
+        is refused while the first runs.
         """
         folder = self.partition_dir(sae, corpus)
-        folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"part-{uuid.uuid4().hex[:12]}.parquet"
-        tmp = folder / f".{final.name}.tmp"
-        n_rows = 0
-        try:
-            # tok ascends (delta encoding ~0 B), feature is dictionary-coded, act's bytes are split by
-            # significance so zstd finds the exponents: about 5.1 B per activation, 6.2 with defaults
-            with pq.ParquetWriter(tmp, ACTIVATION_SCHEMA, compression="zstd", use_dictionary=["feature"],
-                                  column_encoding={"tok": "DELTA_BINARY_PACKED", "act": "BYTE_STREAM_SPLIT"}) as writer:
-                for batch in batches:
-                    table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-                    table = table.select(["tok", "feature", "act"]).cast(ACTIVATION_SCHEMA)
-                    writer.write_table(table)
-                    n_rows += table.num_rows
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            sort_partition(tmp, act_dtype)
-            os.replace(tmp, final)
-            with self.transaction() as con:
-                old = con.execute(
-                    "SELECT path FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]
-                ).fetchone()
-                con.execute("DELETE FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus])
-                from featstore.db import run
+        if not self.db_path.exists() or not self.writable():
+            self.create()  # or refuses a read-only / damaged one
+        with self._pair_lock(sae, corpus), self._staged_file() as tmp:
+            final = folder / f"part-{uuid.uuid4().hex[:12]}.parquet"
+            try:
+                n_rows = self._write_parquet(tmp, batches)
+                sort_partition(tmp, act_dtype)
+                folder.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
+                with self.transaction() as con:
+                    old = con.execute(
+                        "SELECT path FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]
+                    ).fetchone()
+                    con.execute("DELETE FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus])
+                    from featstore.db import run
 
-                run(con, "partitions/insert", sae=sae, corpus=corpus, path=str(final), n_rows=n_rows,
-                    n_tokens=n_tokens, bytes=final.stat().st_size, origin=origin)
-                self._refresh_activations_view(con)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            final.unlink(missing_ok=True)
-            raise
-        if old and Path(old[0]) != final:
-            Path(old[0]).unlink(missing_ok=True)
-        self._sweep_orphans(folder, keep=final)
+                    run(con, "partitions/insert", sae=sae, corpus=corpus, path=self.relative(final), n_rows=n_rows,
+                        n_tokens=n_tokens, bytes=final.stat().st_size, origin=origin)
+                    self._refresh_activations_view(con)
+            except BaseException as exc:
+                final.unlink(missing_ok=True)
+                if is_disk_full(exc) and not isinstance(exc, FeatstoreError):
+                    raise disk_full_error(self.root) from exc
+                raise
+            if old and (self.root / old[0]) != final:
+                (self.root / old[0]).unlink(missing_ok=True)
+            self._sweep_orphans(folder, keep=final)
         return final
+
+    @staticmethod
+    def _write_parquet(path: Path, batches: Iterable[pa.RecordBatch | pa.Table]) -> int:
+        """Stream the batches into one Parquet file, fsynced; returns the number of rows."""
+        n_rows = 0
+        # tok ascends (delta encoding ~0 B), feature is dictionary-coded, act's bytes are split by
+        # significance so zstd finds the exponents: about 5.1 B per activation, 6.2 with defaults
+        with pq.ParquetWriter(path, ACTIVATION_SCHEMA, compression="zstd", use_dictionary=["feature"],
+                              column_encoding={"tok": "DELTA_BINARY_PACKED", "act": "BYTE_STREAM_SPLIT"}) as writer:
+            for batch in batches:
+                table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+                table = table.select(["tok", "feature", "act"]).cast(ACTIVATION_SCHEMA)
+                writer.write_table(table)
+                n_rows += table.num_rows
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+        return n_rows
+
+    @contextmanager
+    def _pair_lock(self, sae: str, corpus: str) -> Iterator[None]:
+        """Exclusive right to write (sae, corpus); a second writer is refused, not queued behind a long ingest."""
+        locks = self.root / LOCKS_DIR
+        locks.mkdir(parents=True, exist_ok=True)
+        path = locks / f"{check_name('SAE', sae)}@{check_name('corpus', corpus)}.lock"
+        while True:
+            fh = open(path, "a+")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                raise FeatstoreError(
+                    f"another featstore process is writing the activations of SAE {sae!r} on corpus {corpus!r}; "
+                    "nothing was written: wait for it to finish (its partition then stands), or rerun after it"
+                ) from None
+            if path.exists() and os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
+                break
+            fh.close()  # the holder before us removed the file as we opened it: lock the new one
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # removed while locked, so the folder keeps no trace of writers
+            fh.close()
+
+    @contextmanager
+    def _staged_file(self) -> Iterator[Path]:
+        """A fresh file name in .staging/, locked while this writer lives; dead writers' files are swept."""
+        staging = self.root / STAGING_DIR
+        staging.mkdir(parents=True, exist_ok=True)
+        self._sweep_staging(staging)
+        path = staging / f"part-{uuid.uuid4().hex}.parquet.tmp"
+        with open(path, "wb") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            try:
+                yield path
+            finally:
+                path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _sweep_staging(staging: Path) -> None:
+        """Remove staged files whose writer is gone (lock free, and not just created): a killed ingest's leftovers."""
+        for path in staging.glob("part-*.tmp"):
+            try:
+                if time.time() - path.stat().st_mtime < STAGING_GRACE_SECONDS:
+                    continue
+                with open(path, "rb") as fh:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    path.unlink(missing_ok=True)
+            except (BlockingIOError, FileNotFoundError):
+                continue
 
     def drop_partition(self, con: duckdb.DuckDBPyConnection, sae: str, corpus: str | None = None) -> list[Path]:
         """Remove catalog rows (inside the caller's transaction); returns files to delete after commit."""
         where, params = ("sae = ?", [sae]) if corpus is None else ("sae = ? AND corpus = ?", [sae, corpus])
-        paths = [Path(r[0]) for r in con.execute(f"SELECT path FROM activation_partitions WHERE {where}", params).fetchall()]
+        paths = [self.root / r[0] for r in con.execute(f"SELECT path FROM activation_partitions WHERE {where}", params).fetchall()]
         con.execute(f"DELETE FROM activation_partitions WHERE {where}", params)
         self._refresh_activations_view(con)
         return paths
 
     @staticmethod
     def _sweep_orphans(folder: Path, keep: Path) -> None:
-        """Delete files left by runs killed before their commit."""
+        """Delete files of the pair's folder left by runs killed between rename and commit (pair lock held)."""
         for path in folder.iterdir():
             if path != keep and (path.name.startswith(".part-") or path.name.startswith("part-")):
                 path.unlink(missing_ok=True)
 
-    @classmethod
-    def _refresh_activations_view(cls, con: duckdb.DuckDBPyConnection) -> None:
-        paths = [r[0] for r in con.execute("SELECT path FROM activation_partitions ORDER BY sae, corpus").fetchall()]
-        cls._create_activations_view(con, paths)
+    # -- the activations view ------------------------------------------------------------------
+
+    def _refresh_activations_view(self, con: duckdb.DuckDBPyConnection) -> None:
+        paths = [str(self.root / r[0]) for r in con.execute("SELECT path FROM activation_partitions ORDER BY sae, corpus").fetchall()]
+        missing = [p for p in paths if not Path(p).is_file()]
+        if missing:
+            raise FeatstoreError(
+                f"the catalog lists {len(missing)} partition file(s) that are missing, e.g. {missing[0]}; "
+                "restore them from a backup, or re-ingest those (SAE, corpus) pairs"
+            )
+        self._create_activations_view(con, paths)
+        con.execute(f"COMMENT ON VIEW activations IS {_literal(str(self.root))}")
 
     @staticmethod
-    def _create_activations_view(con: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
+    def _view_root(con: duckdb.DuckDBPyConnection) -> str | None:
+        rows = con.execute("SELECT comment FROM duckdb_views() WHERE view_name = 'activations' AND NOT temporary").fetchall()
+        return rows[0][0] if rows else None
+
+    def _shadow_moved_view(self, con: duckdb.DuckDBPyConnection, files: list[str] | None = None) -> None:
+        """On a moved or copied warehouse opened read-only, a temporary `activations` view over this
+        folder's files hides the stored one (which names the old folder); every view built on it follows."""
+        if self._view_root(con) in (str(self.root), None):
+            return
+        if files is None:
+            files = [str(self.root / r[0]) for r in con.execute("SELECT path FROM activation_partitions ORDER BY sae, corpus").fetchall()]
+        self._create_activations_view(con, files, temporary=True)
+
+    def _create_activations_view(self, con: duckdb.DuckDBPyConnection, paths: list[str], temporary: bool = False) -> None:
         """`activations(sae, corpus, tok, feature, act)` over the committed files, by absolute path.
 
         Absolute paths make the view work from any directory in the DuckDB shell; hive partitioning
-        turns the folder names into the sae and corpus columns and prunes files on filters.
+        turns the folder names into the sae and corpus columns and prunes files on filters. Opened
+        from another folder (the warehouse was moved or copied), the stored view refuses to read
+        the old folder's files until any featstore command (e.g. `featstore relocate`) rebuilds it.
         """
         if paths:
             files = "[" + ", ".join(_literal(p) for p in paths) + "]"
-            body = f"SELECT sae, corpus, tok, feature, act FROM read_parquet({files}, hive_partitioning = true, hive_types_autocast = false)"
+            here = ", ".join(_literal(str(p / DB_FILE)) for p in {self.root, self.given_root})
+            moved = _literal(f"this warehouse was moved or copied from {self.root}; run `featstore relocate` in its new place")
+            scan = f"SELECT sae, corpus, tok, feature, act FROM read_parquet({files}, hive_partitioning = true, hive_types_autocast = false)"
+            guard = f" WHERE (SELECT CASE WHEN count(*) FILTER (WHERE path IN ({here})) = 0 THEN error({moved}) ELSE true END FROM duckdb_databases())"
+            body = scan + ("" if temporary else guard)
         else:
             body = "SELECT NULL::VARCHAR AS sae, NULL::VARCHAR AS corpus, NULL::UINTEGER AS tok, NULL::UINTEGER AS feature, NULL::FLOAT AS act WHERE false"
-        con.execute(f"CREATE OR REPLACE VIEW activations AS {body}")
+        con.execute(f"CREATE OR REPLACE {'TEMP ' if temporary else ''}VIEW activations AS {body}")

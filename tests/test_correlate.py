@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from featstore import correlate as corr
-from featstore.correlate import correlate
+from featstore.correlate import MIN_COFIRING, correlate
 from featstore.errors import FeatstoreError
 
 N_TOKENS, D_A, D_B, VOCAB = 240, 18, 22, 12
@@ -54,13 +54,13 @@ def all_tokens_reference(a, b):
         return np.corrcoef(a.T.astype(np.float64), b.T.astype(np.float64))[: a.shape[1], a.shape[1]:]
 
 
-def cofiring_reference(a, b):
+def cofiring_reference(a, b, min_n=MIN_COFIRING):
     ref = np.full((a.shape[1], b.shape[1]), np.nan)
     for i in range(a.shape[1]):
         for j in range(b.shape[1]):
             both = (a[:, i] > 0) & (b[:, j] > 0)
             x, y = a[both, i].astype(np.float64), b[both, j].astype(np.float64)
-            if both.sum() >= 2 and x.std() > 0 and y.std() > 0:
+            if both.sum() >= min_n and x.std() > 0 and y.std() > 0:
                 ref[i, j] = np.corrcoef(x, y)[0, 1]
     return ref
 

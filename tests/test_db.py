@@ -26,7 +26,7 @@ def explained(interp_warehouse):
 
 
 def partition_file(wh, sae: str) -> Path:
-    return Path(wh.scalar("SELECT path FROM activation_partitions WHERE sae = ?", [sae]))
+    return wh.root / wh.scalar("SELECT path FROM activation_partitions WHERE sae = ?", [sae])  # stored relative
 
 
 def test_dropping_an_sae_removes_everything_computed_from_it_and_then_its_files(explained):

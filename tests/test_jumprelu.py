@@ -114,7 +114,7 @@ def test_saelens_folder_is_added_loaded_and_ingested(warehouse, tiny_model_dir, 
 
     result = runner.invoke(main, ["--warehouse", str(warehouse.root), "ingest", "m", "--sae", "m-jr", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    path = warehouse.scalar("SELECT path FROM activation_partitions WHERE sae = 'm-jr'")
+    path = warehouse.root / warehouse.scalar("SELECT path FROM activation_partitions WHERE sae = 'm-jr'")  # stored relative
     table = pq.read_table(path)
     got = sorted(zip(*(table.column(c).to_pylist() for c in ("tok", "feature", "act"))))
 

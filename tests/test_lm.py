@@ -60,7 +60,7 @@ def test_models_are_registered_hf_folders_with_one_tokenizer(family):
     assert {r["train_corpus"] for r in rows} == set(MICRO.corpora.values())
     for row in rows:
         assert (wh.root / "models" / row["name"] / "model.safetensors").is_file()
-        model = AutoModelForCausalLM.from_pretrained(row["path"])
+        model = AutoModelForCausalLM.from_pretrained(wh.resolve(row["path"]))  # stored relative to the warehouse
         assert model.config.hidden_size == 64 and not model.config.tie_word_embeddings
         assert json.loads(row["hyperparams"])["preset"]["name"] == "micro"
     assert not [p for p in (wh.root / "models").iterdir() if p.name.startswith(".")]

@@ -83,7 +83,7 @@ def partition_files(wh) -> set[Path]:
 
 
 def catalog_files(wh) -> set[Path]:
-    return {Path(p) for p in wh.query("SELECT path FROM activation_partitions").column(0).to_pylist()}
+    return {wh.root / p for p in wh.query("SELECT path FROM activation_partitions").column(0).to_pylist()}
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_replacing_an_sae_or_a_corpus_leaves_no_row_of_the_old_data(family, make
     for table in ("activation_partitions", "correlation_runs", "explanation_samples", "explanations", "scores"):
         assert any(t == table for t, _ in named), f"nothing in {table} to replace: the test would prove nothing"
     assert ("scores", "source_sae") in named and ("correlation_runs", "sae_b") in named
-    old_files = {Path(p) for p in wh.query("SELECT path FROM activation_partitions WHERE sae = 'base-sae'").column(0).to_pylist()}
+    old_files = {wh.root / p for p in wh.query("SELECT path FROM activation_partitions WHERE sae = 'base-sae'").column(0).to_pylist()}
     old_runs = set(wh.query("SELECT id FROM correlation_runs").column(0).to_pylist())
 
     run_cli(wh, "sae", "add", "base-sae", str(make_sae_folder("base-v2")), "--model", "base", "--replace")

@@ -41,23 +41,13 @@ def query_text(name: str) -> str:
 def connect_read_only(wh: Warehouse) -> duckdb.DuckDBPyConnection:
     """A read-only connection that can read the warehouse's partitions and no other file.
 
-    One function so that issue 10's hardened query connection can replace it. The settings are
-    locked after they are set, so a query cannot switch file access back on.
+    Issue 10's sandboxed connection (`Warehouse.read_only_connection`): only the catalog and the
+    committed partition files can be read, nothing written, and the settings are locked.
     """
     if not wh.db_path.exists():
         raise FeatstoreError(f"no warehouse at {wh.root}: run `featstore run` (or give --warehouse DIR)")
     with _CONNECT_LOCK:
-        con = wh._open(read_only=True)
-        try:
-            if not con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]:
-                con.execute("SET allowed_directories = ?", [[str(wh.activations_dir) + "/"]])
-                con.execute("SET enable_external_access = false")
-                con.execute("SET autoinstall_known_extensions = false")
-                con.execute("SET lock_configuration = true")
-        except BaseException:
-            con.close()
-            raise
-    return con
+        return wh.read_only_connection()
 
 
 class LazyConnection:
@@ -296,7 +286,7 @@ class Store:
         with self._lock:
             path, index = self._partitions.get((sae, corpus), (None, None))
             if path != row["path"]:  # new, or rewritten since: the old index is dropped
-                index = PartitionIndex(row["path"], snap.saes[sae]["d_sae"])
+                index = PartitionIndex(str(self.wh.root / row["path"]), snap.saes[sae]["d_sae"])
                 self._partitions[(sae, corpus)] = (row["path"], index)
             return index
 
@@ -309,7 +299,7 @@ class Store:
 
     def decoder(self, sae_row: dict) -> DecoderIndex | None:
         """The SAE's decoder rows, or None when its weights file is not there."""
-        path = sae_row.get("path")
+        path = self.wh.resolve(sae_row.get("path"))
         weights = Path(path) / "sae_weights.safetensors" if path else None
         key = (sae_row["id"], str(weights), weights.stat().st_mtime_ns if weights and weights.exists() else None)
         with self._lock:

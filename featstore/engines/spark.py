@@ -92,7 +92,8 @@ def _correlate(spark, con: duckdb.DuckDBPyConnection, run: dict, staging: Path) 
             query(spark, "corr_normalised").createOrReplaceTempView(f"rows_{side}")
         else:
             spark.createDataFrame([], "feature BIGINT, u DOUBLE, rank INT").createOrReplaceTempView(f"stats_{side}")
-    pairs = query(spark, "corr_pairs_all_tokens" if statistic.implicit_zeros else "corr_pairs_moments").cache()
+    pairs = (query(spark, "corr_pairs_all_tokens") if statistic.implicit_zeros
+             else query(spark, "corr_pairs_moments", min_n=run["min_n"])).cache()
     pairs.createOrReplaceTempView("pairs_all")
     results = [spark.sql("SELECT 'pairs' AS kind, feature_a AS feature, feature_b AS match, CAST(r AS FLOAT) AS r"
                          " FROM pairs_all WHERE r >= :floor", args={"floor": run["r_floor"]}),

@@ -137,7 +137,7 @@ def correlate_sides(a: Side, b: Side, run: dict, workers: int, progress: bool | 
     try:
         with tqdm(total=int(weights.sum()), unit="pair", unit_scale=True, desc=f"correlate {run['stat']} (torch)",
                   disable=None if progress is None else not progress) as bar, ThreadPoolExecutor(workers) as pool:
-            for (lo, hi), summary in zip(tiles, pool.map(lambda t: _tile(a, b, *t, run["r_floor"], all_tokens), tiles)):
+            for (lo, hi), summary in zip(tiles, pool.map(lambda t: _tile(a, b, *t, run["r_floor"], all_tokens, run["min_n"]), tiles)):
                 merged.add(lo, hi, summary)
                 bar.update(int(weights[lo:hi].sum()))
     finally:
@@ -197,12 +197,12 @@ class TileSummary:
     n_defined: int
 
 
-def _tile(a: Side, b: Side, lo: int, hi: int, r_floor: float, all_tokens: bool) -> TileSummary:
+def _tile(a: Side, b: Side, lo: int, hi: int, r_floor: float, all_tokens: bool, min_n: int) -> TileSummary:
     (rows, cols), sums = tile_product(a.rows(lo, hi), b, moments=not all_tokens)
     if all_tokens:
         r = torch.clamp(sums[0] - a.u32[lo + rows] * b.u32[cols], -1, 1)  # float32: |Δr| ~ 1e-7
     else:
-        rows, cols, r = _moments_r(rows, cols, *sums)
+        rows, cols, r = _moments_r(rows, cols, *sums, min_n=min_n)
     keep = r >= r_floor
     row_r, row_match = best_per(rows, cols, r, hi - lo)
     col_r, col_match = best_per(cols, rows + lo, r, b.n_features)
@@ -217,10 +217,10 @@ def _tile(a: Side, b: Side, lo: int, hi: int, r_floor: float, all_tokens: bool) 
     return TileSummary((rows[keep] + lo, cols[keep], r[keep]), row_r, row_match, col_r, col_match, row_gap, low, r.numel())
 
 
-def _moments_r(rows, cols, n, sx, sy, sxx, syy, sxy):
+def _moments_r(rows, cols, n, sx, sy, sxx, syy, sxy, min_n: int):
     """The pairs with a defined Pearson r, from their raw moments, and r (sql/225_corr_block_moments.sql)."""
     var_x, var_y = n * sxx - sx * sx, n * syy - sy * sy
-    defined = (n >= 2) & (var_x > 1e-9 * n * sxx) & (var_y > 1e-9 * n * syy)
+    defined = (n >= min_n) & (var_x > 1e-9 * n * sxx) & (var_y > 1e-9 * n * syy)
     r = torch.clamp((n * sxy - sx * sy)[defined] / torch.sqrt(var_x[defined] * var_y[defined]), -1, 1)
     return rows[defined], cols[defined], r
 

@@ -269,6 +269,11 @@ def _config_from_json(path: Path) -> tuple[type[SAE], SAEConfig]:
     from featstore.saes.registry import architecture_from_saelens
 
     raw = read_config(path)
+    if not isinstance(raw["hook_name"], str):
+        raise FeatstoreError(f"{path}: hook_name must be a string such as blocks.0.mlp.hook_post (got {raw['hook_name']!r})")
+    for key in ("d_in", "d_sae", "hook_layer", "k", "seed"):
+        if raw.get(key) is not None and (isinstance(raw[key], bool) or not isinstance(raw[key], int)):
+            raise FeatstoreError(f"{path}: {key} must be an integer (got {raw[key]!r})")
     cls = architecture_from_saelens(raw["architecture"], path)
     layer = raw.get("hook_layer")
     return cls, cls.config_class(

@@ -21,6 +21,8 @@ SELECT *, threshold::DOUBLE AS threshold,
             WHEN r_a >= threshold THEN 'from_a'
             WHEN r_b >= threshold THEN 'from_b'
             ELSE 'emerged' END AS inheritance
-FROM paired;
+FROM paired
+WHERE CASE WHEN threshold BETWEEN -1 AND 1 THEN true
+           ELSE error('merge_inheritance: threshold must be a correlation between -1 and 1, got ' || threshold) END;
 -- merge_inheritance at threshold 0.8 on all_tokens; merge_inheritance(...) for others.
 CREATE OR REPLACE VIEW merge_inheritance AS SELECT * FROM merge_inheritance();
