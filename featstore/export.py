@@ -95,7 +95,7 @@ def export_layout(wh: Warehouse, out_dir: str | os.PathLike) -> dict:
                 con.execute(f"COPY ({select}) TO '{tmp / f'{table}.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
             files = con.execute("SELECT sae, corpus, path FROM activation_partitions").fetchall()
         for sae, corpus, path in files:
-            _link_or_copy(Path(path), tmp / "activations" / f"sae={sae}" / f"corpus={corpus}" / Path(path).name)
+            _link_or_copy(wh.root / path, tmp / "activations" / f"sae={sae}" / f"corpus={corpus}" / Path(path).name)
         (tmp / LAYOUT_MARKER).write_text("written by featstore export --engine-layout; replaced by the next one\n")
         if out.exists():
             shutil.rmtree(out)

@@ -71,10 +71,11 @@ def test_small_tiles_chunks_and_saturated_searches(filled, data, stat, monkeypat
 @pytest.mark.parametrize("stat", STATS)
 def test_torch_engine_on_the_interpretability_warehouse(interp_warehouse, stat):
     """Real tokens and documents: features with exact planted partners, one that fires on every ' ball'."""
-    sql = correlate(interp_warehouse, "toy", "toy_child", corpus="synth", stat=stat, engine="sql", r_floor=-1.0, progress=False)
+    floor = 1e-6 if stat == "all_tokens" else -1.0  # all_tokens refuses floors <= 0
+    sql = correlate(interp_warehouse, "toy", "toy_child", corpus="synth", stat=stat, engine="sql", r_floor=floor, progress=False)
     expected = stored(interp_warehouse, sql["id"])
-    run = correlate(interp_warehouse, "toy", "toy_child", corpus="synth", stat=stat, engine="torch", r_floor=-1.0, progress=False)
-    ties = same_results(expected, stored(interp_warehouse, run["id"]), -1.0)
+    run = correlate(interp_warehouse, "toy", "toy_child", corpus="synth", stat=stat, engine="torch", r_floor=floor, progress=False)
+    ties = same_results(expected, stored(interp_warehouse, run["id"]), floor)
     assert run["n_pairs"] == sql["n_pairs"] > 0
     assert ties <= tied_features(expected[0])  # only where two partners share the best r exactly (r = 1.0 here)
     assert ties == 0 or stat == "token_type_mean"

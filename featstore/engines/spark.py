@@ -70,7 +70,9 @@ def _warehouse_root(con: duckdb.DuckDBPyConnection) -> Path:
 
 def partition_files(con: duckdb.DuckDBPyConnection, sae: str, corpus: str) -> list[str]:
     """The committed Parquet files of one (SAE, corpus) partition."""
-    return [r[0] for r in con.execute("SELECT path FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]).fetchall()]
+    root = _warehouse_root(con)  # catalog paths are relative to the warehouse folder
+    rows = con.execute("SELECT path FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]).fetchall()
+    return [str(root / r[0]) for r in rows]
 
 
 def _correlate(spark, con: duckdb.DuckDBPyConnection, run: dict, staging: Path) -> tuple[dict[str, str], int]:

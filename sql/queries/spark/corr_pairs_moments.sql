@@ -1,5 +1,5 @@
 -- cofiring / token_type_mean r of every pair over the keys where both fire (Spark SQL), as
--- sql/225_corr_block_moments.sql; undefined pairs (fewer than :min_n keys, no variance) have no row.
+-- sql/225_corr_block_moments.sql; undefined pairs (fewer than min_n keys, no variance) have no row.
 -- Views: raw_a, raw_b (key, feature, x).
 WITH m AS (
     SELECT a.feature AS feature_a, b.feature AS feature_b, count(*) AS n,
