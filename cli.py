@@ -269,18 +269,29 @@ def import_activations_command(wh: Warehouse, file: Path, sae_id: str, corpus: s
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Windows per forward pass.")
 @click.option("--context", type=int, default=256, show_default=True, help="Tokens per window (within a document).")
 @click.option("--device", default=None, help="[default: cuda when available]")
+@click.option("--act-dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+              help="Round act to this precision before storing (about 2 bytes less per activation).")
+@click.option("--shard", "shard_spec", default=None,
+              help="I/N: encode the I-th of N shares of the documents (default under torchrun: RANK/WORLD_SIZE).")
 @pass_warehouse
 def ingest_command(wh: Warehouse, model: str, corpora, all_corpora: bool, sae_id, layer, batch_size: int, context: int,
-                   device) -> None:
+                   device, act_dtype: str, shard_spec: str | None) -> None:
     """Run MODEL over corpora, encode its MLP activation with an SAE, store the act > 0 rows."""
     from featstore.ingest import ingest_corpora, model_corpora
+    from featstore.sharding import parse_shard
 
     chosen = model_corpora(wh, model) if all_corpora else list(corpora)
     for done in ingest_corpora(wh, model, chosen, sae_id=sae_id, layer=layer, batch_size=batch_size, context=context,
-                               device=device):
+                               device=device, act_dtype=act_dtype, shard=parse_shard(shard_spec)):
+        if "shard" in done:
+            state = f"published -> {done['path']}" if done["published"] else f"waiting for shards {done['waiting_for']}"
+            click.echo(f"{done['sae']} on {done['corpus']}, shard {done['shard']}: {done['rows']:,} rows over {done['tokens']:,} tokens, "
+                       f"{done['tokens_per_s']:,.0f} tokens/s; {state}")
+            continue
         click.echo(
             f"{done['sae']} on {done['corpus']}: {done['rows']:,} rows over {done['tokens']:,} tokens "
-            f"({done['rows_per_token']:.1f} per token), {done['tokens_per_s']:,.0f} tokens/s -> {done['path']}"
+            f"({done['rows_per_token']:.1f} per token), {done['tokens_per_s']:,.0f} tokens/s, "
+            f"{done['bytes_per_activation']} B per activation ({act_dtype}) -> {done['path']}"
         )
 
 # --- correlate ------------------------------------------------------------------------------------
@@ -296,15 +307,20 @@ def ingest_command(wh: Warehouse, model: str, corpora, all_corpora: bool, sae_id
               help="Store every pair with r >= this (in [-1, 1]; all_tokens: > 0).")
 @click.option("--min-cofiring", type=int, default=MIN_COFIRING, show_default=True,
               help="cofiring: least number of tokens both features fire on for r to count.")
+@click.option("--engine", type=click.Choice(["auto", "sql", "torch", "spark"]), default="auto", show_default=True,
+              help="sql: DuckDB; torch: blocked products (CPU/CUDA); spark: Spark SQL; auto: torch on CUDA, else sql.")
+@click.option("--threads", type=int, default=None, help="Cores to use (default: all).")
+@click.option("--spark-master", default=None, help="Spark master URL for --engine spark [default: local[*]].")
 @pass_warehouse
 def correlate_command(wh: Warehouse, sae_a: str, sae_b: str, corpora, stat: str, r_floor: float,
-                      min_cofiring: int) -> None:
+                      min_cofiring: int, engine: str, threads: int | None, spark_master: str | None) -> None:
     """Pearson r between every feature of SAE_A and of SAE_B over the same tokens; stores pairs and best matches."""
     from featstore.correlate import correlate_corpora
 
-    for run in correlate_corpora(wh, sae_a, sae_b, corpora, stat=stat, r_floor=r_floor, min_cofiring=min_cofiring):
+    for run in correlate_corpora(wh, sae_a, sae_b, corpora, stat=stat, r_floor=r_floor, min_cofiring=min_cofiring,
+                                 engine=engine, threads=threads, spark_master=spark_master):
         click.echo(
-            f"run {run['id']}: {sae_a} x {sae_b} on {run['corpus']} ({stat}, {run['n_tokens']:,} tokens): "
+            f"run {run['id']}: {sae_a} x {sae_b} on {run['corpus']} ({stat}, {run['n_tokens']:,} tokens, {run['engine']}): "
             f"{run['n_cofiring_pairs']:,} co-firing pairs, {run['n_pairs']:,} stored with r >= {r_floor}, {run['seconds']:.1f} s"
         )
 
@@ -788,15 +804,23 @@ def serve_command(wh: Warehouse, port: int, host: str) -> None:
 
 
 @main.command("export")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="parquet", show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write NAME.<format> into [default: <warehouse>/exports].")
+@click.option("--engine-layout", "layout", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Instead of NAME: write every catalog table and the activation partitions as Parquet into this folder.")
 @pass_warehouse
-def export_command(wh: Warehouse, name: str, fmt: str, out_dir: Path | None) -> None:
-    """Write any table or view to a Parquet, CSV or Arrow IPC file."""
-    from featstore.export import export
+def export_command(wh: Warehouse, name: str | None, fmt: str, out_dir: Path | None, layout: Path | None) -> None:
+    """Write any table or view to a Parquet, CSV or Arrow IPC file, or the whole warehouse as Parquet."""
+    from featstore.export import export, export_layout
 
+    if layout is not None:
+        done = export_layout(wh, layout)
+        click.echo(f"{done['tables']} tables and {done['partition_files']} activation files -> {done['path']}")
+        return
+    if name is None:
+        raise FeatstoreError("name a table or view to export, or give --engine-layout DIR")
     done = export(wh, name, fmt, out_dir)
     click.echo(f"{done['rows']} rows -> {done['path']} ({done['bytes']:,} bytes)")
 

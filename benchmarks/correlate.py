@@ -1,7 +1,7 @@
-"""Benchmark `featstore correlate` against scipy.sparse on two synthetic SAEs, in the same run.
+"""Benchmark `featstore correlate` (SQL and torch engines) against scipy.sparse on two synthetic SAEs, in the same run.
 
-    python benchmarks/correlate.py                                   # 200k tokens x 16,384 features
-    python benchmarks/correlate.py --tokens 1000000 --features 65536 --no-scipy
+    python benchmarks/correlate.py                                   # 200k tokens x 16,384 features, 1 and 2 threads
+    python benchmarks/correlate.py --engines torch --threads 2 --tokens 1000000 --features 65536 --no-scipy
 
 Synthetic activations: about --l0 active features per token per SAE, feature frequencies log-normal,
 activations log-normal float32; --planted features of SAE a have a partner in SAE b that fires on the
@@ -74,7 +74,7 @@ def build_warehouse(root: Path, args) -> dict:
         for model, sae in (("bench-base", SAE_A), ("bench-child", SAE_B)):
             con.execute("INSERT INTO models (name, kind, path, tokenizer) VALUES (?, 'imported', 'synthetic', 'bench')", [model])
             con.execute("INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture)"
-                        " VALUES (?, ?, 'blocks.0.mlp.hook_post', 0, 1024, ?, 'imported')", [sae, model, args.features])
+                        " VALUES (?, ?, 'blocks.0.mlp.hook_post', 0, 1024, ?, 'relu')", [sae, model, args.features])
     for sae, (tok, feature, act) in ((SAE_A, side_a), (SAE_B, side_b)):
         chunk = 2_000_000
         batches = (pa.table({"tok": tok[i:i + chunk], "feature": feature[i:i + chunk], "act": act[i:i + chunk]})
@@ -90,11 +90,11 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
-def run_featstore(root: Path, floor: float) -> dict:
+def run_featstore(root: Path, floor: float, engine: str, threads: int) -> dict:
     from featstore.correlate import correlate
 
     started, cpu = time.perf_counter(), time.process_time()
-    run = correlate(Warehouse(root), SAE_A, SAE_B, corpus=CORPUS, r_floor=floor, progress=False)
+    run = correlate(Warehouse(root), SAE_A, SAE_B, corpus=CORPUS, r_floor=floor, engine=engine, threads=threads, progress=False)
     return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu, "peak_rss_gb": peak_rss_gb(),
             "n_cofiring_pairs": run["n_cofiring_pairs"], "n_pairs": run["n_pairs"]}
 
@@ -196,11 +196,16 @@ def bytes_per_activation(root: Path) -> float:
 # -- driver -------------------------------------------------------------------------------------------
 
 
-def subprocess_json(*argv: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+def subprocess_json(*argv: str, threads: int) -> dict:
+    env = {**os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
+    done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise SystemExit(f"{argv[0]} run failed:\n{done.stderr}")
+        raise SystemExit(f"{argv[-2:]} run failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -211,16 +216,18 @@ def main() -> None:
     parser.add_argument("--planted", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--floor", type=float, default=0.2)
+    parser.add_argument("--engines", default="sql,torch", help="featstore engines to time, comma-separated")
+    parser.add_argument("--threads", default="1,2", help="thread counts to time each engine at, comma-separated")
     parser.add_argument("--no-scipy", action="store_true", help="featstore only (for sizes scipy cannot hold)")
     parser.add_argument("--dir", type=Path, help="warehouse folder to (re)use; default a temporary one")
-    parser.add_argument("engine", nargs="?", choices=["featstore", "scipy"], help=argparse.SUPPRESS)
+    parser.add_argument("engine", nargs="?", choices=["sql", "torch", "scipy"], help=argparse.SUPPRESS)
     parser.add_argument("out", nargs="?", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.engine == "featstore":
-        print(json.dumps(run_featstore(args.dir, args.floor)))
-        return
     if args.engine == "scipy":
         print(json.dumps(run_scipy(args.dir, args.floor, args.out)))
+        return
+    if args.engine:
+        print(json.dumps(run_featstore(args.dir, args.floor, args.engine, int(args.threads))))
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -229,25 +236,31 @@ def main() -> None:
         planted = build_warehouse(root, args)
         print(f"data: {args.tokens:,} tokens x {args.features:,} features, L0 {args.l0}, {args.planted} planted matches; "
               f"written in {time.perf_counter() - started:.1f} s, {bytes_per_activation(root):.2f} bytes per stored activation")
-        ours = subprocess_json("--dir", str(root), "--floor", str(args.floor), "featstore")
-        print(f"featstore correlate: {ours['seconds']:.2f} s ({ours['cpu_seconds']:.2f} s CPU), peak RSS {ours['peak_rss_gb']:.2f} GB, "
-              f"{ours['n_cofiring_pairs']:,} co-firing pairs, {ours['n_pairs']:,} stored with r >= {args.floor}")
-        if args.no_scipy:
-            found = planted_found(Warehouse(root), Warehouse(root).scalar("SELECT max(id) FROM correlation_runs"), planted)
-            print(f"planted matches found: {found['planted_found']} of {found['planted']}")
-            return
         reference = Path(tmp) / "scipy.npz"
-        theirs = subprocess_json("--dir", str(root), "--floor", str(args.floor), "scipy", str(reference))
-        print(f"scipy.sparse AᵀB + Pearson: {theirs['seconds']:.2f} s ({theirs['cpu_seconds']:.2f} s CPU; + {theirs['read_seconds']:.2f} s reading Parquet, "
-              f"+ {theirs['best_match_seconds']:.2f} s best matches), peak RSS {theirs['peak_rss_gb']:.2f} GB, "
-              f"{theirs['n_cofiring_pairs']:,} co-firing pairs")
-        print(f"ratio featstore / scipy: {ours['seconds'] / theirs['seconds']:.2f} wall, "
-              f"{ours['cpu_seconds'] / theirs['cpu_seconds']:.2f} CPU; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        c = compare(root, reference, planted, args.floor)
-        print(f"stored pairs: featstore {c['pairs_featstore']:,}, scipy {c['pairs_scipy']:,}, differing {c['pairs_differing']}; "
-              f"max |Δr| {c['max_abs_dr_pairs']:.2e} (pairs), {c['max_abs_dr_best']:.2e} (best matches)")
-        print(f"best matches identical: {c['best_matches_identical']:,} of {c['best_matches_total']:,}")
-        print(f"planted matches found: {c['planted_found']} of {c['planted']}")
+        for threads in [int(t) for t in args.threads.split(",")]:
+            common = ("--dir", str(root), "--floor", str(args.floor), "--threads", str(threads))
+            theirs = None
+            if not args.no_scipy:
+                print(f"[threads {threads}, load average {load()}]")
+                theirs = subprocess_json(*common, "scipy", str(reference), threads=threads)
+                print(f"  scipy.sparse AᵀB + Pearson: {theirs['seconds']:.2f} s ({theirs['cpu_seconds']:.2f} s CPU; + {theirs['read_seconds']:.2f} s "
+                      f"reading Parquet, + {theirs['best_match_seconds']:.2f} s best matches), peak RSS {theirs['peak_rss_gb']:.2f} GB, "
+                      f"{theirs['n_cofiring_pairs']:,} co-firing pairs")
+            for engine in args.engines.split(","):
+                ours = subprocess_json(*common, engine, threads=threads)
+                print(f"  featstore correlate --engine {engine}: {ours['seconds']:.2f} s ({ours['cpu_seconds']:.2f} s CPU), peak RSS "
+                      f"{ours['peak_rss_gb']:.2f} GB, {ours['n_cofiring_pairs']:,} co-firing pairs, {ours['n_pairs']:,} stored with r >= {args.floor}"
+                      f" [load average {load()}]")
+                if theirs is None:
+                    found = planted_found(Warehouse(root), Warehouse(root).scalar("SELECT max(id) FROM correlation_runs"), planted)
+                    print(f"    planted matches found: {found['planted_found']} of {found['planted']}")
+                    continue
+                c = compare(root, reference, planted, args.floor)
+                print(f"    ratio {engine} / scipy: {ours['seconds'] / theirs['seconds']:.2f} wall, {ours['cpu_seconds'] / theirs['cpu_seconds']:.2f} CPU; "
+                      f"pairs {c['pairs_featstore']:,} vs {c['pairs_scipy']:,}, differing {c['pairs_differing']}, max |Δr| "
+                      f"{c['max_abs_dr_pairs']:.1e} (pairs) {c['max_abs_dr_best']:.1e} (best); best matches identical "
+                      f"{c['best_matches_identical']:,} of {c['best_matches_total']:,}; planted found {c['planted_found']} of {c['planted']}")
+        print(f"machine: {os.cpu_count()} cores, load average {load()} at the end")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import duckdb
 import pyarrow as pa
@@ -35,6 +36,8 @@ from featstore.errors import FeatstoreError
 from featstore.registry import get_model, get_sae
 from featstore.statistics import MATCH_METHODS, Statistic, get_statistic
 from featstore.warehouse import Warehouse
+
+ENGINES = ("auto", "sql", "torch", "spark")
 PAIRS_PER_BLOCK = 1_250_000  # co-firing row pairs per GROUP BY: 0.4M-1.25M measured alike, 2.5M +20%, 5M +40% CPU
 MASK_BITS = 63  # lowest-u partners tracked per feature in a bitmask when looking for the best non-co-firing one
 # cofiring: r over fewer shared tokens is noise (over 2 it is always ±1); token_type_mean keeps pandas' 2
@@ -51,37 +54,47 @@ def correlate(
     r_floor: float = 0.2,
     min_cofiring: int = MIN_COFIRING,
     progress: bool | None = None,
+    engine: str = "auto",
+    threads: int | None = None,
+    spark_master: str | None = None,
 ) -> dict:
     """Correlate every feature of `sae_a` with every feature of `sae_b` on `corpus` and store the run.
 
     Replaces an earlier run of the same (sae_a, sae_b, corpus, stat) in one transaction. `corpus`
-    may be left out when the two SAEs share exactly one corpus. Returns the run's catalog row.
+    may be left out when the two SAEs share exactly one corpus. `engine` is sql, torch, spark or auto
+    (torch on CUDA, else sql); every engine fills the same result relations, which one store step
+    (featstore.db's correlations.store) commits.
+    `threads` caps the cores used (default: all). Returns the run's catalog row.
     """
     started = time.perf_counter()
     run = _check_inputs(wh, sae_a, sae_b, corpus, stat, r_floor)
     if min_cofiring < 2:
         raise FeatstoreError(f"--min-cofiring must be at least 2 (got {min_cofiring}); over 2 tokens r is always ±1")
     run["min_n"] = min_cofiring if stat == "cofiring" else 2
+    engine, compute = _engine(engine, spark_master)
     with wh.connect() as con:
         con.execute("SET preserve_insertion_order = false")
+        if threads is not None:
+            con.execute(f"SET threads = {int(threads)}")
         con.execute(f"ATTACH ':memory:' AS {WORK}")
         try:
-            n_cofiring = _compute(con, run, progress)
-            seconds = time.perf_counter() - started
-            con.execute("BEGIN TRANSACTION")
-            try:
-                key = {k: run[k] for k in ("sae_a", "sae_b", "corpus", "stat")}
-                run_id = Database(wh).correlations.store(
-                    con, key, r_floor=run["r_floor"], n_tokens=run["n_tokens"], seconds=seconds,
-                    pairs=f"{WORK}.pairs", best={side: f"{WORK}.best_{side}" for side in "ab"})
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+            with compute(con, run, progress) as (results, n_cofiring):
+                seconds = time.perf_counter() - started
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    key = {k: run[k] for k in ("sae_a", "sae_b", "corpus", "stat")}
+                    run_id = Database(wh).correlations.store(
+                        con, key, r_floor=run["r_floor"], n_tokens=run["n_tokens"], seconds=seconds,
+                        pairs=results["pairs"], best={side: results[f"best_{side}"] for side in "ab"})
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
         finally:
             con.execute(f"DETACH {WORK}")
     summary = run_row(wh, run_id)
     summary["n_cofiring_pairs"] = n_cofiring
+    summary["engine"] = engine
     return summary
 
 
@@ -174,14 +187,49 @@ def _shared_corpus(wh: Warehouse, sae_a: str, sae_b: str) -> str:
 # -- computation (tables of an in-memory database attached for the run) ---------------------------
 
 WORK = "corr_work"  # attached per run, so parallel cursors share its tables; gone when detached
+RESULTS = {"pairs": f"{WORK}.pairs", "best_a": f"{WORK}.best_a", "best_b": f"{WORK}.best_b"}  # what the store step reads
+
+
+def load_rows(con: duckdb.DuckDBPyConnection, run: dict, side: str, kind: str = "TABLE") -> str:
+    """corr_work.raw_{side}: the (key, feature, x) rows one side's statistic joins on, checked; returns its name.
+
+    kind VIEW checks the rows streamed from the partitions without holding them (the Spark engine's case)."""
+    sae, corpus = (run[k].replace("'", "''") for k in (f"sae_{side}", "corpus"))  # a view takes no parameters
+    con.execute(f"CREATE {kind} {WORK}.raw_{side} AS SELECT * FROM {run['statistic'].rows}('{sae}', '{corpus}')")
+    _check_values(con, side, run)
+    return f"{WORK}.raw_{side}"
+
+
+def _engine(name: str, spark_master: str | None):
+    """(name, compute step) of engine `name`; the step is a context manager (con, run, progress) ->
+    (result relations, co-firing pairs)."""
+    if name == "auto":
+        import torch
+
+        name = "torch" if torch.cuda.is_available() else "sql"
+    if name == "sql":
+        return name, _sql_engine
+    if name == "torch":
+        from featstore.engines.torch import compute
+
+        return name, compute
+    if name == "spark":
+        from featstore.engines.spark import engine
+
+        return name, engine(spark_master)
+    raise FeatstoreError(f"unknown engine {name!r}; use one of {', '.join(ENGINES)}")
+
+
+@contextmanager
+def _sql_engine(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None):
+    yield RESULTS, _compute(con, run, progress)
 
 
 def _compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None) -> int:
     """Fill corr_work.pairs, corr_work.best_a and corr_work.best_b; returns the number of co-firing pairs."""
     statistic: Statistic = run["statistic"]
     for side in "ab":
-        con.execute(f"CREATE TABLE {WORK}.raw_{side} AS SELECT * FROM {statistic.rows}(?, ?)", [run[f"sae_{side}"], run["corpus"]])
-        _check_values(con, side, run)
+        load_rows(con, run, side)
         con.execute(f"CREATE TABLE {WORK}.stats_{side} AS SELECT * FROM corr_feature_stats('{WORK}.raw_{side}', ?)",
                     [run["n_tokens"]])
         normalised = f"corr_normalised('{WORK}.raw_{side}', '{WORK}.stats_{side}')"

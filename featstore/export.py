@@ -7,6 +7,7 @@ place only when complete, so a notebook never reads a half-written export.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -14,12 +15,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from featstore.db import run
+from featstore.db import run, statements
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse
 
 FORMATS = {"parquet": "parquet", "csv": "csv", "arrow": "arrow"}
 BATCH_ROWS = 65_536
+LAYOUT_MARKER = "featstore-layout.txt"  # marks a folder written by export_layout, so a rerun may replace it
 
 
 def relation_names(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -69,6 +71,46 @@ def export(wh: Warehouse, name: str, fmt: str = "parquet", out_dir: str | os.Pat
         finally:
             tmp.unlink(missing_ok=True)
     return {"name": name, "format": fmt, "path": str(final), "rows": n_rows, "bytes": final.stat().st_size}
+
+
+def export_layout(wh: Warehouse, out_dir: str | os.PathLike) -> dict:
+    """The whole warehouse as Parquet for Spark, Trino or Polars: `<out>/<table>.parquet` for every catalog
+    table and the activation partitions under `<out>/activations/sae=…/corpus=…/` (hard links when the
+    file system allows, else copies), with `activation_partitions.path` relative to `<out>`.
+
+    Written into a temporary folder renamed into place when complete; an earlier layout there is replaced.
+    """
+    out = Path(out_dir).resolve()
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / LAYOUT_MARKER).exists())):
+        raise FeatstoreError(f"{out} exists and is not an engine layout; give a new or empty folder")
+    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with wh.connect(read_only=True) as con:
+            tables = [r[0] for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE NOT internal AND schema_name = 'main' ORDER BY 1").fetchall()]
+            for table in tables:
+                select = statements("export/layout_partitions")[0] if table == "activation_partitions" else f"SELECT * FROM {_quoted(table)}"
+                con.execute(f"COPY ({select}) TO '{tmp / f'{table}.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
+            files = con.execute("SELECT sae, corpus, path FROM activation_partitions").fetchall()
+        for sae, corpus, path in files:
+            _link_or_copy(wh.root / path, tmp / "activations" / f"sae={sae}" / f"corpus={corpus}" / Path(path).name)
+        (tmp / LAYOUT_MARKER).write_text("written by featstore export --engine-layout; replaced by the next one\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"path": str(out), "tables": len(tables), "partition_files": len(files)}
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def run_sql(wh: Warehouse, sql: str) -> pa.Table | None:

@@ -8,6 +8,7 @@ a rerun replaces it.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
 
@@ -21,6 +22,7 @@ from featstore.corpus import batched
 from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.hf import load_model, resolve_device
+from featstore.storage import ACT_DTYPES
 from featstore.warehouse import ACTIVATION_SCHEMA, Warehouse
 
 
@@ -34,25 +36,30 @@ def default_corpus(wh: Warehouse, tokenizer: str | None) -> str:
     raise FeatstoreError(f"several corpora use this model's tokenizer ({', '.join(names)}); pick one with --corpus")
 
 
-def windows(wh: Warehouse, corpus: str, context: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(tok, token_id) windows of at most `context` tokens, each inside one document."""
+def windows(wh: Warehouse, corpus: str, context: int, shard: tuple[int, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(tok, token_id) windows of at most `context` tokens, each inside one document; with
+    shard (I, N) only those of the documents whose doc_id % N == I."""
     from featstore.corpus import corpus_token_blocks
 
-    for _doc_id, toks, token_ids in corpus_token_blocks(wh, corpus):
+    for doc_id, toks, token_ids in corpus_token_blocks(wh, corpus):
+        if shard is not None and doc_id % shard[1] != shard[0]:
+            continue
         for start in range(0, len(toks), context):
             yield toks[start : start + context], token_ids[start : start + context]
 
 
 def encode_windows(
-    model, sae, batches: Iterator[list[tuple[np.ndarray, np.ndarray]]], hook: str, device: torch.device, bar
+    model, sae, batches: Iterator[list[tuple[np.ndarray, np.ndarray]]], hook: str, device: torch.device, bar,
+    act_dtype: str = "float32",
 ) -> Iterator[pa.RecordBatch]:
-    """Sparse (tok, feature, act) rows of each batch of windows; NaN/inf activations abort."""
+    """Sparse (tok, feature, act) rows of each batch of windows, act rounded to `act_dtype`; NaN/inf abort."""
     for batch in batches:
         blocks = [torch.as_tensor(ids.astype(np.int64)) for _, ids in batch]
         x = batch_activations(model, blocks, hook, device).float()
         feats = sae.encode(x)
         if not (torch.isfinite(x).all() and torch.isfinite(feats).all()):
             raise FeatstoreError("NaN/inf activations from the model or SAE; nothing was written (check the weights)")
+        feats = rounded(feats, act_dtype)
         rows, features = torch.nonzero(feats > 0, as_tuple=True)
         toks = torch.as_tensor(np.concatenate([t for t, _ in batch]).astype(np.int64), device=device)
         yield pa.RecordBatch.from_arrays(
@@ -66,6 +73,17 @@ def encode_windows(
         bar.update(len(x))
 
 
+def rounded(feats: torch.Tensor, act_dtype: str) -> torch.Tensor:
+    """float32 activations holding exactly the values of `act_dtype` (round to nearest even); values
+    too small for it become 0 (implicit zeros), values too large for float16 are refused."""
+    if act_dtype == "float32":
+        return feats
+    half = feats.to(getattr(torch, act_dtype)).float()
+    if not torch.isfinite(half).all():
+        raise FeatstoreError(f"activations exceed {act_dtype}'s range; nothing was written: use --act-dtype bfloat16")
+    return half
+
+
 def ingest(
     wh: Warehouse,
     model: str,
@@ -77,6 +95,8 @@ def ingest(
     context: int = 256,
     device: str | None = None,
     progress: bool = True,
+    act_dtype: str = "float32",
+    shard: tuple[int, int] | None = None,
 ) -> dict:
     """Write the sparse activations of `sae_id` (default: the model's primary SAE) on `corpus`.
 
@@ -90,6 +110,8 @@ def ingest(
 
     if context < 1 or batch_size < 1:
         raise FeatstoreError("--context and --batch-size must be positive")
+    if act_dtype not in ACT_DTYPES:
+        raise FeatstoreError(f"unknown --act-dtype {act_dtype!r}; use one of {', '.join(ACT_DTYPES)}")
     model_row = get_model(wh, model)
     sae_row = get_sae(wh, sae_id) if sae_id else primary_sae(wh, model)
     if sae_row["model"] != model:
@@ -103,6 +125,8 @@ def ingest(
         raise FeatstoreError(f"corpus {corpus!r} has no tokens")
     check_hook(model_row, sae_row["hook_point"], sae_row["layer"], sae_row["d_in"])
 
+    if device is None and shard is not None and torch.cuda.is_available():  # torchrun: one GPU per local rank
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', shard[0])) % torch.cuda.device_count()}"
     device = resolve_device(device)
     lm = load_model(model_row["path"], device)
     sae = load_sae(sae_row["path"], device)
@@ -110,15 +134,37 @@ def ingest(
         raise FeatstoreError(f"SAE {sae_row['id']!r}: weights have d_in {sae.cfg.d_in}, the registry says {sae_row['d_in']}")
 
     start = time.perf_counter()
-    with torch.no_grad(), tqdm(total=corpus_row["n_tokens"], unit="tok", unit_scale=True, disable=not progress, desc=f"ingest {sae_row['id']}") as bar:
-        rows = encode_windows(lm, sae, batched(windows(wh, corpus, context), batch_size), sae_row["hook_point"], device, bar)
-        path = wh.write_partition(sae_row["id"], corpus, rows, corpus_row["n_tokens"], origin="ingest")
+    total = corpus_row["n_tokens"] // (shard[1] if shard else 1)
+    with torch.no_grad(), tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc=f"ingest {sae_row['id']}") as bar:
+        rows = encode_windows(lm, sae, batched(windows(wh, corpus, context, shard), batch_size), sae_row["hook_point"], device, bar,
+                              act_dtype)
+        if shard is not None:
+            return _ingest_shard(wh, sae_row, corpus_row, rows, shard, context, act_dtype, start, bar)
+        path = wh.write_partition(sae_row["id"], corpus, rows, corpus_row["n_tokens"], origin="ingest", act_dtype=act_dtype)
     seconds = time.perf_counter() - start
     n_rows = Database(wh).partitions.get(sae_row["id"], corpus)["n_rows"]
     return {
         "sae": sae_row["id"], "corpus": corpus, "tokens": corpus_row["n_tokens"], "rows": n_rows,
         "rows_per_token": n_rows / corpus_row["n_tokens"], "seconds": round(seconds, 3),
-        "tokens_per_s": round(corpus_row["n_tokens"] / seconds, 1), "path": str(path),
+        "tokens_per_s": round(corpus_row["n_tokens"] / seconds, 1), "path": str(path), "act_dtype": act_dtype,
+        "bytes_per_activation": round(path.stat().st_size / max(n_rows, 1), 2),
+    }
+
+
+def _ingest_shard(wh: Warehouse, sae_row: dict, corpus_row: dict, rows, shard: tuple[int, int], context: int,
+                  act_dtype: str, start: float, bar) -> dict:
+    """Write one shard's part; publish the partition when it completes the set (featstore.sharding)."""
+    from featstore import sharding
+
+    index, count = shard
+    folder = sharding.run_folder(wh, sae_row, corpus_row["name"], count, context, act_dtype)
+    n_rows = sharding.write_part(folder, index, count, rows)
+    tokens, seconds = bar.n, time.perf_counter() - start
+    path = sharding.publish_if_complete(wh, folder, count, sae_row["id"], corpus_row["name"], corpus_row["n_tokens"], act_dtype)
+    return {
+        "sae": sae_row["id"], "corpus": corpus_row["name"], "shard": f"{index}/{count}", "tokens": tokens, "rows": n_rows,
+        "seconds": round(seconds, 3), "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "published": path is not None,
+        "path": str(path) if path else None, "waiting_for": [] if path else sharding.missing_parts(folder, count),
     }
 
 

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from featstore import schema
 from featstore.errors import FeatstoreError
+from featstore.storage import sort_partition
 
 DB_FILE = "featstore.duckdb"
 # Files written by the duckdb 2.x Python package must stay readable by the 1.5.x DuckDB shell.
@@ -436,8 +437,12 @@ class Warehouse:
         batches: Iterable[pa.RecordBatch | pa.Table],
         n_tokens: int,
         origin: str,
+        act_dtype: str = "float32",
     ) -> Path:
         """Write sparse activations (tok, feature, act) for one (SAE, corpus) and commit them.
+
+        Stored sorted by (feature, tok) (featstore.storage); `act_dtype` declares the precision the
+        caller rounded act to (float32, bfloat16, float16), recorded in the file's footer.
 
         The file is written in `.staging/` (outside activations/, so no reader of the folder sees it),
         renamed into the partition folder, then the catalog row and the `activations` view are switched
@@ -453,6 +458,7 @@ class Warehouse:
             final = folder / f"part-{uuid.uuid4().hex[:12]}.parquet"
             try:
                 n_rows = self._write_parquet(tmp, batches)
+                sort_partition(tmp, act_dtype)
                 folder.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, final)
                 with self.transaction() as con:

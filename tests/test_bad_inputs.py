@@ -252,7 +252,7 @@ CASES = [
     ("correlate floor 0 all_tokens", ["correlate", "s1", "s2", "--floor", "0"], 1, r"all_tokens needs --floor > 0"),
     ("correlate min-cofiring 1", ["correlate", "s1", "s2", "--stat", "cofiring", "--min-cofiring", "1"], 1, r"--min-cofiring must be at least 2"),
     ("correlate no partitions", ["correlate", "s1", "s2", "--corpus", "c2"], 1, r"no activations for SAE 's1' on corpus 'c2'"),
-    ("persistence threshold 1.5", ["persistence", "--threshold", "1.5"], 1, r"the threshold must be a correlation between -1 and 1 \(got 1\.5\)"),
+    ("persistence threshold 1.5", ["persistence", "--threshold", "1.5"], 1, r"the threshold must be a score between -1 and 1 \(got 1\.5\)"),
     ("persistence threshold -2", ["persistence", "--threshold", "-2"], 1, r"between -1 and 1 \(got -2\.0\)"),
     ("persistence stat", ["persistence", "--stat", "x"], 2, r"Invalid value for '--stat'"),
     # -- sql, export

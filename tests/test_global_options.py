@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import hoist_global_options, main
+from featstore.warehouse import Warehouse
 
 
 def _leaf_commands(group: click.Group, path=()):
@@ -28,6 +29,8 @@ def test_every_command_takes_warehouse_after_its_name(path, tmp_path):
 
 def test_the_warehouse_after_the_command_is_the_one_used(tmp_path):
     runner = CliRunner()
+    for name in "abc":  # reads never create a warehouse: start each with a write
+        Warehouse(tmp_path / name).create()
     for args in (["export", "models", "--warehouse", str(tmp_path / "a")], ["--warehouse", str(tmp_path / "b"), "export", "models"],
                  ["export", "--warehouse=" + str(tmp_path / "c"), "models"]):
         result = runner.invoke(main, args)

@@ -94,6 +94,7 @@ def test_a_model_without_a_findable_mlp_is_refused_at_registration(warehouse, tm
     from featstore.registry import register_model
     from featstore.tokenizer import load_tokenizer
 
+    warehouse.create()
     tok = load_tokenizer(tiny_tokenizer_dir)
     config = tf.MixtralConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=40, num_hidden_layers=1,
                               num_attention_heads=2, num_key_value_heads=1, num_local_experts=2, num_experts_per_tok=1)

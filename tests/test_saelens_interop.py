@@ -76,7 +76,7 @@ def _cli(wh, *args):
 
 
 def _stored(wh, sae_id: str) -> dict[tuple[int, int], float]:
-    table = pq.read_table(wh.scalar("SELECT path FROM activation_partitions WHERE sae = ?", [sae_id]))
+    table = pq.read_table(wh.resolve(wh.scalar("SELECT path FROM activation_partitions WHERE sae = ?", [sae_id])))  # stored relative to the root
     return {(t, f): a for t, f, a in zip(*(table.column(c).to_pylist() for c in ("tok", "feature", "act")))}
 
 

@@ -1,0 +1,90 @@
+"""Benchmark the Spark SQL engine at local[1] against local[2] on the same correlate job, in the same run.
+
+    python benchmarks/spark_scaling.py                           # 100k tokens x 4,096 features
+    python benchmarks/spark_scaling.py --tokens 200000 --features 16384 --masters "local[1],local[2],local[4]"
+
+The data are benchmarks/correlate.py's synthetic SAEs. Each master runs in its own process; the
+SparkSession is started (and warmed up by one small query) before the clock starts, so the time is the
+correlate call itself (export, Spark job, commit into DuckDB). The results are checked against the SQL
+engine's run of the same job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from correlate import CORPUS, SAE_A, SAE_B, build_warehouse, load  # noqa: E402
+
+from featstore.warehouse import Warehouse  # noqa: E402
+
+
+def run_spark(root: Path, master: str, floor: float) -> dict:
+    from featstore.correlate import correlate
+    from featstore.engines.spark import session
+
+    spark = session(master)
+    spark.sql("SELECT count(*) FROM range(1000)").collect()
+    started = time.perf_counter()
+    run = correlate(Warehouse(root), SAE_A, SAE_B, corpus=CORPUS, r_floor=floor, engine="spark", progress=False)
+    return {"seconds": time.perf_counter() - started, "n_pairs": run["n_pairs"], "n_cofiring_pairs": run["n_cofiring_pairs"]}
+
+
+def stored(wh: Warehouse) -> dict:
+    rows = wh.query("SELECT feature_a, feature_b, r FROM correlations").to_pylist()
+    return {(r["feature_a"], r["feature_b"]): r["r"] for r in rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=100_000)
+    parser.add_argument("--features", type=int, default=4096)
+    parser.add_argument("--l0", type=int, default=20)
+    parser.add_argument("--planted", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--floor", type=float, default=0.2)
+    parser.add_argument("--masters", default="local[1],local[2]")
+    parser.add_argument("--dir", type=Path)
+    parser.add_argument("master", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.master:
+        print(json.dumps(run_spark(args.dir, args.master, args.floor)))
+        return
+    from featstore.correlate import correlate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.dir or Path(tmp) / "warehouse"
+        build_warehouse(root, args)
+        wh = Warehouse(root)
+        started = time.perf_counter()
+        reference = correlate(wh, SAE_A, SAE_B, corpus=CORPUS, r_floor=args.floor, engine="sql", progress=False)
+        expected = stored(wh)
+        print(f"data: {args.tokens:,} tokens x {args.features:,} features, L0 {args.l0}; SQL engine {time.perf_counter() - started:.1f} s, "
+              f"{reference['n_cofiring_pairs']:,} co-firing pairs [load average {load()}]")
+        times = {}
+        for master in args.masters.split(","):
+            done = subprocess.run([sys.executable, __file__, "--dir", str(root), "--floor", str(args.floor), master],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"{master} failed:\n{done.stderr[-3000:]}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            got = stored(wh)
+            max_dr = max((abs(got[k] - expected[k]) for k in got.keys() & expected.keys()), default=0.0)
+            times[master] = result["seconds"]
+            print(f"spark {master}: {result['seconds']:.1f} s; pairs {len(got):,} (SQL {len(expected):,}), max |Δr| {max_dr:.1e} "
+                  f"[load average {load()}]")
+        first, *rest = times
+        for master in rest:
+            print(f"scaling {first} / {master}: {times[first] / times[master]:.2f}x")
+        print(f"machine: {os.cpu_count()} cores, load average {load()} at the end")
+
+
+if __name__ == "__main__":
+    main()

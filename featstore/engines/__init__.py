@@ -1,0 +1,6 @@
+"""Correlation engines besides DuckDB SQL (featstore.correlate): torch blocked products, Spark SQL.
+
+Each engine is a context manager `compute(con, run, progress)` yielding the names of three relations
+readable on `con` (pairs, best_a, best_b; see featstore.correlate._store) and the number of
+co-firing pairs; featstore.correlate stores them in one transaction, the same way for every engine.
+"""

@@ -1,0 +1,93 @@
+"""The torch engine against the SQL engine (the reference) on the same warehouses: every stored pair,
+every best match, all three statistics; tiles, chunks and the exact never-co-firing search forced small."""
+
+from __future__ import annotations
+
+import pytest
+from test_correlate import D_A, D_B, check_against, data, filled, reference, stored  # noqa: F401  (fixtures)
+
+from featstore.correlate import correlate
+from featstore.engines import torch as torch_engine
+
+STATS = ["all_tokens", "cofiring", "token_type_mean"]
+
+
+def same_results(sql, other, floor, tol=1e-5):
+    """Same pairs (up to the ones within tol of the floor), r to tol, identical best matches.
+
+    Returns the number of best matches that differ only by an exact tie (two partners of equal r, e.g.
+    1.0 for token_type_mean on few types), where the SQL engine's arg_max may pick either."""
+    (pairs_sql, best_sql), (pairs_other, best_other) = sql, other
+    borderline = {k for k, r in {**pairs_sql, **pairs_other}.items() if abs(r - floor) < tol}
+    assert set(pairs_sql) ^ set(pairs_other) <= borderline
+    for key in set(pairs_sql) & set(pairs_other):
+        assert pairs_other[key] == pytest.approx(pairs_sql[key], abs=tol)
+    assert best_sql.keys() == best_other.keys()
+    ties = 0
+    for (side, feature), (match, r) in best_sql.items():
+        other_match, other_r = best_other[(side, feature)]
+        assert (other_r is None) == (r is None)
+        if r is None:
+            continue
+        assert other_r == pytest.approx(r, abs=tol)
+        if other_match != match:
+            pair = (feature, other_match) if side == "a" else (other_match, feature)
+            assert pairs_sql[pair] == pytest.approx(r, abs=1e-7), (side, feature)
+            ties += 1
+    return ties
+
+
+def tied_features(pairs) -> int:
+    """Features of either side whose best r is shared by two partners (every pair stored: floor -1)."""
+    best: dict = {}
+    for (a, b), r in pairs.items():
+        for key in (("a", a), ("b", b)):
+            best.setdefault(key, []).append(r)
+    return sum(sorted(rs)[-2:] == [max(rs)] * 2 for rs in best.values() if len(rs) > 1)
+
+
+@pytest.mark.parametrize("stat", STATS)
+def test_torch_engine_equals_sql_engine(filled, data, stat):
+    sql_run = correlate(filled, "sa", "sb", corpus="c", stat=stat, engine="sql", progress=False)
+    sql = stored(filled, sql_run["id"])
+    torch_run = correlate(filled, "sa", "sb", corpus="c", stat=stat, engine="torch", progress=False)
+    assert torch_run["id"] == sql_run["id"]
+    assert (torch_run["n_pairs"], torch_run["n_cofiring_pairs"]) == (sql_run["n_pairs"], sql_run["n_cofiring_pairs"])
+    assert same_results(sql, stored(filled, torch_run["id"]), 0.2) == 0
+    check_against(reference(stat, data), *stored(filled, torch_run["id"]), 0.2)
+
+
+@pytest.mark.parametrize("stat", STATS)
+def test_small_tiles_chunks_and_saturated_searches(filled, data, stat, monkeypatch):
+    """Tiles of a few pairs and 1 tracked low-u partner: the tiling and the exact never-co-firing searches of both sides."""
+    sql = stored(filled, correlate(filled, "sa", "sb", corpus="c", stat=stat, engine="sql", progress=False)["id"])
+    monkeypatch.setattr(torch_engine, "PAIRS_PER_TILE", 7)
+    monkeypatch.setattr(torch_engine, "LOW_RANKS", 1)
+    run = correlate(filled, "sa", "sb", corpus="c", stat=stat, engine="torch", threads=2, progress=False)
+    assert same_results(sql, stored(filled, run["id"]), 0.2) == 0
+    assert filled.scalar("SELECT count(*) FROM best_matches WHERE run_id = ?", [run["id"]]) == D_A + D_B
+
+
+@pytest.mark.parametrize("stat", STATS)
+def test_torch_engine_on_the_interpretability_warehouse(interp_warehouse, stat):
+    """Real tokens and documents: features with exact planted partners, one that fires on every ' ball'."""
+    floor = 1e-6 if stat == "all_tokens" else -1.0  # all_tokens refuses floors <= 0
+    sql = correlate(interp_warehouse, "toy", "toy_child", corpus="synth", stat=stat, engine="sql", r_floor=floor, progress=False)
+    expected = stored(interp_warehouse, sql["id"])
+    run = correlate(interp_warehouse, "toy", "toy_child", corpus="synth", stat=stat, engine="torch", r_floor=floor, progress=False)
+    ties = same_results(expected, stored(interp_warehouse, run["id"]), floor)
+    assert run["n_pairs"] == sql["n_pairs"] > 0
+    assert ties <= tied_features(expected[0])  # only where two partners share the best r exactly (r = 1.0 here)
+    assert ties == 0 or stat == "token_type_mean"
+
+
+def test_cli_engine_option(filled):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    done = CliRunner().invoke(main, ["--warehouse", str(filled.root), "correlate", "sa", "sb", "--engine", "torch"])
+    assert done.exit_code == 0, done.output
+    assert "(all_tokens, 240 tokens, torch)" in done.output
+    failed = CliRunner().invoke(main, ["--warehouse", str(filled.root), "correlate", "sa", "sb", "--engine", "numpy"])
+    assert failed.exit_code == 2 and "numpy" in failed.output

@@ -1,0 +1,107 @@
+"""Sharded ingest: N = 3 shards give exactly the rows of an unsharded ingest, published all at once; a
+killed shard leaves nothing visible and its rerun completes the partition."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from test_ingest import setup  # noqa: F401  (fixture)
+
+from featstore import ingest as ingest_module
+from featstore.errors import FeatstoreError
+from featstore.ingest import ingest
+from featstore.sharding import parse_shard
+
+
+def rows(path):
+    table = pq.read_table(path)
+    return sorted(zip(*(table.column(c).to_pylist() for c in ("tok", "feature", "act"))))
+
+
+def partitions(wh):
+    return wh.query("SELECT sae, corpus, path, n_rows, n_tokens FROM activation_partitions").to_pylist()
+
+
+def test_three_shards_equal_the_unsharded_ingest(setup):
+    wh, _ = setup
+    whole = ingest(wh, "m", batch_size=1, device="cpu", progress=False)
+    expected, before = rows(whole["path"]), partitions(wh)
+    done = [ingest(wh, "m", batch_size=1, device="cpu", progress=False, shard=(i, 3)) for i in (2, 0)]
+    assert [d["published"] for d in done] == [False, False] and done[1]["waiting_for"] == [1]
+    assert partitions(wh) == before  # the old partition stays until the set is complete
+    last = ingest(wh, "m", batch_size=1, device="cpu", progress=False, shard=(1, 3))
+    assert last["published"] and sum(d["rows"] for d in (*done, last)) == len(expected)
+    assert rows(last["path"]) == expected  # exactly the same rows, activations bit for bit
+    (row,) = partitions(wh)
+    assert (row["n_rows"], row["n_tokens"]) == (whole["rows"], whole["tokens"])
+    assert not list((wh.root / "staging" / "shards").iterdir())
+
+
+def test_a_failed_shard_leaves_nothing_and_its_rerun_completes(setup, monkeypatch):
+    wh, _ = setup
+    expected = rows(ingest(wh, "m", batch_size=1, device="cpu", progress=False)["path"])
+    wh_rows = wh.scalar("SELECT count(*) FROM activations")
+    ingest(wh, "m", batch_size=1, device="cpu", progress=False, shard=(0, 2))
+    real = ingest_module.encode_windows
+
+    def dies_after_one_batch(*args, **kwargs):
+        for i, batch in enumerate(real(*args, **kwargs)):
+            if i == 1:
+                raise KeyboardInterrupt
+            yield batch
+
+    monkeypatch.setattr(ingest_module, "encode_windows", dies_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(wh, "m", batch_size=1, device="cpu", progress=False, shard=(1, 2))
+    (folder,) = [p for p in (wh.root / "staging" / "shards").iterdir() if p.is_dir()]
+    assert [p.name for p in folder.iterdir()] == ["part-00000-of-00002.parquet"]  # no trace of the dead shard
+    assert wh.scalar("SELECT count(*) FROM activations") == wh_rows
+    monkeypatch.setattr(ingest_module, "encode_windows", real)
+    done = ingest(wh, "m", batch_size=1, device="cpu", progress=False, shard=(1, 2))
+    assert done["published"] and rows(done["path"]) == expected
+
+
+def test_sigkilled_shard_then_rerun_via_cli(setup):
+    """A shard killed with SIGKILL mid-run (in its own process) leaves no part; rerunning it publishes."""
+    wh, _ = setup
+    runner = CliRunner()
+    first = runner.invoke(__import__("cli").main, ["--warehouse", str(wh.root), "ingest", "m", "--shard", "0/2", "--device", "cpu"])
+    assert first.exit_code == 0 and "waiting for shards [1]" in first.output, first.output
+    script = textwrap.dedent(f"""
+        import os, signal
+        from featstore import ingest as m
+        real = m.encode_windows
+        def killed(*a, **k):
+            for i, batch in enumerate(real(*a, **k)):
+                if i == 1:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                yield batch
+        m.encode_windows = killed
+        from featstore.warehouse import Warehouse
+        m.ingest(Warehouse({str(wh.root)!r}), "m", batch_size=1, device="cpu", progress=False, shard=(1, 2))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": os.getcwd()}, capture_output=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-500:]
+    assert wh.scalar("SELECT count(*) FROM activation_partitions") == 0
+    rerun = runner.invoke(__import__("cli").main, ["--warehouse", str(wh.root), "ingest", "m", "--shard", "1/2", "--device", "cpu"])
+    assert rerun.exit_code == 0 and "published ->" in rerun.output, rerun.output
+    assert wh.scalar("SELECT count(*) FROM activation_partitions") == 1
+
+
+def test_shard_spec_and_torchrun_environment(monkeypatch):
+    assert parse_shard("2/3") == (2, 3)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert parse_shard(None) is None
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    assert parse_shard(None) == (3, 4)
+    for bad in ("3/3", "x", "1/0"):
+        with pytest.raises(FeatstoreError, match="--shard"):
+            parse_shard(bad)
