@@ -2,8 +2,11 @@
 
 Adding a statistic is one `register(Statistic(...))` plus its SQL: the table macro that gives each
 side's rows `(key, feature, x)` (sql/, e.g. `corr_occurrences`) and the named query that aggregates
-one block of feature pairs (sql/queries/correlation/, e.g. `block_moments`). `featstore.correlate`
-and the CLI's `--stat` choices read this registry; nothing else lists the statistics.
+one block of feature pairs (sql/queries/correlation/, e.g. `block_moments`), and the statistic's
+row in the `correlation_stats` and `match_methods` lookup tables (a new `sql/tables/NNN_<table>.sql`
+with `INSERT OR IGNORE`, as `210_sae_architectures.sql` adds gated), which `correlation_runs.stat`
+references. `featstore.correlate` and the CLI's `--stat` choices read this registry; nothing else
+lists the statistics.
 """
 
 from __future__ import annotations

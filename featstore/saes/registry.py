@@ -1,7 +1,9 @@
 """The SAE architectures featstore trains and loads, by name (as SAELens' `sae_lens/registry.py`).
 
 To add one: write `featstore/saes/<name>.py` (a config dataclass and an `SAE` subclass), import it
-here and list it in ARCHITECTURES.
+here and list it in ARCHITECTURES. `saes.architecture` references the `sae_architectures` lookup
+table, so a name it lacks also needs its row there: a new `sql/tables/NNN_sae_architectures.sql`
+with `INSERT OR IGNORE`, as `210_sae_architectures.sql` adds gated.
 """
 
 from __future__ import annotations
