@@ -85,6 +85,7 @@ def correlate(
                     key = {k: run[k] for k in ("sae_a", "sae_b", "corpus", "stat")}
                     run_id = Database(wh).correlations.store(
                         con, key, r_floor=run["r_floor"], n_tokens=run["n_tokens"], seconds=seconds,
+                        min_cofiring=min_cofiring if stat == "cofiring" else None, engine=engine,
                         pairs=results["pairs"], best={side: results[f"best_{side}"] for side in "ab"})
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -94,7 +95,6 @@ def correlate(
             con.execute(f"DETACH {WORK}")
     summary = run_row(wh, run_id)
     summary["n_cofiring_pairs"] = n_cofiring
-    summary["engine"] = engine
     return summary
 
 

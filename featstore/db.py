@@ -444,19 +444,19 @@ class CorrelationRuns(Table):
     name, key, what = "correlation_runs", ("id",), "correlation run"
 
     def store(self, con: duckdb.DuckDBPyConnection, run_key: dict, *, r_floor: float, n_tokens: int, seconds: float,
-              pairs: str, best: dict[str, str]) -> int:
+              min_cofiring: int | None, engine: str, pairs: str, best: dict[str, str]) -> int:
         """Write one run from work tables (`pairs`: feature_a, feature_b, r; `best[side]`: feature, match, r),
         replacing an earlier run of the same (sae_a, sae_b, corpus, stat); returns its id."""
+        how = {"r_floor": r_floor, "n_tokens": n_tokens, "seconds": seconds, "min_cofiring": min_cofiring, "engine": engine}
         n_pairs = con.execute(f"SELECT count(*) FROM {pairs}").fetchone()[0]
         old = run(con, "correlation/run_id", **run_key).fetchone()
         if old:
             run_id = old[0]
             self.drop_rows(con, run_id)
-            run(con, "correlation/update_run", id=run_id, r_floor=r_floor, n_tokens=n_tokens, n_pairs=n_pairs, seconds=seconds)
+            run(con, "correlation/update_run", id=run_id, n_pairs=n_pairs, **how)
         else:
             run_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM correlation_runs").fetchone()[0]
-            self.insert({"id": run_id, **run_key, "r_floor": r_floor, "n_tokens": n_tokens, "n_pairs": n_pairs,
-                         "seconds": seconds}, con)
+            self.insert({"id": run_id, **run_key, "n_pairs": n_pairs, **how}, con)
         con.execute(f"INSERT INTO correlations SELECT ?, feature_a, feature_b, r FROM {pairs}", [run_id])
         for side, table in best.items():
             con.execute(f"INSERT INTO best_matches SELECT ?, ?, feature, match, r FROM {table}", [run_id, side])

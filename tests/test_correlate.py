@@ -152,6 +152,7 @@ def test_rerun_replaces_in_place(filled):
     n_runs = filled.scalar("SELECT count(*) FROM correlation_runs")
     second = correlate(filled, "sa", "sb", corpus="c", r_floor=0.5, progress=False)
     assert second["id"] == first["id"] and second["r_floor"] == 0.5
+    assert second["min_cofiring"] is None and second["engine"] == "sql"  # all_tokens has no co-firing minimum
     assert filled.scalar("SELECT count(*) FROM correlation_runs") == n_runs
     assert filled.scalar("SELECT min(r) FROM correlations WHERE run_id = ?", [first["id"]]) >= 0.5
     assert filled.scalar("SELECT count(*) FROM best_matches WHERE run_id = ?", [first["id"]]) == D_A + D_B

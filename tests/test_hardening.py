@@ -653,7 +653,7 @@ def test_cofiring_needs_a_minimum_number_of_shared_tokens(warehouse):
     cat.activations("a", "c", list(range(20)), [0] * 20, [1.0 + (i % 3) for i in range(20)], n_tokens=30)
     cat.activations("b", "c", [0, 1, 25, 26, 27], [0] * 5, [1.0, 2.0, 5.0, 4.0, 3.0], n_tokens=30)  # 2 shared
     strict = correlate(warehouse, "a", "b", corpus="c", stat="cofiring", r_floor=-1, progress=False)
-    assert MIN_COFIRING >= 5 and strict["n_pairs"] == 0
+    assert MIN_COFIRING >= 5 and strict["n_pairs"] == 0 and strict["min_cofiring"] == MIN_COFIRING
     loose = correlate(warehouse, "a", "b", corpus="c", stat="cofiring", r_floor=-1, min_cofiring=2, progress=False)
-    assert loose["n_pairs"] == 1
+    assert loose["n_pairs"] == 1 and loose["min_cofiring"] == 2 and loose["engine"] == "sql"  # the run row says how
     assert warehouse.scalar("SELECT r FROM correlations WHERE run_id = ?", [loose["id"]]) == pytest.approx(1.0)
