@@ -280,6 +280,8 @@ def ingest_command(wh: Warehouse, model: str, corpora, all_corpora: bool, sae_id
     from featstore.ingest import ingest_corpora, model_corpora
     from featstore.sharding import parse_shard
 
+    if all_corpora and corpora:
+        raise click.UsageError("give --corpus or --all-corpora, not both")
     chosen = model_corpora(wh, model) if all_corpora else list(corpora)
     for done in ingest_corpora(wh, model, chosen, sae_id=sae_id, layer=layer, batch_size=batch_size, context=context,
                                device=device, act_dtype=act_dtype, shard=parse_shard(shard_spec)):

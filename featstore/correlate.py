@@ -71,6 +71,10 @@ def correlate(
     if min_cofiring < 2:
         raise FeatstoreError(f"--min-cofiring must be at least 2 (got {min_cofiring}); over 2 tokens r is always ±1")
     run["min_n"] = min_cofiring if stat == "cofiring" else 2
+    if threads is not None and threads < 1:
+        raise FeatstoreError(f"--threads must be at least 1 (got {threads})")
+    if spark_master is not None and engine != "spark":
+        raise FeatstoreError(f"--spark-master is for --engine spark (this run uses --engine {engine}); add --engine spark or drop it")
     engine, compute = _engine(engine, spark_master)
     with wh.connect() as con:
         con.execute("SET preserve_insertion_order = false")

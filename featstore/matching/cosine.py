@@ -12,12 +12,9 @@ import numpy as np
 import torch
 
 from featstore.errors import FeatstoreError
+from featstore.hf import resolve_device
 
 BLOCK_ELEMENTS = 1 << 24  # scores per block: 64 MB of float32, e.g. 1,024 rows x 16,384 features
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @torch.no_grad()
@@ -39,7 +36,7 @@ def cosine_candidates(
         raise FeatstoreError(f"cosine matching needs vectors of one width; got {tuple(a.shape)} and {tuple(b.shape)}")
     if top_k < 1:
         raise FeatstoreError(f"top_k must be at least 1 (got {top_k})")
-    device = torch.device(device or default_device())
+    device = resolve_device(device)
     a = torch.nn.functional.normalize(a.to(device, torch.float32), dim=1)
     b = torch.nn.functional.normalize(b.to(device, torch.float32), dim=1)
     n_a, n_b = len(a), len(b)

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from featstore.db import Database
 from featstore.errors import FeatstoreError
+from featstore.hf import resolve_device
 from featstore.matching.cosine import cosine_candidates
 from featstore.matching.methods import COMPUTED, METHODS
 from featstore.matching.policies import one_to_one
@@ -44,6 +45,7 @@ def build_evidence(
     """
     methods = list(COMPUTED if methods is None else methods)
     rows = _check(wh, sae_a, sae_b, corpora, methods)
+    device = resolve_device(device)  # a bad --device is refused before any run is written
     summary: dict[str, dict] = {}
     weight_methods = [m for m in methods if METHODS[m].source == "weights"]
     if weight_methods:

@@ -120,12 +120,25 @@ def export_features(wh: Warehouse, sae_id: str, fmt: str, *, corpus: str | None 
     writers = {"neuronpedia": neuronpedia.write, "delphi": delphi.write, "saedashboard": saedashboard.write}
     if fmt not in writers:
         raise FeatstoreError(f"unknown feature export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if context < 1:
+        raise FeatstoreError(f"--context must be positive (got {context})")
+    _check_features(wh, sae_id, features)
     data = load_feature_data(wh, sae_id, corpus, context)
     out = Path(out_dir) if out_dir is not None else wh.root / "exports" / f"{sae_id}-{fmt}"
     out.mkdir(parents=True, exist_ok=True)
     chosen = sorted(set(data.feature.tolist())) if features is None else features
     written = writers[fmt](data, out, chosen)
     return {"sae": sae_id, "corpus": data.corpus, "format": fmt, "path": str(out), "features": len(chosen), "files": written}
+
+
+def _check_features(wh: Warehouse, sae_id: str, features: list[int] | None) -> None:
+    """Refuse feature numbers the SAE does not have, before anything is read or written."""
+    from featstore.registry import get_sae
+
+    d_sae = get_sae(wh, sae_id)["d_sae"]
+    outside = sorted({f for f in features or [] if not 0 <= f < d_sae})
+    if outside:
+        raise FeatstoreError(f"feature {outside[0]} is outside 0..{d_sae - 1}: SAE {sae_id!r} has {d_sae} features")
 
 
 __all__ = ["FORMATS", "FeatureData", "export_features", "load_feature_data"]
