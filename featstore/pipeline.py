@@ -387,6 +387,7 @@ ZOO_CODE = ("featstore.lm", "featstore.corpora", "featstore.tokenizer")
 SAE_CODE = ("featstore.sae_train", "featstore.saes", "featstore.capture", "featstore.corpora")
 MATCH_CODE = ("featstore.matching.evidence", "featstore.matching.cosine", "featstore.matching.policies", "featstore.matching.methods")
 INGEST_CODE = ("featstore.ingest", "featstore.capture", "featstore.saes")
+CORRELATE_CODE = ("featstore.correlate", "featstore.statistics", "featstore.engines.torch")  # auto picks torch on CUDA
 EXPLAIN_CODE = ("featstore.scoring", "featstore.sampling", "featstore.backends")
 SLICE_STEP = "eval-slices"
 # sql/ objects by name (featstore.schema.sources): moving or renumbering a file never reruns a step
@@ -489,7 +490,7 @@ def correlate_step(exp: Experiment, name: str, a: SAE, b: SAE) -> Step:
     pair = {"parent_sae": a.id, "child_sae": b.id}
     stats = list(analyses.stats)
     return Step(name, correlate_edge, {**pair, "slices": slices, "r_floor": analyses.r_floor, "stats": stats},
-                after=(f"ingest-{a.label}", f"ingest-{b.label}"), code=("featstore.correlate", "featstore.statistics"),
+                after=(f"ingest-{a.label}", f"ingest-{b.label}"), code=CORRELATE_CODE,
                 sql=CORRELATE_SQL, queries=("correlation",), outputs_exist=correlations_exist(a.id, b.id, slices, stats))
 
 

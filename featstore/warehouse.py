@@ -539,12 +539,19 @@ class Warehouse:
 
     @staticmethod
     def _sweep_staging(staging: Path) -> None:
-        """Remove staged files whose writer is gone (lock free, and not just created): a killed ingest's leftovers."""
-        for path in staging.glob("part-*.tmp"):
+        """Remove staged files whose writer is gone (lock free, and not just created): a killed ingest's leftovers.
+
+        A staged file's twins (`part-X.parquet.tmp.sorted`, storage.sort_partition's output) go with it:
+        the writer's lock is on the staged file, so a twin whose staged file is free or gone is dead."""
+        for path in staging.glob("part-*.tmp*"):
+            owner = path.with_name(path.name.split(".tmp", 1)[0] + ".tmp")
             try:
                 if time.time() - path.stat().st_mtime < STAGING_GRACE_SECONDS:
                     continue
-                with open(path, "rb") as fh:
+                if not owner.exists():
+                    path.unlink(missing_ok=True)
+                    continue
+                with open(owner, "rb") as fh:
                     fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     path.unlink(missing_ok=True)
             except (BlockingIOError, FileNotFoundError):

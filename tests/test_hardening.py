@@ -262,14 +262,17 @@ def test_sweep_removes_only_dead_writers_staged_files(wh):
     staging = wh.root / ".staging"
     staging.mkdir(exist_ok=True)
     dead, alive, young = (staging / f"part-{n}.parquet.tmp" for n in ("dead", "alive", "young"))
-    for path in (dead, alive, young):
+    # sort_partition's twins: of a dead writer, of a live one, and one whose staged file is gone
+    twins = [staging / f"part-{n}.parquet.tmp.sorted" for n in ("dead", "alive", "orphan")]
+    for path in (dead, alive, young, *twins):
         path.write_bytes(b"x")
-    for path in (dead, alive):
+    for path in (dead, alive, *twins):
         os.utime(path, (time.time() - 3600, time.time() - 3600))
     with open(alive, "rb") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         Warehouse._sweep_staging(staging)
     assert not dead.exists() and alive.exists() and young.exists()
+    assert [p.exists() for p in twins] == [False, True, False]
 
 
 INGEST = ("ingest", "m", "--corpus", "c1", "--sae", "s1", "--device", "cpu")
