@@ -606,6 +606,25 @@ def test_constant_feature_is_labelled_constant_not_dead(lineage):
     assert status[("sa", 0)] == "constant" and status[("sa", 2)] == "dead" and status[("sa", 1)] == "persists"
 
 
+def test_constant_merge_feature_is_labelled_constant_not_dead(warehouse):
+    from conftest import FakeCatalog
+    from featstore.correlate import correlate
+
+    cat = FakeCatalog(warehouse)
+    for model, parents in (("pa", []), ("pb", []), ("m", ["pa", "pb"])):
+        cat.model(model, parents=parents, relation="merge" if parents else None, merge_t=0.5 if parents else None)
+        cat.sae(f"s{model}", model, d_sae=3)
+    start = cat.corpus("c", 40, token_ids=[i % 5 for i in range(40)])
+    wave = np.random.default_rng(0).random(40) + 0.1
+    for model in ("pa", "pb", "m"):  # feature 0 of the merge fires with one value, feature 2 never fires
+        act = ([1.0] * 40 if model == "m" else list(wave)) + list(wave)
+        cat.activations(f"s{model}", "c", list(range(start, start + 40)) * 2, [0] * 40 + [1] * 40, act, n_tokens=40)
+    for parent in ("spa", "spb"):
+        correlate(warehouse, parent, "sm", corpus="c", progress=False)
+    got = {r["feature"]: r["inheritance"] for r in warehouse.query("SELECT feature, inheritance FROM merge_inheritance").to_pylist()}
+    assert got == {0: "constant", 1: "both", 2: "dead"}
+
+
 def test_cyclic_lineage_in_a_hand_edited_catalog_cannot_hang_feature_families(lineage):
     import threading
 
