@@ -296,6 +296,17 @@ def registered_warehouse(warehouse, registered_template):
     return warehouse
 
 
+@pytest.fixture
+def trainable_warehouse(warehouse, tiny_model_dir, tmp_path):
+    """Model 'm' (the tiny model) registered with 200 tiny texts as its training corpus: SAE training tests."""
+    from featstore.registry import register_model
+
+    source = tmp_path / "texts.txt"
+    source.write_text("\n\n".join(tiny_texts(200, seed=3)))
+    register_model(warehouse, "m", tiny_model_dir, kind="base", train_corpus=str(source))
+    return warehouse
+
+
 class FakeCatalog:
     """Catalog rows written straight into the tables, with no model files: for tests of the SQL layers."""
 

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.numpy import save_file
@@ -150,32 +149,22 @@ BUDGET = ["--expansion", "2", "--tokens", str(24 * 16 * 100), "--batch-blocks", 
           "--resample-every", "50", "--lr", "3e-3", "--device", "cpu"]
 
 
-@pytest.fixture
-def registered(warehouse, tiny_model_dir, tmp_path):
-    from featstore.registry import register_model
-
-    source = tmp_path / "texts.txt"
-    source.write_text("\n\n".join(tiny_texts(200, seed=3)))
-    register_model(warehouse, "m", tiny_model_dir, kind="base", train_corpus=str(source))
-    return warehouse
-
-
-def test_jumprelu_trains_to_the_relu_fvu_band_at_equal_l0(registered):
+def test_jumprelu_trains_to_the_relu_fvu_band_at_equal_l0(trainable_warehouse):
     """`sae train --architecture jumprelu` on the tiny model: at an L0 within 20% of the ReLU SAE's
     (same budget, seed and optimiser), its FVU is at most 1.5 times the ReLU SAE's."""
     from cli import main
 
     runner = CliRunner()
     for arch, extra in (("relu", []), ("jumprelu", ["--l0", "0.01"])):
-        result = runner.invoke(main, ["--warehouse", str(registered.root), "sae", "train", "m", "--architecture", arch,
+        result = runner.invoke(main, ["--warehouse", str(trainable_warehouse.root), "sae", "train", "m", "--architecture", arch,
                                       "--id", f"m-{arch}", *BUDGET, *extra])
         assert result.exit_code == 0, result.output
-    rows = {r["id"]: r for r in registered.query("SELECT id, architecture, metrics FROM saes").to_pylist()}
+    rows = {r["id"]: r for r in trainable_warehouse.query("SELECT id, architecture, metrics FROM saes").to_pylist()}
     relu, jump = (json.loads(rows[f"m-{a}"]["metrics"]) for a in ("relu", "jumprelu"))
     print(f"\nReLU     FVU {relu['fvu']:.4f}  L0 {relu['l0']:.2f}  dead {relu['dead_fraction']:.3f}"
           f"\nJumpReLU FVU {jump['fvu']:.4f}  L0 {jump['l0']:.2f}  dead {jump['dead_fraction']:.3f}")
     assert rows["m-jumprelu"]["architecture"] == "jumprelu"
     assert abs(jump["l0"] - relu["l0"]) <= 0.2 * relu["l0"]
     assert jump["fvu"] <= 1.5 * relu["fvu"] and jump["fvu"] < 0.5
-    reloaded = load_sae(registered.root / "saes" / "m-jumprelu")
+    reloaded = load_sae(trainable_warehouse.root / "saes" / "m-jumprelu")
     assert type(reloaded).__name__ == "JumpReLUSAE" and (reloaded.threshold > 0).all()

@@ -96,42 +96,32 @@ def test_geometric_median_resists_outliers():
 TINY = dict(tokens=24 * 16 * 12, batch_blocks=16, expansion=2, eval_tokens=24 * 16, resample_every=5)
 
 
-@pytest.fixture
-def registered(warehouse, tiny_model_dir, tmp_path):
-    from featstore.registry import register_model
-
-    source = tmp_path / "texts.txt"
-    source.write_text("\n\n".join(tiny_texts(200, seed=3)))
-    register_model(warehouse, "m", tiny_model_dir, kind="base", train_corpus=str(source))
-    return warehouse
-
-
-def test_train_registers_evaluated_sae(registered):
-    row = train_sae(registered, "m", settings=sae_preset("tiny", **TINY), device="cpu", progress=False)
+def test_train_registers_evaluated_sae(trainable_warehouse):
+    row = train_sae(trainable_warehouse, "m", settings=sae_preset("tiny", **TINY), device="cpu", progress=False)
     assert row["id"] == "m-relu-x2-s0" and row["is_primary"] and row["d_in"] == 64 and row["d_sae"] == 128
     m = row["metrics"]
     for key in ("mse", "fvu", "l0", "dead_fraction", "ce_loss_recovered", "density_histogram"):
         assert key in m
     assert 0 <= m["dead_fraction"] <= 1 and m["l0"] > 0 and np.isfinite(m["fvu"])
     assert sum(m["density_histogram"]["counts"]) + m["density_histogram"]["never_fired"] == 128
-    folder = registered.root / "saes" / row["id"]
+    folder = trainable_warehouse.root / "saes" / row["id"]
     assert {p.name for p in folder.iterdir()} >= {"sae_weights.safetensors", "cfg.json", "sae_init.safetensors", "feature_density.png"}
     assert load_sae(folder).cfg.model_name == "m"
 
-    second = train_sae(registered, "m", settings=sae_preset("tiny", **TINY, seed=1), device="cpu", progress=False)
+    second = train_sae(trainable_warehouse, "m", settings=sae_preset("tiny", **TINY, seed=1), device="cpu", progress=False)
     assert not second["is_primary"], "a second seed is a noise-floor SAE, not the model's primary one"
 
-    same = train_sae(registered, "m", settings=sae_preset("tiny", **TINY, seed=2), same_init_as=row["id"],
+    same = train_sae(trainable_warehouse, "m", settings=sae_preset("tiny", **TINY, seed=2), same_init_as=row["id"],
                      sae_id="m-same", device="cpu", progress=False)
     from safetensors.torch import load_file
 
     a = load_file(str(folder / "sae_init.safetensors"))
-    b = load_file(str(registered.root / "saes" / same["id"] / "sae_init.safetensors"))
+    b = load_file(str(trainable_warehouse.root / "saes" / same["id"] / "sae_init.safetensors"))
     torch.testing.assert_close(a["W_dec"], b["W_dec"])
     torch.testing.assert_close(a["W_enc"], b["W_enc"])
 
 
-def test_interrupted_training_registers_nothing(registered, monkeypatch):
+def test_interrupted_training_registers_nothing(trainable_warehouse, monkeypatch):
     from featstore import sae_train
 
     def killed(self, batches, progress=True):
@@ -139,72 +129,72 @@ def test_interrupted_training_registers_nothing(registered, monkeypatch):
 
     monkeypatch.setattr(sae_train.Trainer, "fit", killed)
     with pytest.raises(KeyboardInterrupt):
-        train_sae(registered, "m", settings=sae_preset("tiny", **TINY), device="cpu", progress=False)
-    assert registered.scalar("SELECT count(*) FROM saes") == 0
-    assert not any((registered.root / "saes").iterdir())
+        train_sae(trainable_warehouse, "m", settings=sae_preset("tiny", **TINY), device="cpu", progress=False)
+    assert trainable_warehouse.scalar("SELECT count(*) FROM saes") == 0
+    assert not any((trainable_warehouse.root / "saes").iterdir())
 
 
-def test_bad_input_is_a_one_line_error(registered):
+def test_bad_input_is_a_one_line_error(trainable_warehouse):
     with pytest.raises(FeatstoreError, match="unknown model 'nope'"):
-        train_sae(registered, "nope", settings=sae_preset("tiny", **TINY), progress=False)
+        train_sae(trainable_warehouse, "nope", settings=sae_preset("tiny", **TINY), progress=False)
     with pytest.raises(FeatstoreError, match="needs --k"):
         sae_preset("tiny", architecture="topk")
     with pytest.raises(FeatstoreError, match="unknown SAE"):
-        train_sae(registered, "m", settings=sae_preset("tiny", **TINY), same_init_as="ghost", progress=False)
-    assert registered.scalar("SELECT count(*) FROM saes") == 0
+        train_sae(trainable_warehouse, "m", settings=sae_preset("tiny", **TINY), same_init_as="ghost", progress=False)
+    assert trainable_warehouse.scalar("SELECT count(*) FROM saes") == 0
 
 
-def test_cli_train_then_eval(registered):
+def test_cli_train_then_eval(trainable_warehouse):
     from cli import main
 
     runner = CliRunner()
-    args = ["--warehouse", str(registered.root), "sae", "train", "m", "--arch", "topk", "--k", "4", "--expansion", "2",
+    args = ["--warehouse", str(trainable_warehouse.root), "sae", "train", "m", "--arch", "topk", "--k", "4", "--expansion", "2",
             "--tokens", str(24 * 16 * 6), "--batch-blocks", "16", "--id", "m-topk", "--device", "cpu"]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "m-topk" in result.output and "fvu" in result.output
-    result = runner.invoke(main, ["--warehouse", str(registered.root), "sae", "eval", "m-topk", "--tokens", "240", "--device", "cpu"])
+    result = runner.invoke(main, ["--warehouse", str(trainable_warehouse.root), "sae", "eval", "m-topk", "--tokens", "240", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    metrics = json.loads(registered.scalar("SELECT metrics FROM saes WHERE id = 'm-topk'"))
+    metrics = json.loads(trainable_warehouse.scalar("SELECT metrics FROM saes WHERE id = 'm-topk'"))
     assert metrics["eval_tokens"] == 240 and metrics["l0"] <= 4
-    result = runner.invoke(main, ["--warehouse", str(registered.root), "sae", "eval", "ghost"])
+    result = runner.invoke(main, ["--warehouse", str(trainable_warehouse.root), "sae", "eval", "ghost"])
     assert result.exit_code == 1 and result.output.strip() == "error: unknown SAE 'ghost'; see `featstore saes`"
 
 
-def test_train_on_a_warehouse_corpus_checks_its_tokenizer(registered, tmp_path, tiny_tokenizer_dir):
+def test_train_on_a_warehouse_corpus_checks_its_tokenizer(trainable_warehouse, tmp_path, tiny_tokenizer_dir):
     from featstore.corpus import add_corpus
     from featstore.tokenizer import train_bpe
 
     (tmp_path / "c.txt").write_text("\n\n".join(tiny_texts(60, seed=4)))
-    add_corpus(registered, "c", str(tmp_path / "c.txt"), tiny_tokenizer_dir)
-    row = train_sae(registered, "m", settings=sae_preset("tiny", **TINY), corpus="c", sae_id="m-c", device="cpu", progress=False)
+    add_corpus(trainable_warehouse, "c", str(tmp_path / "c.txt"), tiny_tokenizer_dir)
+    row = train_sae(trainable_warehouse, "m", settings=sae_preset("tiny", **TINY), corpus="c", sae_id="m-c", device="cpu", progress=False)
     assert row["metrics"]["eval_tokens"] > 0 and load_sae(row["path"]).cfg.extra["source"] == "corpus:c"
 
     train_bpe(tiny_texts(50, seed=9), vocab_size=300, out_dir=tmp_path / "other_tok")
-    add_corpus(registered, "other", str(tmp_path / "c.txt"), tmp_path / "other_tok")
+    add_corpus(trainable_warehouse, "other", str(tmp_path / "c.txt"), tmp_path / "other_tok")
     with pytest.raises(FeatstoreError, match="tokenized with tokenizer"):
-        train_sae(registered, "m", settings=sae_preset("tiny", **TINY), corpus="other", sae_id="m-o", progress=False)
-    assert registered.scalar("SELECT count(*) FROM saes WHERE id = 'm-o'") == 0
+        train_sae(trainable_warehouse, "m", settings=sae_preset("tiny", **TINY), corpus="other", sae_id="m-o", progress=False)
+    assert trainable_warehouse.scalar("SELECT count(*) FROM saes WHERE id = 'm-o'") == 0
 
 
-def test_seed_replica_differs_only_in_seed(registered):
+def test_seed_replica_differs_only_in_seed(trainable_warehouse):
     from safetensors.torch import load_file
 
     from cli import main
 
-    first = train_sae(registered, "m", settings=sae_preset("tiny", **TINY), device="cpu", progress=False)
+    first = train_sae(trainable_warehouse, "m", settings=sae_preset("tiny", **TINY), device="cpu", progress=False)
     runner = CliRunner()
-    base = ["--warehouse", str(registered.root), "sae", "train", "m", "--seed-of", first["id"]]
+    base = ["--warehouse", str(trainable_warehouse.root), "sae", "train", "m", "--seed-of", first["id"]]
     result = runner.invoke(main, [*base, "--seed", "3", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    replica = registered.query("SELECT * FROM saes WHERE seed_of = ?", [first["id"]]).to_pylist()
+    replica = trainable_warehouse.query("SELECT * FROM saes WHERE seed_of = ?", [first["id"]]).to_pylist()
     assert [(r["id"], r["seed"], r["is_primary"]) for r in replica] == [(f"{first['id']}-seed3", 3, False)]
-    ours, theirs = (load_sae(registered.root / "saes" / i).cfg.extra for i in (first["id"], replica[0]["id"]))
+    ours, theirs = (load_sae(trainable_warehouse.root / "saes" / i).cfg.extra for i in (first["id"], replica[0]["id"]))
     assert {**theirs["settings"], "seed": 0, "data_seed": None} == ours["settings"]  # same settings but the seed
     assert theirs["settings"]["data_seed"] == 0 and theirs["source"] == ours["source"]  # same text, same batch order
-    inits = [load_file(str(registered.root / "saes" / i / "sae_init.safetensors"))["W_dec"] for i in (first["id"], replica[0]["id"])]
+    inits = [load_file(str(trainable_warehouse.root / "saes" / i / "sae_init.safetensors"))["W_dec"] for i in (first["id"], replica[0]["id"])]
     assert not torch.allclose(*inits)
-    assert registered.scalar("SELECT sae FROM primary_saes WHERE model = 'm'") == first["id"]
+    assert trainable_warehouse.scalar("SELECT sae FROM primary_saes WHERE model = 'm'") == first["id"]
 
     result = runner.invoke(main, [*base, "--seed", "4", "--expansion", "4"])
     assert result.exit_code == 1 and "--seed-of takes every setting from that SAE; drop --expansion" in result.output
@@ -213,6 +203,6 @@ def test_seed_replica_differs_only_in_seed(registered):
     with pytest.raises(FeatstoreError, match="its d_sae differ"):
         from featstore.registry import register_sae
 
-        register_sae(registered, "odd", "m", None, hook_point="blocks.0.mlp.hook_post", layer=0, d_in=64, d_sae=64,
+        register_sae(trainable_warehouse, "odd", "m", None, hook_point="blocks.0.mlp.hook_post", layer=0, d_in=64, d_sae=64,
                      architecture="relu", seed=5, is_primary=False, seed_of=first["id"])
-    assert registered.scalar("SELECT count(*) FROM saes") == 2
+    assert trainable_warehouse.scalar("SELECT count(*) FROM saes") == 2
