@@ -15,9 +15,17 @@ def spark():
     from featstore.engines.spark import session
 
     spark = session("local[2]")
-    spark.conf.set("spark.sql.shuffle.partitions", "2")
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "4"  # two per local core, not Spark's 200
     yield spark
     spark.stop()
+
+
+@pytest.mark.parametrize("master, cores", [("local", 1), ("local[3]", 3), ("local[2,4]", 2), ("spark://host:7077", None),
+                                           ("yarn", None), ("locally", None)])
+def test_local_masters_get_their_core_count(master, cores):
+    from featstore.engines.spark import local_cores
+
+    assert local_cores(master) == cores
 
 
 @pytest.mark.parametrize("stat", ["cofiring", "token_type_mean"])

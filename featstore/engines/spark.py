@@ -11,11 +11,14 @@ a Spark file named as its row macro (corr_occurrences, corr_type_means). Everyth
 one Spark job into one Parquet dataset (column kind: pairs, best_a, best_b, count).
 
 `--spark-master` takes any Spark master URL (default local[*]); a SparkSession already running in
-the process is used as it is.
+the process is used as it is. On a local master the shuffles get two partitions per core instead of
+Spark's 200: at 10k tokens x 1,024 features that made local[1] 5.7 times faster (README).
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import uuid
 from contextlib import contextmanager
@@ -37,11 +40,24 @@ def session(master: str | None = None):
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    spark = (SparkSession.builder.master(master or "local[*]").appName("featstore")
-             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-             .config("spark.driver.memory", DRIVER_MEMORY).getOrCreate())
+    master = master or "local[*]"
+    builder = (SparkSession.builder.master(master).appName("featstore")
+               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+               .config("spark.driver.memory", DRIVER_MEMORY))
+    cores = local_cores(master)
+    if cores is not None:  # Spark's 200 shuffle partitions are 200 tasks per stage for one or two cores
+        builder = builder.config("spark.sql.shuffle.partitions", str(2 * cores))
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def local_cores(master: str) -> int | None:
+    """The cores a local master runs on (local, local[N], local[*], local[N,F]); None for a cluster."""
+    found = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", master)
+    if found is None:
+        return None
+    return (os.cpu_count() or 1) if found.group(1) == "*" else int(found.group(1) or 1)
 
 
 def query(spark, name: str, **args):
