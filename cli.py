@@ -13,7 +13,7 @@ import click
 
 from featstore.backends import BACKENDS
 from featstore.corpora import PARTS
-from featstore.correlate import MIN_COFIRING
+from featstore.correlate import ENGINES, MIN_COFIRING
 from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.export import FORMATS
@@ -309,8 +309,9 @@ def ingest_command(wh: Warehouse, model: str, corpora, all_corpora: bool, sae_id
               help="Store every pair with r >= this (in [-1, 1]; all_tokens: > 0).")
 @click.option("--min-cofiring", type=int, default=MIN_COFIRING, show_default=True,
               help="cofiring: least number of tokens both features fire on for r to count.")
-@click.option("--engine", type=click.Choice(["auto", "sql", "torch", "spark"]), default="auto", show_default=True,
-              help="sql: DuckDB; torch: blocked products (CPU/CUDA); spark: Spark SQL; auto: torch on CUDA, else sql.")
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
+              help="sql: DuckDB; numba: compiled row products (CPU, fastest there); torch: blocked products (CPU/CUDA); "
+                   "spark: Spark SQL; auto: torch on CUDA, else sql.")
 @click.option("--threads", type=int, default=None, help="Cores to use (default: all).")
 @click.option("--spark-master", default=None, help="Spark master URL for --engine spark [default: local[*]].")
 @pass_warehouse

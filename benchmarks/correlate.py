@@ -1,4 +1,4 @@
-"""Benchmark `featstore correlate` (SQL and torch engines) against scipy.sparse on two synthetic SAEs, in the same run.
+"""Benchmark `featstore correlate` (SQL, numba and torch engines) against scipy.sparse on two synthetic SAEs, in the same run.
 
     python benchmarks/correlate.py                                   # 200k tokens x 16,384 features, 1 and 2 threads
     python benchmarks/correlate.py --engines torch --threads 2 --tokens 1000000 --features 65536 --no-scipy
@@ -216,11 +216,11 @@ def main() -> None:
     parser.add_argument("--planted", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--floor", type=float, default=0.2)
-    parser.add_argument("--engines", default="sql,torch", help="featstore engines to time, comma-separated")
+    parser.add_argument("--engines", default="sql,numba,torch", help="featstore engines to time, comma-separated")
     parser.add_argument("--threads", default="1,2", help="thread counts to time each engine at, comma-separated")
     parser.add_argument("--no-scipy", action="store_true", help="featstore only (for sizes scipy cannot hold)")
     parser.add_argument("--dir", type=Path, help="warehouse folder to (re)use; default a temporary one")
-    parser.add_argument("engine", nargs="?", choices=["sql", "torch", "scipy"], help=argparse.SUPPRESS)
+    parser.add_argument("engine", nargs="?", choices=["sql", "numba", "torch", "scipy"], help=argparse.SUPPRESS)
     parser.add_argument("out", nargs="?", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.engine == "scipy":

@@ -37,7 +37,7 @@ from featstore.registry import get_model, get_sae
 from featstore.statistics import MATCH_METHODS, Statistic, get_statistic
 from featstore.warehouse import Warehouse
 
-ENGINES = ("auto", "sql", "torch", "spark")
+ENGINES = ("auto", "sql", "numba", "torch", "spark")
 PAIRS_PER_BLOCK = 1_250_000  # co-firing row pairs per GROUP BY: 0.4M-1.25M measured alike, 2.5M +20%, 5M +40% CPU
 MASK_BITS = 63  # lowest-u partners tracked per feature in a bitmask when looking for the best non-co-firing one
 # cofiring: r over fewer shared tokens is noise (over 2 it is always ±1); token_type_mean keeps pandas' 2
@@ -61,8 +61,8 @@ def correlate(
     """Correlate every feature of `sae_a` with every feature of `sae_b` on `corpus` and store the run.
 
     Replaces an earlier run of the same (sae_a, sae_b, corpus, stat) in one transaction. `corpus`
-    may be left out when the two SAEs share exactly one corpus. `engine` is sql, torch, spark or auto
-    (torch on CUDA, else sql); every engine fills the same result relations, which one store step
+    may be left out when the two SAEs share exactly one corpus. `engine` is sql, numba, torch, spark or
+    auto (torch on CUDA, else sql); every engine fills the same result relations, which one store step
     (featstore.db's correlations.store) commits.
     `threads` caps the cores used (default: all). Returns the run's catalog row.
     """
@@ -215,6 +215,10 @@ def _engine(name: str, spark_master: str | None):
         return name, _sql_engine
     if name == "torch":
         from featstore.engines.torch import compute
+
+        return name, compute
+    if name == "numba":
+        from featstore.engines.numba import compute
 
         return name, compute
     if name == "spark":

@@ -24,10 +24,10 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
+from featstore.engines.sides import Rows, best_table, load_sides, pairs_table, registered
 from featstore.hf import resolve_device
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
-from featstore.correlate import load_rows
 
 PAIRS_PER_TILE = 1 << 22  # co-firing row pairs per tile product (its output holds at most that many pairs)
 LOW_RANKS = 64  # lowest-u partners whose co-firing is tracked per feature, for the best never-co-firing one
@@ -61,41 +61,20 @@ def compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None):
     """Engine entry point (see featstore.engines): results registered on `con` as torch_pairs, torch_best_a, torch_best_b."""
     device = resolve_device(None)
     workers = 1 if device.type == "cuda" else con.execute("SELECT current_setting('threads')").fetchone()[0]
+    dtype = torch.float32 if run["statistic"].implicit_zeros else torch.float64
     with torch.no_grad():
-        tables, n_cofiring = correlate_sides(*_sides(con, run, device), run, workers, progress)
-    names = {name: f"torch_{name}" for name in tables}
-    for name, table in tables.items():
-        con.register(names[name], table)
-    try:
-        yield names, n_cofiring
-    finally:
-        for view in names.values():
-            con.unregister(view)
+        a, b = (_side(rows, device, dtype) for rows in load_sides(con, run))
+        with registered(con, "torch", *correlate_sides(a, b, run, workers, progress)) as results:
+            yield results
 
 
-def _sides(con: duckdb.DuckDBPyConnection, run: dict, device: torch.device) -> tuple[Side, Side]:
-    """Both sides' checked rows (featstore.correlate.load_rows) as CSR matrices on `device`, keys counted from 0."""
-    rows = {side: con.execute(f"SELECT key, feature, x FROM {load_rows(con, run, side)}").fetchnumpy() for side in "ab"}
-    by_tok = run["statistic"].keyed_by_tok
-    offset = run["tok_start"] if by_tok else 0
-    n_keys = run["n_tokens"] if by_tok else 1 + max(
-        (int(r["key"].max()) for r in rows.values() if len(r["key"])), default=0)
-    return tuple(_side(rows[s], offset, n_keys, run[f"d_sae_{s}"], run, device) for s in "ab")
-
-
-def _side(rows: dict, offset: int, n_keys: int, n_features: int, run: dict, device: torch.device) -> Side:
-    key = torch.as_tensor(rows["key"].astype(np.int64) - offset, device=device)
-    feature = torch.as_tensor(rows["feature"].astype(np.int64), device=device)
-    x = torch.as_tensor(rows["x"].astype(np.float64), device=device)
-    u = torch.full((n_features,), float("nan"), dtype=torch.float64, device=device)
-    order = torch.empty(0, dtype=torch.int64, device=device)
-    if run["statistic"].implicit_zeros:
-        x, keep, u, order = _normalised(feature, x, n_features, run["n_tokens"])
-        key, feature = key[keep], feature[keep]
-    position = torch.full((n_features,), -1, dtype=torch.int64, device=device)
-    position[order] = torch.arange(order.numel(), device=device)
-    return Side(n_features, _csr(feature, key, x, (n_features, n_keys)), _csr(key, feature, x, (n_keys, n_features)),
-                u, order, position)
+def _side(rows: Rows, device: torch.device, dtype: torch.dtype) -> Side:
+    """One side's rows (featstore.engines.sides) as CSR matrices on `device`."""
+    key, feature = (torch.as_tensor(a, device=device) for a in (rows.key, rows.feature))
+    x = torch.as_tensor(rows.x, device=device).to(dtype)
+    u, order, position = (torch.as_tensor(a, device=device) for a in (rows.u, rows.order, rows.position))
+    return Side(rows.n_features, _csr(feature, key, x, (rows.n_features, rows.n_keys)),
+                _csr(key, feature, x, (rows.n_keys, rows.n_features)), u, order, position)
 
 
 def _csr(row: torch.Tensor, col: torch.Tensor, value: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -107,20 +86,6 @@ def _csr(row: torch.Tensor, col: torch.Tensor, value: torch.Tensor, shape: tuple
     counts = torch.bincount(row, minlength=shape[0])
     crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
     return torch.sparse_csr_tensor(crow, col, value, shape)
-
-
-def _normalised(feature: torch.Tensor, x: torch.Tensor, n_features: int, n_tokens: int):
-    """all_tokens: x / ‖x − x̄‖ as float32, which rows belong to features with a defined r, u, and the
-    rank order (sql/222_corr_feature_stats.sql and 227_corr_normalised.sql, in float64)."""
-    sx = torch.bincount(feature, weights=x, minlength=n_features)
-    sxx = torch.bincount(feature, weights=x * x, minlength=n_features)
-    norm = torch.sqrt(torch.clamp(sxx - sx * sx / n_tokens, min=0))
-    defined = norm * norm > 1e-9 * sxx
-    u = torch.where(defined, sx / (norm * n_tokens**0.5), torch.full_like(sx, float("nan")))
-    features = torch.nonzero(defined).squeeze(1)
-    order = features[torch.argsort(u[features], stable=True)]  # ties in u: lower feature first
-    keep = defined[feature]
-    return (x[keep] / norm[feature[keep]]).float(), keep, u, order
 
 
 # -- tiles -----------------------------------------------------------------------------------------
@@ -293,11 +258,10 @@ class Merged:
 
     def tables(self) -> dict[str, pa.Table]:
         a_feature, b_feature, r = (torch.cat(column) for column in zip(*self.pairs)) if self.pairs else (torch.empty(0),) * 3
-        pairs = pa.table({"feature_a": pa.array(_numpy(a_feature).astype(np.uint32)),
-                          "feature_b": pa.array(_numpy(b_feature).astype(np.uint32)),
-                          "r": pa.array(_numpy(r).astype(np.float32))})
-        return {"pairs": pairs, "best_a": _best(self.a, self.b, *self.best_a, self.gap_a),
-                "best_b": _best(self.b, self.a, *self.best_b, self._gaps_b())}
+        a, b = self.a, self.b
+        return {"pairs": pairs_table(*map(_numpy, (a_feature, b_feature, r))),
+                "best_a": best_table(*map(_numpy, (a.u, b.u, b.order, *self.best_a, self.gap_a))),
+                "best_b": best_table(*map(_numpy, (b.u, a.u, a.order, *self.best_b, self._gaps_b())))}
 
     def _gaps_b(self) -> torch.Tensor:
         """Per feature of b, the position in a.order of its best never-co-firing partner; saturated ones searched exactly."""
@@ -312,22 +276,6 @@ class Merged:
             (_, partners), _ = tile_product(b.rows(feature, feature + 1), a, moments=False)
             gaps[feature] = first_gaps(torch.zeros_like(partners), a.position[partners], 1, a.order.numel())[0]
         return gaps
-
-
-def _best(side: Side, other: Side, r: torch.Tensor, match: torch.Tensor, gap: torch.Tensor) -> pa.Table:
-    """Every feature's best match: its best co-firing partner, or the best never-co-firing one
-    (r = −u·u′ at the gap) when that is higher (sql/230_corr_best_matches.sql)."""
-    has_gap = (gap >= 0) & ~torch.isnan(side.u)
-    quiet = other.order[gap.clamp(min=0)] if other.order.numel() else gap
-    quiet_r = torch.where(has_gap, -side.u * other.u[quiet.clamp(min=0)], torch.full_like(r, float("-inf")))
-    use_quiet = has_gap & (quiet_r > r)
-    best_r, best_match = torch.where(use_quiet, quiet_r, r), torch.where(use_quiet, quiet, match)
-    undefined = _numpy(torch.isneginf(best_r))
-    return pa.table({
-        "feature": pa.array(np.arange(side.n_features, dtype=np.uint32)),
-        "match": pa.array(_numpy(best_match).astype(np.uint32), mask=undefined),
-        "r": pa.array(_numpy(best_r).astype(np.float32), mask=undefined),
-    })
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

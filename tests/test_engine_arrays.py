@@ -1,5 +1,5 @@
-"""The torch engine against the SQL engine (the reference) on the same warehouses: every stored pair,
-every best match, all three statistics; tiles, chunks and the exact never-co-firing search forced small."""
+"""The array engines (torch, numba) against the SQL engine (the reference) on the same warehouses: every
+stored pair, every best match, all three statistics; tiles and the exact never-co-firing search forced small."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import pytest
 from test_correlate import D_A, D_B, check_against, data, filled, reference, stored  # noqa: F401  (fixtures)
 
 from featstore.correlate import correlate
+from featstore.engines import numba as numba_engine
 from featstore.engines import torch as torch_engine
 
 STATS = ["all_tokens", "cofiring", "token_type_mean"]
+ENGINES = {"torch": torch_engine, "numba": numba_engine}
 
 
 def same_results(sql, other, floor, tol=1e-5):
@@ -46,48 +48,52 @@ def tied_features(pairs) -> int:
     return sum(sorted(rs)[-2:] == [max(rs)] * 2 for rs in best.values() if len(rs) > 1)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("stat", STATS)
-def test_torch_engine_equals_sql_engine(filled, data, stat):
+def test_engine_equals_sql_engine(filled, data, stat, engine):
     sql_run = correlate(filled, "sa", "sb", corpus="c", stat=stat, engine="sql", progress=False)
     sql = stored(filled, sql_run["id"])
-    torch_run = correlate(filled, "sa", "sb", corpus="c", stat=stat, engine="torch", progress=False)
-    assert torch_run["id"] == sql_run["id"]
-    assert (torch_run["n_pairs"], torch_run["n_cofiring_pairs"]) == (sql_run["n_pairs"], sql_run["n_cofiring_pairs"])
-    assert same_results(sql, stored(filled, torch_run["id"]), 0.2) == 0
-    check_against(reference(stat, data), *stored(filled, torch_run["id"]), 0.2)
+    run = correlate(filled, "sa", "sb", corpus="c", stat=stat, engine=engine, progress=False)
+    assert run["id"] == sql_run["id"] and run["engine"] == engine
+    assert (run["n_pairs"], run["n_cofiring_pairs"]) == (sql_run["n_pairs"], sql_run["n_cofiring_pairs"])
+    assert same_results(sql, stored(filled, run["id"]), 0.2) == 0
+    check_against(reference(stat, data), *stored(filled, run["id"]), 0.2)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("stat", STATS)
-def test_small_tiles_chunks_and_saturated_searches(filled, data, stat, monkeypatch):
+def test_small_tiles_and_saturated_searches(filled, data, stat, engine, monkeypatch):
     """Tiles of a few pairs and 1 tracked low-u partner: the tiling and the exact never-co-firing searches of both sides."""
     sql = stored(filled, correlate(filled, "sa", "sb", corpus="c", stat=stat, engine="sql", progress=False)["id"])
-    monkeypatch.setattr(torch_engine, "PAIRS_PER_TILE", 7)
-    monkeypatch.setattr(torch_engine, "LOW_RANKS", 1)
-    run = correlate(filled, "sa", "sb", corpus="c", stat=stat, engine="torch", threads=2, progress=False)
+    monkeypatch.setattr(ENGINES[engine], "PAIRS_PER_TILE", 7)
+    monkeypatch.setattr(ENGINES[engine], "LOW_RANKS", 1)
+    run = correlate(filled, "sa", "sb", corpus="c", stat=stat, engine=engine, threads=2, progress=False)
     assert same_results(sql, stored(filled, run["id"]), 0.2) == 0
     assert filled.scalar("SELECT count(*) FROM best_matches WHERE run_id = ?", [run["id"]]) == D_A + D_B
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("stat", STATS)
-def test_torch_engine_on_the_interpretability_warehouse(interp_warehouse, stat):
+def test_engine_on_the_interpretability_warehouse(interp_warehouse, stat, engine):
     """Real tokens and documents: features with exact planted partners, one that fires on every ' ball'."""
     floor = 1e-6 if stat == "all_tokens" else -1.0  # all_tokens refuses floors <= 0
     sql = correlate(interp_warehouse, "toy", "toy_child", corpus="synth", stat=stat, engine="sql", r_floor=floor, progress=False)
     expected = stored(interp_warehouse, sql["id"])
-    run = correlate(interp_warehouse, "toy", "toy_child", corpus="synth", stat=stat, engine="torch", r_floor=floor, progress=False)
+    run = correlate(interp_warehouse, "toy", "toy_child", corpus="synth", stat=stat, engine=engine, r_floor=floor, progress=False)
     ties = same_results(expected, stored(interp_warehouse, run["id"]), floor)
     assert run["n_pairs"] == sql["n_pairs"] > 0
     assert ties <= tied_features(expected[0])  # only where two partners share the best r exactly (r = 1.0 here)
     assert ties == 0 or stat == "token_type_mean"
 
 
-def test_cli_engine_option(filled):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_cli_engine_option(filled, engine):
     from click.testing import CliRunner
 
     from cli import main
 
-    done = CliRunner().invoke(main, ["--warehouse", str(filled.root), "correlate", "sa", "sb", "--engine", "torch"])
+    done = CliRunner().invoke(main, ["--warehouse", str(filled.root), "correlate", "sa", "sb", "--engine", engine])
     assert done.exit_code == 0, done.output
-    assert "(all_tokens, 240 tokens, torch)" in done.output
+    assert f"(all_tokens, 240 tokens, {engine})" in done.output
     failed = CliRunner().invoke(main, ["--warehouse", str(filled.root), "correlate", "sa", "sb", "--engine", "numpy"])
     assert failed.exit_code == 2 and "numpy" in failed.output
