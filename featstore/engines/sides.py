@@ -19,8 +19,8 @@ from featstore.correlate import load_rows
 class Rows:
     """One side's (key, feature, x) rows; all_tokens keeps only features with a defined r and x / ‖x − x̄‖."""
 
-    key: np.ndarray  # int64, counted from 0
-    feature: np.ndarray  # int64
+    key: np.ndarray  # unsigned integers as read, counted from 0
+    feature: np.ndarray  # unsigned integers as read
     x: np.ndarray  # float64
     n_keys: int
     n_features: int
@@ -45,7 +45,9 @@ def load_sides(con: duckdb.DuckDBPyConnection, run: dict) -> tuple[Rows, Rows]:
 
 
 def _rows(raw: dict, offset: int, n_keys: int, n_features: int, run: dict) -> Rows:
-    key, feature, x = raw["key"].astype(np.int64) - offset, raw["feature"].astype(np.int64), raw["x"].astype(np.float64)
+    key, feature, x = raw["key"], raw["feature"], raw["x"].astype(np.float64)
+    if offset:
+        key = key - key.dtype.type(offset)  # keys are the corpus's tokens: never below its first
     u, order = np.full(n_features, np.nan), np.empty(0, dtype=np.int64)
     if run["statistic"].implicit_zeros:
         n_tokens = run["n_tokens"]
@@ -57,7 +59,9 @@ def _rows(raw: dict, offset: int, n_keys: int, n_features: int, run: dict) -> Ro
         features = np.flatnonzero(defined)
         order = features[np.argsort(u[features], kind="stable")]  # ties in u: lower feature first
         keep = defined[feature]
-        key, feature, x = key[keep], feature[keep], x[keep] / norm[feature[keep]]
+        if not keep.all():
+            key, feature, x = key[keep], feature[keep], x[keep]
+        x /= norm[feature]
     return Rows(key, feature, x, n_keys, n_features, u, order)
 
 

@@ -70,7 +70,7 @@ def compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None):
 
 def _side(rows: Rows, device: torch.device, dtype: torch.dtype) -> Side:
     """One side's rows (featstore.engines.sides) as CSR matrices on `device`."""
-    key, feature = (torch.as_tensor(a, device=device) for a in (rows.key, rows.feature))
+    key, feature = (torch.as_tensor(a.astype(np.int64), device=device) for a in (rows.key, rows.feature))
     x = torch.as_tensor(rows.x, device=device).to(dtype)
     u, order, position = (torch.as_tensor(a, device=device) for a in (rows.u, rows.order, rows.position))
     return Side(rows.n_features, _csr(feature, key, x, (rows.n_features, rows.n_keys)),
