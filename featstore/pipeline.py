@@ -387,7 +387,7 @@ ZOO_CODE = ("featstore.lm", "featstore.corpora", "featstore.tokenizer")
 SAE_CODE = ("featstore.sae_train", "featstore.saes", "featstore.capture", "featstore.corpora")
 MATCH_CODE = ("featstore.matching.evidence", "featstore.matching.cosine", "featstore.matching.policies", "featstore.matching.methods")
 INGEST_CODE = ("featstore.ingest", "featstore.capture", "featstore.saes")
-CORRELATE_CODE = ("featstore.correlate", "featstore.statistics", "featstore.engines.torch")  # auto picks torch on CUDA
+CORRELATE_CODE = ("featstore.correlate", "featstore.statistics", "featstore.engines.torch", "featstore.engines.sides")  # auto: torch on CUDA
 EXPLAIN_CODE = ("featstore.scoring", "featstore.sampling", "featstore.backends")
 SLICE_STEP = "eval-slices"
 # sql/ objects by name (featstore.schema.sources): moving or renumbering a file never reruns a step

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from test_correlate import data, filled, stored  # noqa: F401  (fixtures)
-from test_engine_torch import same_results
+from test_engine_arrays import same_results
 
 from featstore.correlate import correlate
 

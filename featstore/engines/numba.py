@@ -40,31 +40,32 @@ def compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None):
 def correlate_sides(a: Rows, b: Rows, run: dict, workers: int, progress: bool | None):
     """(pairs, best_a, best_b) as Arrow tables, and the number of defined pairs."""
     all_tokens = run["statistic"].implicit_zeros
-    a_rows = csr(a.feature, a.key, a.x, a.n_features)
-    b_keys = csr(b.key, b.feature, b.x, b.n_keys)
-    weights = _pair_counts(a_rows, b_keys[0])
-    a_position, low_width = a.position, min(LOW_RANKS, a.order.size) if all_tokens else 0
-
-    def tile(bounds: tuple[int, int]):
-        return _tile(*bounds, *a_rows, a.u, a_position, *b_keys, b.u, b.order, run["r_floor"], run["min_n"], all_tokens, low_width)
-
     best_a = (np.full(a.n_features, -np.inf), np.full(a.n_features, -1, dtype=np.int64))
     best_b = (np.full(b.n_features, -np.inf), np.full(b.n_features, -1, dtype=np.int64))
     gap_a = np.full(a.n_features, 0 if b.order.size else -1, dtype=np.int64)  # a feature in no tile co-fires with none
+    low_width = min(LOW_RANKS, a.order.size) if all_tokens else 0
     low = np.zeros((low_width, b.n_features), dtype=np.bool_)
     pairs, n_defined = [], 0
-    tiles = _tiles(weights, workers)
-    with tqdm(total=int(weights.sum()), unit="pair", unit_scale=True, desc=f"correlate {run['stat']} (numba)",
-              disable=None if progress is None else not progress) as bar, ThreadPoolExecutor(workers) as pool:
-        for (lo, hi), (pair_a, pair_b, pair_r, row_r, row_match, row_gap, col_r, col_match, low_at, low_b, n) in zip(
-                tiles, pool.map(tile, tiles)):
-            pairs.append((pair_a, pair_b, pair_r))
-            best_a[0][lo:hi], best_a[1][lo:hi], gap_a[lo:hi] = row_r, row_match, row_gap
-            better = col_r > best_b[0]  # strict: on a tie the earlier tile (lower feature of a) stays
-            best_b[0][better], best_b[1][better] = col_r[better], col_match[better]
-            low[low_at, low_b] = True
-            n_defined += n
-            bar.update(int(weights[lo:hi].sum()))
+    with ThreadPoolExecutor(workers) as pool:
+        a_rows, b_keys = pool.map(lambda m: csr(*m), [(a.feature, a.key, a.x, a.n_features), (b.key, b.feature, b.x, b.n_keys)])
+        weights, a_position = _pair_counts(a_rows, b_keys[0]), a.position
+        tiles = _tiles(weights, workers)
+
+        def tile(bounds: tuple[int, int]):
+            return _tile(*bounds, *a_rows, a.u, a_position, *b_keys, b.u, b.order, run["r_floor"], run["min_n"], all_tokens,
+                         low_width)
+
+        with tqdm(total=int(weights.sum()), unit="pair", unit_scale=True, desc=f"correlate {run['stat']} (numba)",
+                  disable=None if progress is None else not progress) as bar:
+            for (lo, hi), (pair_a, pair_b, pair_r, row_r, row_match, row_gap, col_r, col_match, low_at, low_b, n) in zip(
+                    tiles, pool.map(tile, tiles)):
+                pairs.append((pair_a, pair_b, pair_r))
+                best_a[0][lo:hi], best_a[1][lo:hi], gap_a[lo:hi] = row_r, row_match, row_gap
+                better = col_r > best_b[0]  # strict: on a tie the earlier tile (lower feature of a) stays
+                best_b[0][better], best_b[1][better] = col_r[better], col_match[better]
+                low[low_at, low_b] = True
+                n_defined += n
+                bar.update(int(weights[lo:hi].sum()))
     gap_b = _gaps_b(a, b, low) if all_tokens else np.full(b.n_features, -1, dtype=np.int64)
     columns = [np.concatenate(c) for c in zip(*pairs)] if pairs else [np.empty(0)] * 3
     return {"pairs": pairs_table(*columns), "best_a": best_table(a.u, b.u, b.order, *best_a, gap_a),
