@@ -9,8 +9,11 @@ a rerun replaces it.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +27,8 @@ from featstore.errors import FeatstoreError
 from featstore.hf import load_model, resolve_device
 from featstore.storage import ACT_DTYPES
 from featstore.warehouse import ACTIVATION_SCHEMA, Warehouse
+
+T = TypeVar("T")
 
 
 def default_corpus(wh: Warehouse, tokenizer: str | None) -> str:
@@ -48,6 +53,7 @@ def windows(wh: Warehouse, corpus: str, context: int, shard: tuple[int, int] | N
             yield toks[start : start + context], token_ids[start : start + context]
 
 
+@torch.no_grad()  # grad mode is per thread, and `prefetched` runs this in its own
 def encode_windows(
     model, sae, batches: Iterator[list[tuple[np.ndarray, np.ndarray]]], hook: str, device: torch.device, bar,
     act_dtype: str = "float32",
@@ -71,6 +77,46 @@ def encode_windows(
             schema=ACTIVATION_SCHEMA,
         )
         bar.update(len(x))
+
+
+def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """`items`, produced in a background thread up to `depth` ahead, so that compressing and writing
+    one batch (pyarrow, which releases the GIL) overlaps encoding the next. The producer's exception
+    is raised here; closing this iterator stops the producer after the item it is working on."""
+    slots: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(message: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(message, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("done", None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(("error", exc))
+
+    producer = threading.Thread(target=produce, name="featstore-encode", daemon=True)
+    producer.start()
+    try:
+        while True:
+            kind, value = slots.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        producer.join()
 
 
 def rounded(feats: torch.Tensor, act_dtype: str) -> torch.Tensor:
@@ -136,8 +182,8 @@ def ingest(
     start = time.perf_counter()
     total = corpus_row["n_tokens"] // (shard[1] if shard else 1)
     with torch.no_grad(), tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc=f"ingest {sae_row['id']}") as bar:
-        rows = encode_windows(lm, sae, batched(windows(wh, corpus, context, shard), batch_size), sae_row["hook_point"], device, bar,
-                              act_dtype)
+        rows = prefetched(encode_windows(lm, sae, batched(windows(wh, corpus, context, shard), batch_size), sae_row["hook_point"],
+                                         device, bar, act_dtype))
         if shard is not None:
             return _ingest_shard(wh, sae_row, corpus_row, rows, shard, context, act_dtype, start, bar)
         path = wh.write_partition(sae_row["id"], corpus, rows, corpus_row["n_tokens"], origin="ingest", act_dtype=act_dtype)

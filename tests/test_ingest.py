@@ -12,7 +12,7 @@ from conftest import tiny_texts
 from featstore.capture import mlp_activations
 from featstore.errors import FeatstoreError
 from featstore.hf import load_model
-from featstore.ingest import ingest
+from featstore.ingest import ingest, prefetched
 from featstore.saes import build_sae, load_sae, save_sae
 
 
@@ -143,3 +143,32 @@ def test_cli_ingest_takes_several_corpora(setup, tmp_path, tiny_tokenizer_dir):
     every = runner.invoke(main, ["--warehouse", str(wh.root), "ingest", "m", "--all-corpora", "--device", "cpu"])
     assert every.exit_code == 0 and every.output.count("m-sae on") == 2, every.output
     assert sorted(wh.query("SELECT corpus FROM activation_partitions").column(0).to_pylist()) == ["c", "d"]
+
+
+def test_prefetched_keeps_order_raises_and_stops():
+    """Encoding runs a thread ahead of writing: same items in order, the producer's error raised to the writer,
+    and a writer that stops early stops the producer."""
+    import threading
+
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise FeatstoreError("NaN/inf activations")
+
+    with pytest.raises(FeatstoreError, match="NaN/inf"):
+        list(prefetched(failing()))
+
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(len(produced))
+            yield produced[-1]
+
+    items = prefetched(endless(), depth=2)
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    items.close()
+    assert len(produced) <= 3 + 2 + 1  # what was taken, the queue, and the one in hand
+    assert not any(t.name == "featstore-encode" for t in threading.enumerate())
+
