@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--shards", default="1,2")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dir", type=Path)
+    parser.add_argument("--repeats", type=int, default=3, help="measurements of each, interleaved; medians compared")
     parser.add_argument("task", nargs="?", choices=["bare", "shard"], help=argparse.SUPPRESS)
     parser.add_argument("task_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -145,20 +147,26 @@ def main() -> None:
         started = time.perf_counter()
         build(root, args)
         print(f"data: {args.tokens:,} tokens, hidden 128 / MLP 512 -> 2048 features; built in {time.perf_counter() - started:.0f} s")
-        bare = finished(run("--dir", str(root), "bare", str(args.batch_size)))
-        bare_rate = bare["tokens"] / bare["seconds"]
-        print(f"bare forward (1 process, 1 thread): {bare_rate:,.0f} tokens/s ({bare['seconds']:.1f} s, {bare['rows']:,} rows) "
-              f"[load average {load()}]")
-        reference = None
-        for n in [int(s) for s in args.shards.split(",")]:
-            done = sharded(root, n, args.batch_size)
-            published = [r for r in done["results"] if r["published"]]
-            rows = _rows(published[0]["path"])
-            reference = reference or rows
-            rate = args.tokens / done["seconds"]
-            print(f"ingest N={n} ({n} processes, 1 thread each): {rate:,.0f} tokens/s ({done['seconds']:.1f} s to publish), "
-                  f"{rate / bare_rate:.2f}x the bare forward, {rate / (n * bare_rate):.2f} of N bare forwards; rows identical to N=1: "
-                  f"{rows == reference} [load average {load()}]")
+        shards, reference = [int(s) for s in args.shards.split(",")], None
+        bare_seconds, seconds = [], {n: [] for n in shards}
+        for repeat in range(args.repeats):  # interleaved, so a change in the machine's load hits every measurement
+            bare = finished(run("--dir", str(root), "bare", str(args.batch_size)))
+            bare_seconds.append(bare["seconds"])
+            print(f"[{repeat + 1}/{args.repeats}] bare forward (1 process, 1 thread): {bare['tokens'] / bare['seconds']:,.0f} "
+                  f"tokens/s ({bare['seconds']:.1f} s, {bare['rows']:,} rows) [load average {load()}]")
+            for n in shards:
+                done = sharded(root, n, args.batch_size)
+                published = [r for r in done["results"] if r["published"]]
+                rows = _rows(published[0]["path"])
+                reference = reference or rows
+                seconds[n].append(done["seconds"])
+                print(f"[{repeat + 1}/{args.repeats}] ingest N={n} ({n} processes, 1 thread each): {args.tokens / done['seconds']:,.0f} "
+                      f"tokens/s ({done['seconds']:.1f} s to publish); rows identical to N=1: {rows == reference} [load average {load()}]")
+        bare_rate = args.tokens / statistics.median(bare_seconds)
+        print(f"medians of {args.repeats}: bare forward {bare_rate:,.0f} tokens/s")
+        for n in shards:
+            rate = args.tokens / statistics.median(seconds[n])
+            print(f"  ingest N={n}: {rate:,.0f} tokens/s, {rate / bare_rate:.2f}x the bare forward, {rate / (n * bare_rate):.2f} of N bare forwards")
         print(f"machine: {os.cpu_count()} cores, load average {load()} at the end")
 
 

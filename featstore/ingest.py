@@ -63,20 +63,25 @@ def encode_windows(
         blocks = [torch.as_tensor(ids.astype(np.int64)) for _, ids in batch]
         x = batch_activations(model, blocks, hook, device).float()
         feats = sae.encode(x)
-        if not (torch.isfinite(x).all() and torch.isfinite(feats).all()):
+        if not (_finite(x) and _finite(feats)):
             raise FeatstoreError("NaN/inf activations from the model or SAE; nothing was written (check the weights)")
         feats = rounded(feats, act_dtype)
         rows, features = torch.nonzero(feats > 0, as_tuple=True)
-        toks = torch.as_tensor(np.concatenate([t for t, _ in batch]).astype(np.int64), device=device)
+        toks = np.concatenate([t for t, _ in batch])
         yield pa.RecordBatch.from_arrays(
             [
-                pa.array(toks[rows].cpu().numpy().astype(np.uint32)),
+                pa.array(toks[rows.cpu().numpy()].astype(np.uint32, copy=False)),
                 pa.array(features.cpu().numpy().astype(np.uint32)),
-                pa.array(feats[rows, features].cpu().numpy().astype(np.float32)),
+                pa.array(feats[rows, features].cpu().numpy().astype(np.float32, copy=False)),
             ],
             schema=ACTIVATION_SCHEMA,
         )
         bar.update(len(x))
+
+
+def _finite(t: torch.Tensor) -> bool:
+    """No NaN or inf in `t`: one sum (NaN and inf survive it), checked value by value only when it overflows."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:

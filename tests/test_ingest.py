@@ -12,7 +12,7 @@ from conftest import tiny_texts
 from featstore.capture import mlp_activations
 from featstore.errors import FeatstoreError
 from featstore.hf import load_model
-from featstore.ingest import ingest, prefetched
+from featstore.ingest import _finite, ingest, prefetched
 from featstore.saes import build_sae, load_sae, save_sae
 
 
@@ -172,3 +172,10 @@ def test_prefetched_keeps_order_raises_and_stops():
     assert len(produced) <= 3 + 2 + 1  # what was taken, the queue, and the one in hand
     assert not any(t.name == "featstore-encode" for t in threading.enumerate())
 
+
+
+def test_finite_check_survives_an_overflowing_sum():
+    assert _finite(torch.tensor([3e38, 3e38, 1.0]))  # the sum overflows to inf; every value is finite
+    assert not _finite(torch.tensor([1.0, float("nan")]))
+    assert not _finite(torch.tensor([1.0, float("-inf")]))
+    assert not _finite(torch.tensor([float("inf"), float("-inf")]))  # the sum is NaN
