@@ -138,6 +138,7 @@ def _grown(buffer):
 
 @njit(nogil=True, cache=True)
 def _tile(lo, hi, a_ptr, a_entries, a_u, a_position, b_ptr, b_entries, b_u, b_order, r_floor, min_n, all_tokens, low_width):
+    """Features lo..hi-1 of a against all of b (see the module docstring); what correlate_sides merges, in tile order."""
     n_b = b_u.size
     state = np.zeros((n_b, 4 if all_tokens else 8))
     state[:, SEEN], state[:, COL_R] = -1.0, -np.inf
