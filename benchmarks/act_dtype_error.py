@@ -59,7 +59,7 @@ def main() -> None:
         build_warehouse(wh.root, args)
         size = wh.scalar("SELECT sum(bytes) / sum(n_rows) FROM activation_partitions")
         pairs, best = results(wh, args.engine)
-        originals = {sae: pq.read_table(wh.partition_path(sae, CORPUS)) for sae in (SAE_A, SAE_B)}
+        originals = {sae: pq.read_table(wh.partition_files(sae, CORPUS)) for sae in (SAE_A, SAE_B)}
         print(f"float32: {size:.2f} bytes per activation, {len(pairs):,} pairs with r >= 0.2")
         for act_dtype in ("bfloat16", "float16"):
             size = rewrite(wh, originals, act_dtype)

@@ -107,7 +107,7 @@ def run_scipy(root: Path, floor: float, out: Path) -> dict:
     n = wh.scalar("SELECT n_tokens FROM corpora WHERE name = ?", [CORPUS])
     d_sae = wh.scalar("SELECT d_sae FROM saes WHERE id = ?", [SAE_A])
     started = time.perf_counter()
-    sides = [pq.read_table(wh.partition_path(sae, CORPUS)) for sae in (SAE_A, SAE_B)]
+    sides = [pq.read_table(wh.partition_files(sae, CORPUS)) for sae in (SAE_A, SAE_B)]
     read = time.perf_counter() - started
     started, cpu = time.perf_counter(), time.process_time()
     mats = [sp.csr_matrix((t["act"].to_numpy().astype(np.float64), (t["tok"].to_numpy(), t["feature"].to_numpy())),

@@ -410,7 +410,7 @@ class Saes(Table):
 
 
 class Partitions(Table):
-    """Catalog rows of the Parquet partitions; the files themselves are written by `Warehouse.write_partition`."""
+    """Catalog rows of the Parquet partitions; the files themselves are written by `Warehouse.write_partition` and `publish_parts`."""
 
     name, key, what, listing = "activation_partitions", ("sae", "corpus"), "partition", "featstore sql \"SELECT * FROM activation_partitions\""
 

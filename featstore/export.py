@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 
 from featstore.db import run, statements
 from featstore.errors import FeatstoreError
-from featstore.warehouse import Warehouse
+from featstore.storage import link_or_copy
+from featstore.warehouse import Warehouse, partition_files
 
 FORMATS = {"parquet": "parquet", "csv": "csv", "arrow": "arrow"}
 BATCH_ROWS = 65_536
@@ -93,9 +94,10 @@ def export_layout(wh: Warehouse, out_dir: str | os.PathLike) -> dict:
             for table in tables:
                 select = statements("export/layout_partitions")[0] if table == "activation_partitions" else f"SELECT * FROM {_quoted(table)}"
                 con.execute(f"COPY ({select}) TO '{tmp / f'{table}.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
-            files = con.execute("SELECT sae, corpus, path FROM activation_partitions").fetchall()
-        for sae, corpus, path in files:
-            _link_or_copy(wh.root / path, tmp / "activations" / f"sae={sae}" / f"corpus={corpus}" / Path(path).name)
+            files = [(sae, corpus, file) for sae, corpus, path in con.execute("SELECT sae, corpus, path FROM activation_partitions").fetchall()
+                     for file in partition_files(wh.root, path)]
+        for sae, corpus, file in files:
+            link_or_copy(file, tmp / "activations" / f"sae={sae}" / f"corpus={corpus}" / file.name)
         (tmp / LAYOUT_MARKER).write_text("written by featstore export --engine-layout; replaced by the next one\n")
         if out.exists():
             shutil.rmtree(out)
@@ -103,14 +105,6 @@ def export_layout(wh: Warehouse, out_dir: str | os.PathLike) -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"path": str(out), "tables": len(tables), "partition_files": len(files)}
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def run_sql(wh: Warehouse, sql: str) -> pa.Table | None:

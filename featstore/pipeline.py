@@ -160,10 +160,6 @@ def run_steps(
 # -- an experiment as steps --------------------------------------------------------------------------
 
 
-def replica_id(model: str, seed: int) -> str:
-    return f"{sae_id(model)}-seed{seed}"
-
-
 def _model_summary(row: dict) -> dict:
     return {"model": row["name"], "path": row["path"], "metrics": row.get("metrics") or {}}
 

@@ -2,13 +2,13 @@
 a share of a corpus's documents into their own Parquet part; the partition is published once every
 part is there, in one catalog transaction.
 
-A shard writes its part under a temporary name and renames it into the run's folder in
-`<warehouse>/staging/shards/`, so a killed shard leaves no part and nothing visible; running that
-shard again completes the set. Whichever shard finds the set complete (under a file lock, so only
-one does) publishes it through `Warehouse.write_partition`: the parts stream into the one sorted
-partition file every reader already handles (featstore.storage sorts every partition anyway, so this
-costs the same pass as an unsharded ingest), the catalog switches to it in one transaction, and the
-run's folder is removed. Until then the previous partition (or none) stays visible.
+A shard writes its part under a temporary name, sorts it as every partition file is sorted
+(featstore.storage), and renames it into the run's folder in `<warehouse>/staging/shards/`, so a
+killed shard leaves no part and nothing visible; running that shard again completes the set.
+Whichever shard finds the set complete (under a file lock, so only one does) publishes it through
+`Warehouse.publish_parts`: the parts become the partition's files as they are (no pass over all of
+them in one process), the catalog switches to them in one transaction, and the run's folder is
+removed. Until then the previous partition (or none) stays visible.
 
 A run is identified by everything that changes its rows: SAE, corpus, shard count, window length,
 act dtype and the SAE's registration time; parts of another run are never mixed in.
@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featstore.errors import FeatstoreError
+from featstore.storage import sort_partition
 from featstore.warehouse import ACTIVATION_SCHEMA, Warehouse, check_name
 
 
@@ -55,8 +56,8 @@ def part_path(folder: Path, index: int, count: int) -> Path:
     return folder / f"part-{index:05d}-of-{count:05d}.parquet"
 
 
-def write_part(folder: Path, index: int, count: int, batches: Iterable[pa.RecordBatch]) -> int:
-    """Stream one shard's rows into its part, renamed into place only when complete; returns its rows."""
+def write_part(folder: Path, index: int, count: int, batches: Iterable[pa.RecordBatch], act_dtype: str) -> int:
+    """Stream one shard's rows into its part, sorted and renamed into place only when complete; returns its rows."""
     folder.mkdir(parents=True, exist_ok=True)
     final = part_path(folder, index, count)
     tmp = folder / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
@@ -66,8 +67,7 @@ def write_part(folder: Path, index: int, count: int, batches: Iterable[pa.Record
             for batch in batches:
                 writer.write_batch(batch)
                 n_rows += batch.num_rows
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+        sort_partition(tmp, act_dtype)  # fsyncs
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -81,13 +81,13 @@ def _locked(folder: Path) -> Iterator[None]:
         yield
 
 
-def publish_if_complete(wh: Warehouse, folder: Path, count: int, sae: str, corpus: str, n_tokens: int, act_dtype: str) -> Path | None:
+def publish_if_complete(wh: Warehouse, folder: Path, count: int, sae: str, corpus: str, n_tokens: int) -> Path | None:
     """Publish the run's parts as the (sae, corpus) partition when all `count` are there; its path, else None."""
     with _locked(folder):
         parts = [part_path(folder, i, count) for i in range(count)]
         if not folder.is_dir() or not all(p.exists() for p in parts):
             return None
-        path = wh.write_partition(sae, corpus, _batches(parts), n_tokens, origin="ingest", act_dtype=act_dtype)
+        path = wh.publish_parts(sae, corpus, parts, n_tokens, origin="ingest")
         shutil.rmtree(folder)
     (folder.parent / f"{folder.name}.lock").unlink(missing_ok=True)
     return path
@@ -96,7 +96,3 @@ def publish_if_complete(wh: Warehouse, folder: Path, count: int, sae: str, corpu
 def missing_parts(folder: Path, count: int) -> list[int]:
     return [i for i in range(count) if not part_path(folder, i, count).exists()]
 
-
-def _batches(parts: list[Path]) -> Iterator[pa.RecordBatch]:
-    for part in parts:
-        yield from pq.ParquetFile(part).iter_batches()

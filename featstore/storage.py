@@ -63,6 +63,17 @@ def sort_partition(path: Path, act_dtype: str = "float32") -> None:
         shutil.rmtree(spill, ignore_errors=True)
 
 
+def link_or_copy(source: Path, target: Path) -> None:
+    """`target` as a hard link to `source` where the file system allows, else as an fsynced copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+        with open(target, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
 def act_dtype(path: Path) -> str:
     """The act dtype a partition file declares (float32 for files written before it was recorded)."""
     metadata = pq.read_metadata(path).metadata or {}

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from featstore import schema
 from featstore.errors import FeatstoreError
-from featstore.storage import sort_partition
+from featstore.storage import link_or_copy, sort_partition
 
 DB_FILE = "featstore.duckdb"
 # Files written by the duckdb 2.x Python package must stay readable by the 1.5.x DuckDB shell.
@@ -45,9 +45,23 @@ DATA_DIRS = ("activations", "models", "saes")  # their presence without a catalo
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "CALL"}
 _WRITERS: dict[Path, list[duckdb.DuckDBPyConnection]] = {}  # this process's read-write connections per file
 
+PART_GLOB = re.compile(r"-\*-of-(\d+)\.parquet$")  # the path of a partition of several part files
 ACTIVATION_SCHEMA = pa.schema(
     [("tok", pa.uint32()), ("feature", pa.uint32()), ("act", pa.float32())]
 )
+
+
+def partition_files(root: Path, stored: str) -> list[Path]:
+    """The files an `activation_partitions.path` stands for, in order: the one file, or the parts its
+    glob (`part-<id>-*-of-<N>.parquet`, a sharded ingest's) matches."""
+    path = root / stored
+    return sorted(path.parent.glob(path.name)) if "*" in path.name else [path]
+
+
+def expected_files(stored: str) -> int:
+    """How many files a catalog path stands for: 1, or the N its glob's name counts."""
+    counted = PART_GLOB.search(stored)
+    return int(counted.group(1)) if counted else 1
 
 
 def default_warehouse_dir() -> Path:
@@ -90,6 +104,17 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def disk_full_error(root: Path) -> FeatstoreError:
     return FeatstoreError(f"disk full while writing under {root}: nothing was committed; free some space and rerun")
+
+
+@contextmanager
+def disk_full_reported(root: Path) -> Iterator[None]:
+    """Turn a full disk, whichever library hit it, into disk_full_error."""
+    try:
+        yield
+    except BaseException as exc:
+        if is_disk_full(exc) and not isinstance(exc, FeatstoreError):
+            raise disk_full_error(root) from exc
+        raise
 
 
 def _statement_kind(statement) -> duckdb.StatementType:
@@ -173,9 +198,11 @@ class Warehouse:
         try:
             self._retry_locked(lambda: con.execute(f"ATTACH {_literal(str(self.db_path))} AS warehouse (READ_ONLY)"))
             con.execute("USE warehouse")
-            # the committed files of this very snapshot of the catalog (a writer may commit meanwhile)
-            files = [str(self.root / r[0]) for r in con.execute("SELECT path FROM activation_partitions").fetchall()]
-            con.execute("SET allowed_paths = ?", [[str(self.db_path), f"{self.db_path}.wal", *files]])
+            # the committed files of this very snapshot of the catalog (a writer may commit meanwhile),
+            # and the globs of multi-file partitions, so read_parquet(path) works as in the DuckDB shell
+            files = [str(f) for f in self._committed_files(con)]
+            globs = [str(self.root / r[0]) for r in con.execute("SELECT path FROM activation_partitions WHERE path LIKE '%*%'").fetchall()]
+            con.execute("SET allowed_paths = ?", [[str(self.db_path), f"{self.db_path}.wal", *files, *globs]])
             con.execute("SET enable_external_access = false")
             con.execute("SET autoinstall_known_extensions = false")
             self._shadow_moved_view(con, files)
@@ -354,7 +381,8 @@ class Warehouse:
             candidate = self.root / folder / path.name
         else:
             return None
-        return candidate.relative_to(self.root).as_posix() if candidate.exists() else None
+        files = partition_files(self.root, str(candidate))
+        return candidate.relative_to(self.root).as_posix() if files and all(f.exists() for f in files) else None
 
     def relocate(self) -> dict:
         """Bring paths and the `activations` view up to date after the folder was moved or copied."""
@@ -408,16 +436,15 @@ class Warehouse:
     def partition_dir(self, sae: str, corpus: str) -> Path:
         return self.activations_dir / f"sae={check_name('SAE', sae)}" / f"corpus={check_name('corpus', corpus)}"
 
-    def partition_path(self, sae: str, corpus: str) -> Path:
-        """The committed Parquet file of (sae, corpus); FeatstoreError when there is none."""
-        row = self.scalar(
-            "SELECT path FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]
-        )
-        if row is None:
+    def partition_files(self, sae: str, corpus: str) -> list[Path]:
+        """The committed Parquet files of (sae, corpus), e.g. for `pyarrow.parquet.read_table`; FeatstoreError when there are none."""
+        with self.connect(read_only=True) as con:
+            files = self._committed_files(con, "sae = ? AND corpus = ?", [sae, corpus])
+        if not files:
             raise FeatstoreError(
                 f"no activations for SAE {sae!r} on corpus {corpus!r}; run `featstore ingest` or `featstore import-activations` first"
             )
-        return self.root / row
+        return files
 
     def activation_files(self, sae: str | None = None) -> list[Path]:
         """The committed partition files (absolute), e.g. for `polars.scan_parquet(wh.activation_files())`.
@@ -425,10 +452,12 @@ class Warehouse:
         Reading through this list rather than a glob of activations/ never sees a file a writer
         has renamed into place but not yet committed.
         """
-        rows = self.query(
-            "SELECT path FROM activation_partitions WHERE ? IS NULL OR sae = ? ORDER BY sae, corpus", [sae, sae]
-        ).column("path").to_pylist()
-        return [self.root / p for p in rows]
+        with self.connect(read_only=True) as con:
+            return self._committed_files(con, "? IS NULL OR sae = ?", [sae, sae])
+
+    def _committed_files(self, con: duckdb.DuckDBPyConnection, where: str = "true", params: list | None = None) -> list[Path]:
+        rows = con.execute(f"SELECT path FROM activation_partitions WHERE {where} ORDER BY sae, corpus", params or []).fetchall()
+        return [file for (path,) in rows for file in partition_files(self.root, path)]
 
     def write_partition(
         self,
@@ -445,41 +474,65 @@ class Warehouse:
         caller rounded act to (float32, bfloat16, float16), recorded in the file's footer.
 
         The file is written in `.staging/` (outside activations/, so no reader of the folder sees it),
-        renamed into the partition folder, then the catalog row and the `activations` view are switched
-        to it in one transaction, then the old file is removed. A crash at any point leaves the old
-        partition or the new one in the catalog, never a half-written file; rerunning replaces.
-        Writers of different (SAE, corpus) pairs run side by side; a second writer of the same pair
-        is refused while the first runs.
+        then committed by `_commit_partition`. Writers of different (SAE, corpus) pairs run side by
+        side; a second writer of the same pair is refused while the first runs.
         """
-        folder = self.partition_dir(sae, corpus)
+        self._ensure_writable()
+        with disk_full_reported(self.root), self._pair_lock(sae, corpus), self._staged_file() as tmp:
+            n_rows = self._write_parquet(tmp, batches)
+            sort_partition(tmp, act_dtype)
+            return self._commit_partition(sae, corpus, [tmp], n_rows, n_tokens, origin, move=True)
+
+    def publish_parts(self, sae: str, corpus: str, parts: list[Path], n_tokens: int, origin: str) -> Path:
+        """Commit complete, sorted part files (a sharded ingest's) as one partition of len(parts) files.
+
+        The parts are hard-linked (else copied) into the partition folder, so until the commit they
+        stay where they are: a publisher killed before it leaves the set whole for a rerun. The
+        returned path is the glob of the parts (their one path when there is one part)."""
+        self._ensure_writable()
+        with disk_full_reported(self.root), self._pair_lock(sae, corpus):
+            n_rows = sum(pq.read_metadata(part).num_rows for part in parts)
+            return self._commit_partition(sae, corpus, parts, n_rows, n_tokens, origin, move=False)
+
+    def _ensure_writable(self) -> None:
         if not self.db_path.exists() or not self.writable():
             self.create()  # or refuses a read-only / damaged one
-        with self._pair_lock(sae, corpus), self._staged_file() as tmp:
-            final = folder / f"part-{uuid.uuid4().hex[:12]}.parquet"
-            try:
-                n_rows = self._write_parquet(tmp, batches)
-                sort_partition(tmp, act_dtype)
-                folder.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, final)
-                with self.transaction() as con:
-                    old = con.execute(
-                        "SELECT path FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]
-                    ).fetchone()
-                    con.execute("DELETE FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus])
-                    from featstore.db import run
 
-                    run(con, "partitions/insert", sae=sae, corpus=corpus, path=self.relative(final), n_rows=n_rows,
-                        n_tokens=n_tokens, bytes=final.stat().st_size, origin=origin)
-                    self._refresh_activations_view(con)
-            except BaseException as exc:
+    def _commit_partition(self, sae: str, corpus: str, sources: list[Path], n_rows: int, n_tokens: int, origin: str,
+                          move: bool) -> Path:
+        """Place `sources` in the partition folder (renamed when `move`, else linked), switch the catalog
+        row and the `activations` view to them in one transaction, then remove the old files. A crash at
+        any point leaves the old partition or the new one in the catalog, never a half-written file."""
+        folder = self.partition_dir(sae, corpus)
+        stem, count = f"part-{uuid.uuid4().hex[:12]}", len(sources)
+        if count == 1:
+            finals, stored = [folder / f"{stem}.parquet"], folder / f"{stem}.parquet"
+        else:
+            finals = [folder / f"{stem}-{i:05d}-of-{count:05d}.parquet" for i in range(count)]
+            stored = folder / f"{stem}-*-of-{count:05d}.parquet"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for source, final in zip(sources, finals):
+                if move:
+                    os.replace(source, final)
+                else:
+                    link_or_copy(source, final)
+            with self.transaction() as con:
+                old = self._committed_files(con, "sae = ? AND corpus = ?", [sae, corpus])
+                con.execute("DELETE FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus])
+                from featstore.db import run
+
+                run(con, "partitions/insert", sae=sae, corpus=corpus, path=self.relative(stored), n_rows=n_rows,
+                    n_tokens=n_tokens, bytes=sum(f.stat().st_size for f in finals), origin=origin)
+                self._refresh_activations_view(con)
+        except BaseException:
+            for final in finals:
                 final.unlink(missing_ok=True)
-                if is_disk_full(exc) and not isinstance(exc, FeatstoreError):
-                    raise disk_full_error(self.root) from exc
-                raise
-            if old and (self.root / old[0]) != final:
-                (self.root / old[0]).unlink(missing_ok=True)
-            self._sweep_orphans(folder, keep=final)
-        return final
+            raise
+        for path in set(old) - set(finals):
+            path.unlink(missing_ok=True)
+        self._sweep_orphans(folder, keep=set(finals))
+        return stored
 
     @staticmethod
     def _write_parquet(path: Path, batches: Iterable[pa.RecordBatch | pa.Table]) -> int:
@@ -560,29 +613,30 @@ class Warehouse:
     def drop_partition(self, con: duckdb.DuckDBPyConnection, sae: str, corpus: str | None = None) -> list[Path]:
         """Remove catalog rows (inside the caller's transaction); returns files to delete after commit."""
         where, params = ("sae = ?", [sae]) if corpus is None else ("sae = ? AND corpus = ?", [sae, corpus])
-        paths = [self.root / r[0] for r in con.execute(f"SELECT path FROM activation_partitions WHERE {where}", params).fetchall()]
+        paths = self._committed_files(con, where, params)
         con.execute(f"DELETE FROM activation_partitions WHERE {where}", params)
         self._refresh_activations_view(con)
         return paths
 
     @staticmethod
-    def _sweep_orphans(folder: Path, keep: Path) -> None:
+    def _sweep_orphans(folder: Path, keep: set[Path]) -> None:
         """Delete files of the pair's folder left by runs killed between rename and commit (pair lock held)."""
         for path in folder.iterdir():
-            if path != keep and (path.name.startswith(".part-") or path.name.startswith("part-")):
+            if path not in keep and (path.name.startswith(".part-") or path.name.startswith("part-")):
                 path.unlink(missing_ok=True)
 
     # -- the activations view ------------------------------------------------------------------
 
     def _refresh_activations_view(self, con: duckdb.DuckDBPyConnection) -> None:
-        paths = [str(self.root / r[0]) for r in con.execute("SELECT path FROM activation_partitions ORDER BY sae, corpus").fetchall()]
-        missing = [p for p in paths if not Path(p).is_file()]
+        paths = [r[0] for r in con.execute("SELECT path FROM activation_partitions ORDER BY sae, corpus").fetchall()]
+        files = {path: [f for f in partition_files(self.root, path) if f.is_file()] for path in paths}
+        missing = [str(self.root / path) for path in paths if len(files[path]) != expected_files(path)]
         if missing:
             raise FeatstoreError(
-                f"the catalog lists {len(missing)} partition file(s) that are missing, e.g. {missing[0]}; "
+                f"the catalog lists {len(missing)} partition(s) with missing files, e.g. {missing[0]}; "
                 "restore them from a backup, or re-ingest those (SAE, corpus) pairs"
             )
-        self._create_activations_view(con, paths)
+        self._create_activations_view(con, [str(f) for path in paths for f in files[path]])
         con.execute(f"COMMENT ON VIEW activations IS {_literal(str(self.root))}")
 
     @staticmethod
@@ -596,7 +650,7 @@ class Warehouse:
         if self._view_root(con) in (str(self.root), None):
             return
         if files is None:
-            files = [str(self.root / r[0]) for r in con.execute("SELECT path FROM activation_partitions ORDER BY sae, corpus").fetchall()]
+            files = [str(f) for f in self._committed_files(con)]
         self._create_activations_view(con, files, temporary=True)
 
     def _create_activations_view(self, con: duckdb.DuckDBPyConnection, paths: list[str], temporary: bool = False) -> None:

@@ -91,3 +91,14 @@ def test_engine_layout_refuses_a_foreign_folder(interp_warehouse, tmp_path):
     with pytest.raises(FeatstoreError, match="is not an engine layout"):
         export_layout(interp_warehouse, tmp_path)
     assert (tmp_path / "mine.txt").read_text() == "keep"
+
+
+def test_spark_engine_reads_partitions_of_several_parts(spark, filled, tmp_path):
+    """Last in the module: both sides republished as 3 part files each, as a sharded ingest leaves them."""
+    from test_multi_file_partitions import split_into_parts
+
+    expected = stored(filled, correlate(filled, "sa", "sb", corpus="c", stat="cofiring", engine="sql", progress=False)["id"])
+    for sae in ("sa", "sb"):
+        assert len(split_into_parts(filled, sae, "c", 3, tmp_path)) == 3
+    run = correlate(filled, "sa", "sb", corpus="c", stat="cofiring", engine="spark", progress=False)
+    assert same_results(expected, stored(filled, run["id"]), 0.2, tol=1e-6) == 0

@@ -189,4 +189,4 @@ def test_failed_sae_replace_keeps_the_old_sae_and_its_partition(populated, make_
     result = run_cli(populated, ["sae", "add", "base-sae", str(bad), "--model", "base", "--replace"])
     assert result.exit_code == 1 and "b_enc has shape (15,), expected (16,)" in result.output
     assert snapshot(populated) == before
-    assert populated.partition_path("base-sae", "evalset").exists()
+    assert all(f.exists() for f in populated.partition_files("base-sae", "evalset"))

@@ -47,7 +47,7 @@ def test_tok_layout_keeps_positive_rows_and_rerun_replaces(registered_warehouse,
     assert done["rows_read"] == 200 and done["rows_written"] == n_positive
     assert done["rows_dropped_nonpositive"] == 200 - n_positive
     assert stored(wh) == expected(table)
-    written = pq.read_table(wh.partition_path("base-sae", "evalset"))  # the input was in random order
+    written = pq.read_table(wh.partition_files("base-sae", "evalset"))  # the input was in random order
     assert written.sort_by([("feature", "ascending"), ("tok", "ascending")]).equals(written)  # featstore.storage's layout
     partition = wh.query("SELECT n_rows, n_tokens, origin FROM activation_partitions").to_pylist()
     assert partition == [{"n_rows": n_positive, "n_tokens": corpus["n_tokens"], "origin": "import"}]

@@ -20,8 +20,8 @@ from featstore.ingest import ingest
 from featstore.sharding import parse_shard
 
 
-def rows(path):
-    table = pq.read_table(path)
+def rows(wh):
+    table = pq.read_table(wh.partition_files("m-sae", "c"))
     return sorted(zip(*(table.column(c).to_pylist() for c in ("tok", "feature", "act"))))
 
 
@@ -32,21 +32,29 @@ def partitions(wh):
 def test_three_shards_equal_the_unsharded_ingest(setup):
     wh, _ = setup
     whole = ingest(wh, "m", batch_size=1, device="cpu", progress=False)
-    expected, before = rows(whole["path"]), partitions(wh)
+    expected, before, view = rows(wh), partitions(wh), wh.query("SELECT * FROM activations ORDER BY ALL")
     done = [ingest(wh, "m", batch_size=1, device="cpu", progress=False, shard=(i, 3)) for i in (2, 0)]
     assert [d["published"] for d in done] == [False, False] and done[1]["waiting_for"] == [1]
     assert partitions(wh) == before  # the old partition stays until the set is complete
     last = ingest(wh, "m", batch_size=1, device="cpu", progress=False, shard=(1, 3))
     assert last["published"] and sum(d["rows"] for d in (*done, last)) == len(expected)
-    assert rows(last["path"]) == expected  # exactly the same rows, activations bit for bit
+    assert rows(wh) == expected  # exactly the same rows, activations bit for bit
+    assert wh.query("SELECT * FROM activations ORDER BY ALL").equals(view)
     (row,) = partitions(wh)
     assert (row["n_rows"], row["n_tokens"]) == (whole["rows"], whole["tokens"])
+    files = wh.partition_files("m-sae", "c")  # one file per shard, each sorted as an unsharded partition is
+    assert len(files) == 3 and row["path"].endswith("-*-of-00003.parquet") and str(wh.root / row["path"]) == last["path"]
+    for file in files:
+        keys = pq.read_table(file, columns=["feature", "tok"]).to_pylist()
+        assert keys == sorted(keys, key=lambda k: (k["feature"], k["tok"]))
+    assert sorted(p.name for p in files[0].parent.iterdir()) == [f.name for f in files]  # the old file is gone
     assert not list((wh.root / "staging" / "shards").iterdir())
 
 
 def test_a_failed_shard_leaves_nothing_and_its_rerun_completes(setup, monkeypatch):
     wh, _ = setup
-    expected = rows(ingest(wh, "m", batch_size=1, device="cpu", progress=False)["path"])
+    ingest(wh, "m", batch_size=1, device="cpu", progress=False)
+    expected = rows(wh)
     wh_rows = wh.scalar("SELECT count(*) FROM activations")
     ingest(wh, "m", batch_size=1, device="cpu", progress=False, shard=(0, 2))
     real = ingest_module.encode_windows
@@ -65,7 +73,7 @@ def test_a_failed_shard_leaves_nothing_and_its_rerun_completes(setup, monkeypatc
     assert wh.scalar("SELECT count(*) FROM activations") == wh_rows
     monkeypatch.setattr(ingest_module, "encode_windows", real)
     done = ingest(wh, "m", batch_size=1, device="cpu", progress=False, shard=(1, 2))
-    assert done["published"] and rows(done["path"]) == expected
+    assert done["published"] and rows(wh) == expected
 
 
 def test_sigkilled_shard_then_rerun_via_cli(setup):

@@ -25,7 +25,7 @@ def ingested(registered_warehouse):
     with wh.transaction() as con:
         con.execute("INSERT INTO explanations (sae, corpus, feature, explainer, prompt_version, explanation, n_samples)"
                     " VALUES ('base-sae', 'evalset', 3, 'builtin', 'v1', 'the word cat', 5)")
-    table = pq.read_table(wh.partition_path("base-sae", "evalset"))
+    table = pq.read_table(wh.partition_files("base-sae", "evalset"))
     stored = {(t, f): a for t, f, a in zip(*(table.column(c).to_pylist() for c in ("tok", "feature", "act")))}
     return wh, stored
 

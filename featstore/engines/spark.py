@@ -26,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 
+from featstore import warehouse
 from featstore.correlate import load_rows
 from featstore.db import sql
 
@@ -88,7 +89,7 @@ def partition_files(con: duckdb.DuckDBPyConnection, sae: str, corpus: str) -> li
     """The committed Parquet files of one (SAE, corpus) partition."""
     root = _warehouse_root(con)  # catalog paths are relative to the warehouse folder
     rows = con.execute("SELECT path FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]).fetchall()
-    return [str(root / r[0]) for r in rows]
+    return [str(file) for (path,) in rows for file in warehouse.partition_files(root, path)]
 
 
 def _correlate(spark, con: duckdb.DuckDBPyConnection, run: dict, staging: Path) -> tuple[dict[str, str], int]:

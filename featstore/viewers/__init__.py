@@ -91,7 +91,7 @@ def load_feature_data(wh: Warehouse, sae_id: str, corpus: str | None = None, con
         if len(corpora) != 1:
             raise FeatstoreError(f"SAE {sae_id!r} has activations on {len(corpora)} corpora ({', '.join(corpora) or 'none'}); give --corpus")
         corpus = corpora[0]
-    table = pq.read_table(wh.partition_path(sae_id, corpus), columns=["tok", "feature", "act"])
+    table = pq.read_table(wh.partition_files(sae_id, corpus), columns=["tok", "feature", "act"])
     spans = list(windows(wh, corpus, context))
     lengths = np.array([len(toks) for toks, _ in spans], dtype=np.int64)
     tokens = np.zeros((len(spans), context), dtype=np.int64)
