@@ -268,7 +268,9 @@ def import_activations_command(wh: Warehouse, file: Path, sae_id: str, corpus: s
 @click.option("--layer", type=int, default=None, help="Must match the SAE's layer [default: the SAE's].")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Windows per forward pass.")
 @click.option("--context", type=int, default=256, show_default=True, help="Tokens per window (within a document).")
-@click.option("--device", default=None, help="[default: cuda when available]")
+@click.option("--device", default=None,
+              help="cpu, cuda, cuda:N, or several comma-separated (one shard each, side by side) "
+                   "[default, and for cuda: every visible GPU, else cpu].")
 @click.option("--act-dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
               help="Round act to this precision before storing (about 2 bytes less per activation).")
 @click.option("--shard", "shard_spec", default=None,

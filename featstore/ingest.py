@@ -3,7 +3,8 @@
 The token ids come from the warehouse, so every activation row carries the `tok` of the occurrence
 it was computed on. Rows stream as Arrow batches into `Warehouse.write_partition`, which commits the
 Parquet file atomically: an interrupted or failed ingest leaves the previous partition (or none) and
-a rerun replaces it.
+a rerun replaces it. On several devices (`--device cuda:0,cuda:1`, or by default every visible GPU
+when there are several) the corpus is ingested as one shard per device, side by side.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import numpy as np
@@ -221,12 +223,53 @@ def _ingest_shard(wh: Warehouse, sae_row: dict, corpus_row: dict, rows, shard: t
 
 def ingest_corpora(wh: Warehouse, model: str, corpora: Sequence[str], **options) -> list[dict]:
     """`ingest` on several corpora (every one checked to exist before the first is computed); on the
-    default corpus when none is named."""
+    default corpus when none is named; on several devices at once when `ingest_devices` finds them."""
     from featstore.corpus import get_corpus
 
     for corpus in corpora:
         get_corpus(wh, corpus)
+    devices = ingest_devices(options.get("device"), options.get("shard"))
+    if devices:
+        options = {k: v for k, v in options.items() if k not in ("device", "shard")}
+        return [ingest_on_devices(wh, model, devices, corpus=corpus, **options) for corpus in corpora or [None]]
     return [ingest(wh, model, corpus=corpus, **options) for corpus in corpora or [None]]
+
+
+def ingest_devices(device: str | None, shard: tuple[int, int] | None) -> list[str] | None:
+    """The devices to shard an ingest over: those of a comma-separated `device`, else every visible GPU
+    when there are several, no shard was asked for and `device` names no one GPU (None, auto, cuda);
+    None: one device."""
+    if device is not None and "," in device:
+        devices = [d.strip() for d in device.split(",")]
+        if shard is not None:
+            raise FeatstoreError("--shard runs one share on one device; give --device one device, or drop --shard")
+        for name in devices:
+            resolve_device(name)  # refuses an unknown or absent one before any work
+        return devices
+    if device in (None, "auto", "cuda") and shard is None and torch.cuda.device_count() > 1:
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return None
+
+
+def ingest_on_devices(wh: Warehouse, model: str, devices: Sequence[str], **options) -> dict:
+    """`ingest` as len(devices) shards side by side in this process, shard i on devices[i], one thread each
+    (the forward passes release the GIL); the shard that finishes last publishes the partition
+    (featstore.sharding). Returns the summary an unsharded ingest returns, with the devices."""
+    start = time.perf_counter()
+    count = len(devices)
+    with ThreadPoolExecutor(count, thread_name_prefix="ingest-shard") as pool:
+        futures = [pool.submit(ingest, wh, model, device=device, shard=(i, count), **options) for i, device in enumerate(devices)]
+        shards = [future.result() for future in futures]
+    seconds = time.perf_counter() - start
+    (published,) = [s for s in shards if s["published"]]
+    row = Database(wh).partitions.get(published["sae"], published["corpus"])
+    return {
+        "sae": row["sae"], "corpus": row["corpus"], "tokens": row["n_tokens"], "rows": row["n_rows"],
+        "rows_per_token": row["n_rows"] / row["n_tokens"], "seconds": round(seconds, 3),
+        "tokens_per_s": round(row["n_tokens"] / seconds, 1), "path": published["path"],
+        "act_dtype": options.get("act_dtype", "float32"), "bytes_per_activation": round(row["bytes"] / max(row["n_rows"], 1), 2),
+        "devices": list(devices),
+    }
 
 
 def model_corpora(wh: Warehouse, model: str) -> list[str]:

@@ -21,7 +21,7 @@ from featstore import schema
 from featstore.db import Database, run as run_query
 from featstore.errors import FeatstoreError
 from featstore.experiment import MAIN_SAE, SAE, Experiment, Model, Sweep, load_experiment
-from featstore.warehouse import Warehouse, sql_dir, sql_files
+from featstore.warehouse import Warehouse, partition_files, sql_dir, sql_files
 
 
 @dataclass
@@ -298,7 +298,7 @@ def partitions_exist(sae: str, slices: list[str]) -> Callable[[RunContext], bool
     def check(ctx: RunContext) -> bool:
         rows = Database(ctx.wh).partitions.rows_where("sae = ?", [sae], select="corpus, path")
         paths = {r["corpus"]: r["path"] for r in rows}
-        return all(c in paths and (ctx.wh.root / paths[c]).exists() for c in slices)
+        return all(c in paths and all(f.exists() for f in partition_files(ctx.wh.root, paths[c])) for c in slices)
 
     return check
 

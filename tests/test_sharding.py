@@ -113,3 +113,37 @@ def test_shard_spec_and_torchrun_environment(monkeypatch):
     for bad in ("3/3", "x", "1/0"):
         with pytest.raises(FeatstoreError, match="--shard"):
             parse_shard(bad)
+
+
+def test_several_devices_ingest_as_one_shard_each(setup):
+    """`--device cpu,cpu`: two shards side by side in one process give exactly the unsharded rows, in two files."""
+    wh, _ = setup
+    ingest(wh, "m", batch_size=1, device="cpu", progress=False)
+    expected = rows(wh)
+    done = CliRunner().invoke(__import__("cli").main, ["--warehouse", str(wh.root), "ingest", "m", "--device", "cpu,cpu",
+                                                       "--batch-size", "1"])
+    assert done.exit_code == 0, done.output
+    assert f"m-sae on c: {len(expected):,} rows" in done.output and "-*-of-00002.parquet" in done.output
+    assert rows(wh) == expected and len(wh.partition_files("m-sae", "c")) == 2
+    assert not [p for p in (wh.root / "staging" / "shards").iterdir() if p.is_dir()]
+
+
+def test_which_devices_an_ingest_is_sharded_over(monkeypatch):
+    from featstore.ingest import ingest_devices
+
+    assert ingest_devices("cpu, cpu", None) == ["cpu", "cpu"]
+    assert ingest_devices(None, None) is None and ingest_devices("cpu", None) is None  # no GPU here
+    monkeypatch.setattr(ingest_module.torch.cuda, "device_count", lambda: 4)
+    for device in (None, "auto", "cuda"):
+        assert ingest_devices(device, None) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert ingest_devices("cuda:1", None) is None and ingest_devices(None, (0, 2)) is None
+    with pytest.raises(FeatstoreError, match="--shard runs one share on one device"):
+        ingest_devices("cpu,cpu", (0, 2))
+
+
+def test_an_absent_device_in_the_list_is_refused_before_any_work(setup):
+    wh, _ = setup
+    done = CliRunner().invoke(__import__("cli").main, ["--warehouse", str(wh.root), "ingest", "m", "--device", "cpu,tpu"])
+    assert done.exit_code == 1 and "unknown device 'tpu'" in done.output, done.output
+    assert wh.scalar("SELECT count(*) FROM activation_partitions") == 0
+    assert not (wh.root / "staging" / "shards").exists()
