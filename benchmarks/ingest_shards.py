@@ -6,7 +6,7 @@
 The bare forward is featstore's own capture and encode loop over the same windows (featstore.ingest's
 windows, batched, batch_activations, sae.encode, the act > 0 rows taken) with nothing written. Each
 measurement runs in fresh processes with one torch thread each; sharded ingest with N processes is
-timed from their start until the partition is published (the last shard merges and commits), and
+timed from their start until the partition is published (by the last shard to finish), and
 checked to give exactly the rows of N = 1.
 """
 
@@ -146,7 +146,10 @@ def main() -> None:
         root = args.dir or Path(tmp)
         started = time.perf_counter()
         build(root, args)
-        print(f"data: {args.tokens:,} tokens, hidden 128 / MLP 512 -> 2048 features; built in {time.perf_counter() - started:.0f} s")
+        from featstore.warehouse import Warehouse
+
+        tokens = Warehouse(root / "wh").scalar("SELECT n_tokens FROM corpora WHERE name = ?", [CORPUS])  # the generator may run short of --tokens
+        print(f"data: {tokens:,} tokens, hidden 128 / MLP 512 -> 2048 features; built in {time.perf_counter() - started:.0f} s")
         shards, reference = [int(s) for s in args.shards.split(",")], None
         bare_seconds, seconds = [], {n: [] for n in shards}
         for repeat in range(args.repeats):  # interleaved, so a change in the machine's load hits every measurement
@@ -160,20 +163,23 @@ def main() -> None:
                 rows = _rows(published[0]["path"])
                 reference = reference or rows
                 seconds[n].append(done["seconds"])
-                print(f"[{repeat + 1}/{args.repeats}] ingest N={n} ({n} processes, 1 thread each): {args.tokens / done['seconds']:,.0f} "
+                print(f"[{repeat + 1}/{args.repeats}] ingest N={n} ({n} processes, 1 thread each): {tokens / done['seconds']:,.0f} "
                       f"tokens/s ({done['seconds']:.1f} s to publish); rows identical to N=1: {rows == reference} [load average {load()}]")
-        bare_rate = args.tokens / statistics.median(bare_seconds)
+        bare_rate = tokens / statistics.median(bare_seconds)
         print(f"medians of {args.repeats}: bare forward {bare_rate:,.0f} tokens/s")
         for n in shards:
-            rate = args.tokens / statistics.median(seconds[n])
+            rate = tokens / statistics.median(seconds[n])
             print(f"  ingest N={n}: {rate:,.0f} tokens/s, {rate / bare_rate:.2f}x the bare forward, {rate / (n * bare_rate):.2f} of N bare forwards")
         print(f"machine: {os.cpu_count()} cores, load average {load()} at the end")
 
 
 def _rows(path: str) -> list:
+    """The rows of a published partition: its one file, or the part files its glob matches."""
+    import glob
+
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    table = pq.read_table(sorted(glob.glob(path)))
     return sorted(zip(*(table.column(c).to_pylist() for c in ("tok", "feature", "act"))))
 
 

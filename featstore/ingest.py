@@ -27,8 +27,8 @@ from featstore.corpus import batched
 from featstore.db import Database
 from featstore.errors import FeatstoreError
 from featstore.hf import load_model, resolve_device
-from featstore.storage import ACT_DTYPES
-from featstore.warehouse import ACTIVATION_SCHEMA, Warehouse
+from featstore.storage import ACT_DTYPES, ACTIVATION_SCHEMA
+from featstore.warehouse import Warehouse
 
 T = TypeVar("T")
 

@@ -26,11 +26,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from featstore import storage
 from featstore.errors import FeatstoreError
-from featstore.storage import sort_partition
-from featstore.warehouse import ACTIVATION_SCHEMA, Warehouse, check_name
+from featstore.warehouse import Warehouse, check_name
 
 
 def parse_shard(spec: str | None) -> tuple[int, int] | None:
@@ -61,13 +60,8 @@ def write_part(folder: Path, index: int, count: int, batches: Iterable[pa.Record
     folder.mkdir(parents=True, exist_ok=True)
     final = part_path(folder, index, count)
     tmp = folder / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
-    n_rows = 0
     try:
-        with pq.ParquetWriter(tmp, ACTIVATION_SCHEMA, compression="zstd") as writer:
-            for batch in batches:
-                writer.write_batch(batch)
-                n_rows += batch.num_rows
-        sort_partition(tmp, act_dtype)  # fsyncs
+        n_rows = storage.write_sorted(tmp, batches, act_dtype)  # fsynced
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
@@ -30,10 +31,24 @@ ACT_DTYPES = ("float32", "bfloat16", "float16")  # what act holds: always stored
 SORTED_SCHEMA = pa.schema([pa.field("tok", pa.uint32(), nullable=False), pa.field("feature", pa.uint32(), nullable=False),
                            pa.field("act", pa.float32(), nullable=False)])
 ENCODINGS = {"tok": "DELTA_BINARY_PACKED", "feature": "DELTA_BINARY_PACKED", "act": "BYTE_STREAM_SPLIT"}
+ACTIVATION_SCHEMA = pa.schema([("tok", pa.uint32()), ("feature", pa.uint32()), ("act", pa.float32())])  # as writers stream rows
 
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def write_sorted(path: Path, batches: Iterable[pa.RecordBatch | pa.Table], act_dtype: str = "float32") -> int:
+    """Stream (tok, feature, act) batches into a Parquet file at `path`, then sort it (sort_partition); its rows."""
+    n_rows = 0
+    with pq.ParquetWriter(path, ACTIVATION_SCHEMA, compression="zstd") as writer:  # read back once by the sort
+        for batch in batches:
+            table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+            table = table.select(["tok", "feature", "act"]).cast(ACTIVATION_SCHEMA)
+            writer.write_table(table)
+            n_rows += table.num_rows
+    sort_partition(path, act_dtype)
+    return n_rows
 
 
 def sort_partition(path: Path, act_dtype: str = "float32") -> None:

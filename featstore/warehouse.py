@@ -27,9 +27,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featstore import schema
+from featstore import schema, storage
 from featstore.errors import FeatstoreError
-from featstore.storage import link_or_copy, sort_partition
+from featstore.storage import link_or_copy
 
 DB_FILE = "featstore.duckdb"
 # Files written by the duckdb 2.x Python package must stay readable by the 1.5.x DuckDB shell.
@@ -46,9 +46,6 @@ READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "CALL"}
 _WRITERS: dict[Path, list[duckdb.DuckDBPyConnection]] = {}  # this process's read-write connections per file
 
 PART_GLOB = re.compile(r"-\*-of-(\d+)\.parquet$")  # the path of a partition of several part files
-ACTIVATION_SCHEMA = pa.schema(
-    [("tok", pa.uint32()), ("feature", pa.uint32()), ("act", pa.float32())]
-)
 
 
 def partition_files(root: Path, stored: str) -> list[Path]:
@@ -479,8 +476,7 @@ class Warehouse:
         """
         self._ensure_writable()
         with disk_full_reported(self.root), self._pair_lock(sae, corpus), self._staged_file() as tmp:
-            n_rows = self._write_parquet(tmp, batches)
-            sort_partition(tmp, act_dtype)
+            n_rows = storage.write_sorted(tmp, batches, act_dtype)
             return self._commit_partition(sae, corpus, [tmp], n_rows, n_tokens, origin, move=True)
 
     def publish_parts(self, sae: str, corpus: str, parts: list[Path], n_tokens: int, origin: str) -> Path:
@@ -533,23 +529,6 @@ class Warehouse:
             path.unlink(missing_ok=True)
         self._sweep_orphans(folder, keep=set(finals))
         return stored
-
-    @staticmethod
-    def _write_parquet(path: Path, batches: Iterable[pa.RecordBatch | pa.Table]) -> int:
-        """Stream the batches into one Parquet file, fsynced; returns the number of rows."""
-        n_rows = 0
-        # tok ascends (delta encoding ~0 B), feature is dictionary-coded, act's bytes are split by
-        # significance so zstd finds the exponents: about 5.1 B per activation, 6.2 with defaults
-        with pq.ParquetWriter(path, ACTIVATION_SCHEMA, compression="zstd", use_dictionary=["feature"],
-                              column_encoding={"tok": "DELTA_BINARY_PACKED", "act": "BYTE_STREAM_SPLIT"}) as writer:
-            for batch in batches:
-                table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-                table = table.select(["tok", "feature", "act"]).cast(ACTIVATION_SCHEMA)
-                writer.write_table(table)
-                n_rows += table.num_rows
-        with open(path, "rb") as fh:
-            os.fsync(fh.fileno())
-        return n_rows
 
     @contextmanager
     def _pair_lock(self, sae: str, corpus: str) -> Iterator[None]:

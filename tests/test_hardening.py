@@ -276,15 +276,19 @@ def test_sweep_removes_only_dead_writers_staged_files(wh):
 
 
 INGEST = ("ingest", "m", "--corpus", "c1", "--sae", "s1", "--device", "cpu")
+SHARD = (*INGEST, "--shard", "0/1")  # the whole corpus as one shard: its part is published through publish_parts
 CORRELATE = ("correlate", "s1", "s2", "--corpus", "c1", "--floor", "0.1")
 KILL_POINTS = {  # name: (command, target, when, n)
     "ingest: computing": (INGEST, "featstore.ingest:batch_activations", "after", 1),
-    "ingest: staged file written": (INGEST, "featstore.warehouse:Warehouse._write_parquet", "after", 1),
+    "ingest: staged file written": (INGEST, "featstore.storage:write_sorted", "after", 1),
     "ingest: renamed, not committed": (INGEST, "featstore.warehouse:os.replace", "after", 1),
     "ingest: inside the commit": (INGEST, "featstore.warehouse:Warehouse._refresh_activations_view", "after", 1),
     "ingest: committed, old file kept": (INGEST, "featstore.warehouse:Warehouse._sweep_orphans", "before", 1),
+    "shard: part written, not published": (SHARD, "featstore.sharding:publish_if_complete", "before", 1),
+    "shard: part linked, not committed": (SHARD, "featstore.warehouse:link_or_copy", "after", 1),
+    "shard: inside the commit": (SHARD, "featstore.warehouse:Warehouse._refresh_activations_view", "after", 1),
     "import: validating": (None, "featstore.importer:_validate", "before", 1),
-    "import: staged file written": (None, "featstore.warehouse:Warehouse._write_parquet", "after", 1),
+    "import: staged file written": (None, "featstore.storage:write_sorted", "after", 1),
     "import: renamed, not committed": (None, "featstore.warehouse:os.replace", "after", 1),
     "correlate: computing blocks": (CORRELATE, "featstore.correlate:_aggregate_block", "after", 1),
     "correlate: stored, not committed": (CORRELATE, "featstore.db:CorrelationRuns.store", "after", 1),
