@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 import numpy as np
@@ -43,15 +43,19 @@ def default_corpus(wh: Warehouse, tokenizer: str | None) -> str:
     raise FeatstoreError(f"several corpora use this model's tokenizer ({', '.join(names)}); pick one with --corpus")
 
 
-def windows(wh: Warehouse, corpus: str, context: int, shard: tuple[int, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def windows(wh: Warehouse, corpus: str, context: int, shard: tuple[int, int] | None = None,
+            cancelled: threading.Event | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(tok, token_id) windows of at most `context` tokens, each inside one document; with
-    shard (I, N) only those of the documents whose doc_id % N == I."""
+    shard (I, N) only those of the documents whose doc_id % N == I. Once `cancelled` is set, the
+    next window raises instead."""
     from featstore.corpus import corpus_token_blocks
 
     for doc_id, toks, token_ids in corpus_token_blocks(wh, corpus):
         if shard is not None and doc_id % shard[1] != shard[0]:
             continue
         for start in range(0, len(toks), context):
+            if cancelled is not None and cancelled.is_set():
+                raise FeatstoreError("ingest cancelled: another shard of it failed or was interrupted; nothing was published")
             yield toks[start : start + context], token_ids[start : start + context]
 
 
@@ -150,12 +154,14 @@ def ingest(
     progress: bool = True,
     act_dtype: str = "float32",
     shard: tuple[int, int] | None = None,
+    cancelled: threading.Event | None = None,
 ) -> dict:
     """Write the sparse activations of `sae_id` (default: the model's primary SAE) on `corpus`.
 
     `corpus` defaults to the only corpus tokenized with the model's tokenizer. Checks before any
     compute: the SAE belongs to the model, the corpus and model share a tokenizer, the SAE's d_in is
     the hook's width. Returns a summary (sae, corpus, tokens, rows, seconds, tokens_per_s, path).
+    Setting `cancelled` stops it before its next window (for the shards of `ingest_on_devices`).
     """
     from featstore.corpus import check_tokenizer, get_corpus
     from featstore.registry import check_hook, get_model, get_sae, primary_sae
@@ -189,7 +195,7 @@ def ingest(
     start = time.perf_counter()
     total = corpus_row["n_tokens"] // (shard[1] if shard else 1)
     with torch.no_grad(), tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc=f"ingest {sae_row['id']}") as bar:
-        rows = prefetched(encode_windows(lm, sae, batched(windows(wh, corpus, context, shard), batch_size), sae_row["hook_point"],
+        rows = prefetched(encode_windows(lm, sae, batched(windows(wh, corpus, context, shard, cancelled), batch_size), sae_row["hook_point"],
                                          device, bar, act_dtype))
         if shard is not None:
             return _ingest_shard(wh, sae_row, corpus_row, rows, shard, context, act_dtype, start, bar)
@@ -256,9 +262,18 @@ def ingest_on_devices(wh: Warehouse, model: str, devices: Sequence[str], **optio
     (the forward passes release the GIL); the shard that finishes last publishes the partition
     (featstore.sharding). Returns the summary an unsharded ingest returns, with the devices."""
     start = time.perf_counter()
-    count = len(devices)
+    count, cancelled = len(devices), threading.Event()
     with ThreadPoolExecutor(count, thread_name_prefix="ingest-shard") as pool:
-        futures = [pool.submit(ingest, wh, model, device=device, shard=(i, count), **options) for i, device in enumerate(devices)]
+        futures = [pool.submit(ingest, wh, model, device=device, shard=(i, count), cancelled=cancelled, **options)
+                   for i, device in enumerate(devices)]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        finally:  # a failed shard or Ctrl-C: the others stop at their next window, so none publishes
+            if not all(f.done() and f.exception() is None for f in futures):
+                cancelled.set()
+        failed = [f.exception() for f in done if f.exception() is not None]
+        if failed:
+            raise failed[0]  # the cause, not the other shards' cancellation
         shards = [future.result() for future in futures]
     seconds = time.perf_counter() - start
     (published,) = [s for s in shards if s["published"]]

@@ -3,6 +3,7 @@ killed shard leaves nothing visible and its rerun completes the partition."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -147,3 +148,21 @@ def test_an_absent_device_in_the_list_is_refused_before_any_work(setup):
     assert done.exit_code == 1 and "unknown device 'tpu'" in done.output, done.output
     assert wh.scalar("SELECT count(*) FROM activation_partitions") == 0
     assert not (wh.root / "staging" / "shards").exists()
+
+
+def test_a_failing_device_stops_the_other_shards_and_nothing_is_published(setup, monkeypatch):
+    """One of two shards fails at its first batch: the error is that one's, the other stops, no partition."""
+    wh, _ = setup
+    real, calls = ingest_module.batch_activations, itertools.count()
+
+    def first_call_fails(model, blocks, *args):
+        if next(calls) == 0:  # atomic: exactly one call is the first
+            raise RuntimeError("CUDA out of memory (simulated)")
+        ingest_module.time.sleep(0.05)  # the other shard is still running when the first fails
+        return real(model, blocks, *args)
+
+    monkeypatch.setattr(ingest_module, "batch_activations", first_call_fails)
+    with pytest.raises(RuntimeError, match="simulated"):
+        ingest_module.ingest_on_devices(wh, "m", ["cpu", "cpu"], batch_size=1, progress=False)
+    assert wh.scalar("SELECT count(*) FROM activation_partitions") == 0
+    assert not [p for folder in (wh.root / "staging" / "shards").iterdir() if folder.is_dir() for p in folder.iterdir()]
