@@ -194,7 +194,9 @@ def ingest(
 
     start = time.perf_counter()
     total = corpus_row["n_tokens"] // (shard[1] if shard else 1)
-    with torch.no_grad(), tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc=f"ingest {sae_row['id']}") as bar:
+    desc = f"ingest {sae_row['id']}" + (f" shard {shard[0]}/{shard[1]} on {device}" if shard else "")
+    with torch.no_grad(), tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc=desc,
+                               position=shard[0] if cancelled is not None else None) as bar:  # one line per device
         rows = prefetched(encode_windows(lm, sae, batched(windows(wh, corpus, context, shard, cancelled), batch_size), sae_row["hook_point"],
                                          device, bar, act_dtype))
         if shard is not None:
