@@ -263,6 +263,10 @@ CASES = [
      r"--spark-master is for --engine spark \(this run uses --engine auto\)"),
     ("ingest shard past N", ["ingest", "m", "--corpus", "c1", "--shard", "3/2"], 1, r"--shard 3/2: I must be in 0\.\.N-1"),
     ("ingest shard text", ["ingest", "m", "--corpus", "c1", "--shard", "x"], 1, r"--shard takes I/N, e.g\. 0/4 \(got 'x'\)"),
+    ("ingest device list with a bad one", ["ingest", "m", "--corpus", "c1", "--device", "cpu,gpu0"], 1,
+     r"unknown device 'gpu0'; use cpu, cuda or cuda:N"),
+    ("ingest device list with shard", ["ingest", "m", "--corpus", "c1", "--device", "cpu,cpu", "--shard", "0/2"], 1,
+     r"--shard runs one share on one device; give --device one device, or drop --shard"),
     ("ingest act dtype", ["ingest", "m", "--corpus", "c1", "--act-dtype", "int8"], 2, r"Invalid value for '--act-dtype'"),
     ("ingest corpus and all corpora", ["ingest", "m", "--all-corpora", "--corpus", "c1"], 2, r"give --corpus or --all-corpora, not both"),
     # -- match, transfer, export-features
