@@ -197,8 +197,9 @@ class Warehouse:
             con.execute("USE warehouse")
             # the committed files of this very snapshot of the catalog (a writer may commit meanwhile),
             # and the globs of multi-file partitions, so read_parquet(path) works as in the DuckDB shell
-            files = [str(f) for f in self._committed_files(con)]
-            globs = [str(self.root / r[0]) for r in con.execute("SELECT path FROM activation_partitions WHERE path LIKE '%*%'").fetchall()]
+            paths = [r[0] for r in con.execute("SELECT path FROM activation_partitions ORDER BY sae, corpus").fetchall()]
+            files = [str(f) for path in paths for f in partition_files(self.root, path)]
+            globs = [str(self.root / path) for path in paths if "*" in path]
             con.execute("SET allowed_paths = ?", [[str(self.db_path), f"{self.db_path}.wal", *files, *globs]])
             con.execute("SET enable_external_access = false")
             con.execute("SET autoinstall_known_extensions = false")
