@@ -1,12 +1,15 @@
 """Benchmark the Spark SQL engine at local[1] against local[2] on the same correlate job, in the same run.
 
-    python benchmarks/spark_scaling.py                           # 100k tokens x 4,096 features
+    python benchmarks/spark_scaling.py                           # 100k tokens x 4,096 features, 3 rounds
     python benchmarks/spark_scaling.py --tokens 200000 --features 16384 --masters "local[1],local[2],local[4]"
 
-The data are benchmarks/correlate.py's synthetic SAEs. Each master runs in its own process; the
-SparkSession is started (and warmed up by one small query) before the clock starts, so the time is the
-correlate call itself (export, Spark job, commit into DuckDB). The results are checked against the SQL
-engine's run of the same job.
+The data are benchmarks/correlate.py's synthetic SAEs. Each master runs in its own process, pinned to
+as many cores as it has task slots (local[1] on one core: otherwise the JVM's garbage collector and JIT
+compiler run on the other and local[1] is not one core's time); the SparkSession is started (and
+warmed up by one small query) before the clock starts, so the time is the correlate call itself
+(export, Spark job, commit into DuckDB). The masters take turns for --rounds rounds and the ratio is of
+the medians: on a shared machine one run of the same master varied by 30 %. The results are checked
+against the SQL engine's run of the same job.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from correlate import CORPUS, SAE_A, SAE_B, build_warehouse, load  # noqa: E402
 
+from featstore.engines.spark import local_cores  # noqa: E402
 from featstore.warehouse import Warehouse  # noqa: E402
 
 
@@ -35,6 +40,14 @@ def run_spark(root: Path, master: str, floor: float) -> dict:
     started = time.perf_counter()
     run = correlate(Warehouse(root), SAE_A, SAE_B, corpus=CORPUS, r_floor=floor, engine="spark", progress=False)
     return {"seconds": time.perf_counter() - started, "n_pairs": run["n_pairs"], "n_cofiring_pairs": run["n_cofiring_pairs"]}
+
+
+def pinned(master: str):
+    """A preexec_fn pinning the child to the first N cores of local[N] (None: a cluster, or more slots than cores)."""
+    cores = local_cores(master)
+    if cores is None or cores > len(os.sched_getaffinity(0)):
+        return None
+    return lambda: os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
 
 
 def stored(wh: Warehouse) -> dict:
@@ -51,6 +64,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--floor", type=float, default=0.2)
     parser.add_argument("--masters", default="local[1],local[2]")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each master, taking turns")
     parser.add_argument("--dir", type=Path)
     parser.add_argument("master", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -68,21 +82,25 @@ def main() -> None:
         expected = stored(wh)
         print(f"data: {args.tokens:,} tokens x {args.features:,} features, L0 {args.l0}; SQL engine {time.perf_counter() - started:.1f} s, "
               f"{reference['n_cofiring_pairs']:,} co-firing pairs [load average {load()}]")
-        times = {}
-        for master in args.masters.split(","):
-            done = subprocess.run([sys.executable, __file__, "--dir", str(root), "--floor", str(args.floor), master],
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                raise SystemExit(f"{master} failed:\n{done.stderr[-3000:]}")
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            got = stored(wh)
-            max_dr = max((abs(got[k] - expected[k]) for k in got.keys() & expected.keys()), default=0.0)
-            times[master] = result["seconds"]
-            print(f"spark {master}: {result['seconds']:.1f} s; pairs {len(got):,} (SQL {len(expected):,}), max |Δr| {max_dr:.1e} "
-                  f"[load average {load()}]")
-        first, *rest = times
+        times = {master: [] for master in args.masters.split(",")}
+        for round_ in range(1, args.rounds + 1):
+            for master in times:
+                done = subprocess.run([sys.executable, __file__, "--dir", str(root), "--floor", str(args.floor), master],
+                                      capture_output=True, text=True, preexec_fn=pinned(master))
+                if done.returncode != 0:
+                    raise SystemExit(f"{master} failed:\n{done.stderr[-3000:]}")
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                got = stored(wh)
+                max_dr = max((abs(got[k] - expected[k]) for k in got.keys() & expected.keys()), default=0.0)
+                times[master].append(result["seconds"])
+                cores = "all cores" if pinned(master) is None else f"{local_cores(master)} core(s)"
+                print(f"round {round_} spark {master} on {cores}: {result['seconds']:.1f} s; pairs {len(got):,} "
+                      f"(SQL {len(expected):,}), max |Δr| {max_dr:.1e} [load average {load()}]")
+        medians = {master: statistics.median(seconds) for master, seconds in times.items()}
+        first, *rest = medians
         for master in rest:
-            print(f"scaling {first} / {master}: {times[first] / times[master]:.2f}x")
+            print(f"scaling {first} / {master} (medians {medians[first]:.1f} / {medians[master]:.1f} s): "
+                  f"{medians[first] / medians[master]:.2f}x")
         print(f"machine: {os.cpu_count()} cores, load average {load()} at the end")
 
 
