@@ -8,7 +8,7 @@ as many cores as it has task slots (local[1] on one core: otherwise the JVM's ga
 compiler run on the other and local[1] is not one core's time); the SparkSession is started (and
 warmed up by one small query) before the clock starts, so the time is the correlate call itself
 (export, Spark job, commit into DuckDB). The masters take turns for --rounds rounds and the ratio is of
-the medians: on a shared machine one run of the same master varied by 30 %. The results are checked
+the medians: on a shared machine three runs of one master varied by up to 40 %. The results are checked
 against the SQL engine's run of the same job.
 """
 
