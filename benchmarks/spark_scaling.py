@@ -85,15 +85,16 @@ def main() -> None:
         times = {master: [] for master in args.masters.split(",")}
         for round_ in range(1, args.rounds + 1):
             for master in times:
+                pin = pinned(master)
                 done = subprocess.run([sys.executable, __file__, "--dir", str(root), "--floor", str(args.floor), master],
-                                      capture_output=True, text=True, preexec_fn=pinned(master))
+                                      capture_output=True, text=True, preexec_fn=pin)
                 if done.returncode != 0:
                     raise SystemExit(f"{master} failed:\n{done.stderr[-3000:]}")
                 result = json.loads(done.stdout.strip().splitlines()[-1])
                 got = stored(wh)
                 max_dr = max((abs(got[k] - expected[k]) for k in got.keys() & expected.keys()), default=0.0)
                 times[master].append(result["seconds"])
-                cores = "all cores" if pinned(master) is None else f"{local_cores(master)} core(s)"
+                cores = "all cores" if pin is None else f"{local_cores(master)} core(s)"
                 print(f"round {round_} spark {master} on {cores}: {result['seconds']:.1f} s; pairs {len(got):,} "
                       f"(SQL {len(expected):,}), max |Δr| {max_dr:.1e} [load average {load()}]")
         medians = {master: statistics.median(seconds) for master, seconds in times.items()}

@@ -10,7 +10,8 @@ WITH m AS (
     JOIN raw_b b ON a.key = b.key
     GROUP BY 1
 ), centred AS (
-    SELECT pair DIV 4294967296 AS feature_a, pair % 4294967296 AS feature_b, n * sxy - sx * sy AS cov, n * sxx - sx * sx AS var_x, n * syy - sy * sy AS var_y,
+    SELECT pair DIV 4294967296 AS feature_a, pair % 4294967296 AS feature_b,
+           n * sxy - sx * sy AS cov, n * sxx - sx * sx AS var_x, n * syy - sy * sy AS var_y,
            n * sxx AS scale_x, n * syy AS scale_y
     FROM m
     WHERE n >= :min_n
