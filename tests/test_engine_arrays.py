@@ -3,8 +3,10 @@ stored pair, every best match, all three statistics; tiles and the exact never-c
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from test_correlate import D_A, D_B, check_against, data, filled, reference, stored  # noqa: F401  (fixtures)
+from conftest import FakeCatalog
+from test_correlate import D_A, D_B, N_TOKENS, check_against, data, filled, reference, stored  # noqa: F401  (fixtures)
 
 from featstore.correlate import correlate
 from featstore.engines import numba as numba_engine
@@ -84,6 +86,24 @@ def test_engine_on_the_interpretability_warehouse(interp_warehouse, stat, engine
     assert run["n_pairs"] == sql["n_pairs"] > 0
     assert ties <= tied_features(expected[0])  # only where two partners share the best r exactly (r = 1.0 here)
     assert ties == 0 or stat == "token_type_mean"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_thousands_of_stored_pairs_per_tile(warehouse, engine):
+    """96 x 96 features firing on half the tokens, every pair stored (floor -1): each tile's pair buffers grow several times."""
+    rng = np.random.default_rng(5)
+    fake = FakeCatalog(warehouse)
+    fake.model("m1")
+    fake.model("m2", parents=["m1"], relation="finetune")
+    start = fake.corpus("c", N_TOKENS, rng.integers(0, 12, N_TOKENS))
+    for sae, model in (("wa", "m1"), ("wb", "m2")):
+        fake.sae(sae, model, 96)
+        tok, feature = np.nonzero(rng.random((N_TOKENS, 96)) < 0.5)
+        fake.activations(sae, "c", tok + start, feature, rng.gamma(2.0, 1.0, tok.size), N_TOKENS)
+    sql = correlate(warehouse, "wa", "wb", corpus="c", stat="cofiring", engine="sql", r_floor=-1.0, progress=False)
+    run = correlate(warehouse, "wa", "wb", corpus="c", stat="cofiring", engine=engine, r_floor=-1.0, threads=1, progress=False)
+    assert run["n_pairs"] == sql["n_pairs"] == 96 * 96
+    assert same_results(stored(warehouse, sql["id"]), stored(warehouse, run["id"]), -1.0) == 0
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -8,6 +8,8 @@ floor, i's best co-firing partner (ties: the lower feature), the best partner in
 feature within the tile, i's first never-co-firing partner in b's rank order, and which of the
 LOW_RANKS lowest-u features of a co-fire with which b features (for b's never-co-firing partners).
 Memory is the two sides' rows plus one accumulator per worker: no N × d_sae or d_sae × d_sae array.
+Each entry of a reads the row of a random key of b, a memory access the loop would wait on: the rows
+of the entries AHEAD positions on are prefetched.
 Tiles run on `threads` workers (the kernels release the GIL); float64 throughout, so r agrees with
 the SQL engine to rounding. Compiled on first use and cached beside this file (numba's cache=True).
 """
@@ -19,13 +21,16 @@ from contextlib import contextmanager
 
 import duckdb
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core.extending import intrinsic
 from tqdm.auto import tqdm
 
 from featstore.engines.sides import Rows, best_table, load_sides, pairs_table, registered
 
 PAIRS_PER_TILE = 1 << 22  # co-firing row pairs per tile, at most; several tiles per worker keep the cores busy
 LOW_RANKS = 64  # lowest-u features of a whose co-firing partners are recorded, for b's best never-co-firing one
+AHEAD = 16  # entries of a's row whose b row is prefetched ahead of use (their b_ptr entries twice as far)
 
 
 @contextmanager
@@ -144,7 +149,7 @@ def _tile(lo, hi, a_ptr, a_entries, a_u, a_position, b_ptr, b_entries, b_u, b_or
     state[:, SEEN], state[:, COL_R] = -1.0, -np.inf
     if all_tokens:
         state[:, U_B] = b_u
-    touched, r = np.empty(n_b, dtype=np.int64), np.empty(n_b)
+    touched, above, r = np.empty(n_b, dtype=np.int64), np.empty(n_b, dtype=np.int64), np.empty(n_b)
     col_match = np.full(n_b, -1, dtype=np.int64)
     row_r, row_match = np.full(hi - lo, -np.inf), np.full(hi - lo, -1, dtype=np.int64)
     row_gap = np.full(hi - lo, 0 if b_order.size else -1, dtype=np.int64)
@@ -156,20 +161,29 @@ def _tile(lo, hi, a_ptr, a_entries, a_u, a_position, b_ptr, b_entries, b_u, b_or
             n_touched = _sum_products(i, a_ptr, a_entries, b_ptr, b_entries, state, touched)
         else:
             n_touched = _sum_moments(i, a_ptr, a_entries, b_ptr, b_entries, state, touched)
-        best, match = -np.inf, -1
+        if all_tokens:  # r of each touched pair: one loop per statistic, with no branch on it inside
+            for t in range(n_touched):
+                r[t] = _r_all_tokens(a_u[i], state, touched[t])
+        else:
+            for t in range(n_touched):
+                r[t] = _r_moments(state, touched[t], min_n)
+        best, match, n_above = -np.inf, -1, 0
         for t in range(n_touched):
-            j = touched[t]
-            r[t] = _r_all_tokens(a_u[i], state, j) if all_tokens else _r_moments(state, j, min_n)
-            if r[t] > best or (r[t] == best and j < match):  # NaN (undefined) compares false
-                best, match = r[t], j
-            if r[t] > state[j, COL_R]:
-                state[j, COL_R], col_match[j] = r[t], i
-            n_defined += r[t] == r[t]
+            j, r_ij = touched[t], r[t]
+            if r_ij > best or (r_ij == best and j < match):  # NaN (undefined) compares false
+                best, match = r_ij, j
+            if r_ij > state[j, COL_R]:
+                state[j, COL_R], col_match[j] = r_ij, i
+            n_defined += r_ij == r_ij
+            above[n_above] = t  # kept when r_ij >= r_floor; pushed after the loop, which then never reallocates
+            n_above += r_ij >= r_floor
         row_r[i - lo], row_match[i - lo] = best, match
-        pairs, n_pairs = _append(pairs, n_pairs, i, touched, r, n_touched, r_floor)
+        for t in above[:n_above]:
+            pairs, n_pairs = _push(pairs, n_pairs, i, touched[t], r[t])
         if all_tokens:
             if 0 <= a_position[i] < low_width:
-                low, n_low = _append(low, n_low, a_position[i], touched, r, n_touched, -np.inf)
+                for t in range(n_touched):
+                    low, n_low = _push(low, n_low, a_position[i], touched[t], r[t])
             gap = 0
             while gap < b_order.size and state[b_order[gap], SEEN] == i:
                 gap += 1
@@ -178,11 +192,46 @@ def _tile(lo, hi, a_ptr, a_entries, a_u, a_position, b_ptr, b_entries, b_u, b_or
             state[:, COL_R].copy(), col_match, low[0][:n_low], low[1][:n_low], n_defined)
 
 
+@intrinsic
+def _prefetch(typingctx, array, offset):
+    """Ask the CPU to start loading array's element `offset` (counted in elements of its flat, C-ordered data) into cache."""
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        byte_pointer = ir.IntType(8).as_pointer()
+        prefetch = builder.module.declare_intrinsic(
+            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [byte_pointer] + [ir.IntType(32)] * 3))
+        read, keep_in_all_levels, data_cache = (ir.IntType(32)(flag) for flag in (0, 3, 1))
+        address = builder.bitcast(builder.gep(data, [args[1]]), byte_pointer)
+        builder.call(prefetch, [address, read, keep_in_all_levels, data_cache])
+        return context.get_dummy_value()
+
+    return types.void(array, offset), codegen
+
+
+@njit(inline="always")
+def _prefetch_ahead(p, a_entries, b_ptr, b_entries):
+    """Start loading the b row that a's entry p + AHEAD will read, and the b_ptr entry of p + 2·AHEAD.
+
+    Each entry of a reads the row of a random key of b, from memory rather than cache; without this the
+    loop waits on each one (all_tokens at 200k tokens x 16,384 features: 3.9-4.3 s per tile loop without, 1.8-2.0 s with)."""
+    if p + 2 * AHEAD < a_entries.shape[0]:
+        _prefetch(b_ptr, int(a_entries[p + 2 * AHEAD, 0]))
+    if p + AHEAD < a_entries.shape[0]:
+        key = int(a_entries[p + AHEAD, 0])
+        first, last = 2 * b_ptr[key], 2 * b_ptr[key + 1] - 1  # float64 elements: a cache line holds 8
+        for element in range(first, last, 8):
+            _prefetch(b_entries, element)
+        if last > first:
+            _prefetch(b_entries, last)
+
+
 @njit(nogil=True, cache=True)
 def _sum_products(i, a_ptr, a_entries, b_ptr, b_entries, state, touched):
     """Row i of Aᵀ·B into state[:, XY], zeroed where row i first touches; returns how many features it touched."""
     n_touched = 0
     for p in range(a_ptr[i], a_ptr[i + 1]):
+        _prefetch_ahead(p, a_entries, b_ptr, b_entries)
         key, x = int(a_entries[p, 0]), a_entries[p, 1]
         for q in range(b_ptr[key], b_ptr[key + 1]):
             j = int(b_entries[q, 0])
@@ -199,6 +248,7 @@ def _sum_moments(i, a_ptr, a_entries, b_ptr, b_entries, state, touched):
     """_sum_products for the six raw moments over the keys row i shares with each feature of b."""
     n_touched = 0
     for p in range(a_ptr[i], a_ptr[i + 1]):
+        _prefetch_ahead(p, a_entries, b_ptr, b_entries)
         key, x = int(a_entries[p, 0]), a_entries[p, 1]
         for q in range(b_ptr[key], b_ptr[key + 1]):
             j, y = int(b_entries[q, 0]), b_entries[q, 1]
@@ -232,16 +282,13 @@ def _r_moments(state, j, min_n):
 
 
 @njit(nogil=True, cache=True)
-def _append(buffers, n, row, touched, r, n_touched, r_floor):
-    """(row, touched[t], r[t]) for every t with r[t] >= r_floor appended to the three buffers (grown when full)."""
+def _push(buffers, n, row, col, value):
+    """(row, col, value) appended as the n-th entry of the three buffers (grown when full)."""
     rows, cols, values = buffers
-    for t in range(n_touched):
-        if r[t] >= r_floor:
-            if n == rows.size:
-                rows, cols, values = _grown(rows), _grown(cols), _grown(values)
-            rows[n], cols[n], values[n] = row, touched[t], r[t]
-            n += 1
-    return (rows, cols, values), n
+    if n == rows.size:
+        rows, cols, values = _grown(rows), _grown(cols), _grown(values)
+    rows[n], cols[n], values[n] = row, col, value
+    return (rows, cols, values), n + 1
 
 
 @njit(nogil=True, cache=True)
