@@ -33,7 +33,6 @@ from tqdm.auto import tqdm
 from featstore.corpus import check_tokenizer
 from featstore.db import Database, run as run_query
 from featstore.errors import FeatstoreError
-from featstore.registry import get_model, get_sae
 from featstore.statistics import MATCH_METHODS, Statistic, get_statistic
 from featstore.warehouse import Warehouse
 
@@ -146,10 +145,10 @@ def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, sta
             f"all_tokens needs --floor > 0 (got {r_floor}): pairs that never co-fire (r = -u_a*u_b <= 0) are not "
             "enumerated, so a floor <= 0 could not store every pair above it"
         )
-    saes = [get_sae(wh, sae_a), get_sae(wh, sae_b)]
-    corpus = corpus if corpus is not None else _shared_corpus(wh, sae_a, sae_b)
     db = Database(wh)
-    with db.reading() as con:
+    with db.reading() as con:  # one connection for every read: opening one costs ~50 ms
+        saes = [db.saes.get(sae, con=con) for sae in (sae_a, sae_b)]
+        corpus = corpus if corpus is not None else _shared_corpus(db, sae_a, sae_b, con)
         row = db.corpora.rows_where("name = ?", [corpus], select="tokenizer, n_tokens, tok_start", con=con)
         if not row:
             raise FeatstoreError(f"unknown corpus {corpus!r}; add it with `featstore corpus add`")
@@ -157,7 +156,7 @@ def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, sta
         partitions = {r["sae"]: r["n_tokens"] for r in db.partitions.rows_where(
             "corpus = ? AND sae IN (?, ?)", [corpus, sae_a, sae_b], select="sae, n_tokens", con=con)}
         has_tokens = not statistic.needs_token_rows or db.corpora.has_tokens(corpus, con=con)
-    models = [get_model(wh, sae["model"]) for sae in saes]
+        models = [db.models.get(sae["model"], con=con) for sae in saes]
     if models[0]["tokenizer"] != models[1]["tokenizer"]:
         raise FeatstoreError(
             f"SAEs {sae_a!r} and {sae_b!r} belong to models with different tokenizers; only models sharing a tokenizer can be compared"
@@ -180,8 +179,8 @@ def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, sta
             "n_tokens": n_tokens, "tok_start": tok_start, "d_sae_a": saes[0]["d_sae"], "d_sae_b": saes[1]["d_sae"]}
 
 
-def _shared_corpus(wh: Warehouse, sae_a: str, sae_b: str) -> str:
-    rows = Database(wh).partitions.shared_corpora(sae_a, sae_b)
+def _shared_corpus(db: Database, sae_a: str, sae_b: str, con: duckdb.DuckDBPyConnection) -> str:
+    rows = db.partitions.shared_corpora(sae_a, sae_b, con=con)
     if len(rows) != 1:
         found = ", ".join(sorted(rows)) or "none"
         raise FeatstoreError(f"SAEs {sae_a!r} and {sae_b!r} share {len(rows)} corpora ({found}); name one with --corpus")

@@ -425,8 +425,9 @@ class Partitions(Table):
     def corpora_of(self, sae: str, con: duckdb.DuckDBPyConnection | None = None) -> list[str]:
         return [r["corpus"] for r in self.rows_where("sae = ?", [sae], select="corpus", order_by="corpus", con=con)]
 
-    def shared_corpora(self, sae_a: str, sae_b: str) -> list[str]:
-        return sorted(set(self.corpora_of(sae_a)) & set(self.corpora_of(sae_b)))
+    def shared_corpora(self, sae_a: str, sae_b: str, con: duckdb.DuckDBPyConnection | None = None) -> list[str]:
+        with self.db.reading(con) as c:
+            return sorted(set(self.corpora_of(sae_a, con=c)) & set(self.corpora_of(sae_b, con=c)))
 
     def drop(self, con: duckdb.DuckDBPyConnection, *, sae: str | None = None, corpus: str | None = None) -> list[Path]:
         """Remove the partitions of an SAE and/or a corpus inside `con`; returns their files, to delete after commit."""
