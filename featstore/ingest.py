@@ -224,7 +224,8 @@ def _ingest_shard(wh: Warehouse, sae_row: dict, corpus_row: dict, rows, shard: t
     path = sharding.publish_if_complete(wh, folder, count, sae_row["id"], corpus_row["name"], corpus_row["n_tokens"])
     return {
         "sae": sae_row["id"], "corpus": corpus_row["name"], "shard": f"{index}/{count}", "tokens": tokens, "rows": n_rows,
-        "seconds": round(seconds, 3), "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "published": path is not None,
+        "seconds": round(seconds, 3), "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "act_dtype": act_dtype,
+        "published": path is not None,
         "path": str(path) if path else None, "waiting_for": [] if path else sharding.missing_parts(folder, count),
     }
 
@@ -284,7 +285,7 @@ def ingest_on_devices(wh: Warehouse, model: str, devices: Sequence[str], **optio
         "sae": row["sae"], "corpus": row["corpus"], "tokens": row["n_tokens"], "rows": row["n_rows"],
         "rows_per_token": row["n_rows"] / row["n_tokens"], "seconds": round(seconds, 3),
         "tokens_per_s": round(row["n_tokens"] / seconds, 1), "path": published["path"],
-        "act_dtype": options.get("act_dtype", "float32"), "bytes_per_activation": round(row["bytes"] / max(row["n_rows"], 1), 2),
+        "act_dtype": published["act_dtype"], "bytes_per_activation": round(row["bytes"] / max(row["n_rows"], 1), 2),
         "devices": list(devices),
     }
 

@@ -437,7 +437,7 @@ class Warehouse:
     def partition_files(self, sae: str, corpus: str) -> list[Path]:
         """The committed Parquet files of (sae, corpus), e.g. for `pyarrow.parquet.read_table`; FeatstoreError when there are none."""
         with self.connect(read_only=True) as con:
-            files = self._committed_files(con, "sae = ? AND corpus = ?", [sae, corpus])
+            files = self.committed_files(con, "sae = ? AND corpus = ?", [sae, corpus])
         if not files:
             raise FeatstoreError(
                 f"no activations for SAE {sae!r} on corpus {corpus!r}; run `featstore ingest` or `featstore import-activations` first"
@@ -451,9 +451,10 @@ class Warehouse:
         has renamed into place but not yet committed.
         """
         with self.connect(read_only=True) as con:
-            return self._committed_files(con, "? IS NULL OR sae = ?", [sae, sae])
+            return self.committed_files(con, "? IS NULL OR sae = ?", [sae, sae])
 
-    def _committed_files(self, con: duckdb.DuckDBPyConnection, where: str = "true", params: list | None = None) -> list[Path]:
+    def committed_files(self, con: duckdb.DuckDBPyConnection, where: str = "true", params: list | None = None) -> list[Path]:
+        """The files of the partitions matching `where`, as the catalog open on `con` records them."""
         rows = con.execute(f"SELECT path FROM activation_partitions WHERE {where} ORDER BY sae, corpus", params or []).fetchall()
         return [file for (path,) in rows for file in partition_files(self.root, path)]
 
@@ -515,7 +516,7 @@ class Warehouse:
                 else:
                     link_or_copy(source, final)
             with self.transaction() as con:
-                old = self._committed_files(con, "sae = ? AND corpus = ?", [sae, corpus])
+                old = self.committed_files(con, "sae = ? AND corpus = ?", [sae, corpus])
                 con.execute("DELETE FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus])
                 from featstore.db import run
 
@@ -593,7 +594,7 @@ class Warehouse:
     def drop_partition(self, con: duckdb.DuckDBPyConnection, sae: str, corpus: str | None = None) -> list[Path]:
         """Remove catalog rows (inside the caller's transaction); returns files to delete after commit."""
         where, params = ("sae = ?", [sae]) if corpus is None else ("sae = ? AND corpus = ?", [sae, corpus])
-        paths = self._committed_files(con, where, params)
+        paths = self.committed_files(con, where, params)
         con.execute(f"DELETE FROM activation_partitions WHERE {where}", params)
         self._refresh_activations_view(con)
         return paths
@@ -630,7 +631,7 @@ class Warehouse:
         if self._view_root(con) in (str(self.root), None):
             return
         if files is None:
-            files = [str(f) for f in self._committed_files(con)]
+            files = [str(f) for f in self.committed_files(con)]
         self._create_activations_view(con, files, temporary=True)
 
     def _create_activations_view(self, con: duckdb.DuckDBPyConnection, paths: list[str], temporary: bool = False) -> None:

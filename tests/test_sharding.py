@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from test_ingest import setup  # noqa: F401  (fixture)
 
 from featstore import ingest as ingest_module
+from featstore import storage
 from featstore.errors import FeatstoreError
 from featstore.ingest import ingest
 from featstore.sharding import parse_shard
@@ -127,6 +128,14 @@ def test_several_devices_ingest_as_one_shard_each(setup):
     assert f"m-sae on c: {len(expected):,} rows" in done.output and "-*-of-00002.parquet" in done.output
     assert rows(wh) == expected and len(wh.partition_files("m-sae", "c")) == 2
     assert not [p for p in (wh.root / "staging" / "shards").iterdir() if p.is_dir()]
+
+
+def test_devices_ingest_keeps_the_declared_act_dtype(setup):
+    """The shards of `ingest_on_devices` store the act dtype asked for, and its summary reports the stored one."""
+    wh, _ = setup
+    summary = ingest_module.ingest_on_devices(wh, "m", ["cpu", "cpu"], batch_size=1, act_dtype="bfloat16", progress=False)
+    assert summary["act_dtype"] == "bfloat16"
+    assert {storage.act_dtype(path) for path in wh.partition_files("m-sae", "c")} == {"bfloat16"}
 
 
 def test_which_devices_an_ingest_is_sharded_over(monkeypatch):

@@ -86,10 +86,9 @@ def _warehouse_root(con: duckdb.DuckDBPyConnection) -> Path:
 
 
 def partition_files(con: duckdb.DuckDBPyConnection, sae: str, corpus: str) -> list[str]:
-    """The committed Parquet files of one (SAE, corpus) partition."""
-    root = _warehouse_root(con)  # catalog paths are relative to the warehouse folder
-    rows = con.execute("SELECT path FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus]).fetchall()
-    return [str(file) for (path,) in rows for file in warehouse.partition_files(root, path)]
+    """The committed Parquet files of one (SAE, corpus) partition, read through the run's connection."""
+    wh = warehouse.Warehouse(_warehouse_root(con))  # catalog paths are relative to the warehouse folder
+    return [str(file) for file in wh.committed_files(con, "sae = ? AND corpus = ?", [sae, corpus])]
 
 
 def _correlate(spark, con: duckdb.DuckDBPyConnection, run: dict, staging: Path) -> tuple[dict[str, str], int]:
