@@ -11,15 +11,16 @@ from pathlib import Path
 
 import click
 
-from featstore.backends import BACKENDS
-from featstore.corpora import PARTS
-from featstore.correlate import ENGINES, MIN_COFIRING
-from featstore.db import Database
+from featstore.correlation.correlate import MIN_COFIRING
+from featstore.correlation.engines import ENGINES
+from featstore.correlation.statistics import statistic_names
 from featstore.errors import FeatstoreError
-from featstore.export import FORMATS
-from featstore.presets import MODEL_PRESETS, SAE_PRESETS, TrainSettings
-from featstore.registry import MODEL_KINDS, RELATIONS
-from featstore.statistics import statistic_names
+from featstore.export.tables import FORMATS
+from featstore.interpret.backends import BACKENDS
+from featstore.models.catalog import MODEL_KINDS, RELATIONS
+from featstore.models.presets import MODEL_PRESETS
+from featstore.saes.presets import SAE_PRESETS, TrainSettings
+from featstore.text.mixtures import PARTS
 from featstore.warehouse import Warehouse, disk_full_error, is_disk_full
 
 ERROR_LOG = Path(tempfile.gettempdir()) / "featstore-error.log"
@@ -112,7 +113,7 @@ class LibraryChoice(click.Choice):
 
 
 def stat_option(help: str):
-    """`--stat`, its choices read from the statistics registry (featstore.statistics)."""
+    """`--stat`, its choices read from the statistics registry (featstore.correlation.statistics)."""
     return click.option("--stat", type=click.Choice(statistic_names()), default="all_tokens", show_default=True, help=help)
 
 
@@ -150,7 +151,7 @@ def corpus_add_command(wh: Warehouse, name: str, source: str, tokenizer_path: st
                        max_docs: int | None, part: str | None, text_key: str, doc_tokens: int | None,
                        min_docs: int | None, replace: bool) -> None:
     """Tokenize SOURCE into corpus NAME."""
-    from featstore.corpus import add_corpus
+    from featstore.text.slices import add_corpus
 
     row = add_corpus(wh, name, source, tokenizer_path, max_tokens=max_tokens, max_docs=max_docs, part=part,
                      text_key=text_key, doc_tokens=doc_tokens, min_docs=min_docs, replace=replace)
@@ -162,7 +163,7 @@ def corpus_add_command(wh: Warehouse, name: str, source: str, tokenizer_path: st
 @pass_warehouse
 def corpora_command(wh: Warehouse) -> None:
     """List corpus slices."""
-    from featstore.corpus import list_corpora
+    from featstore.text.slices import list_corpora
 
     echo_table(list_corpora(wh))
 
@@ -187,7 +188,7 @@ def model_group() -> None:
 def model_add_command(wh: Warehouse, name: str, path: str, kind: str, parents: tuple[str, ...], relation: str | None,
                       merge_method: str | None, merge_t: float | None, train_corpus: str | None, replace: bool) -> None:
     """Register the HF model folder (or hub id) PATH as NAME."""
-    from featstore.registry import register_model
+    from featstore.models.catalog import register_model
 
     row = register_model(wh, name, path, kind=kind, parents=parents, relation=relation, merge_method=merge_method,
                          merge_t=merge_t, train_corpus=train_corpus, replace=replace)
@@ -199,7 +200,7 @@ def model_add_command(wh: Warehouse, name: str, path: str, kind: str, parents: t
 @pass_warehouse
 def models_command(wh: Warehouse) -> None:
     """List registered models."""
-    from featstore.registry import list_models
+    from featstore.models.catalog import list_models
 
     echo_table(list_models(wh))
 
@@ -208,7 +209,7 @@ def models_command(wh: Warehouse) -> None:
 @pass_warehouse
 def lineage_command(wh: Warehouse) -> None:
     """List lineage edges (parent -> child)."""
-    from featstore.registry import list_lineage
+    from featstore.models.catalog import list_lineage
 
     echo_table(list_lineage(wh))
 
@@ -227,7 +228,7 @@ def sae_group() -> None:
 @pass_warehouse
 def sae_add_command(wh: Warehouse, sae_id: str, path: str, model: str, not_primary: bool, replace: bool) -> None:
     """Register the SAE folder PATH (cfg.json + sae_weights.safetensors) as SAE_ID."""
-    from featstore.registry import add_sae_folder
+    from featstore.saes.catalog import add_sae_folder
 
     row = add_sae_folder(wh, sae_id, model, path, is_primary=not not_primary, replace=replace)
     click.echo(f"SAE {row['id']} of {row['model']}: {row['hook_point']} {row['d_in']} -> {row['d_sae']} ({row['architecture']})")
@@ -237,7 +238,7 @@ def sae_add_command(wh: Warehouse, sae_id: str, path: str, model: str, not_prima
 @pass_warehouse
 def saes_command(wh: Warehouse) -> None:
     """List registered SAEs."""
-    from featstore.registry import list_saes
+    from featstore.saes.catalog import list_saes
 
     echo_table(list_saes(wh))
 
@@ -249,7 +250,7 @@ def saes_command(wh: Warehouse) -> None:
 @pass_warehouse
 def import_activations_command(wh: Warehouse, file: Path, sae_id: str, corpus: str) -> None:
     """Store sparse activations from FILE.parquet (tok, feature, act or doc_id, pos, feature, act)."""
-    from featstore.importer import import_activations
+    from featstore.activations.importer import import_activations
 
     done = import_activations(wh, sae_id, corpus, file)
     click.echo(f"{done['rows_written']:,} activations -> {done['path']} "
@@ -279,8 +280,8 @@ def import_activations_command(wh: Warehouse, file: Path, sae_id: str, corpus: s
 def ingest_command(wh: Warehouse, model: str, corpora, all_corpora: bool, sae_id, layer, batch_size: int, context: int,
                    device, act_dtype: str, shard_spec: str | None) -> None:
     """Run MODEL over corpora, encode its MLP activation with an SAE, store the act > 0 rows."""
-    from featstore.ingest import ingest_corpora, model_corpora
-    from featstore.sharding import parse_shard
+    from featstore.activations.ingest import ingest_corpora, model_corpora
+    from featstore.activations.shards import parse_shard
 
     if all_corpora and corpora:
         raise click.UsageError("give --corpus or --all-corpora, not both")
@@ -306,7 +307,7 @@ def ingest_command(wh: Warehouse, model: str, corpora, all_corpora: bool, sae_id
 @click.argument("sae_b")
 @click.option("--corpus", "corpora", multiple=True,
               help="Corpus both SAEs were ingested on (repeatable) [default: every one they share].")
-@stat_option("Correlation statistic (featstore.statistics; the README's 'Correlation and persistence' says what each computes).")
+@stat_option("Correlation statistic (featstore.correlation.statistics; the README's 'Correlation and persistence' says what each computes).")
 @click.option("--floor", "r_floor", type=float, default=0.2, show_default=True,
               help="Store every pair with r >= this (in [-1, 1]; all_tokens: > 0).")
 @click.option("--min-cofiring", type=int, default=MIN_COFIRING, show_default=True,
@@ -320,7 +321,7 @@ def ingest_command(wh: Warehouse, model: str, corpora, all_corpora: bool, sae_id
 def correlate_command(wh: Warehouse, sae_a: str, sae_b: str, corpora, stat: str, r_floor: float,
                       min_cofiring: int, engine: str, threads: int | None, spark_master: str | None) -> None:
     """Pearson r between every feature of SAE_A and of SAE_B over the same tokens; stores pairs and best matches."""
-    from featstore.correlate import correlate_corpora
+    from featstore.correlation.correlate import correlate_corpora
 
     for run in correlate_corpora(wh, sae_a, sae_b, corpora, stat=stat, r_floor=r_floor, min_cofiring=min_cofiring,
                                  engine=engine, threads=threads, spark_master=spark_master):
@@ -342,7 +343,7 @@ def _percent(share: float | None) -> str:
 @pass_warehouse
 def persistence_command(wh: Warehouse, threshold: float, stat: str, method: str | None, policy: str) -> None:
     """Per lineage edge: parent features persisting / disappearing, child features persisting / emerging."""
-    from featstore.correlate import persistence_summary
+    from featstore.correlation.correlate import persistence_summary
 
     rows = persistence_summary(wh, threshold, stat, method, policy).to_pylist()
     if not rows:
@@ -427,7 +428,7 @@ def train_command(wh: Warehouse, name: str, preset: str, tokenizer, corpus, max_
     """Train base model NAME from scratch (Mistral architecture) and register it.
 
     With --corpus, a trained tokenizer sees that corpus only and the model is measured on its validation part."""
-    from featstore.lm import preset_for_corpus, train_base
+    from featstore.models.lm import preset_for_corpus, train_base
 
     if corpus:
         preset = preset_for_corpus(wh, name, corpus, preset=preset)
@@ -448,7 +449,12 @@ def finetune_command(wh: Warehouse, name: str, parent: str, preset, lr, corpus, 
     """Fine-tune PARENT into NAME (default corpus: the preset's corpus called NAME, e.g. lua, tinystories).
 
     With --corpus, the model is measured on that corpus's validation part beside the parent's domains."""
-    from featstore.lm import compare_validation, finetune, finetune_findings, preset_for_corpus
+    from featstore.models.lm import (
+        compare_validation,
+        finetune,
+        finetune_findings,
+        preset_for_corpus,
+    )
 
     if corpus:
         preset = preset_for_corpus(wh, name, corpus, preset=preset, parent=parent)
@@ -466,7 +472,7 @@ def finetune_command(wh: Warehouse, name: str, parent: str, preset, lr, corpus, 
 @click.option("--name", required=True, help="Name of the merged model.")
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A mergekit YAML (slerp or linear, t lists with filters) instead of MODEL_A MODEL_B --method --t.")
-@click.option("--method", type=LibraryChoice("featstore.merge:METHODS"), default="slerp", show_default=True)
+@click.option("--method", type=LibraryChoice("featstore.models.merge:METHODS"), default="slerp", show_default=True)
 @click.option("--t", "t", type=float, default=0.5, show_default=True, help="Weight toward MODEL_B, in [0, 1].")
 @click.option("--device", default=None, help="Device for evaluating the merge [default: cuda when available].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -478,7 +484,7 @@ def merge_command(wh: Warehouse, model_a, model_b, name: str, config, method: st
     """Merge MODEL_A and MODEL_B per tensor (mergekit semantics) into NAME; lineage gets both parents.
 
     The folder gets the mergekit_config.yml that reproduces the merge with mergekit."""
-    from featstore.merge import merge_from_config, merge_models
+    from featstore.models.merge import merge_from_config, merge_models
 
     options = dict(name=name, device=device, out_dir=out_dir, replace=replace)
     if config and (model_a or model_b):
@@ -498,13 +504,13 @@ def merge_command(wh: Warehouse, model_a, model_b, name: str, config, method: st
 @click.argument("model_a")
 @click.argument("model_b")
 @click.option("--steps", type=int, default=11, show_default=True, help="Evenly spaced t from 0 to 1.")
-@click.option("--method", type=LibraryChoice("featstore.merge:METHODS"), default="slerp", show_default=True)
+@click.option("--method", type=LibraryChoice("featstore.models.merge:METHODS"), default="slerp", show_default=True)
 @click.option("--eval-tokens", type=int, default=None, help="Validation tokens per set [default: the preset's].")
 @click.option("--device", default=None, help="[default: cuda when available]")
 @pass_warehouse
 def merge_sweep_command(wh: Warehouse, model_a: str, model_b: str, steps: int, method: str, eval_tokens, device) -> None:
     """Accuracy and loss of MODEL_A~MODEL_B merges over t on both validation sets (the paper's Figure 5)."""
-    from featstore.merge import merge_sweep
+    from featstore.models.merge import merge_sweep
 
     result = merge_sweep(wh, model_a, model_b, steps=steps, method=method, eval_tokens=eval_tokens, device=device)
     _echo_rows(result["rows"])
@@ -522,7 +528,7 @@ def merge_sweep_command(wh: Warehouse, model_a: str, model_b: str, steps: int, m
 @pass_warehouse
 def model_eval_command(wh: Warehouse, name: str, preset: str, device) -> None:
     """Evaluate a registered model (e.g. an imported checkpoint) on a preset's domains; store the metrics."""
-    from featstore.lm import evaluate_model
+    from featstore.models.lm import evaluate_model
 
     _echo_validation(evaluate_model(wh, name, preset=preset, device=device))
 
@@ -594,8 +600,8 @@ def _hyperparameter_options() -> list[click.Option]:
 def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, corpus, same_init_as, seed_of, is_primary,
                       device, **settings) -> None:
     """Train an SAE on MODEL's MLP hidden activation, evaluate it and register it."""
-    from featstore.presets import sae_preset
-    from featstore.sae_train import train_sae, train_seed_replica
+    from featstore.saes.presets import sae_preset
+    from featstore.saes.training import train_sae, train_seed_replica
 
     if seed_of:
         taken = [k for k, v in {**settings, "source": source, "corpus": corpus, "same_init_as": same_init_as}.items()
@@ -619,7 +625,7 @@ def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, co
 @pass_warehouse
 def sae_eval_command(wh: Warehouse, sae_id: str, source, corpus, eval_tokens: int, device) -> None:
     """Re-evaluate a registered SAE and record MSE, FVU, L0, dead fraction, CE loss recovered."""
-    from featstore.sae_train import evaluate_sae
+    from featstore.saes.training import evaluate_sae
 
     _echo_sae_metrics(sae_id, evaluate_sae(wh, sae_id, source=source, corpus=corpus, eval_tokens=eval_tokens, device=device))
 
@@ -660,7 +666,7 @@ def _interp_options(command):
 
 
 def _backend(opts: dict):
-    from featstore.backends import make_backend
+    from featstore.interpret.backends import make_backend
 
     return make_backend(opts["backend"], model=opts["model"], base_url=opts["base_url"], api_key_env=opts["api_key_env"],
                         timeout=opts["timeout"], max_retries=opts["max_retries"], device=opts["device"])
@@ -686,13 +692,13 @@ def _check_failures(result: dict) -> None:
 @pass_warehouse
 def explain_command(wh: Warehouse, sae: str, features, top, **opts) -> None:
     """Sample examples for features of SAE and explain them (resumable: explained features are skipped)."""
-    from featstore.scoring import explain
+    from featstore.interpret.scoring import explain
 
     result = explain(wh, sae, opts["corpus"], features=features, top=top, backend=_backend(opts), seed=opts["seed"],
                      concurrency=opts["concurrency"])
     click.echo(f"{sae} on {result['corpus']}: {result['explained']} explained by {result['explainer']}, "
                f"{result['already_explained']} already were")
-    echo_table(Database(wh).explanations.listing(sae, result["corpus"], result["explainer"], result["chosen"]))
+    echo_table(wh.explanations.listing(sae, result["corpus"], result["explainer"], result["chosen"]))
     _check_failures(result)
 
 
@@ -707,7 +713,7 @@ def explain_command(wh: Warehouse, sae: str, features, top, **opts) -> None:
 @pass_warehouse
 def score_command(wh: Warehouse, sae: str, features, top, explainer, baseline: bool, **opts) -> None:
     """Simulate features of SAE from their explanations and score them (Pearson of simulated vs true)."""
-    from featstore.scoring import score, shuffled_baseline
+    from featstore.interpret.scoring import score, shuffled_baseline
 
     kwargs = dict(features=features, top=top, backend=_backend(opts), explainer=explainer, seed=opts["seed"],
                   concurrency=opts["concurrency"])
@@ -722,7 +728,7 @@ def score_command(wh: Warehouse, sae: str, features, top, explainer, baseline: b
         click.echo(f"{sae} on {result['corpus']}: {result['scored']} scored, {result['already_scored']} already were; "
                    f"mean score {_fmt_score(result['mean_score'])} ({result['explainer']} explanations, "
                    f"{result['simulator']} simulator)")
-    echo_table(Database(wh).scores.summary(sae, result["corpus"]))
+    echo_table(wh.scores.summary(sae, result["corpus"]))
     _check_failures(result)
 
 
@@ -736,7 +742,7 @@ def score_command(wh: Warehouse, sae: str, features, top, explainer, baseline: b
 @pass_warehouse
 def transfer_command(wh: Warehouse, parent_sae: str, child_sae: str, threshold: float, stat: str, explainer, **opts) -> None:
     """Score each matched parent feature's explanation on its child feature's activations."""
-    from featstore.scoring import transfer
+    from featstore.interpret.scoring import transfer
 
     result = transfer(wh, parent_sae, child_sae, opts["corpus"], threshold=threshold, stat=stat, backend=_backend(opts),
                       explainer=explainer, seed=opts["seed"], concurrency=opts["concurrency"])
@@ -744,7 +750,7 @@ def transfer_command(wh: Warehouse, parent_sae: str, child_sae: str, threshold: 
     for label, key in (("parent, own explanation", "parent_mean"), ("child, parent's explanation", "transfer_mean"),
                        ("child, own explanation", "child_mean")):
         click.echo(f"  mean score, {label + ':':<29} {_fmt_score(result[key])}")
-    echo_table(Database(wh).scores.transfer_listing(parent_sae, child_sae, result["corpus"], result["simulator"]))
+    echo_table(wh.scores.transfer_listing(parent_sae, child_sae, result["corpus"], result["simulator"]))
     _check_failures(result)
 
 # --- pipeline: run, report, export, sql -----------------------------------------------------------
@@ -767,8 +773,8 @@ def run_command(wh: Warehouse, experiment_file: Path | None, overrides: tuple[st
                 show_plan: bool, prune: bool, force: tuple[str, ...], device: str | None, seed: int | None) -> None:
     """Run an experiment (default: the built-in tiny one), resumable: models, SAEs, ingest, correlations,
     persistence, scores, report. Steps whose inputs are unchanged are skipped."""
-    from featstore.experiment import experiment_file_for, load_experiment
-    from featstore.pipeline import plan, run_pipeline
+    from featstore.pipeline.experiment import experiment_file_for, load_experiment
+    from featstore.pipeline.steps import plan, run_pipeline
 
     overrides = overrides + ((f"seed={seed}",) if seed is not None else ())
     experiment = load_experiment(experiment_file_for(experiment_file, preset), overrides)
@@ -792,9 +798,9 @@ def run_command(wh: Warehouse, experiment_file: Path | None, overrides: tuple[st
 @pass_warehouse
 def report_command(wh: Warehouse, features: int | None) -> None:
     """Write <warehouse>/report/index.html with the paper's figures from the warehouse's views."""
-    from featstore.report import build_report
+    from featstore.browser.export import report_with_pages
 
-    click.echo(f"report: {build_report(wh, features=features)}")
+    click.echo(f"report: {report_with_pages(wh, features)}")
 
 
 @main.command("serve")
@@ -818,7 +824,7 @@ def serve_command(wh: Warehouse, port: int, host: str) -> None:
 @pass_warehouse
 def export_command(wh: Warehouse, name: str | None, fmt: str, out_dir: Path | None, layout: Path | None) -> None:
     """Write any table or view to a Parquet, CSV or Arrow IPC file, or the whole warehouse as Parquet."""
-    from featstore.export import export, export_layout
+    from featstore.export.tables import export, export_layout
 
     if layout is not None:
         done = export_layout(wh, layout)
@@ -850,7 +856,7 @@ def relocate_command(wh: Warehouse) -> None:
 @pass_warehouse
 def export_features_command(wh: Warehouse, sae: str, fmt: str, corpus, features, context: int, out_dir) -> None:
     """Write SAE's features for a feature viewer (Neuronpedia, delphi, SAEDashboard) from the stored activations."""
-    from featstore.viewers import export_features
+    from featstore.export.viewers import export_features
 
     done = export_features(wh, sae, fmt, corpus=corpus, out_dir=out_dir, context=context, features=features)
     click.echo(f"{done['features']} features of {sae} on {done['corpus']} -> {done['path']} ({fmt}, {done['files']} files)")
@@ -861,7 +867,7 @@ def export_features_command(wh: Warehouse, sae: str, fmt: str, corpus, features,
 @pass_warehouse
 def sql_command(wh: Warehouse, query: str) -> None:
     """Run one SQL statement on a read-only connection and print its result."""
-    from featstore.export import run_sql
+    from featstore.export.tables import run_sql
 
     result = run_sql(wh, query)
     if result is not None:

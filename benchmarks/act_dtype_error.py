@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from correlate import CORPUS, SAE_A, SAE_B, build_warehouse  # noqa: E402
 
-from featstore.correlate import correlate  # noqa: E402
+from featstore.correlation.correlate import correlate  # noqa: E402
 from featstore.warehouse import Warehouse  # noqa: E402
 
 

@@ -91,7 +91,7 @@ def peak_rss_gb() -> float:
 
 
 def run_featstore(root: Path, floor: float, engine: str, threads: int) -> dict:
-    from featstore.correlate import correlate
+    from featstore.correlation.correlate import correlate
 
     started, cpu = time.perf_counter(), time.process_time()
     run = correlate(Warehouse(root), SAE_A, SAE_B, corpus=CORPUS, r_floor=floor, engine=engine, threads=threads, progress=False)

@@ -3,7 +3,7 @@
     python benchmarks/ingest_shards.py                     # tiny-preset shapes: hidden 128, MLP 512, 2048 features
     python benchmarks/ingest_shards.py --tokens 200000 --shards 1,2,4
 
-The bare forward is featstore's own capture and encode loop over the same windows (featstore.ingest's
+The bare forward is featstore's own capture and encode loop over the same windows (featstore.activations.ingest's
 windows, batched, batch_activations, sae.encode, the act > 0 rows taken) with nothing written. Each
 measurement runs in fresh processes with one torch thread each; sharded ingest with N processes is
 timed from their start until the partition is published (by the last shard to finish), and
@@ -28,14 +28,15 @@ MODEL, SAE, CORPUS = "bench", "bench-sae", "bench-text"
 def build(root: Path, args) -> None:
     """A random Mistral of the tiny preset's shape, a random SAE, a generated corpus of --tokens tokens."""
     import torch
+    from featstore.sae import SAEConfig, SparseAutoencoder, save_sae
     from transformers import MistralConfig, MistralForCausalLM
 
-    from featstore.capture import mlp_activations
-    from featstore.corpora import iter_texts
-    from featstore.corpus import add_corpus_texts
-    from featstore.registry import register_model, register_sae
-    from featstore.sae import SAEConfig, SparseAutoencoder, save_sae
-    from featstore.tokenizer import train_bpe
+    from featstore.models.capture import mlp_activations
+    from featstore.models.catalog import register_model
+    from featstore.saes.catalog import register_sae
+    from featstore.text.mixtures import iter_texts
+    from featstore.text.slices import add_corpus_texts
+    from featstore.text.tokenizer import train_bpe
     from featstore.warehouse import Warehouse
 
     texts = list(iter_texts("generated:stories?docs=4000"))
@@ -62,13 +63,13 @@ def build(root: Path, args) -> None:
 def bare_forward(root: Path, batch_size: int) -> dict:
     """The same windows through the model and SAE, rows extracted to CPU, nothing written (model loading timed, as in ingest)."""
     import torch
-
-    from featstore.capture import batch_activations
-    from featstore.hf import load_model
-    from featstore.corpus import batched
-    from featstore.ingest import windows
-    from featstore.registry import get_sae
     from featstore.sae import load_sae
+
+    from featstore.activations.ingest import windows
+    from featstore.models.capture import batch_activations
+    from featstore.models.hf import load_model
+    from featstore.saes.catalog import get_sae
+    from featstore.text.slices import batched
     from featstore.warehouse import Warehouse
 
     started, tokens, n_rows = time.perf_counter(), 0, 0
@@ -106,8 +107,8 @@ def sharded(root: Path, n: int, batch_size: int) -> dict:
 def ingest_shard(root: Path, spec: str, batch_size: int) -> dict:
     import torch
 
-    from featstore.ingest import ingest
-    from featstore.sharding import parse_shard
+    from featstore.activations.ingest import ingest
+    from featstore.activations.shards import parse_shard
     from featstore.warehouse import Warehouse
 
     torch.set_num_threads(1)

@@ -17,10 +17,10 @@ import time
 
 import torch
 
-from featstore.hf import resolve_device
+from featstore.models.hf import resolve_device
 from featstore.saes import build_sae
-from featstore.presets import TrainSettings
-from featstore.sae_train import Trainer
+from featstore.saes.presets import TrainSettings
+from featstore.saes.training import Trainer
 
 
 def plain_loop(batches: list[torch.Tensor], d_sae: int, steps: int, l1: float, lr: float, scale: float) -> float:

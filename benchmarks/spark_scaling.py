@@ -27,13 +27,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from correlate import CORPUS, SAE_A, SAE_B, build_warehouse, load  # noqa: E402
 
-from featstore.engines.spark import local_cores  # noqa: E402
+from featstore.correlation.engines.spark import local_cores  # noqa: E402
 from featstore.warehouse import Warehouse  # noqa: E402
 
 
 def run_spark(root: Path, master: str, floor: float) -> dict:
-    from featstore.correlate import correlate
-    from featstore.engines.spark import session
+    from featstore.correlation.correlate import correlate
+    from featstore.correlation.engines.spark import session
 
     spark = session(master)
     spark.sql("SELECT count(*) FROM range(1000)").collect()
@@ -71,7 +71,7 @@ def main() -> None:
     if args.master:
         print(json.dumps(run_spark(args.dir, args.master, args.floor)))
         return
-    from featstore.correlate import correlate
+    from featstore.correlation.correlate import correlate
 
     with tempfile.TemporaryDirectory() as tmp:
         root = args.dir or Path(tmp) / "warehouse"

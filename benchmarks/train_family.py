@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from featstore import lm
-from featstore.hf import resolve_device
-from featstore.merge import merge_models, merge_sweep
-from featstore.presets import ModelPreset, model_preset
+from featstore.models import lm
+from featstore.models.hf import resolve_device
+from featstore.models.merge import merge_models, merge_sweep
+from featstore.models.presets import ModelPreset, model_preset
 from featstore.warehouse import Warehouse
 
 

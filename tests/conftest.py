@@ -34,7 +34,7 @@ def warehouse(tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory):
-    from featstore.tokenizer import train_bpe
+    from featstore.text.tokenizer import train_bpe
 
     out = tmp_path_factory.mktemp("tokenizer")
     train_bpe(tiny_texts(200), vocab_size=400, out_dir=out)
@@ -47,7 +47,7 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir):
     import torch
     from transformers import MistralConfig, MistralForCausalLM
 
-    from featstore.tokenizer import load_tokenizer
+    from featstore.text.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tiny_tokenizer_dir)
     torch.manual_seed(0)
@@ -272,8 +272,9 @@ def make_sae_folder(tmp_path):
 @pytest.fixture(scope="session")
 def registered_template(tmp_path_factory, tiny_model_dir, tiny_tokenizer_dir):
     """Built once: corpus 'evalset' (12 tiny documents), model 'base' (MLP width 64), SAE 'base-sae' (64 -> 16)."""
-    from featstore.corpus import add_corpus
-    from featstore.registry import add_sae_folder, register_model
+    from featstore.models.catalog import register_model
+    from featstore.saes.catalog import add_sae_folder
+    from featstore.text.slices import add_corpus
     from featstore.warehouse import Warehouse
 
     root = tmp_path_factory.mktemp("registered")
@@ -299,7 +300,7 @@ def registered_warehouse(warehouse, registered_template):
 @pytest.fixture
 def trainable_warehouse(warehouse, tiny_model_dir, tmp_path):
     """Model 'm' (the tiny model) registered with 200 tiny texts as its training corpus: SAE training tests."""
-    from featstore.registry import register_model
+    from featstore.models.catalog import register_model
 
     source = tmp_path / "texts.txt"
     source.write_text("\n\n".join(tiny_texts(200, seed=3)))

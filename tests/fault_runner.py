@@ -2,7 +2,7 @@
 
     python tests/fault_runner.py TARGET ACTION WHEN N -- featstore arguments...
 
-TARGET is `module:attribute.path` (e.g. `featstore.storage:write_sorted`), ACTION is
+TARGET is `module:attribute.path` (e.g. `featstore.warehouse.storage:write_sorted`), ACTION is
 `kill` (SIGKILL, as `kill -9`), `sigint` (as Ctrl-C), `sleep<seconds>` or `waitfor<file>` (until
 the file exists, at most 300 s), WHEN is `before` or
 `after` the N-th call. Nothing in featstore knows about this: the function is wrapped from outside.

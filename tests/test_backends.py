@@ -8,11 +8,17 @@ import time
 import pytest
 from conftest import chat_reply
 
-from featstore.backends import (
-    EXPLANATION_START, BuiltinBackend, HFBackend, OpenAIBackend, make_backend, read_explanation, token_class,
-)
 from featstore.errors import FeatstoreError
-from featstore.sampling import Sample
+from featstore.interpret.backends import (
+    EXPLANATION_START,
+    BuiltinBackend,
+    HFBackend,
+    OpenAIBackend,
+    make_backend,
+    read_explanation,
+    token_class,
+)
+from featstore.interpret.sampling import Sample
 
 
 def sample(token: str, act: float = 0.0, bin: int = 0, before: str = " x =", kind: str = "top") -> Sample:

@@ -30,10 +30,11 @@ from featstore.warehouse import Warehouse
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, tiny_model_dir, tiny_tokenizer_dir):
-    from featstore.correlate import correlate
-    from featstore.corpus import add_corpus
-    from featstore.ingest import ingest
-    from featstore.registry import add_sae_folder, register_model
+    from featstore.activations.ingest import ingest
+    from featstore.correlation.correlate import correlate
+    from featstore.models.catalog import register_model
+    from featstore.saes.catalog import add_sae_folder
+    from featstore.text.slices import add_corpus
 
     root = tmp_path_factory.mktemp("bad_inputs")
     inputs = root / "in"

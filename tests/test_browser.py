@@ -160,11 +160,11 @@ def test_sql_page_runs_reads_refuses_writes_and_shows_duckdb_errors(client, brow
 def test_static_feature_pages_beside_the_report(tmp_path):
     from test_report import fill
 
-    from featstore.report import build_report
+    from featstore.browser.export import report_with_pages
 
     wh = Warehouse(tmp_path / "wh")
     fill(wh)
-    index = build_report(wh, features=2)
+    index = report_with_pages(wh, 2)
     report = index.parent
     pages = sorted(p.relative_to(report).as_posix() for p in report.glob("sae/*/feature/*.html"))
     # the 2 most frequent of each of the 4 SAEs plus the showcased pairs (features 0-3)

@@ -5,11 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from featstore.capture import capture_mlp_hidden, iter_mlp_activations, mlp_activations, mlp_down_proj, splice_mlp_hidden
 from featstore.errors import FeatstoreError
-from featstore.hf import load_model
-from featstore.hf_layouts import hook_site
-from featstore.hooks import hook_name
+from featstore.models.capture import (
+    capture_mlp_hidden,
+    iter_mlp_activations,
+    mlp_activations,
+    mlp_down_proj,
+    splice_mlp_hidden,
+)
+from featstore.models.hf import load_model
+from featstore.models.hooks import hook_name
+from featstore.models.layouts import hook_site
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,13 @@ import json
 
 import pytest
 
-from featstore.corpora import Component, iter_split_documents, iter_texts, parse_spec
 from featstore.errors import FeatstoreError
+from featstore.text.mixtures import (
+    Component,
+    iter_split_documents,
+    iter_texts,
+    parse_spec,
+)
 
 
 def test_parse_spec_weights_and_query_options():

@@ -7,11 +7,17 @@ import pytest
 from click.testing import CliRunner
 from conftest import tiny_texts
 
-import featstore.corpus as corpus_module
+import featstore.text.slices as corpus_module
 from cli import main
-from featstore.corpus import add_corpus, add_corpus_texts, corpus_token_blocks, get_corpus, list_corpora
 from featstore.errors import FeatstoreError
-from featstore.tokenizer import fingerprint, load_tokenizer
+from featstore.text.slices import (
+    add_corpus,
+    add_corpus_texts,
+    corpus_token_blocks,
+    get_corpus,
+    list_corpora,
+)
+from featstore.text.tokenizer import fingerprint, load_tokenizer
 
 
 @pytest.fixture

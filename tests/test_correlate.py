@@ -1,4 +1,4 @@
-"""featstore.correlate against dense numpy / pandas references on random sparse data."""
+"""featstore.correlation.correlate against dense numpy / pandas references on random sparse data."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featstore import correlate as corr
-from featstore.correlate import MIN_COFIRING, correlate
+from featstore.correlation.engines import sql as sql_engine
+from featstore.correlation.correlate import MIN_COFIRING, correlate
 from featstore.errors import FeatstoreError
 
 N_TOKENS, D_A, D_B, VOCAB = 240, 18, 22, 12
@@ -137,8 +137,8 @@ def test_best_match_can_be_a_never_cofiring_partner(filled, data):
 
 def test_small_blocks_and_saturated_masks_give_the_same_result(filled, data, monkeypatch):
     """Many feature-range blocks, and a 1-bit mask so the exact never-co-firing search runs."""
-    monkeypatch.setattr(corr, "PAIRS_PER_BLOCK", 50)
-    monkeypatch.setattr(corr, "MASK_BITS", 1)
+    monkeypatch.setattr(sql_engine, "PAIRS_PER_BLOCK", 50)
+    monkeypatch.setattr(sql_engine, "MASK_BITS", 1)
     run = correlate(filled, "sa", "sb", corpus="c", progress=False)
     check_against(reference("all_tokens", data), *stored(filled, run["id"]), 0.2)
 
@@ -209,7 +209,7 @@ def test_cli_correlate(filled):
 
 
 def test_several_corpora_are_checked_before_any_run(filled):
-    from featstore.correlate import correlate_corpora
+    from featstore.correlation.correlate import correlate_corpora
 
     before = snapshot(filled)
     with pytest.raises(FeatstoreError, match="unknown corpus 'nope'"):

@@ -1,4 +1,4 @@
-"""featstore.db: each entity's cascade, in one transaction, files last; named queries; the statistics registry."""
+"""featstore.warehouse.tables: each entity's cascade, in one transaction, files last; named queries; the statistics registry."""
 
 from __future__ import annotations
 
@@ -6,10 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from featstore.db import Database, run, sql
+from featstore.correlation.statistics import (
+    STATISTICS,
+    Statistic,
+    get_statistic,
+    register,
+    statistic_names,
+)
 from featstore.errors import FeatstoreError
-from featstore.scoring import explain, score, transfer
-from featstore.statistics import STATISTICS, Statistic, get_statistic, register, statistic_names
+from featstore.interpret.scoring import score, transfer
+from featstore.warehouse.queries import run, sql
 
 
 def count(wh, table: str, where: str = "true", params: list | None = None) -> int:
@@ -30,7 +36,7 @@ def partition_file(wh, sae: str) -> Path:
 
 
 def test_dropping_an_sae_removes_everything_computed_from_it_and_then_its_files(explained):
-    wh, db = explained, Database(explained)
+    wh, db = explained, explained
     file, kept = partition_file(wh, "toy"), partition_file(wh, "toy_child")
     for table, where in (("explanation_samples", "sae = 'toy'"), ("explanations", "sae = 'toy'"),
                          ("scores", "sae = 'toy'"), ("scores", "source_sae = 'toy' AND sae = 'toy_child'"),
@@ -56,7 +62,7 @@ def test_dropping_an_sae_removes_everything_computed_from_it_and_then_its_files(
 
 
 def test_dropping_a_corpus_removes_its_tokens_and_everything_computed_on_it(explained):
-    wh, db = explained, Database(explained)
+    wh, db = explained, explained
     files = [partition_file(wh, "toy"), partition_file(wh, "toy_child")]
     assert sorted(db.corpora.drop("synth")) == sorted(files)
     assert not any(f.exists() for f in files)
@@ -67,7 +73,7 @@ def test_dropping_a_corpus_removes_its_tokens_and_everything_computed_on_it(expl
 
 
 def test_a_cascade_inside_a_failed_transaction_drops_nothing(explained):
-    wh, db = explained, Database(explained)
+    wh, db = explained, explained
     file = partition_file(wh, "toy")
     before = {t: count(wh, t) for t in ("saes", "activation_partitions", "explanations", "scores", "best_matches")}
     with pytest.raises(RuntimeError):
@@ -80,7 +86,7 @@ def test_a_cascade_inside_a_failed_transaction_drops_nothing(explained):
 
 
 def test_explanations_of_an_sae_go_with_the_transfer_rows_that_name_it_on_either_side(explained):
-    wh, db = explained, Database(explained)
+    wh, db = explained, explained
     toy_self = count(wh, "scores", "sae = 'toy' AND kind = 'self'")
     with db.transaction() as con:
         db.explanations.drop_for(con, sae="toy_child")
@@ -93,7 +99,7 @@ def test_explanations_of_an_sae_go_with_the_transfer_rows_that_name_it_on_either
 
 
 def test_correlation_runs_naming_an_sae_on_either_side_go_with_their_rows(interp_warehouse):
-    wh, db = interp_warehouse, Database(interp_warehouse)
+    wh, db = interp_warehouse, interp_warehouse
     with db.transaction() as con:
         db.correlations.drop_runs(con, corpus="other")
     assert count(wh, "correlation_runs") == 1 and count(wh, "best_matches") == 15
@@ -103,7 +109,7 @@ def test_correlation_runs_naming_an_sae_on_either_side_go_with_their_rows(interp
 
 
 def test_replacing_a_model_rewrites_its_lineage_and_keeps_its_saes(interp_warehouse):
-    wh, db = interp_warehouse, Database(interp_warehouse)
+    wh, db = interp_warehouse, interp_warehouse
     with db.transaction() as con:
         db.models.replace(con, {"name": "child", "kind": "base", "path": "/m/child2"}, [], None, None, None)
     assert db.models.get("child")["parents"] == [] and db.models.get("child")["path"] == "/m/child2"

@@ -10,9 +10,8 @@ import subprocess
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featstore import schema
-from featstore.importer import import_activations
-from featstore.warehouse import sql_dir
+from featstore.activations.importer import import_activations
+from featstore.warehouse import schema, sql_dir
 
 
 def shell_query(shell: str, db_path, sql: str, cwd) -> list[dict]:

@@ -6,11 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import FakeCatalog
-from test_correlate import D_A, D_B, N_TOKENS, check_against, data, filled, reference, stored  # noqa: F401  (fixtures)
+from test_correlate import (  # noqa: F401  (fixtures)
+    D_A,
+    D_B,
+    N_TOKENS,
+    check_against,
+    data,
+    filled,
+    reference,
+    stored,
+)
 
-from featstore.correlate import correlate
-from featstore.engines import numba as numba_engine
-from featstore.engines import torch as torch_engine
+from featstore.correlation.correlate import correlate
+from featstore.correlation.engines import numba as numba_engine
+from featstore.correlation.engines import torch as torch_engine
 
 STATS = ["all_tokens", "cofiring", "token_type_mean"]
 ENGINES = {"torch": torch_engine, "numba": numba_engine}

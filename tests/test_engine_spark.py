@@ -7,12 +7,12 @@ import pytest
 from test_correlate import data, filled, stored  # noqa: F401  (fixtures)
 from test_engine_arrays import same_results
 
-from featstore.correlate import correlate
+from featstore.correlation.correlate import correlate
 
 
 @pytest.fixture(scope="module")
 def spark():
-    from featstore.engines.spark import session
+    from featstore.correlation.engines.spark import session
 
     spark = session("local[2]")
     assert spark.conf.get("spark.sql.shuffle.partitions") == "4"  # two per local core, not Spark's 200
@@ -23,7 +23,7 @@ def spark():
 @pytest.mark.parametrize("master, cores", [("local", 1), ("local[3]", 3), ("local[2,4]", 2), ("spark://host:7077", None),
                                            ("yarn", None), ("locally", None)])
 def test_local_masters_get_their_core_count(master, cores):
-    from featstore.engines.spark import local_cores
+    from featstore.correlation.engines.spark import local_cores
 
     assert local_cores(master) == cores
 
@@ -45,7 +45,7 @@ def test_cli_spark_engine_all_tokens(spark, filled, monkeypatch):
     from click.testing import CliRunner
 
     from cli import main
-    from featstore.engines import spark as spark_engine
+    from featstore.correlation.engines import spark as spark_engine
 
     monkeypatch.setattr(spark_engine, "LOW_RANKS", 3)
 
@@ -64,8 +64,8 @@ def test_engine_layout_and_spark_persistence_summary(spark, interp_warehouse, tm
     """The exported layout holds every table and partition; Spark's persistence_summary equals DuckDB's."""
     import polars as pl
 
-    from featstore.engines.spark import persistence_summary
-    from featstore.export import export_layout
+    from featstore.correlation.engines.spark import persistence_summary
+    from featstore.export.tables import export_layout
 
     layout = tmp_path / "layout"
     done = export_layout(interp_warehouse, layout)
@@ -85,7 +85,7 @@ def test_engine_layout_and_spark_persistence_summary(spark, interp_warehouse, tm
 
 def test_engine_layout_refuses_a_foreign_folder(interp_warehouse, tmp_path):
     from featstore.errors import FeatstoreError
-    from featstore.export import export_layout
+    from featstore.export.tables import export_layout
 
     (tmp_path / "mine.txt").write_text("keep")
     with pytest.raises(FeatstoreError, match="is not an engine layout"):

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from cli import main
 from featstore.errors import FeatstoreError
-from featstore.experiment import experiments_dir, load_experiment
-from featstore.pipeline import build_steps, downstream, input_hash
+from featstore.pipeline.experiment import experiments_dir, load_experiment
+from featstore.pipeline.steps import build_steps, downstream, input_hash
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

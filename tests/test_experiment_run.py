@@ -10,9 +10,10 @@ import json
 from click.testing import CliRunner
 
 from cli import main
-from featstore.experiment import load_experiment
-from featstore.pipeline import build_steps, plan, run_pipeline
-from featstore.report import figure2_panels, layout_lineage
+from featstore.pipeline.experiment import load_experiment
+from featstore.pipeline.steps import build_steps, plan, run_pipeline
+from featstore.report.build import figure2_panels
+from featstore.report.figures import layout_lineage
 
 LINEAGE = """
 [corpora.notes]

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from featstore import export as export_module
 from featstore.errors import FeatstoreError
-from featstore.export import export, relation_names, run_sql
+from featstore.export.tables import export, relation_names, run_sql
+from featstore.export import tables as export_module
 
 
 @pytest.fixture

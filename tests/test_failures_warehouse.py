@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import tiny_texts
 
-import featstore.warehouse as warehouse_module
+import featstore.warehouse.core as warehouse_module
 from cli import main
-from featstore.importer import import_activations
-from featstore.tokenizer import train_bpe
+from featstore.activations.importer import import_activations
+from featstore.text.tokenizer import train_bpe
 
 
 def snapshot(wh) -> dict:
@@ -124,7 +124,7 @@ def test_activations_of_another_tokenizers_corpus_are_refused(populated, tmp_pat
     train_bpe(tiny_texts(50, seed=5), vocab_size=300, out_dir=other_tok)
     text = tmp_path / "t.txt"
     text.write_text("the cat sat on a mat")
-    from featstore.corpus import add_corpus
+    from featstore.text.slices import add_corpus
 
     add_corpus(populated, "other", str(text), other_tok)
     before = snapshot(populated)

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from featstore.errors import FeatstoreError
-from featstore.generators import GENERATORS, generate_documents
+from featstore.text.generators import GENERATORS, generate_documents
 
 
 @pytest.mark.parametrize("kind", list(GENERATORS))

@@ -35,10 +35,11 @@ COUNTS = "SELECT sae, corpus, count(*) AS n, round(sum(act), 3) AS total FROM ac
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, tiny_model_dir, tiny_tokenizer_dir):
     """corpora c1, c2; model m; SAEs s1, s2 of m; s1 and s2 ingested on c1, s1 x s2 correlated on c1."""
-    from featstore.correlate import correlate
-    from featstore.corpus import add_corpus
-    from featstore.ingest import ingest
-    from featstore.registry import add_sae_folder, register_model
+    from featstore.activations.ingest import ingest
+    from featstore.correlation.correlate import correlate
+    from featstore.models.catalog import register_model
+    from featstore.saes.catalog import add_sae_folder
+    from featstore.text.slices import add_corpus
 
     root = tmp_path_factory.mktemp("prepared")
     for name, seed in (("c1", 1), ("c2", 2)):
@@ -219,7 +220,7 @@ def test_an_old_warehouse_with_absolute_paths_is_localised_on_open(prepared, wh,
 
 
 def test_two_ingests_of_different_pairs_both_commit(wh, duckdb_shell):
-    slow = ("featstore.ingest:batch_activations", "sleep3", "before", 1)  # both are writing at once
+    slow = ("featstore.activations.ingest:batch_activations", "sleep3", "before", 1)  # both are writing at once
     before = visible(wh, duckdb_shell)["counts"]
     jobs = [featstore_process(wh, "ingest", "m", "--corpus", "c2", "--sae", sae, "--device", "cpu", fault=slow)
             for sae in ("s1", "s2")]
@@ -242,7 +243,7 @@ def test_two_ingests_of_different_pairs_both_commit(wh, duckdb_shell):
 def test_the_same_pair_twice_one_wins_the_other_says_so(wh, tmp_path):
     go = tmp_path / "go"  # the first writer holds the pair until the second has given up
     first = featstore_process(wh, "ingest", "m", "--corpus", "c2", "--sae", "s1", "--device", "cpu",
-                              fault=("featstore.ingest:batch_activations", f"waitfor{go}", "before", 1))
+                              fault=("featstore.activations.ingest:batch_activations", f"waitfor{go}", "before", 1))
     while not list((wh.root / ".locks").glob("*.lock")) and first.poll() is None:
         time.sleep(0.1)
     second = featstore_process(wh, "ingest", "m", "--corpus", "c2", "--sae", "s1", "--device", "cpu")
@@ -279,19 +280,19 @@ INGEST = ("ingest", "m", "--corpus", "c1", "--sae", "s1", "--device", "cpu")
 SHARD = (*INGEST, "--shard", "0/1")  # the whole corpus as one shard: its part is published through publish_parts
 CORRELATE = ("correlate", "s1", "s2", "--corpus", "c1", "--floor", "0.1")
 KILL_POINTS = {  # name: (command, target, when, n)
-    "ingest: computing": (INGEST, "featstore.ingest:batch_activations", "after", 1),
-    "ingest: staged file written": (INGEST, "featstore.storage:write_sorted", "after", 1),
-    "ingest: renamed, not committed": (INGEST, "featstore.warehouse:os.replace", "after", 1),
-    "ingest: inside the commit": (INGEST, "featstore.warehouse:Warehouse._refresh_activations_view", "after", 1),
-    "ingest: committed, old file kept": (INGEST, "featstore.warehouse:Warehouse._sweep_orphans", "before", 1),
-    "shard: part written, not published": (SHARD, "featstore.sharding:publish_if_complete", "before", 1),
-    "shard: part linked, not committed": (SHARD, "featstore.warehouse:link_or_copy", "after", 1),
-    "shard: inside the commit": (SHARD, "featstore.warehouse:Warehouse._refresh_activations_view", "after", 1),
-    "import: validating": (None, "featstore.importer:_validate", "before", 1),
-    "import: staged file written": (None, "featstore.storage:write_sorted", "after", 1),
-    "import: renamed, not committed": (None, "featstore.warehouse:os.replace", "after", 1),
-    "correlate: computing blocks": (CORRELATE, "featstore.correlate:_aggregate_block", "after", 1),
-    "correlate: stored, not committed": (CORRELATE, "featstore.db:CorrelationRuns.store", "after", 1),
+    "ingest: computing": (INGEST, "featstore.activations.ingest:batch_activations", "after", 1),
+    "ingest: staged file written": (INGEST, "featstore.warehouse.storage:write_sorted", "after", 1),
+    "ingest: renamed, not committed": (INGEST, "featstore.warehouse.core:os.replace", "after", 1),
+    "ingest: inside the commit": (INGEST, "featstore.warehouse.core:Warehouse._refresh_activations_view", "after", 1),
+    "ingest: committed, old file kept": (INGEST, "featstore.warehouse.core:Warehouse._sweep_orphans", "before", 1),
+    "shard: part written, not published": (SHARD, "featstore.activations.shards:publish_if_complete", "before", 1),
+    "shard: part linked, not committed": (SHARD, "featstore.warehouse.core:link_or_copy", "after", 1),
+    "shard: inside the commit": (SHARD, "featstore.warehouse.core:Warehouse._refresh_activations_view", "after", 1),
+    "import: validating": (None, "featstore.activations.importer:_validate", "before", 1),
+    "import: staged file written": (None, "featstore.warehouse.storage:write_sorted", "after", 1),
+    "import: renamed, not committed": (None, "featstore.warehouse.core:os.replace", "after", 1),
+    "correlate: computing blocks": (CORRELATE, "featstore.correlation.engines.sql:_aggregate_block", "after", 1),
+    "correlate: stored, not committed": (CORRELATE, "featstore.warehouse.tables:CorrelationRuns.store", "after", 1),
 }
 
 
@@ -332,7 +333,7 @@ def test_kill_9_leaves_nothing_visible_and_a_rerun_matches(point, prepared, wh, 
 # -- 9. Ctrl-C -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", ["featstore.correlate:_aggregate_block", "featstore.db:CorrelationRuns.store"])
+@pytest.mark.parametrize("target", ["featstore.correlation.engines.sql:_aggregate_block", "featstore.warehouse.tables:CorrelationRuns.store"])
 def test_ctrl_c_during_correlate_keeps_the_previous_run(wh, target):
     before = correlation_rows(wh)
     runs = wh.query("SELECT * FROM correlation_runs").to_pylist()
@@ -558,12 +559,12 @@ def test_disk_full_simulated_in_the_parquet_writer(wh, prepared, monkeypatch):
 
 
 def test_unexpected_exception_is_one_line_with_log_and_debug(wh, monkeypatch):
-    import featstore.registry
+    import featstore.saes.catalog
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(featstore.registry, "list_models", broken)
+    monkeypatch.setattr(featstore.saes.catalog, "list_models", broken)
     result = cli(wh, "models")
     assert result.exit_code == 1
     line = error_line(result)
@@ -583,7 +584,8 @@ def lineage(warehouse):
     """Models root -> base -> child (fine-tunes), SAEs sr, sa, sb on corpus c (40 tokens), correlated
     along both edges. Feature 0 of sa fires on every token with one value; feature 2 never fires."""
     from conftest import FakeCatalog
-    from featstore.correlate import correlate
+
+    from featstore.correlation.correlate import correlate
 
     cat = FakeCatalog(warehouse)
     cat.model("root")
@@ -612,7 +614,8 @@ def test_constant_feature_is_labelled_constant_not_dead(lineage):
 
 def test_constant_merge_feature_is_labelled_constant_not_dead(warehouse):
     from conftest import FakeCatalog
-    from featstore.correlate import correlate
+
+    from featstore.correlation.correlate import correlate
 
     cat = FakeCatalog(warehouse)
     for model, parents in (("pa", []), ("pb", []), ("m", ["pa", "pb"])):
@@ -647,7 +650,7 @@ def test_cyclic_lineage_in_a_hand_edited_catalog_cannot_hang_feature_families(li
 
 
 def test_lineage_cycles_are_refused_at_registration(lineage, tiny_model_dir):
-    from featstore.registry import register_model
+    from featstore.models.catalog import register_model
 
     with lineage.transaction() as con:
         con.execute("DELETE FROM lineage")
@@ -669,7 +672,8 @@ def test_token_type_means_are_double(lineage):
 def test_cofiring_needs_a_minimum_number_of_shared_tokens(warehouse):
     """Two features co-firing on 2 tokens get r = ±1 by construction: not a match by default."""
     from conftest import FakeCatalog
-    from featstore.correlate import MIN_COFIRING, correlate
+
+    from featstore.correlation.correlate import MIN_COFIRING, correlate
 
     cat = FakeCatalog(warehouse)
     cat.model("base")

@@ -8,10 +8,10 @@ import pytest
 import torch
 import transformers as tf
 
-from featstore.capture import capture_mlp_hidden, splice_mlp_hidden
 from featstore.errors import FeatstoreError
-from featstore.hf_layouts import decoder_layers, hook_site
-from featstore.presets import sae_preset
+from featstore.models.capture import capture_mlp_hidden, splice_mlp_hidden
+from featstore.models.layouts import decoder_layers, hook_site
+from featstore.saes.presets import sae_preset
 
 ATTENTION = dict(num_attention_heads=2)
 # family -> (config class, its size fields, the down projection's path inside a layer, MLP width)
@@ -43,7 +43,7 @@ def family_config(family: str, vocab_size: int):
 @pytest.fixture(scope="module")
 def family_dirs(tmp_path_factory, tiny_tokenizer_dir):
     """Each family's random tiny model saved as an HF folder with the test tokenizer."""
-    from featstore.tokenizer import load_tokenizer
+    from featstore.text.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tiny_tokenizer_dir)
     dirs = {}
@@ -58,11 +58,11 @@ def family_dirs(tmp_path_factory, tiny_tokenizer_dir):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_is_registered_trained_and_ingested(registered_warehouse, family_dirs, family):
-    from featstore.corpus import add_corpus
-    from featstore.hf import load_model
-    from featstore.ingest import ingest
-    from featstore.registry import register_model
-    from featstore.sae_train import train_sae
+    from featstore.activations.ingest import ingest
+    from featstore.models.catalog import register_model
+    from featstore.models.hf import load_model
+    from featstore.saes.training import train_sae
+    from featstore.text.slices import add_corpus
 
     wh, path = registered_warehouse, family_dirs[family]
     _, _, down_path, width = FAMILIES[family]
@@ -91,8 +91,8 @@ def test_family_is_registered_trained_and_ingested(registered_warehouse, family_
 
 def test_a_model_without_a_findable_mlp_is_refused_at_registration(warehouse, tmp_path, tiny_tokenizer_dir):
     """Mixtral keeps its experts in fused parameter tensors: no single down projection to hook."""
-    from featstore.registry import register_model
-    from featstore.tokenizer import load_tokenizer
+    from featstore.models.catalog import register_model
+    from featstore.text.tokenizer import load_tokenizer
 
     warehouse.create()
     tok = load_tokenizer(tiny_tokenizer_dir)
@@ -106,7 +106,7 @@ def test_a_model_without_a_findable_mlp_is_refused_at_registration(warehouse, tm
 
 
 def test_unsupported_hook_points_are_refused_at_sae_add(registered_warehouse, make_sae_folder):
-    from featstore.registry import add_sae_folder
+    from featstore.saes.catalog import add_sae_folder
 
     folder = make_sae_folder("attn", d_in=32, hook_name="blocks.0.attn.hook_z")
     with pytest.raises(FeatstoreError, match=r"hook point 'blocks.0.attn.hook_z' is not supported; featstore captures"):

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from cli import main
-from featstore.corpus import get_corpus
-from featstore.importer import import_activations
+from featstore.activations.importer import import_activations
+from featstore.text.slices import get_corpus
 
 
 def random_activations(corpus: dict, d_sae: int = 16, n: int = 200, seed: int = 0) -> pa.Table:
@@ -48,7 +48,7 @@ def test_tok_layout_keeps_positive_rows_and_rerun_replaces(registered_warehouse,
     assert done["rows_dropped_nonpositive"] == 200 - n_positive
     assert stored(wh) == expected(table)
     written = pq.read_table(wh.partition_files("base-sae", "evalset"))  # the input was in random order
-    assert written.sort_by([("feature", "ascending"), ("tok", "ascending")]).equals(written)  # featstore.storage's layout
+    assert written.sort_by([("feature", "ascending"), ("tok", "ascending")]).equals(written)  # featstore.warehouse.storage's layout
     partition = wh.query("SELECT n_rows, n_tokens, origin FROM activation_partitions").to_pylist()
     assert partition == [{"n_rows": n_positive, "n_tokens": corpus["n_tokens"], "origin": "import"}]
 
@@ -61,7 +61,7 @@ def test_tok_layout_keeps_positive_rows_and_rerun_replaces(registered_warehouse,
 
 def test_doc_pos_layout_maps_through_the_corpus_tokens(registered_warehouse, tmp_path, tiny_tokenizer_dir):
     wh = registered_warehouse
-    from featstore.corpus import add_corpus
+    from featstore.text.slices import add_corpus
 
     # A second corpus so its toks do not start at 0, which a wrong mapping would get away with.
     second = tmp_path / "second.txt"

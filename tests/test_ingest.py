@@ -7,20 +7,21 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import tiny_texts
-from featstore.capture import mlp_activations
+
+from featstore.activations.ingest import _finite, ingest, prefetched
 from featstore.errors import FeatstoreError
-from featstore.hf import load_model
-from featstore.ingest import _finite, ingest, prefetched
+from featstore.models.capture import mlp_activations
+from featstore.models.hf import load_model
 from featstore.saes import build_sae, load_sae, save_sae
 
 
 @pytest.fixture
 def setup(warehouse, tiny_model_dir, tiny_tokenizer_dir, tmp_path):
     """Model 'm' with a random SAE 'm-sae' (b_enc shifted so ~half the features fire) and corpus 'c'."""
-    from featstore.corpus import add_corpus
-    from featstore.registry import register_model, register_sae
+    from featstore.models.catalog import register_model
+    from featstore.saes.catalog import register_sae
+    from featstore.text.slices import add_corpus
 
     register_model(warehouse, "m", tiny_model_dir, kind="base")
     torch.manual_seed(0)
@@ -35,7 +36,7 @@ def setup(warehouse, tiny_model_dir, tiny_tokenizer_dir, tmp_path):
 
 
 def dense_expectation(wh, model_dir, sae_folder, corpus, context):
-    from featstore.corpus import corpus_token_blocks
+    from featstore.text.slices import corpus_token_blocks
 
     model, sae = load_model(model_dir, "cpu"), load_sae(sae_folder)
     rows = []
@@ -87,8 +88,8 @@ def test_rerun_replaces_and_nan_leaves_the_old_partition(setup, monkeypatch):
 
 
 def test_refusals_write_nothing(setup, tmp_path, tiny_tokenizer_dir):
-    from featstore.corpus import add_corpus
-    from featstore.tokenizer import train_bpe
+    from featstore.text.slices import add_corpus
+    from featstore.text.tokenizer import train_bpe
 
     wh, folder = setup
     other_tok = tmp_path / "other_tok"
@@ -126,7 +127,7 @@ def test_cli_ingest_defaults_and_errors(setup):
 
 def test_cli_ingest_takes_several_corpora(setup, tmp_path, tiny_tokenizer_dir):
     from cli import main
-    from featstore.corpus import add_corpus
+    from featstore.text.slices import add_corpus
 
     wh, _ = setup
     source = tmp_path / "more.txt"

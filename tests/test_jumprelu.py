@@ -8,14 +8,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 from click.testing import CliRunner
+from conftest import tiny_texts
 from safetensors.numpy import save_file
 from safetensors.torch import load_file
 
-from conftest import tiny_texts
-from featstore.presets import sae_preset
-from featstore.sae_train import Trainer, config_for, init_sae
 from featstore.saes import build_sae, load_sae, save_sae
 from featstore.saes.jumprelu import _JumpReLU, _Step
+from featstore.saes.presets import sae_preset
+from featstore.saes.training import Trainer, config_for, init_sae
 
 
 def test_encode_zeroes_everything_at_or_below_the_threshold():
@@ -93,10 +93,10 @@ def write_saelens_jumprelu(folder, d_in=64, d_sae=48, seed=0):
 
 def test_saelens_folder_is_added_loaded_and_ingested(warehouse, tiny_model_dir, tiny_tokenizer_dir, tmp_path):
     from cli import main
-    from featstore.capture import mlp_activations
-    from featstore.corpus import add_corpus, corpus_token_blocks
-    from featstore.hf import load_model
-    from featstore.registry import register_model
+    from featstore.models.capture import mlp_activations
+    from featstore.models.catalog import register_model
+    from featstore.models.hf import load_model
+    from featstore.text.slices import add_corpus, corpus_token_blocks
 
     register_model(warehouse, "m", tiny_model_dir, kind="base")
     (tmp_path / "c.txt").write_text("\n\n".join(tiny_texts(10, seed=5)))

@@ -9,8 +9,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from featstore import lm, presets
 from featstore.errors import FeatstoreError
+from featstore.models import lm, presets
 
 MICRO_CORPORA, MICRO_DOMAINS = presets.family_specs(childes_docs=3000, lua_docs=1000, stories_docs=3000)
 MICRO = presets.model_preset(
@@ -38,7 +38,7 @@ def family(tmp_path_factory):
 
 
 def test_finetunes_win_their_domain_and_base_keeps_python(family):
-    from featstore.registry import get_model
+    from featstore.models.catalog import get_model
 
     wh, outputs = family
     base = get_model(wh, "base")["metrics"]["val_loss"]
@@ -74,7 +74,7 @@ def test_models_are_registered_hf_folders_with_one_tokenizer(family):
 
 def test_bad_input_leaves_warehouse_and_disk_unchanged(family, tmp_path, monkeypatch):
     from cli import main
-    from featstore import registry
+    from featstore.saes import catalog as registry
 
     wh, _ = family
     before = wh.query("SELECT name, path FROM models ORDER BY name").to_pylist()
@@ -109,8 +109,8 @@ def test_bad_input_leaves_warehouse_and_disk_unchanged(family, tmp_path, monkeyp
 
 def test_sentencepiece_tokenizer_converts_exactly(tmp_path):
     sentencepiece = pytest.importorskip("sentencepiece")
-    from featstore.generators import generate_documents
-    from featstore.tokenizer import load_sentencepiece_bpe, load_tokenizer
+    from featstore.text.generators import generate_documents
+    from featstore.text.tokenizer import load_sentencepiece_bpe, load_tokenizer
 
     texts = generate_documents("lua", 40) + generate_documents("stories", 40) + generate_documents("childes", 40)
     def train(prefix: str, **options) -> Path:
@@ -139,7 +139,7 @@ def test_sentencepiece_tokenizer_converts_exactly(tmp_path):
 def test_paper_tokenizer_needs_the_paper_extra(monkeypatch):
     import importlib.util
 
-    from featstore import tokenizer
+    from featstore.text import tokenizer
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mistral_common" else real(name, *a))
@@ -179,7 +179,7 @@ def test_a_corpus_of_ones_own_is_what_tokenizer_and_metrics_see(family, tmp_path
     """`train` / `finetune --corpus X`: the BPE is trained on X alone, the model measured on X (named
     after it) and, for a fine-tune, on the parent's domains too; a merge on both parents' domains."""
     from cli import main
-    from featstore.registry import get_model
+    from featstore.models.catalog import get_model
     from featstore.warehouse import Warehouse
 
     notes = write_notes(tmp_path / "notes")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from featstore.correlate import correlate
+from featstore.correlation.correlate import correlate
 from featstore.errors import FeatstoreError
 from featstore.matching import build_evidence
 from featstore.matching.cosine import cosine_candidates
@@ -269,14 +269,14 @@ def test_one_to_one_persistence_in_the_plain_duckdb_shell(planted, duckdb_shell,
 def test_dropping_an_sae_drops_its_match_evidence(planted, tmp_path):
     import shutil
 
-    from featstore.db import Database
+    pass
     from featstore.warehouse import Warehouse
 
     wh, _, _ = planted
     copy = Warehouse(tmp_path / "wh")
     shutil.copytree(wh.root, copy.root)
     with copy.transaction() as con:
-        Database(copy).saes.drop("R", con)
+        copy.saes.drop("R", con)
     assert copy.scalar("SELECT count(*) FROM match_runs WHERE 'R' IN (sae_a, sae_b)") == 0
     assert copy.scalar("SELECT count(*) FROM match_assignments WHERE 'R' IN (sae_a, sae_b)") == 0
     assert copy.scalar("SELECT count(*) FROM match_pairs WHERE run_id NOT IN (SELECT id FROM match_runs)") == 0
@@ -306,8 +306,8 @@ def test_cli_match_and_persistence_with_method_and_policy(planted, tmp_path):
 
 
 def test_the_method_registry_and_the_match_methods_table_name_the_same_methods(planted):
+    from featstore.correlation.statistics import STATISTICS
     from featstore.matching import METHODS
-    from featstore.statistics import STATISTICS
 
     wh, _, _ = planted
     rows = wh.query("SELECT name, source FROM match_methods").to_pylist()

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from featstore.errors import FeatstoreError
-from featstore.merge import lerp, merge_state_dicts, slerp
+from featstore.models.merge import lerp, merge_state_dicts, slerp
 
 
 def reference_slerp(t: float, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -55,7 +55,7 @@ def two_finetunes(warehouse, tiny_model_dir, tmp_path):
     """base -> a, base -> b: random Mistral folders sharing the fixture tokenizer, registered with corpora."""
     from transformers import AutoModelForCausalLM
 
-    from featstore.registry import register_model
+    from featstore.models.catalog import register_model
 
     register_model(warehouse, "base", tiny_model_dir, kind="base", train_corpus="generated:childes?docs=60")
     for name, seed, corpus in (("a", 1, "generated:lua?docs=60"), ("b", 2, "generated:stories?docs=200")):
@@ -74,7 +74,7 @@ def two_finetunes(warehouse, tiny_model_dir, tmp_path):
 
 def test_merge_command_writes_registers_and_records_lineage(two_finetunes):
     from cli import main
-    from featstore.registry import get_model
+    from featstore.models.catalog import get_model
 
     wh = two_finetunes
     for t, name, endpoint in ((0.0, "m0", "a"), (1.0, "m1", "b"), (0.58, "m58", None)):
@@ -99,7 +99,7 @@ def test_merge_refusals_leave_nothing_behind(two_finetunes, tmp_path):
     import json
 
     from cli import main
-    from featstore.registry import register_model
+    from featstore.models.catalog import register_model
 
     wh = two_finetunes
     # a model of another shape and one with another tokenizer
@@ -108,7 +108,7 @@ def test_merge_refusals_leave_nothing_behind(two_finetunes, tmp_path):
     config = json.loads((wide / "config.json").read_text())
     (wide / "config.json").write_text(json.dumps({**config, "intermediate_size": 128}))
     register_model(wh, "wide", wide, kind="imported")
-    from featstore.tokenizer import train_bpe
+    from featstore.text.tokenizer import train_bpe
 
     other_tok = tmp_path / "other"
     shutil.copytree(wh.root.parent / "a", other_tok)
@@ -140,7 +140,7 @@ def test_merge_refusals_leave_nothing_behind(two_finetunes, tmp_path):
 
 
 def test_merge_sweep_rows_baseline_and_plot(two_finetunes):
-    from featstore.merge import merge_sweep
+    from featstore.models.merge import merge_sweep
 
     wh = two_finetunes
     result = merge_sweep(wh, "a", "b", steps=3, eval_tokens=1024, device="cpu")

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from cli import main
 from featstore.errors import FeatstoreError
-from featstore.merge import slerp
-from featstore.registry import get_model, list_lineage
+from featstore.models.catalog import get_model, list_lineage
+from featstore.models.merge import slerp
 
 SLERP_LISTS = {
     "merge_method": "slerp",
@@ -36,8 +36,8 @@ def pair(warehouse, tmp_path, tiny_tokenizer_dir):
     """Two random three-layer Mistrals (so layer gradients matter) sharing the test tokenizer, registered."""
     from transformers import MistralConfig, MistralForCausalLM
 
-    from featstore.registry import register_model
-    from featstore.tokenizer import load_tokenizer
+    from featstore.models.catalog import register_model
+    from featstore.text.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tiny_tokenizer_dir)
     config = MistralConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=40, num_hidden_layers=3,
@@ -147,7 +147,7 @@ def test_a_scalar_t_goes_into_the_lineage(pair, tmp_path):
     ({"base_model": "nowhere"}, "slerp needs base_model"),
 ])
 def test_configs_featstore_cannot_run_are_refused_by_name(pair, tmp_path, change, message):
-    from featstore.merge import merge_from_config
+    from featstore.models.merge import merge_from_config
 
     wh, a, b = pair
     path = tmp_path / "bad.yml"

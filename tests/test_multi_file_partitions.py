@@ -13,12 +13,11 @@ import pytest
 from test_correlate import D_B, data, filled, stored  # noqa: F401  (fixtures)
 from test_engine_arrays import same_results
 
-from featstore.correlate import correlate
-from featstore.db import Database
+from featstore.correlation.correlate import correlate
 from featstore.errors import FeatstoreError
-from featstore.export import export_layout
-from featstore.storage import sort_partition
+from featstore.export.tables import export_layout
 from featstore.warehouse import Warehouse
+from featstore.warehouse.storage import sort_partition
 
 
 def split_into_parts(wh: Warehouse, sae: str, corpus: str, count: int, scratch) -> list:
@@ -101,7 +100,7 @@ def test_a_missing_part_is_reported_and_dropping_removes_every_part(filled, spli
     with pytest.raises(FeatstoreError, match=r"1 partition\(s\) with missing files, e\.g\. .*sae=sb.*-\*-of-00003\.parquet"):
         copy.relocate()
     parts[1].write_bytes(kept)  # back, so the catalog opens; then the SAE goes with all its parts
-    Database(copy).saes.drop("sb")
+    copy.saes.drop("sb")
     assert not any(p.exists() for p in parts)
     assert copy.scalar("SELECT count(*) FROM activation_partitions") == 1
 

@@ -4,7 +4,7 @@ The check parses each module with `ast` and looks at every string constant and f
 concatenated pieces are one constant) other than docstrings. One that spans several source lines,
 or contains a line break, and starts like a SQL statement (SELECT …, INSERT INTO, DELETE FROM,
 UPDATE … SET, CREATE [OR REPLACE] TABLE|VIEW|MACRO, WITH name AS (, DROP/ALTER TABLE, COPY; the
-keyword in upper or lower case, not capitalised like the first word of a sentence) fails the test: put it in sql/queries/<entity>/<name>.sql (featstore.db loads it by name) or in a view or macro.
+keyword in upper or lower case, not capitalised like the first word of a sentence) fails the test: put it in sql/queries/<entity>/<name>.sql (featstore.warehouse.tables loads it by name) or in a view or macro.
 """
 
 from __future__ import annotations

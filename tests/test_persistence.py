@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from featstore.correlate import correlate, persistence_summary
+from featstore.correlation.correlate import correlate, persistence_summary
 from featstore.errors import FeatstoreError
 
 N_TOKENS, D = 400, 10

@@ -9,12 +9,18 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-import featstore.correlate
+import featstore.correlation.correlate
 from cli import main
-from featstore import pipeline
 from featstore.errors import FeatstoreError
-from featstore.experiment import load_experiment
-from featstore.pipeline import RunContext, Step, downstream, run_pipeline, run_steps
+from featstore.pipeline.experiment import load_experiment
+from featstore.pipeline.steps import (
+    RunContext,
+    Step,
+    downstream,
+    run_pipeline,
+    run_steps,
+)
+from featstore.pipeline import steps as pipeline
 
 CALLS: list[str] = []
 # each model's own slice in the paper lineage (where its seed replica and explanations are)
@@ -50,7 +56,7 @@ def chain(a_value=1, c_run=add_upstream):
         Step("a", write_number, {"name": "a", "value": a_value}, outputs_exist=file_exists("a")),
         Step("b", add_upstream, {"name": "b", "source": "a"}, after=("a",), outputs_exist=file_exists("b")),
         Step("c", c_run, c_params, after=("b",), outputs_exist=file_exists("c")),
-        Step("d", write_number, {"name": "d", "value": 7}, code=("featstore.export",)),
+        Step("d", write_number, {"name": "d", "value": 7}, code=("featstore.export.tables",)),
     ]
 
 
@@ -141,7 +147,7 @@ def test_bad_step_graphs_and_force_names_are_refused(ctx):
 def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, micro_experiment, monkeypatch):
     file = micro_experiment()
     experiment = load_experiment(file)
-    real_correlate, calls = featstore.correlate.correlate, []
+    real_correlate, calls = featstore.correlation.correlate.correlate, []
 
     def killed_on_second_edge(*args, **kwargs):
         calls.append(args[1:3])
@@ -149,14 +155,14 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, mi
             raise KeyboardInterrupt
         return real_correlate(*args, **kwargs)
 
-    monkeypatch.setattr(featstore.correlate, "correlate", killed_on_second_edge)
+    monkeypatch.setattr(featstore.correlation.correlate, "correlate", killed_on_second_edge)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(warehouse, experiment, log=lambda line: None)
     status = {r["step"]: r["status"] for r in warehouse.query("SELECT step, status FROM pipeline_steps").to_pylist()}
     assert status["correlate-base-lua"] == "done" and status["correlate-base-tinystories"] == "running"
     assert "report" not in status
 
-    monkeypatch.setattr(featstore.correlate, "correlate", real_correlate)
+    monkeypatch.setattr(featstore.correlation.correlate, "correlate", real_correlate)
     resumed = run_pipeline(warehouse, experiment, log=lambda line: None)
     ran = [r["step"] for r in resumed["steps"] if r["status"] == "ran"]
     seeds = ["base-seed1", "lua-seed1", "tinystories-seed1", "luastories-seed1"]

@@ -12,20 +12,22 @@ from conftest import tiny_texts
 
 from cli import main
 from featstore.errors import FeatstoreError
-from featstore.registry import (
-    add_sae_folder,
+from featstore.models.catalog import (
     get_model,
-    get_sae,
     list_lineage,
     list_models,
+    register_model,
+    update_model_metrics,
+)
+from featstore.saes.catalog import (
+    add_sae_folder,
+    get_sae,
     list_saes,
     primary_sae,
-    register_model,
     register_sae,
-    update_model_metrics,
     update_sae_metrics,
 )
-from featstore.tokenizer import fingerprint, load_tokenizer, train_bpe
+from featstore.text.tokenizer import fingerprint, load_tokenizer, train_bpe
 
 
 def test_base_finetune_and_merge_form_the_lineage_dag(warehouse, tiny_model_dir, tiny_tokenizer_dir):

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import tiny_texts
 
 from cli import main
-from conftest import tiny_texts
-from featstore.correlate import correlate
-from featstore.ingest import ingest
-from featstore.registry import add_sae_folder
-from featstore.scoring import explain, score, transfer
+from featstore.activations.ingest import ingest
+from featstore.correlation.correlate import correlate
+from featstore.interpret.scoring import explain, score, transfer
+from featstore.saes.catalog import add_sae_folder
 
 # Rows that may name the object after its replacement: its own new registration.
 OWN_ROWS = {"sae": {("saes", "id")}, "corpus": {("corpora", "name"), ("documents", "corpus"), ("tokens", "corpus")}}

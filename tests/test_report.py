@@ -12,8 +12,10 @@ import pyarrow as pa
 import pytest
 from matplotlib.image import imread
 
-from featstore import report as report_module
-from featstore.report import build_report, highlighted_contexts, layout_lineage
+from featstore.report import build as report_module
+from featstore.report.build import build_report
+from featstore.report.figures import layout_lineage
+from featstore.report.markup import highlighted_contexts
 
 VOCAB = ["local", " x", " =", " 1", "\n", "end", " the", " cat", ".", "(", ")", " print"]
 MODELS = {"base": "base", "lua": "finetune", "tinystories": "finetune", "luastories": "merge"}
@@ -135,7 +137,8 @@ def test_report_on_synthetic_warehouse(built):
 
 
 def test_seed_floor_reaches_figure_2_and_the_threshold_plot(built):
-    from featstore.report import flow_data, threshold_figure
+    from featstore.report.build import flow_data
+    from featstore.report.figures import threshold_figure
 
     warehouse, _ = built
     edges = warehouse.query("SELECT * FROM persistence_summary WHERE parent = 'base'").to_pylist()

@@ -143,7 +143,7 @@ def test_migrated_round1_warehouse_reopens_without_writing(round1_root):
 
 
 def test_edited_table_file_is_refused_on_a_round1_warehouse(round1_root, monkeypatch):
-    import featstore.warehouse as module
+    import featstore.warehouse.core as module
 
     every = sql_files()
     edited = [(p, t + "\n-- edited\n" if p == "tables/010_correlation_runs.sql" else t) for p, t in every]

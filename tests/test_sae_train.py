@@ -8,13 +8,18 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import tiny_texts
 
 from featstore.errors import FeatstoreError
 from featstore.saes import load_sae
-from featstore.presets import sae_preset
-from featstore.sae_train import Trainer, config_for, geometric_median, init_sae, train_sae
-
-from conftest import tiny_texts
+from featstore.saes.presets import sae_preset
+from featstore.saes.training import (
+    Trainer,
+    config_for,
+    geometric_median,
+    init_sae,
+    train_sae,
+)
 
 
 def synthetic_batches(d_in=16, n_true=32, batch=256, seed=0):
@@ -122,7 +127,7 @@ def test_train_registers_evaluated_sae(trainable_warehouse):
 
 
 def test_interrupted_training_registers_nothing(trainable_warehouse, monkeypatch):
-    from featstore import sae_train
+    from featstore.saes import training as sae_train
 
     def killed(self, batches, progress=True):
         raise KeyboardInterrupt
@@ -162,8 +167,8 @@ def test_cli_train_then_eval(trainable_warehouse):
 
 
 def test_train_on_a_warehouse_corpus_checks_its_tokenizer(trainable_warehouse, tmp_path, tiny_tokenizer_dir):
-    from featstore.corpus import add_corpus
-    from featstore.tokenizer import train_bpe
+    from featstore.text.slices import add_corpus
+    from featstore.text.tokenizer import train_bpe
 
     (tmp_path / "c.txt").write_text("\n\n".join(tiny_texts(60, seed=4)))
     add_corpus(trainable_warehouse, "c", str(tmp_path / "c.txt"), tiny_tokenizer_dir)
@@ -201,7 +206,7 @@ def test_seed_replica_differs_only_in_seed(trainable_warehouse):
     result = runner.invoke(main, [*base, "--seed", "0"])
     assert result.exit_code == 1 and "give its replica another --seed" in result.output
     with pytest.raises(FeatstoreError, match="its d_sae differ"):
-        from featstore.registry import register_sae
+        from featstore.saes.catalog import register_sae
 
         register_sae(trainable_warehouse, "odd", "m", None, hook_point="blocks.0.mlp.hook_post", layer=0, d_in=64, d_sae=64,
                      architecture="relu", seed=5, is_primary=False, seed_of=first["id"])

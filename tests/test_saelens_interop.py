@@ -21,8 +21,8 @@ sae_lens = pytest.importorskip("sae_lens", reason="the SAELens oracle (pip insta
 
 from cli import main  # noqa: E402
 from featstore.errors import FeatstoreError  # noqa: E402
-from featstore.saelens import ENCODING_FIELDS  # noqa: E402
 from featstore.saes import build_sae, load_sae, read_folder, save_sae  # noqa: E402
+from featstore.saes.saelens import ENCODING_FIELDS  # noqa: E402
 
 MLP, RESID = "blocks.0.mlp.hook_post", "blocks.0.hook_resid_post"
 WIDTH = {MLP: 64, RESID: 32}  # the tiny Mistral of conftest: hidden 32, MLP 64
@@ -40,7 +40,16 @@ def _randomize(sae, seed: int, threshold: float | None = None) -> None:
 
 def saelens_sae(kind: str, hook: str = MLP, seed: int = 0, **fields):
     """An SAELens SAE of `kind`, built with SAELens' classes."""
-    from sae_lens import GatedSAE, GatedSAEConfig, JumpReLUSAE, JumpReLUSAEConfig, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
+    from sae_lens import (
+        GatedSAE,
+        GatedSAEConfig,
+        JumpReLUSAE,
+        JumpReLUSAEConfig,
+        StandardSAE,
+        StandardSAEConfig,
+        TopKSAE,
+        TopKSAEConfig,
+    )
 
     d_in = WIDTH[hook]
     make = {
@@ -59,7 +68,10 @@ def saelens_sae(kind: str, hook: str = MLP, seed: int = 0, **fields):
 
 def batchtopk_inference_save(folder, seed: int = 0):
     """A BatchTopK SAE trained state saved as SAELens saves it for inference (a JumpReLU SAE)."""
-    from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+    from sae_lens.saes.batchtopk_sae import (
+        BatchTopKTrainingSAE,
+        BatchTopKTrainingSAEConfig,
+    )
 
     sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=64, d_sae=48, k=4.0))
     _randomize(sae, seed)
@@ -83,10 +95,10 @@ def _stored(wh, sae_id: str) -> dict[tuple[int, int], float]:
 def _oracle(wh, tiny_model_dir, oracle, hook: str) -> dict[tuple[int, int], float]:
     """SAELens' encode of the very activations ingest encoded (same windows, same batches), as
     (tok, feature) -> act."""
-    from featstore.capture import batch_activations
-    from featstore.corpus import batched
-    from featstore.hf import load_model
-    from featstore.ingest import windows
+    from featstore.activations.ingest import windows
+    from featstore.models.capture import batch_activations
+    from featstore.models.hf import load_model
+    from featstore.text.slices import batched
 
     model = load_model(tiny_model_dir, "cpu")
     expected = {}

@@ -1,4 +1,4 @@
-"""Example sampling per feature (macro feature_samples, featstore.sampling) on synthetic features."""
+"""Example sampling per feature (macro feature_samples, featstore.interpret.sampling) on synthetic features."""
 
 from __future__ import annotations
 
@@ -7,17 +7,23 @@ import math
 import pytest
 
 from featstore.errors import FeatstoreError
-from featstore.sampling import SCORED_KINDS, SHOWN_KINDS, load_samples, sample_features, select_features
+from featstore.interpret.sampling import (
+    SCORED_KINDS,
+    SHOWN_KINDS,
+    load_samples,
+    sample_features,
+    select_features,
+)
 
 
 def draw(wh, features: list[int], sae: str = "toy", corpus: str = "synth", seed: int = 0) -> int:
     with wh.transaction() as con:
-        return sample_features(con, sae, corpus, features, seed=seed)
+        return sample_features(wh, con, sae, corpus, features, seed=seed)
 
 
 def choose(wh, sae: str = "toy", corpus: str = "synth", **kwargs) -> list[int]:
     with wh.connect() as con:
-        return select_features(con, sae, corpus, **kwargs)
+        return select_features(wh, con, sae, corpus, **kwargs)
 
 
 def stored(wh, feature: int, sae: str = "toy") -> list[dict]:
@@ -104,7 +110,7 @@ def test_stored_examples_are_kept_and_loaded_in_order(interp_warehouse):
     assert draw(wh, [1, 2, 4], seed=7) == 1  # only the new feature is drawn
     assert stored(wh, 1) == before
     with wh.connect() as con:
-        loaded = load_samples(con, "toy", "synth", [1, 2, 4])
+        loaded = load_samples(wh, con, "toy", "synth", [1, 2, 4])
     assert set(loaded) == {1, 2, 4}
     kinds = [s.kind for s in loaded[1]]
     assert kinds[0] == "top" and kinds[-1] == "zero"

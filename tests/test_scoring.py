@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from conftest import chat_reply
 
 from cli import main
-from featstore.backends import OpenAIBackend
 from featstore.errors import FeatstoreError
-from featstore.scoring import explain, score, shuffled_baseline, transfer
+from featstore.interpret.backends import OpenAIBackend
+from featstore.interpret.scoring import explain, score, shuffled_baseline, transfer
 
 
 def test_builtin_beats_the_shuffled_baseline(interp_warehouse):

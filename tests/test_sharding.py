@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 from test_ingest import setup  # noqa: F401  (fixture)
 
-from featstore import ingest as ingest_module
-from featstore import storage
+from featstore.activations import ingest as ingest_module
+from featstore.activations.ingest import ingest
+from featstore.activations.shards import parse_shard
 from featstore.errors import FeatstoreError
-from featstore.ingest import ingest
-from featstore.sharding import parse_shard
+from featstore.warehouse import storage
 
 
 def rows(wh):
@@ -86,7 +86,7 @@ def test_sigkilled_shard_then_rerun_via_cli(setup):
     assert first.exit_code == 0 and "waiting for shards [1]" in first.output, first.output
     script = textwrap.dedent(f"""
         import os, signal
-        from featstore import ingest as m
+        from featstore.activations import ingest as m
         real = m.encode_windows
         def killed(*a, **k):
             for i, batch in enumerate(real(*a, **k)):
@@ -139,7 +139,7 @@ def test_devices_ingest_keeps_the_declared_act_dtype(setup):
 
 
 def test_which_devices_an_ingest_is_sharded_over(monkeypatch):
-    from featstore.ingest import ingest_devices
+    from featstore.activations.ingest import ingest_devices
 
     assert ingest_devices("cpu, cpu", None) == ["cpu", "cpu"]
     assert ingest_devices(None, None) is None and ingest_devices("cpu", None) is None  # no GPU here

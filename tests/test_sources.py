@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from featstore.errors import FeatstoreError
-from featstore.sources import iter_documents
+from featstore.text.sources import iter_documents
 
 
 def test_txt_documents_are_separated_by_blank_lines(tmp_path):

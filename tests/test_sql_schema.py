@@ -8,12 +8,11 @@ import json
 import zipfile
 
 import pytest
-
-from featstore import schema
-from featstore.errors import FeatstoreError
-from featstore.scoring import shuffled_baseline, transfer
-from featstore.warehouse import Warehouse, sql_dir, sql_files
 from conftest import copy_interp
+
+from featstore.errors import FeatstoreError
+from featstore.interpret.scoring import shuffled_baseline, transfer
+from featstore.warehouse import Warehouse, schema, sql_dir, sql_files
 
 DOCS = schema.load_docs(sql_dir())
 TESTS = schema.declared_tests(DOCS)
@@ -206,9 +205,9 @@ def test_a_changed_view_is_reapplied_with_everything_built_on_it(warehouse):
 
 def test_every_value_the_library_accepts_is_a_lookup_row(warehouse):
     """The library checks values first (one-line errors); the lookup tables must not refuse what it accepts."""
-    from featstore.registry import MODEL_KINDS, RELATIONS
-    from featstore.saes.registry import LOADABLE
-    from featstore.statistics import statistic_names
+    from featstore.correlation.statistics import statistic_names
+    from featstore.models.catalog import MODEL_KINDS, RELATIONS
+    from featstore.saes.architectures import LOADABLE
 
     accepted = {"model_kinds": MODEL_KINDS, "lineage_relations": RELATIONS, "sae_architectures": LOADABLE,
                 "correlation_stats": statistic_names()}

@@ -1,4 +1,4 @@
-"""Partition layout (featstore.storage): sorted by (feature, tok) in prunable row groups, and the opt-in
+"""Partition layout (featstore.warehouse.storage): sorted by (feature, tok) in prunable row groups, and the opt-in
 half-precision act dtypes stored exactly as declared."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 import torch
 from test_ingest import setup  # noqa: F401  (fixture)
 
-from featstore import storage
+from featstore.activations.ingest import ingest, rounded
 from featstore.errors import FeatstoreError
-from featstore.ingest import ingest, rounded
+from featstore.warehouse import storage
 
 
 def rows(path):

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from featstore.ingest import windows
+from featstore.activations.ingest import windows
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_delphi_dataset_loads_the_cache_when_delphi_is_installed(ingested, tmp_p
     loader = pytest.importorskip("delphi.latents.loader", reason="delphi (pip install eai-delphi) is not installed")
     from delphi.config import ConstructorConfig, SamplerConfig
 
-    from featstore.tokenizer import load_tokenizer
+    from featstore.text.tokenizer import load_tokenizer
 
     wh, stored = ingested
     out = _export(wh, "delphi", tmp_path)
@@ -113,7 +113,9 @@ def test_saedashboard_batch_loads_in_saedashboard(ingested, tmp_path):
     out = _export(wh, "saedashboard", tmp_path)
     body = json.loads((out / "batch-0.json").read_text())
     try:
-        from sae_dashboard.neuronpedia.neuronpedia_dashboard import NeuronpediaDashboardBatch
+        from sae_dashboard.neuronpedia.neuronpedia_dashboard import (
+            NeuronpediaDashboardBatch,
+        )
     except ImportError:
         NeuronpediaDashboardBatch = None
     if NeuronpediaDashboardBatch is not None:  # SAEDashboard's own reader of its batch files

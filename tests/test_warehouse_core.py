@@ -60,7 +60,7 @@ def test_bad_names_refused(warehouse):
 
 def test_older_warehouse_is_migrated_on_open(tmp_path, monkeypatch):
     """A warehouse written by an older featstore (fewer sql/ files) gains the new objects on open."""
-    import featstore.warehouse as module
+    import featstore.warehouse.core as module
 
     every = sql_files()
     monkeypatch.setattr(module, "sql_files", lambda: every[:9])
@@ -76,7 +76,7 @@ def test_older_warehouse_is_migrated_on_open(tmp_path, monkeypatch):
 
 
 def test_edited_table_file_is_refused(tmp_path, monkeypatch):
-    import featstore.warehouse as module
+    import featstore.warehouse.core as module
 
     every = sql_files()
     Warehouse(tmp_path / "wh").schema_version

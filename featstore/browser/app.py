@@ -21,7 +21,7 @@ from featstore.browser import pages, svg
 from featstore.browser.data import Store
 from featstore.browser.sqlpage import MAX_ROWS, Refused, run_query, saved_objects
 from featstore.errors import FeatstoreError
-from featstore.report import HIGHLIGHT_RGB
+from featstore.report.markup import HIGHLIGHT_RGB
 from featstore.warehouse import Warehouse
 
 

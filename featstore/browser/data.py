@@ -26,15 +26,15 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from featstore.db import sql
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse
+from featstore.warehouse.queries import sql
 
 _CONNECT_LOCK = threading.Lock()
 
 
 def query_text(name: str) -> str:
-    """A named statement of sql/queries/browser/ (loaded by featstore.db, as every named query)."""
+    """A named statement of sql/queries/browser/ (loaded by featstore.warehouse.tables, as every named query)."""
     return sql(f"browser/{name}")
 
 

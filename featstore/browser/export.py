@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from featstore.browser.data import Store, rows
-from featstore.report import feature_page_path
+from featstore.report.build import build_report
+from featstore.report.markup import feature_page_path
 from featstore.warehouse import Warehouse
 
 
@@ -47,3 +48,9 @@ def export_feature_pages(wh: Warehouse, out_dir: Path, most_frequent: int) -> li
         target.write_bytes(response.data)
         written.append(target)
     return written
+
+
+def report_with_pages(wh: Warehouse, most_frequent: int | None = None, out_dir: str | Path | None = None) -> Path:
+    """`featstore report`: the report, plus (with `most_frequent`) the feature pages its figures link to."""
+    pages = None if most_frequent is None else (lambda folder: export_feature_pages(wh, folder, most_frequent))
+    return build_report(wh, out_dir, pages=pages)

@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 
 from featstore.browser.data import PartitionIndex, Snapshot, Store, rows
-from featstore.report import visible_text
+from featstore.report.markup import visible_text
 
 TOP_CONTEXTS = 8
 BANDS = ((0.5, 0.75), (0.25, 0.5), (0.0, 0.25))  # activation bands, as shares of the top activation

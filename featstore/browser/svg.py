@@ -10,7 +10,7 @@ from html import escape
 
 from markupsafe import Markup
 
-from featstore.report import MODEL_COLORS, layout_lineage
+from featstore.report.figures import MODEL_COLORS, layout_lineage
 
 
 def bars(counts: Sequence[float], *, width: int = 240, height: int = 56, labels: tuple[str, str] = ("", ""),

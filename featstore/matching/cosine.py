@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from featstore.errors import FeatstoreError
-from featstore.hf import resolve_device
+from featstore.models.hf import resolve_device
 
 BLOCK_ELEMENTS = 1 << 24  # scores per block: 64 MB of float32, e.g. 1,024 rows x 16,384 features
 

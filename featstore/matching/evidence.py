@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from featstore.db import Database
 from featstore.errors import FeatstoreError
-from featstore.hf import resolve_device
 from featstore.matching.cosine import cosine_candidates
 from featstore.matching.methods import COMPUTED, METHODS
 from featstore.matching.policies import one_to_one
-from featstore.registry import get_sae
+from featstore.models.hf import resolve_device
+from featstore.saes.catalog import get_sae
 from featstore.warehouse import Warehouse
 
 TOP_K = 5  # cosine partners kept per feature on each side, beside every pair above the method's floor
@@ -101,21 +100,19 @@ def _store_run(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, method
                pairs: tuple[np.ndarray, np.ndarray, np.ndarray], seconds: float) -> None:
     table = pa.table({"feature_a": pa.array(pairs[0], pa.uint32()), "feature_b": pa.array(pairs[1], pa.uint32()),
                       "score": pa.array(pairs[2], pa.float32())})
-    db = Database(wh)
-    with db.transaction() as con:
-        run_id = db.matches.new_run(con, _key(sae_a, sae_b, corpus, method), top_k=top_k, floor=METHODS[method].floor)
-        db.matches.add_pairs(con, run_id, table)
-        db.matches.finish(con, run_id, seconds)
+    with wh.transaction() as con:
+        run_id = wh.matches.new_run(con, _key(sae_a, sae_b, corpus, method), top_k=top_k, floor=METHODS[method].floor)
+        wh.matches.add_pairs(con, run_id, table)
+        wh.matches.finish(con, run_id, seconds)
 
 
 def _store_sql_run(wh: Warehouse, sae_a: str, sae_b: str, corpus: str, method: str) -> int:
     start = time.perf_counter()
-    db = Database(wh)
-    with db.transaction() as con:
-        run_id = db.matches.new_run(con, _key(sae_a, sae_b, corpus, method), top_k=None, floor=METHODS[method].floor)
+    with wh.transaction() as con:
+        run_id = wh.matches.new_run(con, _key(sae_a, sae_b, corpus, method), top_k=None, floor=METHODS[method].floor)
         con.execute(f"INSERT INTO match_pairs SELECT ?, * FROM {METHODS[method].sql}(?, ?, ?, ?)",
                     [run_id, sae_a, sae_b, corpus, METHODS[method].floor])
-        return db.matches.finish(con, run_id, time.perf_counter() - start)
+        return wh.matches.finish(con, run_id, time.perf_counter() - start)
 
 
 def _key(sae_a: str, sae_b: str, corpus: str | None, method: str) -> dict:
@@ -127,12 +124,11 @@ def _assign(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None) -> dict[s
     evidence = wh.query("SELECT * FROM pair_evidence(?, ?, ?)", [sae_a, sae_b, corpus])
     names = evidence.column("method").to_numpy(zero_copy_only=False)
     assigned = {}
-    db = Database(wh)
-    with db.transaction() as con:
+    with wh.transaction() as con:
         for name in sorted(set(names.tolist())):
             mask = names == name
             fa, fb, score = (evidence.column(c).to_numpy()[mask] for c in ("feature_x", "feature_y", "score"))
             picked = pa.table(dict(zip(("feature_a", "feature_b", "score"), one_to_one(fa, fb, score))))
-            db.matches.assign(con, _key(sae_a, sae_b, corpus, name), picked)
+            wh.matches.assign(con, _key(sae_a, sae_b, corpus, name), picked)
             assigned[name] = picked.num_rows
     return assigned

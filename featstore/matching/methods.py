@@ -2,10 +2,10 @@
 
 The names, with their source and default threshold, are rows of the match_methods table
 (sql/tables/301_match_methods.sql), which the SQL views read; this registry says what computes each.
-Every correlation statistic of featstore.statistics is a method, computed by featstore.correlate (its
+Every correlation statistic of featstore.correlation.statistics is a method, computed by featstore.correlation.correlate (its
 runs are its evidence); the others are computed by featstore.matching.evidence into match_runs /
 match_pairs. How a match is then chosen from the evidence is a policy (best, mutual, one_to_one):
-featstore.statistics' `best_match` is the `best` policy of a correlation run.
+featstore.correlation.statistics' `best_match` is the `best` policy of a correlation run.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from featstore.statistics import STATISTICS
+from featstore.correlation.statistics import STATISTICS
 
 if TYPE_CHECKING:
     import torch

@@ -1,8 +1,10 @@
-"""Sparse autoencoders, one module per architecture (relu.py, topk.py, ...), registered by name in
-`registry.py`, all in SAELens' file format (`base.py`)."""
+"""Sparse autoencoders: one module per architecture (relu.py, topk.py, ...), registered by name in
+`architectures.py`, saved in SAELens' file format (`base.py`, `saelens.py`) and read back by `folders.py`;
+`training.py` trains them, `catalog.py` registers them in the warehouse."""
 
-from featstore.saes.base import CONFIG_FILE, SAE, WEIGHTS_FILE, SAEConfig, load_sae, read_folder, save_sae
-from featstore.saes.registry import ARCHITECTURES, get_architecture
+from featstore.saes.architectures import ARCHITECTURES, get_architecture
+from featstore.saes.base import CONFIG_FILE, SAE, WEIGHTS_FILE, SAEConfig, save_sae
+from featstore.saes.folders import load_sae, read_folder
 
 
 def build_sae(architecture: str, **config) -> SAE:

@@ -1,0 +1,2 @@
+"""`featstore run`: experiment files (`experiment.py`) and the steps derived from them, rerun only when
+their inputs change (`steps.py`)."""

@@ -1,0 +1,487 @@
+"""Train and evaluate SAEs on a model's MLP hidden activation, as in the paper minus its code's defects.
+
+The loop is the same for every architecture (`featstore.saes`): the decoder bias starts at the
+geometric median of the activations; dictionary vectors (rows of W_dec) stay at unit norm, with the
+gradient component along them removed before each step; dead features are resampled toward badly
+reconstructed inputs (Anthropic, "Towards Monosemanticity") with their Adam state reset. The
+architecture adds its sparsity loss (ReLU's L1, none for TopK) and says how a feature is
+reinitialised. The loss is scale-free: squared error divided by the activations' mean squared
+distance to the median, and ReLU's L1 term divided by its square root, so one coefficient behaves
+alike on models whose activations differ in scale.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from featstore.errors import FeatstoreError
+from featstore.models.capture import (
+    capture_mlp_hidden,
+    iter_mlp_activations,
+    splice_mlp_hidden,
+)
+from featstore.models.hf import load_model, resolve_device
+from featstore.models.hooks import hook_name
+from featstore.models.layouts import hook_site
+from featstore.saes import SAE, SAEConfig, get_architecture, load_sae, save_sae
+from featstore.saes.presets import TrainSettings
+
+INIT_FILE = "sae_init.safetensors"
+DENSITY_PLOT = "feature_density.png"
+LOG_EVERY = 20
+
+
+def config_for(settings: TrainSettings, d_in: int, **metadata) -> SAEConfig:
+    """The SAE config a run trains: d_sae = expansion x d_in, the architecture's options, `metadata`."""
+    cls = get_architecture(settings.architecture)
+    return cls.config_class(d_in=d_in, d_sae=d_in * settings.expansion, seed=settings.seed, **settings.options, **metadata)
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+
+def pack_blocks(token_ids: Iterable[Iterable[int]], block_len: int, max_tokens: int | None = None) -> np.ndarray:
+    """Concatenate token sequences and cut them into (n_blocks, block_len) rows, dropping the remainder."""
+    chunks, total = [], 0
+    for ids in token_ids:
+        chunks.append(np.asarray(ids, dtype=np.int64))
+        total += len(chunks[-1])
+        if max_tokens is not None and total >= max_tokens:
+            break
+    n_blocks = total // block_len
+    if max_tokens is not None:
+        n_blocks = min(n_blocks, max(1, max_tokens // block_len))
+    if n_blocks == 0:
+        raise FeatstoreError(f"the training text holds fewer than {block_len} tokens; give a larger source")
+    return np.concatenate(chunks)[: n_blocks * block_len].reshape(n_blocks, block_len)
+
+
+def tokenize_texts(texts: Iterable[str], tokenizer, chunk: int = 256) -> Iterator[list[int]]:
+    """Token ids of each text followed by the end-of-sequence token, tokenized in chunks for speed."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    buffer: list[str] = []
+    for text in texts:
+        buffer.append(text)
+        if len(buffer) == chunk:
+            yield from (ids + eos for ids in tokenizer(buffer, add_special_tokens=False)["input_ids"])
+            buffer = []
+    if buffer:
+        yield from (ids + eos for ids in tokenizer(buffer, add_special_tokens=False)["input_ids"])
+
+
+def text_blocks(spec: str, part: str, tokenizer, block_len: int, max_tokens: int, seed: int = 0) -> np.ndarray:
+    """Blocks from a corpus spec (a source or a mixture) through `featstore.text.mixtures.iter_texts`."""
+    from featstore.text.mixtures import iter_texts
+
+    return pack_blocks(tokenize_texts(iter_texts(spec, part=part, seed=seed), tokenizer), block_len, max_tokens)
+
+
+def warehouse_blocks(wh, corpus: str, block_len: int) -> np.ndarray:
+    """Blocks from a corpus slice already tokenized into the warehouse."""
+    from featstore.text.slices import corpus_token_blocks
+
+    return pack_blocks((ids for _doc, _tok, ids in corpus_token_blocks(wh, corpus)), block_len)
+
+
+def shuffled_batches(
+    model, blocks: np.ndarray, settings: TrainSettings, device: torch.device, seed: int
+) -> Iterator[torch.Tensor]:
+    """Endless stream of (batch_tokens, d_mlp) activations over reshuffled passes of `blocks`."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(len(blocks))
+        yield from iter_mlp_activations(
+            model, (blocks[i] for i in order), layer=settings.layer, batch_size=settings.batch_blocks, device=device
+        )
+
+
+# -- initialisation --------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def geometric_median(points: torch.Tensor, iterations: int = 100, tol: float = 1e-6) -> torch.Tensor:
+    """Weiszfeld's algorithm: the point minimising the sum of Euclidean distances to `points`."""
+    median = points.mean(dim=0)
+    for _ in range(iterations):
+        weights = 1.0 / (points - median).norm(dim=1).clamp_min(1e-8)
+        new = (weights[:, None] * points).sum(dim=0) / weights.sum()
+        shift = (new - median).norm()
+        median = new
+        if shift <= tol * median.norm().clamp_min(1e-8):
+            break
+    return median
+
+
+def init_sae(cfg: SAEConfig, sample: torch.Tensor, seed: int, same_init_as: Path | None = None) -> SAE:
+    """Seeded random dictionary (or another SAE's saved initial weights); b_dec = geometric median of
+    `sample`, then the architecture's own data-dependent start."""
+    from featstore.saes.architectures import sae_class
+
+    torch.manual_seed(seed)
+    sae = sae_class(cfg)(cfg)
+    if same_init_as is not None:
+        _load_init(sae, same_init_as)
+    with torch.no_grad():
+        sae.b_dec.copy_(geometric_median(sample.float().cpu()))
+    sae.initialize_from_data(sample.float().cpu())
+    return sae
+
+
+def _load_init(sae: SAE, folder: Path) -> None:
+    from safetensors.torch import load_file
+
+    path = folder / INIT_FILE
+    if not path.is_file():
+        raise FeatstoreError(f"{folder} has no {INIT_FILE}; --same-init-as needs an SAE trained by featstore")
+    init = load_file(str(path))
+    for name in ("W_enc", "b_enc", "W_dec"):
+        if tuple(init[name].shape) != tuple(getattr(sae, name).shape):
+            raise FeatstoreError(
+                f"--same-init-as: {name} of {folder} is {tuple(init[name].shape)}, this SAE needs {tuple(getattr(sae, name).shape)}"
+            )
+        getattr(sae, name).data.copy_(init[name])
+
+
+def save_init(sae: SAE, folder: Path) -> None:
+    """Keep the initial weights so another model's SAE can start from them (--same-init-as)."""
+    from safetensors.torch import save_file
+
+    save_file({n: p.detach().cpu().clone() for n, p in sae.named_parameters()}, str(folder / INIT_FILE))
+
+
+# -- training --------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Adam on the scale-free loss, decoder constraint, dead-feature bookkeeping and resampling."""
+
+    def __init__(self, sae: SAE, settings: TrainSettings, scale: float):
+        self.sae = sae
+        self.settings = settings
+        self.scale = scale  # mean squared distance of activations to their geometric median
+        self.optimizer = torch.optim.Adam(sae.parameters(), lr=settings.lr, betas=(0.9, settings.beta2))
+        self.last_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)
+        self.step_count = 0
+        self.resampled = 0
+
+    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, normalised mse, features) of a batch, as the architecture defines them."""
+        return self.sae.training_loss(x, self.scale)
+
+    def step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on a batch; returns (normalised mse, features) without syncing the device."""
+        loss, mse, feats = self.loss(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.sae.remove_parallel_grad()
+        self.optimizer.step()
+        self.sae.normalize_decoder()
+        self.step_count += 1
+        feats = feats.detach()
+        self.last_fired.masked_fill_(feats.amax(dim=0) > 0, self.step_count)
+        return mse.detach(), feats
+
+    def dead_features(self, window: int) -> torch.Tensor:
+        return torch.nonzero(self.step_count - self.last_fired >= window).flatten()
+
+    @torch.no_grad()
+    def resample(self, dead: torch.Tensor, x: torch.Tensor) -> None:
+        """Point dead features at inputs sampled with probability ∝ squared reconstruction loss."""
+        if dead.numel() == 0:
+            return
+        sae = self.sae
+        recon, _ = sae(x)
+        weights = (recon - x).pow(2).sum(dim=-1).pow(2)
+        if not torch.isfinite(weights).all() or weights.sum() <= 0:
+            weights = torch.ones_like(weights)
+        picks = torch.multinomial(weights, dead.numel(), replacement=dead.numel() > len(x))
+        directions = x[picks] - sae.b_dec
+        directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        alive = torch.ones(sae.cfg.d_sae, dtype=torch.bool, device=dead.device)
+        alive[dead] = False
+        enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
+        for param, index in sae.reinitialize(dead, directions, enc_norm):
+            state = self.optimizer.state.get(param, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    state[key][index] = 0.0
+        self.last_fired[dead] = self.step_count
+        self.resampled += dead.numel()
+
+    def fit(self, batches: Iterator[torch.Tensor], progress: bool = True) -> dict:
+        """Run `settings.steps` steps; resample dead features every `resample_every` steps until 80% done.
+
+        Statistics are read back from the device only every LOG_EVERY steps, so the loop never waits on it.
+        """
+        settings = self.settings
+        bar = tqdm(total=settings.steps * settings.batch_tokens, unit="act", unit_scale=True, disable=not progress, desc="SAE")
+        stats = {}
+        for step in range(1, settings.steps + 1):
+            x = next(batches)
+            mse, feats = self.step(x)
+            if step % settings.resample_every == 0 and step <= 0.8 * settings.steps:
+                self.resample(self.dead_features(settings.resample_every), x)
+            bar.update(len(x))
+            if step % LOG_EVERY == 0 or step == settings.steps:
+                stats = {"train_fvu": mse.item(), "train_l0": (feats > 0).sum(dim=-1).float().mean().item()}
+                if not math.isfinite(stats["train_fvu"]):
+                    raise FeatstoreError("training diverged or the model produced NaN/inf activations; check its weights or lower --lr")
+                bar.set_postfix(L0=f"{stats['train_l0']:.1f}", FVU=f"{stats['train_fvu']:.3f}", refresh=False)
+        bar.close()
+        return {**stats, "resampled_features": self.resampled, "steps": settings.steps}
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(
+    model, sae: SAE, blocks: np.ndarray, *, layer: int, batch_blocks: int, device
+) -> tuple[dict, np.ndarray]:
+    """(metrics, per-feature density) over `blocks`: MSE, FVU, L0, dead fraction, CE loss recovered."""
+    device = resolve_device(device)
+    d_sae = sae.cfg.d_sae
+    fired = torch.zeros(d_sae, dtype=torch.long, device=device)
+    sq_err = total_sq = l0_sum = 0.0
+    sums = torch.zeros(sae.cfg.d_in, dtype=torch.float64, device=device)
+    ce = {"clean": 0.0, "reconstruction": 0.0, "zero_ablation": 0.0}
+    n_tokens = 0
+    for start in range(0, len(blocks), batch_blocks):
+        ids = torch.as_tensor(blocks[start : start + batch_blocks], device=device)
+        with capture_mlp_hidden(model, layer) as captured:
+            ce["clean"] += model(input_ids=ids, labels=ids, use_cache=False).loss.item() * len(ids)
+        x = captured.value.reshape(-1, sae.cfg.d_in).float()
+        recon, feats = sae(x)
+        sq_err += (recon - x).pow(2).sum().item()
+        total_sq += x.double().pow(2).sum().item()
+        sums += x.double().sum(dim=0)
+        active = feats > 0
+        fired += active.sum(dim=0)
+        l0_sum += active.sum().item()
+        n_tokens += len(x)
+        with splice_mlp_hidden(model, layer, lambda a: sae(a.float())[0].to(a.dtype)):
+            ce["reconstruction"] += model(input_ids=ids, labels=ids, use_cache=False).loss.item() * len(ids)
+        with splice_mlp_hidden(model, layer, torch.zeros_like):
+            ce["zero_ablation"] += model(input_ids=ids, labels=ids, use_cache=False).loss.item() * len(ids)
+    ce = {k: v / len(blocks) for k, v in ce.items()}
+    variance = total_sq - (sums.pow(2).sum().item() / n_tokens)
+    density = (fired.double() / n_tokens).cpu().numpy()
+    gap = ce["zero_ablation"] - ce["clean"]
+    return {
+        "eval_tokens": n_tokens,
+        "mse": sq_err / (n_tokens * sae.cfg.d_in),
+        "fvu": sq_err / variance,
+        "l0": l0_sum / n_tokens,
+        "l0_fraction": l0_sum / n_tokens / d_sae,
+        "dead_fraction": float((density == 0).mean()),
+        "ce_clean": ce["clean"],
+        "ce_reconstruction": ce["reconstruction"],
+        "ce_zero_ablation": ce["zero_ablation"],
+        "ce_loss_recovered": (ce["zero_ablation"] - ce["reconstruction"]) / gap if gap > 0 else float("nan"),
+        "density_histogram": density_histogram(density),
+    }, density
+
+
+def density_histogram(density: np.ndarray, bins: int = 20) -> dict:
+    """Counts of log10(firing frequency) over features that fired, plus the count that never fired."""
+    alive = density[density > 0]
+    low = math.floor(math.log10(alive.min())) if len(alive) else -6
+    counts, edges = np.histogram(np.log10(alive), bins=bins, range=(low, 0))
+    return {
+        "log10_density_edges": [round(float(e), 4) for e in edges],
+        "counts": [int(c) for c in counts],
+        "never_fired": int((density == 0).sum()),
+    }
+
+
+def plot_density(density: np.ndarray, path: Path, title: str) -> Path:
+    """The feature-density histogram as a PNG (log10 firing frequency; dead features noted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = density_histogram(density)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    edges = hist["log10_density_edges"]
+    ax.stairs(hist["counts"], edges, fill=True)
+    ax.set_xlabel("log10 feature density (fraction of tokens a feature fires on)")
+    ax.set_ylabel("features")
+    ax.set_title(f"{title}  (never fired: {hist['never_fired']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# -- warehouse entry points --------------------------------------------------------------------------
+
+
+def train_sae(
+    wh,
+    model_name: str,
+    *,
+    settings: TrainSettings,
+    sae_id: str | None = None,
+    source: str | None = None,
+    corpus: str | None = None,
+    same_init_as: str | None = None,
+    is_primary: bool | None = None,
+    seed_of: str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train, evaluate and register an SAE on `model_name`'s MLP activation; returns its registry row.
+
+    Training text: `corpus` (a warehouse slice, last 10% of blocks held out for evaluation), else
+    `source`, else the model's own `train_corpus` spec (train part; evaluation on its validation part).
+    Weights go to a hidden folder renamed into `<warehouse>/saes/<id>` only when complete, and the
+    SAE is registered last: an interrupted run registers nothing. The first SAE of a model is its
+    primary one unless `is_primary` says otherwise; a seed replica (`seed_of`) never is.
+    """
+    from featstore.models.catalog import get_model
+    from featstore.saes.catalog import get_sae, register_sae
+    from featstore.text.tokenizer import load_tokenizer
+    from featstore.warehouse import check_name
+
+    model_row = get_model(wh, model_name)
+    sae_id = check_name("SAE", sae_id or _default_id(model_name, settings))
+    init_folder = Path(get_sae(wh, same_init_as)["path"]) if same_init_as else None
+    if wh.saes.exists(sae_id):
+        raise FeatstoreError(f"SAE {sae_id!r} already exists; pick another --id")
+    if seed_of is not None:
+        is_primary = False
+    elif is_primary is None:
+        is_primary = not wh.saes.has_primary(model_name)
+    device = resolve_device(device)
+    model = load_model(model_row["path"], device)
+    width = hook_site(model, hook_name(settings.layer)).width
+    train_blocks, eval_blocks = _blocks(wh, model_row, load_tokenizer(model_row["path"]), settings, source, corpus)
+
+    cfg = config_for(
+        settings, width, hook_name=hook_name(settings.layer), hook_layer=settings.layer, model_name=model_name,
+        extra={"settings": asdict(settings), "source": f"corpus:{corpus}" if corpus else source or model_row.get("train_corpus")},
+    )
+    batches = shuffled_batches(model, train_blocks, settings, device, settings.text_seed)
+    sample = torch.cat([next(batches) for _ in range(max(1, 8192 // settings.batch_tokens))])
+    sae = init_sae(cfg, sample, settings.seed, init_folder).to(device)
+    scale = float((sample.to(device) - sae.b_dec.detach()).pow(2).sum(dim=-1).mean())
+
+    folder = wh.root / "saes" / sae_id
+    tmp = folder.parent / f".{sae_id}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.mkdir(parents=True)
+    try:
+        save_init(sae, tmp)
+        train_stats = Trainer(sae, settings, scale).fit(batches, progress)
+        sae.eval()
+        metrics, density = evaluate(model, sae, eval_blocks, layer=settings.layer, batch_blocks=settings.batch_blocks, device=device)
+        metrics.update(train_stats, train_tokens=settings.steps * settings.batch_tokens, train_blocks=len(train_blocks))
+        save_sae(sae, tmp)
+        plot_density(density, tmp / DENSITY_PLOT, f"{sae_id}: feature density")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return register_sae(
+        wh, sae_id, model_name, str(folder), hook_point=cfg.hook_name, layer=settings.layer, d_in=cfg.d_in,
+        d_sae=cfg.d_sae, architecture=settings.architecture, l1_coeff=getattr(cfg, "l1_coefficient", None),
+        k=getattr(cfg, "k", None),
+        seed=settings.seed, train_tokens=metrics["train_tokens"], metrics=metrics, is_primary=is_primary, seed_of=seed_of,
+    )
+
+
+def train_seed_replica(
+    wh, sae_id: str, *, model: str | None = None, seed: int | None = None, replica_id: str | None = None,
+    device: str | None = None, progress: bool = True,
+) -> dict:
+    """Train an SAE that differs from `sae_id` only in its seed: same model, text, batch order and settings.
+
+    The settings come from the original's cfg.json; `seed` defaults to the original's plus one.
+    Its id defaults to `<sae_id>-seed<seed>`. Returns the replica's registry row.
+    """
+    from dataclasses import replace
+
+    from featstore.saes import read_folder
+    from featstore.saes.catalog import get_sae
+
+    original = get_sae(wh, sae_id)
+    if model is not None and model != original["model"]:
+        raise FeatstoreError(f"SAE {sae_id!r} belongs to model {original['model']!r}, not {model!r}; a seed replica reads the same model")
+    extra = read_folder(original["path"])[1].extra if original.get("path") else {}
+    if "settings" not in extra:
+        raise FeatstoreError(f"SAE {sae_id!r} was not trained by featstore (its cfg.json has no settings); a seed replica needs them")
+    base = TrainSettings(**extra["settings"])
+    seed = base.seed + 1 if seed is None else seed
+    if seed == base.seed:
+        raise FeatstoreError(f"SAE {sae_id!r} was trained with seed {seed}; give its replica another --seed")
+    settings = replace(base, seed=seed, data_seed=base.text_seed)
+    source = extra.get("source") or ""
+    corpus = source.removeprefix("corpus:") if source.startswith("corpus:") else None
+    return train_sae(wh, original["model"], settings=settings, sae_id=replica_id or f"{sae_id}-seed{seed}",
+                     source=None if corpus else source or None, corpus=corpus, seed_of=sae_id, device=device, progress=progress)
+
+
+def _default_id(model_name: str, settings: TrainSettings) -> str:
+    return f"{model_name}-{settings.architecture}-x{settings.expansion}-s{settings.seed}"
+
+
+def _blocks(wh, model_row: dict, tokenizer, settings: TrainSettings, source: str | None, corpus: str | None):
+    """(train blocks, eval blocks) for a run, checking the corpus was tokenized like the model."""
+    from featstore.text.slices import check_tokenizer, get_corpus
+
+    n_train = settings.steps * settings.batch_blocks
+    if corpus is not None:
+        check_tokenizer(get_corpus(wh, corpus), model_row)
+        blocks = warehouse_blocks(wh, corpus, settings.block_len)
+        n_eval = max(1, min(len(blocks) // 10, settings.eval_tokens // settings.block_len))
+        if len(blocks) - n_eval < 1:
+            raise FeatstoreError(f"corpus {corpus!r} is too small to train an SAE on")
+        return blocks[: len(blocks) - n_eval], blocks[len(blocks) - n_eval :]
+    spec = source or model_row.get("train_corpus")
+    if not spec:
+        raise FeatstoreError(f"model {model_row['name']!r} records no training corpus; pass --source SPEC or --corpus NAME")
+    train = text_blocks(spec, "train", tokenizer, settings.block_len, n_train * settings.block_len, settings.text_seed)
+    evaluation = text_blocks(spec, "validation", tokenizer, settings.block_len, settings.eval_tokens, settings.text_seed)
+    return train, evaluation
+
+
+def evaluate_sae(
+    wh, sae_id: str, *, source: str | None = None, corpus: str | None = None, eval_tokens: int = 20_000,
+    batch_blocks: int = 32, device: str | None = None,
+) -> dict:
+    """Re-evaluate a registered SAE (on its model's validation text, or a corpus slice) and record the metrics."""
+    from featstore.models.catalog import get_model
+    from featstore.saes.catalog import check_hook, get_sae, update_sae_metrics
+    from featstore.text.slices import check_tokenizer, get_corpus
+    from featstore.text.tokenizer import load_tokenizer
+
+    row = get_sae(wh, sae_id)
+    model_row = get_model(wh, row["model"])
+    check_hook(model_row, row["hook_point"], row["layer"], row["d_in"])
+    device = resolve_device(device)
+    model = load_model(model_row["path"], device)
+    sae = load_sae(row["path"], device)
+    settings = TrainSettings(eval_tokens=eval_tokens, batch_blocks=batch_blocks, tokens=0, layer=row["layer"])
+    if corpus is not None:
+        check_tokenizer(get_corpus(wh, corpus), model_row)
+        blocks = warehouse_blocks(wh, corpus, settings.block_len)[: max(1, eval_tokens // settings.block_len)]
+    else:
+        spec = source or model_row.get("train_corpus")
+        if not spec:
+            raise FeatstoreError(f"model {model_row['name']!r} records no training corpus; pass --source SPEC or --corpus NAME")
+        blocks = text_blocks(spec, "validation", load_tokenizer(model_row["path"]), settings.block_len, eval_tokens)
+    metrics, density = evaluate(model, sae, blocks, layer=row["layer"], batch_blocks=batch_blocks, device=device)
+    plot_density(density, Path(row["path"]) / DENSITY_PLOT, f"{sae_id}: feature density")
+    update_sae_metrics(wh, sae_id, metrics)
+    return metrics

@@ -1,0 +1,677 @@
+"""The warehouse: a DuckDB catalog plus engine-neutral Parquet partitions of sparse activations.
+
+No torch here: a notebook that only queries imports this module alone. Connections are short-lived
+(open, do one thing, close), because DuckDB lets one process write a file at a time: a long ingest
+holds no connection while it computes, so the DuckDB shell can query in the meantime.
+
+Paths in the catalog are relative to the warehouse folder, so a copied or moved warehouse reads and
+writes only its own files. Reads use read-only connections and never create, migrate or repair
+anything; a damaged or missing catalog next to existing data is refused, never replaced.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featstore.errors import FeatstoreError
+from featstore.warehouse import schema, storage, tables
+from featstore.warehouse.queries import run, sql_dir
+from featstore.warehouse.storage import link_or_copy
+
+DB_FILE = "featstore.duckdb"
+# Files written by the duckdb 2.x Python package must stay readable by the 1.5.x DuckDB shell.
+STORAGE_VERSION = "v1.5.0"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+LOCK_WAIT_SECONDS = 30.0
+DUCKDB_HEADER_BYTES, DUCKDB_BLOCK_BYTES = 3 * 4096, 256 * 1024  # a DuckDB file is its headers plus whole blocks
+STAGING_DIR = ".staging"  # uncommitted partition files: outside activations/, so no glob of it sees them
+STAGING_GRACE_SECONDS = 60.0  # a staged file this young may be a writer's that has not locked it yet
+LOCKS_DIR = ".locks"  # one lock file per (SAE, corpus) being written
+DATA_DIRS = ("activations", "models", "saes")  # their presence without a catalog means the catalog was lost
+# The only statements `Warehouse.sql` runs: reads. COPY, ATTACH, EXPORT, SET, CREATE... are refused.
+READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "CALL"}
+_WRITERS: dict[Path, list[duckdb.DuckDBPyConnection]] = {}  # this process's read-write connections per file
+
+PART_GLOB = re.compile(r"-\*-of-(\d+)\.parquet$")  # the path of a partition of several part files
+
+
+def partition_files(root: Path, stored: str) -> list[Path]:
+    """The files an `activation_partitions.path` stands for, in order: the one file, or the parts its
+    glob (`part-<id>-*-of-<N>.parquet`, a sharded ingest's) matches."""
+    path = root / stored
+    return sorted(path.parent.glob(path.name)) if "*" in path.name else [path]
+
+
+def expected_files(stored: str) -> int:
+    """How many files a catalog path stands for: 1, or the N its glob's name counts."""
+    counted = PART_GLOB.search(stored)
+    return int(counted.group(1)) if counted else 1
+
+
+def default_warehouse_dir() -> Path:
+    """`$FEATSTORE_WAREHOUSE`, else `./warehouse`."""
+    return Path(os.environ.get("FEATSTORE_WAREHOUSE", "warehouse"))
+
+
+def check_name(kind: str, name: str) -> str:
+    """Names become Parquet folder names and SQL literals, so keep them plain."""
+    if not NAME_PATTERN.match(name or ""):
+        raise FeatstoreError(
+            f"invalid {kind} name {name!r}: use letters, digits, '_', '.', '-' (start with a letter or digit)"
+        )
+    return name
+
+
+def sql_files() -> list[tuple[str, str]]:
+    """(path under sql/, text) of every table, view and macro file, in the order they are applied."""
+    return schema.sql_files(sql_dir())
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) is ENOSPC, whichever library raised it."""
+    while exc is not None:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "no space left on device" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full_error(root: Path) -> FeatstoreError:
+    return FeatstoreError(f"disk full while writing under {root}: nothing was committed; free some space and rerun")
+
+
+@contextmanager
+def disk_full_reported(root: Path) -> Iterator[None]:
+    """Turn a full disk, whichever library hit it, into disk_full_error."""
+    try:
+        yield
+    except BaseException as exc:
+        if is_disk_full(exc) and not isinstance(exc, FeatstoreError):
+            raise disk_full_error(root) from exc
+        raise
+
+
+def _statement_kind(statement) -> duckdb.StatementType:
+    """A statement's type, looking through EXPLAIN (EXPLAIN ANALYZE runs what it explains)."""
+    if statement.type is duckdb.StatementType.EXPLAIN:
+        inner = duckdb.extract_statements(re.sub(r"(?is)^\s*explain\s+(analy[sz]e\s+)?", "", statement.query, count=1))
+        if len(inner) == 1:
+            return inner[0].type
+    return statement.type
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class Warehouse:
+    """One warehouse folder: `featstore.duckdb` plus `activations/sae=…/corpus=…/part-*.parquet`."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.given_root = Path(root if root is not None else default_warehouse_dir()).absolute()
+        self.root = self.given_root.resolve()
+        self.db_path = self.root / DB_FILE
+        self.activations_dir = self.root / "activations"
+        self._migrated = False  # schema migrated and paths localised by this instance's first writer
+        self._schema_checked = False
+        self.tokenizers = tables.Tokenizers(self)
+        self.corpora = tables.Corpora(self)
+        self.models = tables.Models(self)
+        self.saes = tables.Saes(self)
+        self.partitions = tables.Partitions(self)
+        self.correlations = tables.CorrelationRuns(self)
+        self.matches = tables.MatchRuns(self)
+        self.explanations = tables.Explanations(self)
+        self.scores = tables.Scores(self)
+        self.llm_cache = tables.LlmCache(self)
+        self.merge_sweeps = tables.MergeSweeps(self)
+        self.steps = tables.PipelineSteps(self)
+
+    # -- connections -------------------------------------------------------------------------
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection, closed on exit. Read-write ones bring the schema and paths up to date first;
+        read-only ones change nothing and need an existing warehouse."""
+        if read_only:
+            con = self._open_reader()
+            try:
+                yield con
+            finally:
+                con.close()
+            return
+        con = self._open_writer()
+        writers = _WRITERS.setdefault(self.db_path, [])
+        writers.append(con)
+        try:
+            yield con
+        except duckdb.Error as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(self.root) from exc
+            raise
+        finally:
+            writers.remove(con)
+            con.close()
+
+    def create(self) -> None:
+        """Make sure the warehouse exists (created in a new or empty folder); the first step of a writer."""
+        with self.connect():
+            pass
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All-or-nothing: any exception rolls every statement back."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    @contextmanager
+    def reading(self, con: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The caller's connection, or a read-only one of our own."""
+        if con is not None:
+            yield con
+        else:
+            with self.connect(read_only=True) as own:
+                yield own
+
+    @contextmanager
+    def writing(self, con: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The caller's connection (its transaction), or a transaction of our own."""
+        if con is not None:
+            yield con
+        else:
+            with self.transaction() as own:
+                yield own
+
+    def read_only_connection(self) -> duckdb.DuckDBPyConnection:
+        """A sandboxed read-only connection for SQL from users (`featstore sql`, export, the browser);
+        close it when done (`with wh.read_only_connection() as con:`).
+
+        A private in-memory DuckDB attaches the catalog read-only and may read only the catalog and
+        the committed partition files: file access elsewhere (COPY … TO, ATTACH, read_csv of other
+        files, INSTALL) fails with a permission error, and the settings are locked. COPY … TO a
+        committed partition's own path is refused by `Warehouse.sql`'s statement check.
+        """
+        self._check_catalog(creating=False)
+        con = duckdb.connect(":memory:")
+        try:
+            self._retry_locked(lambda: con.execute(f"ATTACH {_literal(str(self.db_path))} AS warehouse (READ_ONLY)"))
+            con.execute("USE warehouse")
+            # the committed files of this very snapshot of the catalog (a writer may commit meanwhile),
+            # and the globs of multi-file partitions, so read_parquet(path) works as in the DuckDB shell
+            paths = [r[0] for r in con.execute("SELECT path FROM activation_partitions ORDER BY sae, corpus").fetchall()]
+            files = [str(f) for path in paths for f in partition_files(self.root, path)]
+            globs = [str(self.root / path) for path in paths if "*" in path]
+            con.execute("SET allowed_paths = ?", [[str(self.db_path), f"{self.db_path}.wal", *files, *globs]])
+            con.execute("SET enable_external_access = false")
+            con.execute("SET autoinstall_known_extensions = false")
+            self._shadow_moved_view(con, files)
+            con.execute("SET lock_configuration = true")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _open_reader(self) -> duckdb.DuckDBPyConnection:
+        writers = _WRITERS.get(self.db_path)
+        if writers:  # this process has the file open read-write: DuckDB allows no second configuration
+            return writers[-1].cursor()
+        self._check_catalog(creating=False)
+        if not (self._schema_checked or self._migrated):
+            if self.writable() and self._schema_pending():
+                with self.connect():  # a newer featstore's views and tables; nothing pending: no write
+                    pass
+            self._schema_checked = True
+        con = self._retry_locked(lambda: duckdb.connect(str(self.db_path), read_only=True))
+        self._shadow_moved_view(con)
+        return con
+
+    def _open_writer(self) -> duckdb.DuckDBPyConnection:
+        reason = self.read_only_reason()
+        if reason:
+            raise FeatstoreError(f"warehouse {self.root} is read-only ({reason}); reads work, writes need a writable copy")
+        self._check_catalog(creating=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FeatstoreError(f"cannot create warehouse {self.root}: {exc.strerror}; pick a writable folder") from exc
+        config = {"storage_compatibility_version": STORAGE_VERSION}
+        con = self._retry_locked(lambda: duckdb.connect(str(self.db_path), config=config))
+        try:
+            if not self._migrated:
+                self._migrate(con)
+                self._localise_paths(con)
+                self._migrated = True
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _retry_locked(self, open_):
+        """Call `open_` until the file is not locked by another process (LOCK_WAIT_SECONDS at most)."""
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                return open_()
+            except duckdb.Error as exc:
+                message = _first_line(exc)
+                if "different configuration" in message:
+                    raise FeatstoreError(
+                        f"this process already has {self.db_path} open with other settings (e.g. a read-write "
+                        "duckdb.connect); close that connection or query through it"
+                    ) from exc
+                if "lock" not in message.lower():
+                    raise self._damaged(message) from exc
+                if time.monotonic() > deadline:
+                    raise FeatstoreError(
+                        f"{self.db_path} is locked by another process; close other DuckDB sessions on it and retry"
+                    ) from exc
+                time.sleep(0.2)
+
+    def _damaged(self, problem: str) -> FeatstoreError:
+        return FeatstoreError(
+            f"the catalog {self.db_path} is damaged ({problem}); nothing was changed: restore featstore.duckdb "
+            "from a backup or an earlier copy of the warehouse (the Parquet files are untouched)"
+        )
+
+    def _check_catalog(self, creating: bool) -> None:
+        """Refuse a missing catalog beside existing data, a missing warehouse on reads, a damaged file."""
+        if self.db_path.is_file():
+            with open(self.db_path, "rb") as fh:
+                header = fh.read(16)
+            if len(header) < 16 or header[8:12] != b"DUCK":
+                raise self._damaged("not a DuckDB file")
+            if (self.db_path.stat().st_size - DUCKDB_HEADER_BYTES) % DUCKDB_BLOCK_BYTES:
+                raise self._damaged("truncated: its size is not a whole number of DuckDB blocks")
+            return
+        if self.db_path.exists():
+            raise FeatstoreError(f"{self.db_path} is not a file; point --warehouse at a featstore warehouse folder")
+        data = [d for d in DATA_DIRS if (self.root / d).is_dir() and any(not p.name.startswith(".") for p in (self.root / d).iterdir())]
+        if data:
+            raise FeatstoreError(
+                f"{self.root} holds {', '.join(d + '/' for d in data)} but no {DB_FILE}: the catalog is missing; "
+                "nothing was changed: restore featstore.duckdb from a backup (a new catalog would orphan that data)"
+            )
+        if not creating:
+            raise FeatstoreError(
+                f"no warehouse at {self.given_root} (no {DB_FILE}); check --warehouse / FEATSTORE_WAREHOUSE, "
+                "or create one with a write command such as `featstore corpus add`"
+            )
+
+    def read_only_reason(self) -> str | None:
+        """Why this warehouse cannot be written (read-only file system or permissions), else None."""
+        folder = self.root
+        while not folder.exists():
+            folder = folder.parent
+        for path in (folder, self.db_path):
+            if path.exists() and not os.access(path, os.W_OK):
+                return f"{path} is not writable"
+        return None
+
+    def writable(self) -> bool:
+        return self.read_only_reason() is None
+
+    def _schema_pending(self) -> bool:
+        """Whether sql/ holds files this warehouse has not applied (checked read-only)."""
+        con = self._retry_locked(lambda: duckdb.connect(str(self.db_path), read_only=True))
+        try:
+            applied = dict(con.execute("SELECT file, sha256 FROM schema_migrations").fetchall())
+        except duckdb.Error:
+            return True
+        finally:
+            con.close()
+        return any(applied.get(name) != hashlib.sha256(text.encode()).hexdigest() for name, text in sql_files())
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Bring the schema up to date (featstore.schema)."""
+        if "activations" not in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
+            # Views in sql/ build on `activations`, and DuckDB binds a view when it is created.
+            self._create_activations_view(con, [])
+        schema.migrate(con, sql_files())
+
+    @property
+    def schema_version(self) -> str:
+        """The last table migration applied, e.g. 'tables/027_saes.sql'."""
+        with self.connect() as con:
+            return con.execute("SELECT max(file) FROM schema_migrations WHERE file LIKE 'tables/%'").fetchone()[0]
+
+    # -- paths relative to the warehouse folder -------------------------------------------------
+
+    def relative(self, path: str | os.PathLike) -> str:
+        """How the catalog stores a local path: relative to the warehouse folder when inside it."""
+        absolute = Path(path).expanduser().resolve()
+        return absolute.relative_to(self.root).as_posix() if absolute.is_relative_to(self.root) else str(absolute)
+
+    def resolve(self, stored: str | None) -> str | None:
+        """A catalog path as an absolute one (hub ids and absolute paths pass through)."""
+        if stored is None or Path(stored).is_absolute():
+            return stored
+        local = self.root / stored
+        return str(local) if local.exists() or stored.split("/")[0] in DATA_DIRS else stored
+
+    def _localise_paths(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Rewrite absolute paths of files inside this folder (an older or a copied warehouse) as
+        relative ones, then rebuild the `activations` view if it was built for another folder."""
+        changed = False
+        con.execute("BEGIN TRANSACTION")
+        for table, key, folder in (("models", "name", "models"), ("saes", "id", "saes"),
+                                   ("activation_partitions", "sae, corpus", None)):
+            rows = con.execute(f"SELECT path, {key} FROM {table} WHERE path LIKE '/%'").fetchall()
+            for path, *ids in rows:
+                local = self._local_equivalent(Path(path), folder, ids)
+                if local is not None:
+                    where = " AND ".join(f"{k.strip()} = ?" for k in key.split(","))
+                    con.execute(f"UPDATE {table} SET path = ? WHERE {where}", [local, *ids])
+                    changed = True
+        try:
+            if changed or self._view_root(con) != str(self.root):
+                self._refresh_activations_view(con)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def _local_equivalent(self, path: Path, folder: str | None, ids: list) -> str | None:
+        """The relative path under this folder that an absolute catalog path stands for, if any."""
+        if path.is_relative_to(self.root):
+            return path.relative_to(self.root).as_posix()
+        if folder is None:  # a partition of a copied warehouse: same layout here
+            candidate = self.partition_dir(*ids) / path.name
+        elif path.parent.name == folder:
+            candidate = self.root / folder / path.name
+        else:
+            return None
+        files = partition_files(self.root, str(candidate))
+        return candidate.relative_to(self.root).as_posix() if files and all(f.exists() for f in files) else None
+
+    def relocate(self) -> dict:
+        """Bring paths and the `activations` view up to date after the folder was moved or copied."""
+        self._migrated = False
+        with self.connect() as con:
+            n = con.execute("SELECT count(*) FROM activation_partitions").fetchone()[0]
+        return {"root": str(self.root), "partitions": n}
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def query(self, sql: str, params: list | None = None) -> pa.Table:
+        """Run one read query on a read-only connection; its result as an Arrow table (polars.from_arrow works).
+
+        Short-lived: open, query, close, so it works while another process reads the file, and
+        between the commits of a running `featstore ingest`.
+        """
+        with self.connect(read_only=True) as con:
+            try:
+                return con.sql(sql, params=params or None).to_arrow_table()
+            except duckdb.Error as exc:
+                raise FeatstoreError(f"query failed: {_first_line(exc)}") from exc
+
+    def scalar(self, sql: str, params: list | None = None):
+        with self.connect(read_only=True) as con:
+            row = con.execute(sql, params or []).fetchone()
+            return None if row is None else row[0]
+
+    def sql(self, sql: str) -> pa.Table | None:
+        """Run SQL from a user on `read_only_connection()`: only reading statements, no file writes."""
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise FeatstoreError(f"query failed: {_first_line(exc)}") from exc
+        if not statements:
+            raise FeatstoreError("empty SQL; give a query such as \"SELECT * FROM models\"")
+        refused = sorted({_statement_kind(s).name for s in statements} - READ_STATEMENTS)
+        if refused:
+            raise FeatstoreError(f"{', '.join(refused)} statements are refused: this connection is read-only and writes no files")
+        with self.read_only_connection() as con:
+            try:
+                result = None
+                for statement in statements:
+                    result = con.sql(statement.query)
+                return None if result is None else result.to_arrow_table()
+            except duckdb.Error as exc:
+                hint = "; this connection is read-only and writes no files" if isinstance(exc, duckdb.PermissionException) else ""
+                raise FeatstoreError(f"query failed: {_first_line(exc)}{hint}") from exc
+
+    # -- activation partitions -------------------------------------------------------------------
+
+    def partition_dir(self, sae: str, corpus: str) -> Path:
+        return self.activations_dir / f"sae={check_name('SAE', sae)}" / f"corpus={check_name('corpus', corpus)}"
+
+    def partition_files(self, sae: str, corpus: str) -> list[Path]:
+        """The committed Parquet files of (sae, corpus), e.g. for `pyarrow.parquet.read_table`; FeatstoreError when there are none."""
+        with self.connect(read_only=True) as con:
+            files = self.committed_files(con, "sae = ? AND corpus = ?", [sae, corpus])
+        if not files:
+            raise FeatstoreError(
+                f"no activations for SAE {sae!r} on corpus {corpus!r}; run `featstore ingest` or `featstore import-activations` first"
+            )
+        return files
+
+    def activation_files(self, sae: str | None = None) -> list[Path]:
+        """The committed partition files (absolute), e.g. for `polars.scan_parquet(wh.activation_files())`.
+
+        Reading through this list rather than a glob of activations/ never sees a file a writer
+        has renamed into place but not yet committed.
+        """
+        with self.connect(read_only=True) as con:
+            return self.committed_files(con, "? IS NULL OR sae = ?", [sae, sae])
+
+    def committed_files(self, con: duckdb.DuckDBPyConnection, where: str = "true", params: list | None = None) -> list[Path]:
+        """The files of the partitions matching `where`, as the catalog open on `con` records them."""
+        rows = con.execute(f"SELECT path FROM activation_partitions WHERE {where} ORDER BY sae, corpus", params or []).fetchall()
+        return [file for (path,) in rows for file in partition_files(self.root, path)]
+
+    def write_partition(
+        self,
+        sae: str,
+        corpus: str,
+        batches: Iterable[pa.RecordBatch | pa.Table],
+        n_tokens: int,
+        origin: str,
+        act_dtype: str = "float32",
+    ) -> Path:
+        """Write sparse activations (tok, feature, act) for one (SAE, corpus) and commit them.
+
+        Stored sorted by (feature, tok) (featstore.storage); `act_dtype` declares the precision the
+        caller rounded act to (float32, bfloat16, float16), recorded in the file's footer.
+
+        The file is written in `.staging/` (outside activations/, so no reader of the folder sees it),
+        then committed by `_commit_partition`. Writers of different (SAE, corpus) pairs run side by
+        side; a second writer of the same pair is refused while the first runs.
+        """
+        self._ensure_writable()
+        with disk_full_reported(self.root), self._pair_lock(sae, corpus), self._staged_file() as tmp:
+            n_rows = storage.write_sorted(tmp, batches, act_dtype)
+            return self._commit_partition(sae, corpus, [tmp], n_rows, n_tokens, origin, move=True)
+
+    def publish_parts(self, sae: str, corpus: str, parts: list[Path], n_tokens: int, origin: str) -> Path:
+        """Commit complete, sorted part files (a sharded ingest's) as one partition of len(parts) files.
+
+        The parts are hard-linked (else copied) into the partition folder, so until the commit they
+        stay where they are: a publisher killed before it leaves the set whole for a rerun. The
+        returned path is the glob of the parts (their one path when there is one part)."""
+        self._ensure_writable()
+        with disk_full_reported(self.root), self._pair_lock(sae, corpus):
+            n_rows = sum(pq.read_metadata(part).num_rows for part in parts)
+            return self._commit_partition(sae, corpus, parts, n_rows, n_tokens, origin, move=False)
+
+    def _ensure_writable(self) -> None:
+        if not self.db_path.exists() or not self.writable():
+            self.create()  # or refuses a read-only / damaged one
+
+    def _commit_partition(self, sae: str, corpus: str, sources: list[Path], n_rows: int, n_tokens: int, origin: str,
+                          move: bool) -> Path:
+        """Place `sources` in the partition folder (renamed when `move`, else linked), switch the catalog
+        row and the `activations` view to them in one transaction, then remove the old files. A crash at
+        any point leaves the old partition or the new one in the catalog, never a half-written file."""
+        folder = self.partition_dir(sae, corpus)
+        stem, count = f"part-{uuid.uuid4().hex[:12]}", len(sources)
+        if count == 1:
+            finals, stored = [folder / f"{stem}.parquet"], folder / f"{stem}.parquet"
+        else:
+            finals = [folder / f"{stem}-{i:05d}-of-{count:05d}.parquet" for i in range(count)]
+            stored = folder / f"{stem}-*-of-{count:05d}.parquet"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for source, final in zip(sources, finals):
+                if move:
+                    os.replace(source, final)
+                else:
+                    link_or_copy(source, final)
+            with self.transaction() as con:
+                old = self.committed_files(con, "sae = ? AND corpus = ?", [sae, corpus])
+                con.execute("DELETE FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus])
+
+                run(con, "partitions/insert", sae=sae, corpus=corpus, path=self.relative(stored), n_rows=n_rows,
+                    n_tokens=n_tokens, bytes=sum(f.stat().st_size for f in finals), origin=origin)
+                self._refresh_activations_view(con)
+        except BaseException:
+            for final in finals:
+                final.unlink(missing_ok=True)
+            raise
+        for path in set(old) - set(finals):
+            path.unlink(missing_ok=True)
+        self._sweep_orphans(folder, keep=set(finals))
+        return stored
+
+    @contextmanager
+    def _pair_lock(self, sae: str, corpus: str) -> Iterator[None]:
+        """Exclusive right to write (sae, corpus); a second writer is refused, not queued behind a long ingest."""
+        locks = self.root / LOCKS_DIR
+        locks.mkdir(parents=True, exist_ok=True)
+        path = locks / f"{check_name('SAE', sae)}@{check_name('corpus', corpus)}.lock"
+        while True:
+            fh = open(path, "a+")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                raise FeatstoreError(
+                    f"another featstore process is writing the activations of SAE {sae!r} on corpus {corpus!r}; "
+                    "nothing was written: wait for it to finish (its partition then stands), or rerun after it"
+                ) from None
+            if path.exists() and os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
+                break
+            fh.close()  # the holder before us removed the file as we opened it: lock the new one
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # removed while locked, so the folder keeps no trace of writers
+            fh.close()
+
+    @contextmanager
+    def _staged_file(self) -> Iterator[Path]:
+        """A fresh file name in .staging/, locked while this writer lives; dead writers' files are swept."""
+        staging = self.root / STAGING_DIR
+        staging.mkdir(parents=True, exist_ok=True)
+        self._sweep_staging(staging)
+        path = staging / f"part-{uuid.uuid4().hex}.parquet.tmp"
+        with open(path, "wb") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            try:
+                yield path
+            finally:
+                path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _sweep_staging(staging: Path) -> None:
+        """Remove staged files whose writer is gone (lock free, and not just created): a killed ingest's leftovers.
+
+        A staged file's twins (`part-X.parquet.tmp.sorted`, storage.sort_partition's output) go with it:
+        the writer's lock is on the staged file, so a twin whose staged file is free or gone is dead."""
+        for path in staging.glob("part-*.tmp*"):
+            owner = path.with_name(path.name.split(".tmp", 1)[0] + ".tmp")
+            try:
+                if time.time() - path.stat().st_mtime < STAGING_GRACE_SECONDS:
+                    continue
+                if not owner.exists():
+                    path.unlink(missing_ok=True)
+                    continue
+                with open(owner, "rb") as fh:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    path.unlink(missing_ok=True)
+            except (BlockingIOError, FileNotFoundError):
+                continue
+
+    def drop_partition(self, con: duckdb.DuckDBPyConnection, sae: str, corpus: str | None = None) -> list[Path]:
+        """Remove catalog rows (inside the caller's transaction); returns files to delete after commit."""
+        where, params = ("sae = ?", [sae]) if corpus is None else ("sae = ? AND corpus = ?", [sae, corpus])
+        paths = self.committed_files(con, where, params)
+        con.execute(f"DELETE FROM activation_partitions WHERE {where}", params)
+        self._refresh_activations_view(con)
+        return paths
+
+    @staticmethod
+    def _sweep_orphans(folder: Path, keep: set[Path]) -> None:
+        """Delete files of the pair's folder left by runs killed between rename and commit (pair lock held)."""
+        for path in folder.iterdir():
+            if path not in keep and (path.name.startswith(".part-") or path.name.startswith("part-")):
+                path.unlink(missing_ok=True)
+
+    # -- the activations view ------------------------------------------------------------------
+
+    def _refresh_activations_view(self, con: duckdb.DuckDBPyConnection) -> None:
+        paths = [r[0] for r in con.execute("SELECT path FROM activation_partitions ORDER BY sae, corpus").fetchall()]
+        files = {path: [f for f in partition_files(self.root, path) if f.is_file()] for path in paths}
+        missing = [str(self.root / path) for path in paths if len(files[path]) != expected_files(path)]
+        if missing:
+            raise FeatstoreError(
+                f"the catalog lists {len(missing)} partition(s) with missing files, e.g. {missing[0]}; "
+                "restore them from a backup, or re-ingest those (SAE, corpus) pairs"
+            )
+        self._create_activations_view(con, [str(f) for path in paths for f in files[path]])
+        con.execute(f"COMMENT ON VIEW activations IS {_literal(str(self.root))}")
+
+    @staticmethod
+    def _view_root(con: duckdb.DuckDBPyConnection) -> str | None:
+        rows = con.execute("SELECT comment FROM duckdb_views() WHERE view_name = 'activations' AND NOT temporary").fetchall()
+        return rows[0][0] if rows else None
+
+    def _shadow_moved_view(self, con: duckdb.DuckDBPyConnection, files: list[str] | None = None) -> None:
+        """On a moved or copied warehouse opened read-only, a temporary `activations` view over this
+        folder's files hides the stored one (which names the old folder); every view built on it follows."""
+        if self._view_root(con) in (str(self.root), None):
+            return
+        if files is None:
+            files = [str(f) for f in self.committed_files(con)]
+        self._create_activations_view(con, files, temporary=True)
+
+    def _create_activations_view(self, con: duckdb.DuckDBPyConnection, paths: list[str], temporary: bool = False) -> None:
+        """`activations(sae, corpus, tok, feature, act)` over the committed files, by absolute path.
+
+        Absolute paths make the view work from any directory in the DuckDB shell; hive partitioning
+        turns the folder names into the sae and corpus columns and prunes files on filters. Opened
+        from another folder (the warehouse was moved or copied), the stored view refuses to read
+        the old folder's files until any featstore command (e.g. `featstore relocate`) rebuilds it.
+        """
+        if paths:
+            files = "[" + ", ".join(_literal(p) for p in paths) + "]"
+            here = ", ".join(_literal(str(p / DB_FILE)) for p in {self.root, self.given_root})
+            moved = _literal(f"this warehouse was moved or copied from {self.root}; run `featstore relocate` in its new place")
+            scan = f"SELECT sae, corpus, tok, feature, act FROM read_parquet({files}, hive_partitioning = true, hive_types_autocast = false)"
+            guard = f" WHERE (SELECT CASE WHEN count(*) FILTER (WHERE path IN ({here})) = 0 THEN error({moved}) ELSE true END FROM duckdb_databases())"
+            body = scan + ("" if temporary else guard)
+        else:
+            body = "SELECT NULL::VARCHAR AS sae, NULL::VARCHAR AS corpus, NULL::UINTEGER AS tok, NULL::UINTEGER AS feature, NULL::FLOAT AS act WHERE false"
+        con.execute(f"CREATE OR REPLACE {'TEMP ' if temporary else ''}VIEW activations AS {body}")
