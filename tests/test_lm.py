@@ -74,7 +74,7 @@ def test_models_are_registered_hf_folders_with_one_tokenizer(family):
 
 def test_bad_input_leaves_warehouse_and_disk_unchanged(family, tmp_path, monkeypatch):
     from cli import main
-    from featstore.saes import catalog as registry
+    from featstore.models import catalog as registry
 
     wh, _ = family
     before = wh.query("SELECT name, path FROM models ORDER BY name").to_pylist()

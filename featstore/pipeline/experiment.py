@@ -34,7 +34,7 @@ WEIGHTED = re.compile(r"^(?P<name>.+?)(?P<weight>=(\d+(\.\d*)?|\.\d+))?$")
 
 def experiments_dir() -> Path:
     """The shipped experiments/ folder: beside the package in a checkout, inside it in a wheel."""
-    checkout = Path(__file__).resolve().parent.parent / "experiments"
+    checkout = Path(__file__).resolve().parents[2] / "experiments"
     return checkout if checkout.is_dir() else Path(str(resources.files("featstore.experiments")))
 
 

@@ -37,27 +37,17 @@ def _compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None) -
     statistic: Statistic = run["statistic"]
     for side in "ab":
         load_rows(con, run, side)
-        con.execute(f"CREATE TABLE {WORK}.stats_{side} AS SELECT * FROM corr_feature_stats('{WORK}.raw_{side}', ?)",
-                    [run["n_tokens"]])
-        normalised = f"corr_normalised('{WORK}.raw_{side}', '{WORK}.stats_{side}')"
-        rows = normalised if statistic.implicit_zeros else f"{WORK}.raw_{side}"
-        # side a is read one feature range at a time: sorted, each range scans only its row groups
-        order = "ORDER BY feature" if side == "a" else ""
-        con.execute(f"CREATE TABLE {WORK}.rows_{side} AS SELECT * FROM {rows} {order}")
-        con.execute(f"DROP TABLE {WORK}.raw_{side}")
-    con.execute(f"CREATE TABLE {WORK}.lists_b AS SELECT * FROM corr_key_lists('{WORK}.rows_b')")
-    blocks = con.execute(f"SELECT block, lo, hi, pairs FROM corr_blocks('{WORK}.rows_a', '{WORK}.lists_b', ?) ORDER BY pairs DESC",
-                         [PAIRS_PER_BLOCK]).fetchall()
-    con.execute(f"CREATE TABLE {WORK}.found (kind VARCHAR, feature UINTEGER, match UINTEGER, r DOUBLE, mask UBIGINT, n BIGINT)")
+    inputs = "normalised" if statistic.implicit_zeros else "raw"
+    run_query(con, f"correlation/sql_inputs_{inputs}", n_tokens=run["n_tokens"])
+    blocks = run_query(con, "correlation/sql_blocks", pairs_per_block=PAIRS_PER_BLOCK).fetchall()
     with tqdm(total=sum(b[3] for b in blocks), unit="pair", unit_scale=True, desc=f"correlate {run['stat']}",
               disable=None if progress is None else not progress) as bar:
         _run_blocks(con, blocks, run, bar)
     run_query(con, "correlation/pairs")
-    for side in "ab":
-        con.execute(f"CREATE TABLE {WORK}.partial_{side} AS SELECT feature, match, r, mask FROM {WORK}.found WHERE kind = ?", [side])
+    n_cofiring = run_query(con, "correlation/sql_partials").fetchone()[0]
     for side, other in (("a", "b"), ("b", "a")):
         _best_matches(con, side, other, run)
-    return con.execute(f"SELECT coalesce(sum(n), 0) FROM {WORK}.found WHERE kind = 'a'").fetchone()[0]
+    return n_cofiring
 
 
 def _run_blocks(con: duckdb.DuckDBPyConnection, blocks: list[tuple], run: dict, bar: tqdm) -> None:
@@ -72,7 +62,7 @@ def _run_blocks(con: duckdb.DuckDBPyConnection, blocks: list[tuple], run: dict, 
 
     def worker(i: int) -> None:
         for _, lo, hi, pairs in blocks[i::threads]:  # blocks come largest first: dealt round-robin
-            _aggregate_block(cursors[i], f"{WORK}.block_a_{i}", lo, hi, run)
+            _aggregate_block(cursors[i], i, lo, hi, run)
             bar.update(pairs)
 
     pool = ThreadPoolExecutor(threads)
@@ -89,25 +79,21 @@ def _run_blocks(con: duckdb.DuckDBPyConnection, blocks: list[tuple], run: dict, 
         con.execute(f"SET threads = {threads}")
 
 
-def _aggregate_block(cur: duckdb.DuckDBPyConnection, block_a: str, lo: int, hi: int, run: dict) -> None:
+def _aggregate_block(cur: duckdb.DuckDBPyConnection, worker: int, lo: int, hi: int, run: dict) -> None:
     """Pairs of one block of side-a features, summarised into corr_work.found within the one query.
 
     The block's rows go to a table of their own first: with its true size known, DuckDB builds the
     join's hash table on the block rather than on side b (measured ~20% less CPU per pair).
     """
-    cur.execute(f"CREATE OR REPLACE TABLE {block_a} AS SELECT * FROM {WORK}.rows_a WHERE feature BETWEEN ? AND ?", [lo, hi])
-    run_query(cur, run["statistic"].kernel, block_a=block_a, r_floor=run["r_floor"], mask_bits=MASK_BITS,
-              min_n=run["min_n"])
+    run_query(cur, "correlation/sql_block_rows", worker=worker, lo=lo, hi=hi)
+    run_query(cur, run["statistic"].kernel, block_a=f"{WORK}.block_a_{worker}", r_floor=run["r_floor"],
+              mask_bits=MASK_BITS, min_n=run["min_n"])
 
 
 def _best_matches(con: duckdb.DuckDBPyConnection, side: str, other: str, run: dict, method: str = "best_match") -> None:
     """corr_work.best_{side}: every feature of one side with its best match, co-firing or not."""
-    gaps = f"{WORK}.gaps_{side}"
-    if run["statistic"].implicit_zeros:
-        con.execute(f"CREATE TABLE {gaps} AS SELECT * FROM corr_gaps('{WORK}.stats_{side}', '{WORK}.partial_{side}')")
-        con.execute(f"CREATE OR REPLACE TABLE {WORK}.saturated AS SELECT feature FROM {gaps} WHERE gap_rank > ?", [MASK_BITS])
-        if con.execute(f"SELECT count(*) FROM {WORK}.saturated").fetchone()[0]:
-            run_query(con, "correlation/gap_search", side=side, other=other)
-    else:
-        con.execute(f"CREATE TABLE {gaps} (feature UINTEGER, gap_rank BIGINT)")
+    if not run["statistic"].implicit_zeros:
+        run_query(con, "correlation/sql_no_gaps", side=side)
+    elif run_query(con, "correlation/sql_gaps", side=side, mask_bits=MASK_BITS).fetchone()[0]:
+        run_query(con, "correlation/gap_search", side=side, other=other)
     run_query(con, MATCH_METHODS[method].query, side=side, other=other, n_features=run[f"d_sae_{side}"])

@@ -1,4 +1,4 @@
-"""Issue 10: movable warehouses, concurrent writers, crashes, a read-only `featstore sql`, read-only
+"""Movable warehouses, concurrent writers, crashes, a read-only `featstore sql`, read-only
 and damaged warehouses, disk full, Ctrl-C. One real warehouse (tiny model, two SAEs, two corpora,
 ingested and correlated) is built once per module; each test works on its own `cp -a` copy.
 """
@@ -559,12 +559,12 @@ def test_disk_full_simulated_in_the_parquet_writer(wh, prepared, monkeypatch):
 
 
 def test_unexpected_exception_is_one_line_with_log_and_debug(wh, monkeypatch):
-    import featstore.saes.catalog
+    import featstore.models.catalog
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(featstore.saes.catalog, "list_models", broken)
+    monkeypatch.setattr(featstore.models.catalog, "list_models", broken)
     result = cli(wh, "models")
     assert result.exit_code == 1
     line = error_line(result)
