@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,11 @@ WEIGHTED = re.compile(r"^(?P<name>.+?)(?P<weight>=(\d+(\.\d*)?|\.\d+))?$")
 
 
 def experiments_dir() -> Path:
-    """The shipped experiments/ folder: beside the package in a checkout, inside it in a wheel."""
-    checkout = Path(__file__).resolve().parents[2] / "experiments"
-    return checkout if checkout.is_dir() else Path(str(resources.files("featstore.experiments")))
+    """The shipped experiments/ folder: inside the package (featstore/experiments) when installed from a
+    wheel, else the checkout's. (A namespace package's `importlib.resources` path is no file path.)"""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "experiments"
+    return installed if installed.is_dir() else package.parent / "experiments"
 
 
 DEFAULT_EXPERIMENT = "paper-tiny.toml"

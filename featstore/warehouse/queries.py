@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,13 @@ import pyarrow as pa
 from featstore.errors import FeatstoreError
 
 
-def sql_dir():
-    """The sql/ folder: beside the package in a checkout, inside it (featstore.sql) in a wheel."""
-    checkout = Path(__file__).resolve().parents[2] / "sql"
-    return checkout if checkout.is_dir() else resources.files("featstore.sql")
+def sql_dir() -> Path:
+    """The sql/ folder: inside the package (featstore/sql) when installed from a wheel, else the checkout's.
+
+    A wheel's copy is looked for first: beside an installed package lies site-packages, not the checkout."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "sql"
+    return installed if installed.is_dir() else package.parent / "sql"
 
 
 PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
