@@ -6,24 +6,12 @@ Everything is built locally in seconds; no test touches a model or data hub.
 from __future__ import annotations
 
 import os
-import random
 
 import pytest
+from helpers import FakeCatalog, chat_reply, copy_interp, tiny_texts, write_sae_folder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-WORDS = (
-    "the cat sat on a mat and the dog ran to the park . def foo ( x ) : return x + 1 "
-    "local function bar ( t ) for i = 1 , # t do print ( t [ i ] ) end end "
-    "once upon a time there was a little girl who liked to play with her ball"
-).split()
-
-
-def tiny_texts(n_docs: int = 40, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 60))) for _ in range(n_docs)]
-
 
 @pytest.fixture
 def warehouse(tmp_path):
@@ -63,7 +51,7 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir):
     return out
 
 
-# --- interpretability (issue 5): a warehouse of synthetic features with known causes ---------------
+# --- interpretability: a warehouse of synthetic features with known causes -------------------------
 
 INTERP_WORDS = (
     " end", " local", " x", " y", " return", " print", " the", " a", " cat", " ball", " Tom", " Lily",
@@ -154,18 +142,6 @@ def interp_warehouse(warehouse, interp_template):
     return copy_interp(warehouse, interp_template)
 
 
-def copy_interp(warehouse, interp_template):
-    """Fill an empty warehouse with a copy of the `interp_template` catalog and its partitions."""
-    import shutil
-
-    db_path, partitions, n_tokens = interp_template
-    warehouse.root.mkdir(parents=True)
-    shutil.copy(db_path, warehouse.db_path)
-    for sae, table in partitions.items():
-        warehouse.write_partition(sae, "synth", [table], n_tokens=n_tokens, origin="ingest")
-    return warehouse
-
-
 class ChatServer:
     """A real OpenAI-compatible /v1/chat/completions responder on 127.0.0.1, run in a thread.
 
@@ -222,19 +198,6 @@ class ChatServer:
         self.httpd.server_close()
 
 
-def chat_reply(content: str, top_logprobs: dict[str, float] | None = None, usage=(11, 1)) -> dict:
-    """A chat-completions reply body; with top_logprobs, a logprobs block for its first token."""
-    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-    if top_logprobs is not None:
-        first = max(top_logprobs, key=top_logprobs.get)
-        choice["logprobs"] = {"content": [{
-            "token": first, "logprob": top_logprobs[first],
-            "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top_logprobs.items()],
-        }]}
-    return {"id": "x", "object": "chat.completion", "choices": [choice],
-            "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}}
-
-
 @pytest.fixture
 def chat_server():
     server = ChatServer()
@@ -242,25 +205,7 @@ def chat_server():
     server.close()
 
 
-# --- warehouse verbs (issue 2, owner A): an SAE folder factory and a registered warehouse ----------
-
-
-def write_sae_folder(folder, d_in: int = 64, d_sae: int = 16, hook_name: str = "blocks.0.mlp.hook_post",
-                     architecture: str = "standard", shapes: dict | None = None):
-    """An SAELens-style SAE folder (cfg.json + sae_weights.safetensors) written without torch."""
-    import json
-
-    import numpy as np
-    from safetensors.numpy import save_file
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    dims = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,), **(shapes or {})}
-    save_file({k: rng.standard_normal(s).astype(np.float32) for k, s in dims.items()}, str(folder / "sae_weights.safetensors"))
-    cfg = {"d_in": d_in, "d_sae": d_sae, "hook_name": hook_name, "hook_layer": 0, "architecture": architecture,
-           "l1_coefficient": 0.01}
-    (folder / "cfg.json").write_text(json.dumps(cfg))
-    return folder
+# --- warehouse verbs: an SAE folder factory and a registered warehouse ------------------------------
 
 
 @pytest.fixture
@@ -306,46 +251,6 @@ def trainable_warehouse(warehouse, tiny_model_dir, tmp_path):
     source.write_text("\n\n".join(tiny_texts(200, seed=3)))
     register_model(warehouse, "m", tiny_model_dir, kind="base", train_corpus=str(source))
     return warehouse
-
-
-class FakeCatalog:
-    """Catalog rows written straight into the tables, with no model files: for tests of the SQL layers."""
-
-    def __init__(self, wh):
-        self.wh = wh
-
-    def model(self, name, parents=(), relation=None, tokenizer="tk", merge_t=None):
-        kind = "base" if not parents else relation
-        with self.wh.transaction() as con:
-            con.execute("INSERT INTO models (name, kind, path, tokenizer) VALUES (?, ?, ?, ?)", [name, kind, f"/m/{name}", tokenizer])
-            for order, parent in enumerate(parents):
-                con.execute("INSERT INTO lineage VALUES (?, ?, ?, ?, ?, ?)",
-                            [parent, name, relation, order, "slerp" if relation == "merge" else None, merge_t])
-
-    def sae(self, sae_id, model, d_sae, primary=True):
-        with self.wh.transaction() as con:
-            con.execute("INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture, is_primary)"
-                        " VALUES (?, ?, 'blocks.0.mlp.hook_post', 0, 8, ?, 'relu', ?)", [sae_id, model, d_sae, primary])
-
-    def corpus(self, name, n_tokens, token_ids=None, tokenizer="tk"):
-        import pyarrow as pa
-
-        with self.wh.transaction() as con:
-            start = con.execute("SELECT coalesce(max(tok_start + n_tokens), 0) FROM corpora").fetchone()[0]
-            con.execute("INSERT INTO corpora (name, source, tokenizer, n_documents, n_tokens, tok_start) VALUES (?, 'test', ?, 1, ?, ?)",
-                        [name, tokenizer, n_tokens, start])
-            if token_ids is not None:
-                rows = pa.table({"tok": pa.array(range(start, start + len(token_ids)), pa.uint32()),
-                                 "pos": range(len(token_ids)), "token_id": pa.array(token_ids, pa.int32())})
-                con.execute("INSERT INTO tokens SELECT tok, ?, 0, pos, token_id FROM rows", [name])
-        return start
-
-    def activations(self, sae, corpus, tok, feature, act, n_tokens):
-        import pyarrow as pa
-
-        table = pa.table({"tok": pa.array(tok, pa.uint32()), "feature": pa.array(feature, pa.uint32()),
-                          "act": pa.array(act, pa.float32())})
-        self.wh.write_partition(sae, corpus, [table], n_tokens=n_tokens, origin="import")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,313 @@
+"""The feature browser: pages through Flask's test client, then `featstore serve` driven in Debian's
+headless Chromium (Playwright with the system browser; nothing is downloaded)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from helpers import REPO, fill
+from matplotlib.image import imread
+
+from featstore.browser.app import create_app
+from featstore.browser.sqlpage import run_query
+from featstore.warehouse import Warehouse
+
+CHROMIUM = "/usr/bin/chromium"
+EXPLANATION = 'This feature looks mainly for "end" (strongly); these are mostly keywords.'
+
+
+def add_browser_extras(wh: Warehouse, folder: Path) -> None:
+    """An explanation and score for toy:0 and decoder weights for toy, on top of interp's catalog."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    w_dec = rng.standard_normal((32, 8)).astype(np.float32)
+    w_dec[7] = w_dec[0] + 0.01 * rng.standard_normal(8)  # feature 7's direction is feature 0's
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"W_dec": w_dec}, str(folder / "sae_weights.safetensors"))
+    with wh.transaction() as con:
+        con.execute("UPDATE saes SET path = ? WHERE id = 'toy'", [str(folder)])
+        con.execute("INSERT INTO explanations VALUES ('toy', 'synth', 0, 'builtin', 'v1', ?, 20, 0, 0, DEFAULT)", [EXPLANATION])
+        con.execute("INSERT INTO scores (id, sae, corpus, feature, kind, source_sae, source_feature, explainer,"
+                    " explainer_version, simulator, simulator_version, score, n_samples)"
+                    " VALUES (1, 'toy', 'synth', 0, 'self', 'toy', 0, 'builtin', 'v1', 'builtin', 'v1', 0.87, 40)")
+
+
+@pytest.fixture(scope="module")
+def browsed(tmp_path_factory, interp_template):
+    """interp's warehouse (base -> child, SAEs toy and toy_child on corpus synth) plus extras."""
+    db_path, partitions, n_tokens = interp_template
+    wh = Warehouse(tmp_path_factory.mktemp("browser") / "wh")
+    wh.root.mkdir(parents=True)
+    shutil.copy(db_path, wh.db_path)
+    for sae, table in partitions.items():
+        wh.write_partition(sae, "synth", [table], n_tokens=n_tokens, origin="ingest")
+    add_browser_extras(wh, wh.root / "saes" / "toy")
+    return wh
+
+
+@pytest.fixture(scope="module")
+def client(browsed):
+    return create_app(browsed).test_client()
+
+
+def text_of(response) -> str:
+    return response.get_data(as_text=True)
+
+
+# -- pages through the test client ------------------------------------------------------------------
+
+
+def test_feature_page_shows_explanation_contexts_matches_family_and_neighbours(client):
+    page = text_of(client.get("/sae/toy/feature/0"))
+    assert EXPLANATION.replace('"', "&#34;") in page and "score 0.87" in page
+    # feature 0 fires on " end": every top context is centred on it, shaded at full strength for the top one
+    centres = re.findall(r'<span class="tok centre" style="background: rgba\(255, 136, 0, ([0-9.]+)\)"[^>]*>([^<]*)</span>', page)
+    assert centres and {text for _, text in centres} == {"·end"} and centres[0][0] == "1.00"
+    assert "⏎" in page  # line-break tokens are drawn
+    # its match in the child, with r and a link to that feature's page
+    assert 'href="sae/toy_child/feature/10"' in page and "child · SAE toy_child" in page
+    assert re.search(r'<td class="r">0\.95</td>', page)
+    # family graph: base:0 (here) and a link to child:10; decoder neighbour 7 comes first
+    assert "base:0" in page and "href='sae/toy_child/feature/10'" in page
+    neighbours = page[page.index("Decoder-space neighbours"):]
+    assert re.search(r'href="sae/toy/feature/(\d+)"', neighbours).group(1) == "7"
+
+
+def test_every_feature_page_of_every_sae_renders(client, browsed):
+    saes = browsed.query("SELECT id, d_sae FROM saes").to_pylist()
+    assert len(saes) == 2
+    for sae in saes:
+        for feature in range(sae["d_sae"]):
+            response = client.get(f"/sae/{sae['id']}/feature/{feature}")
+            assert response.status_code == 200, (sae, feature)
+            assert "Firing per corpus slice" in text_of(response)
+
+
+def test_edge_page_lists_persisting_and_disappearing_features_sortable(client):
+    page = text_of(client.get("/edge/base/child?corpus=synth&status=persists&sort=feature&desc=0"))
+    parents = re.findall(r'<tr class="persists"><td>parent</td><td><a href="sae/toy/feature/(\d+)"', page)
+    assert parents == ["0", "1", "2", "6"]
+    assert "disappearing (3)" in page and "persisting (4)" in page
+    assert "<code>·end</code>" in page  # top tokens of feature 0
+    by_r = text_of(client.get("/edge/base/child?corpus=synth&sort=r&desc=1"))
+    rs = [float(r) for r in re.findall(r'<td class="r">([0-9.]+)</td>', by_r)]
+    assert rs == sorted(rs, reverse=True) and rs[0] == pytest.approx(0.95)
+
+
+def test_lineage_model_sae_and_search_pages(client):
+    lineage = text_of(client.get("/"))
+    assert "href='edge/base/child?corpus=synth'" in lineage and "href='model/base'" in lineage
+    model = text_of(client.get("/model/base"))
+    assert 'href="sae/toy"' in model and 'href="model/child"' in model
+    sae = text_of(client.get("/sae/toy"))
+    assert "Most frequent features" in sae and "<svg class='chart'" in sae
+    assert client.get("/sae/toy?feature=3").headers["Location"].endswith("sae/toy/feature/3")
+    by_token = text_of(client.get("/search?token=end"))
+    first = re.search(r'class="token-results".*?href="sae/(\w+)/feature/(\d+)"', by_token, re.S)
+    assert first.groups() == ("toy", "0")  # the feature that fires on " end" comes first for toy
+    by_text = text_of(client.get("/search?text=mainly+for"))
+    assert 'href="sae/toy/feature/0"' in by_text
+    assert 'href="sae/toy"' in text_of(client.get("/search?model=base"))
+
+
+def test_unknown_sae_or_feature_is_a_404_that_says_what_exists(client):
+    response = client.get("/sae/nope/feature/1")
+    assert response.status_code == 404
+    assert "No SAE named &#39;nope&#39;" in text_of(response) and 'href="sae/toy_child"' in text_of(response)
+    response = client.get("/sae/toy/feature/32")
+    assert response.status_code == 404 and "has features 0 to 31" in text_of(response)
+    assert client.get("/sae/toy/feature/-1").status_code == 404
+    assert "Edges here" in text_of(client.get("/edge/child/base"))
+    assert client.get("/model/nope").status_code == 404
+
+
+def test_sql_page_runs_reads_refuses_writes_and_shows_duckdb_errors(client, browsed):
+    before = hashlib.sha256(browsed.db_path.read_bytes()).hexdigest()
+    page = text_of(client.get("/sql", query_string={"q": "SELECT name, kind FROM models ORDER BY name"}))
+    assert "<td>base</td><td>base</td>" in page and "download CSV" in page
+    assert "persistence_summary" in page and "Per lineage edge" in page  # saved objects with their docs
+    assert "Parser Error" in text_of(client.get("/sql", query_string={"q": "SELEC 1"}))
+    assert "physical_plan" in text_of(client.get("/sql", query_string={"q": "EXPLAIN SELECT * FROM models"}))
+    assert "Catalog Error" in text_of(client.get("/sql", query_string={"q": "SELECT * FROM nope"}))
+    for write in ("DROP TABLE models", "INSERT INTO models (name, kind, path) VALUES ('x', 'base', 'p')",
+                  f"COPY models TO '{browsed.activations_dir}/x.csv'", "ATTACH 'other.db'", "SET threads = 1",
+                  f"EXPLAIN ANALYZE COPY models TO '{browsed.activations_dir}/x.csv'", "SELECT 1; SELECT 2"):
+        assert "Refused:" in text_of(client.get("/sql", query_string={"q": write})), write
+    assert "Permission Error" in text_of(client.get("/sql", query_string={"q": "SELECT * FROM read_text('/etc/hostname')"}))
+    with browsed.connect(read_only=True) as con:  # a runaway query is interrupted
+        with pytest.raises(duckdb.InterruptException):
+            run_query(con, "SELECT count(*) FROM range(1000000000000)", timeout=0.3)
+    csv = client.get("/sql.csv", query_string={"q": "SELECT name FROM models ORDER BY name"})
+    assert csv.mimetype == "text/csv" and csv.get_data(as_text=True).splitlines() == ['"name"', '"base"', '"child"']
+    assert client.get("/sql.csv", query_string={"q": "DROP TABLE models"}).status_code == 400
+    assert hashlib.sha256(browsed.db_path.read_bytes()).hexdigest() == before
+    assert not (browsed.activations_dir / "x.csv").exists()
+
+
+def test_static_feature_pages_beside_the_report(tmp_path):
+    from featstore.browser.export import report_with_pages
+
+    wh = Warehouse(tmp_path / "wh")
+    fill(wh)
+    index = report_with_pages(wh, 2)
+    report = index.parent
+    pages = sorted(p.relative_to(report).as_posix() for p in report.glob("sae/*/feature/*.html"))
+    # the 2 most frequent of each of the 4 SAEs plus the showcased pairs (features 0-3)
+    assert len(pages) >= 8 and "sae/base-sae/feature/0.html" in pages
+    assert "href='sae/base-sae/feature/0.html'" in index.read_text()
+    for page in pages:
+        html = (report / page).read_text()
+        assert '<base href="../../../">' in html
+        assert '<a href="index.html">report</a>' in html
+        for link in re.findall(r'<a href="([^"]+)"', html):
+            assert (report / link).is_file(), (page, link)  # every link leads to a page that was written
+
+
+# -- the real server in a real browser --------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(wh: Warehouse):
+    """`featstore serve` in its own process, on a free loopback port; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "--warehouse", str(wh.root), "serve",
+                             "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(browsed):
+    with serving(browsed) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install -y chromium (see .ci/run)"
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def non_blank(path: Path) -> None:
+    pixels = imread(path)[..., :3]
+    assert pixels.shape[0] > 200 and pixels.std() > 0.05, path
+
+
+def keep_for_docs(page, name: str) -> None:
+    """With FEATSTORE_SCREENSHOTS=DIR, save the visible part of the page as DIR/browser-NAME.png (README)."""
+    folder = os.environ.get("FEATSTORE_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=Path(folder) / f"browser-{name}.png")
+
+
+def test_click_from_lineage_to_edge_to_feature_to_its_match(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(server + "/")
+    page.screenshot(path=tmp_path / "lineage.png", full_page=True)
+    page.locator("svg.graph a[href*='edge/base/child']").first.click()
+    page.wait_for_url("**/edge/base/child?corpus=synth")
+    page.screenshot(path=tmp_path / "edge.png", full_page=True)
+    page.get_by_role("link", name="toy:0", exact=True).first.click()
+    page.wait_for_url("**/sae/toy/feature/0")
+    page.screenshot(path=tmp_path / "feature.png", full_page=True)
+    keep_for_docs(page, "feature")
+    assert page.locator(".explanation").first.inner_text() == EXPLANATION
+    centre = page.locator(".top-contexts .tok.centre").first
+    assert centre.inner_text() == "·end"
+    assert centre.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(255, 136, 0)"
+    match = page.locator(".card.match").first
+    assert match.locator("td.r").first.inner_text() == "0.95"
+    link = match.locator("h3 a")
+    assert link.get_attribute("href") == "sae/toy_child/feature/10"
+    link.click()
+    page.wait_for_url("**/sae/toy_child/feature/10")
+    assert page.locator("h1").inner_text() == "toy_child feature 10"
+    back = page.locator(".card.match h3 a").first
+    assert back.get_attribute("href") == "sae/toy/feature/0" and "parent" in page.locator(".card.match").first.inner_text()
+    for name in ("lineage", "edge", "feature"):
+        non_blank(tmp_path / f"{name}.png")
+
+
+def test_every_page_kind_renders_in_chromium(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    kinds = {"model": "/model/base", "sae": "/sae/toy", "search": "/search?token=end",
+             "sql": "/sql?q=SELECT+*+FROM+run_steps", "missing": "/sae/nope/feature/3"}
+    for kind, url in kinds.items():
+        response = page.goto(server + url)
+        assert response.status == (404 if kind == "missing" else 200), kind
+        page.screenshot(path=tmp_path / f"{kind}.png", full_page=True)
+        non_blank(tmp_path / f"{kind}.png")
+    page.goto(server + "/sql")
+    page.fill("textarea[name=q]", "SELECT nope FROM models")
+    page.get_by_role("button", name="run").click()
+    assert "Binder Error" in page.locator(".error").inner_text()
+    page.fill("textarea[name=q]", "DELETE FROM models")
+    page.get_by_role("button", name="run").click()
+    assert page.locator(".error").inner_text().startswith("Refused: DELETE")
+
+
+def test_serve_leaves_the_warehouse_writable_between_requests(server, browsed):
+    import urllib.request
+
+    before = hashlib.sha256(browsed.db_path.read_bytes()).hexdigest()
+    urllib.request.urlopen(server + "/sae/toy/feature/1").read()
+    assert hashlib.sha256(browsed.db_path.read_bytes()).hexdigest() == before  # serving wrote nothing
+    with browsed.transaction() as con:  # a writer gets the file while the server runs
+        con.execute("INSERT INTO models (name, kind, path) VALUES ('late', 'base', '/m/late')")
+    assert "late" in urllib.request.urlopen(server + "/").read().decode()  # and the server sees the change
+    with browsed.transaction() as con:
+        con.execute("DELETE FROM models WHERE name = 'late'")
+
+
+def test_lineage_of_a_merge_in_chromium(browser, tmp_path):
+    wh = Warehouse(tmp_path / "wh")
+    fill(wh)
+    with serving(wh) as url:
+        page = browser.new_page(viewport={"width": 1000, "height": 760})
+        page.goto(url + "/")
+        for model in ("base", "lua", "tinystories", "luastories"):
+            assert page.locator(f"svg.graph a[href='model/{model}']").count() == 1
+        assert page.locator("svg.graph a[href^='edge/']").count() == 4
+        assert "50.0% persist" in page.locator("svg.graph").first.inner_html()  # lua -> luastories: 3 of 6
+        page.screenshot(path=tmp_path / "lineage.png", full_page=True)
+        non_blank(tmp_path / "lineage.png")
+        keep_for_docs(page, "lineage")
+        page.locator("svg.graph a[href='model/luastories']").first.click()
+        page.wait_for_url("**/model/luastories")
+        assert "slerp t = 0.58" in page.locator("body").inner_text()

@@ -1,0 +1,182 @@
+"""Experiment files: the shipped paper experiments derive today's steps, overrides, bad files, --plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import FIXTURES, invoke, run_cli
+
+from featstore.errors import FeatstoreError
+from featstore.pipeline.experiment import experiments_dir, load_experiment
+from featstore.pipeline.steps import build_steps, downstream, input_hash
+
+# What the derived steps add to the parameters build_steps(preset) had before experiment files: the
+# lineage and settings the old code hard-coded (all with the values it used), and the slice specs
+# that eval-slices used to read from the zoo preset.
+ADDED = {
+    "train-base": {"name": "base"},
+    "finetune-lua": {"parent": "base"},
+    "finetune-tinystories": {"parent": "base"},
+    "merge": {"name": "luastories", "parents": ["lua", "tinystories"], "method": "slerp"},
+    "merge-sweep": {"models": ["lua", "tinystories"], "method": "slerp"},
+    **{f"correlate-{pair}": {"stats": ["all_tokens"]}
+       for pair in ("base-lua", "base-tinystories", "lua-luastories", "tinystories-luastories",
+                    "base-seed1", "lua-seed1", "tinystories-seed1", "luastories-seed1")},
+}
+SLICE_MODEL = {"eval-python": "base", "eval-lua": "lua", "eval-stories": "tinystories"}
+
+
+def as_json(value):
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+@pytest.mark.parametrize("preset, file", [("tiny", "paper-tiny.toml"), ("paper", "paper.toml")])
+def test_shipped_paper_experiments_derive_the_steps_and_parameters_of_the_old_presets(preset, file):
+    """The fixtures hold build_steps(PRESETS[preset]) as it was before experiment files existed."""
+    before = json.loads((FIXTURES / f"pipeline_steps_{preset}.json").read_text())
+    after = build_steps(load_experiment(experiments_dir() / file))
+    assert [s.name for s in after] == [s["name"] for s in before]
+    for old, new in zip(before, after):
+        assert list(new.after) == old["after"], new.name
+        params = as_json(new.params)
+        if new.name == "eval-slices":  # the slices once read from the zoo preset's corpora, same text and size
+            zoo, tokens = old["params"]["zoo"], old["params"]["tokens"]
+            assert params == {"slices": {name: {"source": zoo["corpora"][model], "part": "validation", "tokens": tokens,
+                                                "doc_tokens": None, "min_docs": None, "tokenizer_from": "base"}
+                                         for name, model in SLICE_MODEL.items()}}
+            continue
+        added = dict(ADDED.get(new.name, {}))
+        if "zoo" in params:  # the corpus the old code looked up in the zoo preset by the model's name
+            added["corpus"] = old["params"]["zoo"]["corpora"][old["params"].get("name", "base")]
+        assert params == {**old["params"], **added}, new.name
+
+
+def test_no_file_is_the_shipped_tiny_experiment():
+    default, shipped = build_steps(load_experiment()), build_steps(load_experiment(experiments_dir() / "paper-tiny.toml"))
+    assert [(s.name, as_json(s.params)) for s in default] == [(s.name, as_json(s.params)) for s in shipped]
+
+
+def hashes(steps) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for step in steps:
+        out[step.name] = input_hash(step, out)
+    return out
+
+
+def changed(before, after) -> set[str]:
+    return {name for name, digest in after.items() if before.get(name) != digest}
+
+
+def test_overrides_change_only_what_depends_on_them():
+    plain = build_steps(load_experiment())
+    base = hashes(plain)
+    lua_lr = build_steps(load_experiment(None, ["models.lua.lr=5e-4"]))
+    assert next(s for s in lua_lr if s.name == "finetune-lua").params["zoo"]["finetune"]["lr"] == 5e-4
+    assert changed(base, hashes(lua_lr)) == downstream(plain, ["finetune-lua"])
+    assert "finetune-tinystories" not in downstream(plain, ["finetune-lua"])
+    seeded = build_steps(load_experiment(None, ["saes.default.seed=1"]))
+    assert {s.params["settings"]["seed"] for s in seeded if s.name.startswith("sae-")} == {1}
+    assert changed(base, hashes(seeded)) == downstream(plain, [s.name for s in plain if s.name.startswith("sae-")])
+
+
+def test_adding_a_model_or_an_sae_adds_its_steps_and_reruns_only_what_reads_them():
+    before = hashes(build_steps(load_experiment()))
+    more = ["models.lua2.parent=base", "models.lua2.corpus=lua", "models.lua2.lr=5e-4",
+            "saes.base.seed2.seed=2"]
+    after = hashes(build_steps(load_experiment(None, more)))
+    new = {"finetune-lua2", "sae-lua2", "ingest-lua2", "correlate-base-lua2", "match-base-lua2", "explain-lua2",
+           "sae-base-seed2", "ingest-base-seed2", "correlate-base-seed2", "match-base-seed2"}
+    assert set(after) - set(before) == new
+    # the base's explanations cover its new edge, and the report covers everything
+    assert changed(before, after) == new | {"explain-base", "report"}
+
+
+def test_any_lineage_gets_steps_in_dependency_order(tmp_path):
+    experiment = load_experiment(None, [
+        "models.lua2.parent=base", "models.lua2.corpus=lua",
+        'models.grand.parents=["luastories", "lua2"]', "models.grand.t=0.6",
+    ])
+    names = [s.name for s in build_steps(experiment)]
+    assert names.index("merge-grand") > max(names.index("merge"), names.index("finetune-lua2"))
+    assert {"correlate-luastories-grand", "correlate-lua2-grand", "explain-grand"} <= set(names)
+    grand = next(s for s in build_steps(experiment) if s.name == "merge-grand")
+    assert grand.params["t"] == 0.6 and grand.after == ("merge", "finetune-lua2")
+
+
+BAD = [
+    # (--set overrides or raw TOML appended, the key the one-line error names, what it says)
+    (["colour=1"], "colour", "unknown key"),
+    (["models.lua.lrr=1"], "models.lua.lrr", "unknown key"),
+    (["models.lua.parent=nobody"], "models.lua.parent", "unknown parent 'nobody'"),
+    (["models.base.parent=luastories"], "models.base", "the lineage has a cycle"),
+    (['models.luastories.parents=["lua"]'], "models.luastories.parents", "a merge needs two different parent models"),
+    (["models.ext.path={folder}", 'models.luastories.parents=["lua", "ext"]'], "models.luastories.parents",
+     "tokenizer mismatch"),
+    (["corpora.lua=/no/such/lua"], "corpora.lua.source", "/no/such/lua does not exist"),
+    (["models.lua.lr=fast"], "models.lua.lr", "expected a number, got a string"),
+    (["models.lua.corpus=klingon"], "models.lua.corpus", "unknown corpus 'klingon'"),
+    (["models.luastories.t=1.5"], "models.luastories.t", "between 0 and 1"),
+    (["saes.nobody.main.seed=1"], "saes.nobody", "unknown model 'nobody'"),
+    (["saes.base.main.expansion=wide"], "saes.base.main.expansion", "expected an integer"),
+    (['analyses.sweeps.s.models=["lua"]'], "analyses.sweeps.s.models", "two different declared models"),
+    (["slices.eval-lua.doc_tokens=0"], "slices.eval-lua.doc_tokens", "at least 1"),
+    (["models.lua.home=nowhere"], "models.lua.home", "unknown slice 'nowhere'"),
+    ("[models.lua\n", "", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize("change, key, message", BAD, ids=[f"{i}-{b[1] or 'toml'}" for i, b in enumerate(BAD)])
+def test_bad_experiment_files_fail_in_one_line_naming_file_and_key(tmp_path, change, key, message):
+    folder = tmp_path / "ext-model"
+    folder.mkdir()
+    file = tmp_path / "bad.toml"
+    text = (experiments_dir() / "paper-tiny.toml").read_text()
+    overrides = []
+    if isinstance(change, str):
+        text += change
+    else:
+        overrides = [item.format(folder=folder) for item in change]
+    file.write_text(text)
+    warehouse = tmp_path / "wh"
+    args = ["--warehouse", str(warehouse), "run", str(file)] + [a for o in overrides for a in ("--set", o)]
+    result = invoke(*args)
+    assert result.exit_code == 1, result.output
+    line = result.output.strip()
+    assert "\n" not in line and line.startswith(f"error: {file}: {key}") and message in line, line
+    assert not warehouse.exists()  # nothing ran, nothing was written
+
+
+def test_set_needs_key_and_value():
+    with pytest.raises(FeatstoreError, match="write KEY.PATH=VALUE"):
+        load_experiment(None, ["seed"])
+    with pytest.raises(FeatstoreError, match="seed is not a table"):
+        load_experiment(None, ["seed.x=1"])
+
+
+def write_folder(folder: Path, suffix: str, text: str, n: int = 30) -> Path:
+    folder.mkdir(parents=True)
+    for i in range(n):
+        (folder / f"doc{i}{suffix}").write_text(text.format(i=i))
+    return folder
+
+
+def test_plan_of_the_real_lua_experiment_on_a_folder(tmp_path):
+    lua = write_folder(tmp_path / "lua", ".lua", "local function f{i}(x)\n  return x + {i}\nend\n")
+    warehouse = tmp_path / "wh"
+    result = run_cli(warehouse, "run", "--plan", str(experiments_dir() / "real-lua.toml"), "--set",
+                     f"corpora.lua.source={lua}")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for step in ("train-base", "finetune-lua", "finetune-english", "merge-luaenglish", "eval-slices",
+                 "correlate-lua-luaenglish", "sweep-lua-english", "report"):
+        assert any(line.split()[:3] == ["run", step, "new"] for line in lines), (step, result.output)
+    assert lines[-1] == f"{len(lines) - 1} of {len(lines) - 1} steps would run"
+    assert not warehouse.exists()
+    experiment = load_experiment(experiments_dir() / "real-lua.toml", [f"corpora.lua.source={lua}"])
+    assert experiment.slices["eval-lua"].doc_tokens == 1000 and experiment.models["lua"].corpus == str(lua)
+
+    missing = invoke("run", "--plan", str(experiments_dir() / "real-lua.toml"), "--set",
+                     f"corpora.lua.source={tmp_path / 'nope'}")
+    assert missing.exit_code == 1 and "corpora.lua.source:" in missing.output and "does not exist" in missing.output
