@@ -1,0 +1,497 @@
+"""Pages of the docs site that are written by the code they describe (an mkdocs hook: `hooks:` in mkdocs.yml).
+
+A page asks for a generated part with a marker line; `on_page_markdown` replaces it at build time:
+
+- `<!-- generated: experiment-keys -->`: every key of an experiment file, found by running the parser
+  (`featstore.pipeline.experiment.Reader`) on probe experiments and recording each key it reads, with the
+  type it checks, the default it falls back to and whether it is required; the SAE training fields from
+  `TrainSettings` and the architectures' hyperparameters, which the parser accepts by the same lists.
+- `<!-- generated: schema -->`: every table, view and macro with its current columns and types, read
+  from a fresh warehouse (`DESCRIBE` of each object, after every migration), joined with the
+  descriptions and declared tests of the `schema.yml` files under sql/.
+
+Anything the two sides disagree on (a column without a description, an object without an entry) is
+logged as a warning, which `mkdocs build --strict` turns into a failed build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import re
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+log = logging.getLogger("mkdocs.plugins.featstore_docs")
+
+_CACHE: dict[str, str] = {}
+
+
+def on_pre_build(config, **kwargs) -> None:
+    _CACHE.clear()  # `mkdocs serve` rebuilds after an edit: generate again from the current code
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    for marker, build in GENERATORS.items():
+        if marker in markdown:
+            if marker not in _CACHE:
+                _CACHE[marker] = build()
+            markdown = markdown.replace(marker, _CACHE[marker])
+    return markdown
+
+
+# -- shared ------------------------------------------------------------------------------------------
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _code(value) -> str:
+    if isinstance(value, Plain):
+        return _cell(value)
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, str):
+        return f"`{_cell(value)}`"
+    if isinstance(value, (list, tuple)):
+        return "`[" + ", ".join(_cell(repr(v) if not isinstance(v, str) else f'"{v}"') for v in value) + "]`"
+    return f"`{_cell(value)}`"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def field_help(cls) -> dict[str, str]:
+    """Field name -> its help: the `help` metadata of `setting(...)` / `hyperparameter(...)`, else the
+    comment at the end of the field's line in the class source."""
+    found = {}
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        source = ""
+    for line in source.splitlines():
+        match = re.match(r"^\s{4}(\w+)\s*:[^#]*#\s*(.+?)\s*$", line)
+        if match:
+            found[match[1]] = match[2]
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("help"):
+            found[f.name] = f.metadata["help"]
+    return found
+
+
+def _field_default(cls, name: str):
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    return None
+
+
+# -- experiment keys ---------------------------------------------------------------------------------
+
+KIND_PROBES = {"train": "probe_train", "finetune": "probe_finetune", "merge": "probe_merge", "import": "probe_import"}
+FILE_STEM = "the file's stem"
+
+
+class Plain(str):
+    """A default written as words, not as a value."""
+
+
+def probe_experiment(preset: str) -> dict:
+    """A parsed TOML file that declares one of everything the parser branches on: a corpus in each form,
+    a model of each kind, a second SAE, a slice, an explain table and a sweep."""
+    m = KIND_PROBES
+    return {
+        "family": {"preset": preset},
+        "corpora": {"probe_short": "generated:lua?docs=2", "probe_table": {"source": "generated:stories?docs=2"}},
+        "models": {
+            m["train"]: {"corpus": "probe_short"},
+            m["finetune"]: {"parent": m["train"], "corpus": "probe_table"},
+            m["merge"]: {"parents": [m["train"], m["finetune"]]},
+            m["import"]: {"path": "probe-org/probe-model"},
+        },
+        "saes": {m["train"]: {"probe_entry": {}}},
+        "slices": {"probe_slice": {"corpus": "probe_short"}},
+        "analyses": {"sweeps": {"probe_sweep": {"models": [m["train"], m["finetune"]]}}},
+    }
+
+
+GENERAL = [  # concrete probe names -> the placeholders the page uses
+    (re.compile(r"^corpora\.[^.]+(\.|$)"), r"corpora.NAME\1"),
+    (re.compile(r"^models\.[^.]+(\.|$)"), r"models.NAME\1"),
+    (re.compile(r"^saes\.(?!default\b)[^.]+\.[^.]+(\.|$)"), r"saes.MODEL.ENTRY\1"),
+    (re.compile(r"^saes\.(?!default\b)[^.]+$"), "saes.MODEL"),
+    (re.compile(r"^slices\.[^.]+(\.|$)"), r"slices.NAME\1"),
+    (re.compile(r"^analyses\.sweeps\.[^.]+(\.|$)"), r"analyses.sweeps.NAME\1"),
+]
+
+
+def _general(where: str) -> str:
+    for pattern, placeholder in GENERAL:
+        where = pattern.sub(placeholder, where)
+    return where
+
+
+def trace_reader(preset: str) -> list[dict]:
+    """Every key the parser reads from the probe experiment, in the order it reads them."""
+    from featstore.pipeline import experiment as ex
+
+    calls: list[dict] = []
+
+    class Tracing(ex.Reader):
+        def take(self, data, key, where, types, default=None, required=False):
+            calls.append({"where": where, "key": key, "types": types if isinstance(types, tuple) else (types,),
+                          "default": default, "required": required})
+            return super().take(data, key, where, types, default, required)
+
+        def table(self, data, key, where):
+            calls.append({"where": where, "key": key, "table": True})
+            return super().table(data, key, where)
+
+    Tracing("probe.toml").experiment(probe_experiment(preset), default_name=Plain(FILE_STEM))
+    return calls
+
+
+TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "list", dict: "table"}
+
+# Defaults the parser computes after reading (it passes None, then fills them in), and keys whose value
+# lands in no dataclass field of the same name. Each entry must name a key the parser reads: a key that
+# is gone fails the build.
+NOTES = {
+    "name": (None, "the experiment's name (the `preset` column of `pipeline_steps`)"),
+    "seed": (None, "seed of every training run, split and sample"),
+    "description": (None, "free text"),
+    "family.preset": (None, "model-family preset (featstore.models.presets) the shapes and schedules start from"),
+    "corpora.NAME.source": (None, ("a file, folder, glob, `python-stdlib`, `generated:<kind>?docs=N`, a hub id, "
+                                   "or a mixture `a=0.5+b=0.5`")),
+    "models.NAME.corpus": (None, ("train, finetune: the declared corpus (or mixture) it trains on; import: the one "
+                                  "it was trained on")),
+    "models.NAME.method": (None, "merge method: `slerp` or `linear`"),
+    "slices.NAME.corpus": (None, "the declared corpus (or mixture) whose part is tokenized"),
+    "analyses.sweeps.NAME.steps": (None, "evenly spaced values of t from 0 to 1"),
+    "analyses.sweeps.NAME.method": (None, "merge method"),
+    "models.NAME.kind": ("inferred: `parent` → finetune, `parents` → merge, `path` → import, else train",
+                         "train, finetune, merge or import"),
+    "models.NAME.parent": (None, "the model it is fine-tuned from"),
+    "models.NAME.parents": ("none (import)", ("merge: the two models merged, which share a tokenizer; import: "
+                                              "lineage edges to declared models")),
+    "models.NAME.relation": ("`merge` with two parents, else `finetune`", "the lineage relation of an import"),
+    "models.NAME.home": ("the slice of its own corpus, else its first parent's", None),
+    "models.NAME.step": (None, "the name of the step that makes it"),
+    "tokenizer.source": (None, "`bpe` (trained), `mistral`, a tokenizer folder, a SentencePiece file or a hub id"),
+    "tokenizer.corpora": ("every corpus a model of the file trains on", "corpora (names or mixtures) a trained BPE sees"),
+    "tokenizer.sample_chars": ("the preset's `tokenizer_chars`", "characters sampled per corpus to train the BPE"),
+    "saes.default.preset": (None, "SAE preset (featstore.saes.presets) every SAE starts from"),
+    "saes.MODEL.ENTRY.preset": ("`[saes.default] preset`", "SAE preset of this SAE"),
+    "saes.MODEL.ENTRY.path": (None, "import this SAELens folder instead of training"),
+    "saes.MODEL.ENTRY.slices": ("every slice the model is on", "slices to ingest it on"),
+    "analyses.edges": ("every lineage edge", "pairs `[parent, child]` to correlate"),
+    "analyses.stats": (None, "correlation statistics (featstore.correlation.statistics)"),
+    "analyses.r_floor": (None, "stored-pair floor of the correlations"),
+    "analyses.ingest_batch": (None, "windows per forward pass when ingesting"),
+    "analyses.explain.top": (None, "most frequent features explained per SAE"),
+    "analyses.explain.sample": (None, "sample of the other features per edge and side (every persisting one is added)"),
+    "analyses.sweeps.NAME.models": (None, "the two models merged at each t"),
+    "analyses.sweeps.NAME.eval_tokens": ("the family's `eval_tokens`", None),
+    "slices.NAME.part": (None, "`validation` or `train` part of the corpus"),
+    "slices.NAME.tokens": (None, "tokens in the slice"),
+    "slices.NAME.doc_tokens": ("no cap", "at most this many tokens per document, so one long file cannot fill a slice"),
+    "slices.NAME.min_docs": ("none", "fail with fewer documents"),
+    "slices.NAME.models": (None, "models ingested on it"),
+}
+
+
+def _section_classes():
+    from featstore.models.presets import ModelPreset, Schedule
+    from featstore.pipeline import experiment as ex
+
+    return {"": (ex.Experiment, ""), "family.": (ModelPreset, ""), "family.base.": (Schedule, ""),
+            "family.finetune.": (Schedule, ""), "tokenizer.": (ModelPreset, ""), "corpora.NAME.": (ex.Corpus, ""),
+            "models.NAME.": (ex.Model, ""), "saes.default.": (ex.SAE, ""), "saes.MODEL.ENTRY.": (ex.SAE, ""),
+            "slices.NAME.": (ex.Slice, ""), "analyses.": (ex.Analyses, ""), "analyses.explain.": (ex.Analyses, "explain_"),
+            "analyses.sweeps.NAME.": (ex.Sweep, "")}
+
+
+def _preset_default(section: str, key: str, presets: dict) -> dict | None:
+    """What a key left out of [family] / [family.base] / [tokenizer] takes: the family preset's value."""
+    source = {"family.": lambda p: p, "tokenizer.": lambda p: p, "family.base.": lambda p: p.base,
+              "family.finetune.": lambda p: p.finetune}.get(section)
+    if source is None or not all(hasattr(source(p), key) for p in presets.values()):
+        return None
+    return {name: getattr(source(p), key) for name, p in presets.items()}
+
+
+def _by(values: dict, label: str) -> str:
+    distinct = {repr(v) for v in values.values()}
+    if len(distinct) == 1:
+        return _code(next(iter(values.values())))
+    return "; ".join(f"{name}: {_code(v)}" for name, v in values.items()) + f" (by {label})"
+
+
+def experiment_keys() -> str:
+    from featstore.models.presets import MODEL_PRESETS
+    from featstore.pipeline import experiment as ex
+
+    missing = set(ex.KINDS) - set(KIND_PROBES)
+    if missing:
+        log.warning("experiment keys: the probe declares no model of kind %s; add it to KIND_PROBES in docs/hooks.py",
+                    ", ".join(sorted(missing)))
+    kind_of = {name: kind for kind, name in KIND_PROBES.items()}
+    probe_names = set(kind_of) | {"probe_short", "probe_table", "probe_entry", "probe_slice", "probe_sweep", "main"}
+    all_models = list(probe_experiment("tiny")["models"])
+
+    keys: dict[str, dict] = {}
+    sections: dict[str, list[str]] = {}
+    for preset in MODEL_PRESETS:
+        for call in trace_reader(preset):
+            section = _general(call["where"])
+            if call.get("table"):
+                sections.setdefault(_general(call["where"] + call["key"]) + ".", [])
+                continue
+            sections.setdefault(section, [])
+            full = section + call["key"]
+            entry = keys.setdefault(full, {"section": section, "key": call["key"], "types": call["types"],
+                                           "required": call["required"], "defaults": {}, "kinds": []})
+            if full not in sections[section]:
+                sections[section].append(full)
+            kind = kind_of.get(call["where"].split(".")[1]) if section == "models.NAME." else None
+            if kind and kind not in entry["kinds"]:
+                entry["kinds"].append(kind)
+            default = call["default"]
+            if isinstance(default, str) and not isinstance(default, Plain):
+                for name in probe_names:
+                    default = re.sub(rf"\b{name}\b", "NAME", default)
+            if isinstance(default, list) and default == all_models:
+                default = Plain("every declared model")
+            entry["defaults"][(preset, kind)] = default
+
+    for key in NOTES:
+        if key not in keys:
+            log.warning("experiment keys: docs/hooks.py NOTES describes %s, which the parser no longer reads", key)
+
+    classes = _section_classes()
+    out = []
+    for section, names in sections.items():
+        if not names:
+            continue
+        cls, prefix = classes.get(section, (None, ""))
+        helps = field_help(cls) if cls else {}
+        title = f"`[{section.rstrip('.')}]`" if section else "Top level"
+        has_kinds = any(keys[n]["kinds"] for n in names)
+        rows = []
+        for name in names:
+            e = keys[name]
+            note_default, note = NOTES.get(name, (None, None))
+            if name.startswith("models.NAME.") and e["key"] in ex.SCHEDULE_KEYS:
+                note_default = note_default or "`[family.base]` (train), `[family.finetune]` (finetune)"
+            given = {k: v for k, v in e["defaults"].items() if v is not None}
+            if note_default:
+                default = note_default
+            elif e["required"]:
+                default = "*required*"
+            elif given and len(given) == len(e["defaults"]):
+                by_preset = {p: v for (p, _), v in given.items()}
+                by_kind = {k: v for (_, k), v in given.items() if k}
+                if len({repr(v) for v in given.values()}) == 1:
+                    default = _code(next(iter(given.values())))
+                elif len({repr(v) for v in by_preset.values()}) > 1:
+                    default = _by(by_preset, "`[family] preset`")
+                else:
+                    default = _by(by_kind, "kind")
+            else:
+                from_preset = _preset_default(section, e["key"], MODEL_PRESETS)
+                from_class = _field_default(cls, prefix + e["key"]) if cls else None
+                if from_preset is not None:
+                    default = _by(from_preset, "`[family] preset`")
+                elif from_class is not None:
+                    default = _code(list(from_class) if isinstance(from_class, tuple) else from_class)
+                else:
+                    default = "—"
+            meaning = note or helps.get(prefix + e["key"]) or ""
+            row = [f"`{e['key']}`", " or ".join(TYPE_NAMES.get(t, t.__name__) for t in e["types"]), default]
+            if has_kinds:
+                row.append(", ".join(e["kinds"]))
+            rows.append(row + [_cell(meaning)])
+        header = ["key", "type", "default", *(["kinds"] if has_kinds else []), "meaning"]
+        out.append(f"### {title}\n\n{_table(header, rows)}\n")
+    out.append(sae_settings())
+    return "\n".join(out)
+
+
+def sae_settings() -> str:
+    """The SAE training fields the parser accepts in [saes.default] and [saes.MODEL.ENTRY]."""
+    from featstore.saes import ARCHITECTURES
+    from featstore.saes.presets import SAE_PRESETS, TrainSettings
+
+    helps = field_help(TrainSettings)
+    rows = []
+    for f in dataclasses.fields(TrainSettings):
+        if f.name == "options":
+            continue
+        kind = int if f.default is None else type(f.default)
+        defaults = [_code(getattr(p, f.name)) for p in SAE_PRESETS.values()]
+        rows.append([f"`{f.name}`", TYPE_NAMES.get(kind, kind.__name__), *defaults, _cell(helps.get(f.name, ""))])
+    training = _table(["key", "type", *(f"`{name}` preset" for name in SAE_PRESETS), "meaning"], rows)
+    rows = []
+    for arch, cls in ARCHITECTURES.items():
+        for f in cls.config_class.hyperparameters():
+            default = "*required*" if f.default is None else _code(f.default)
+            rows.append([f"`{f.name}`", f"`{arch}`", TYPE_NAMES.get(f.metadata["type"], str(f.metadata["type"])), default,
+                         _cell(f.metadata["help"])])
+    hyper = _table(["key", "architecture", "type", "default", "meaning"], rows)
+    return ("### SAE training fields\n\nAccepted in `[saes.default]` and `[saes.MODEL.ENTRY]` beside the keys above: "
+            "every field of `featstore.saes.presets.TrainSettings` (its defaults per SAE preset below; `seed` "
+            "defaults to the experiment's `seed`) ...\n\n" + training +
+            "\n\n... and the hyperparameters of every architecture in `featstore.saes.architectures.ARCHITECTURES`:\n\n"
+            + hyper + "\n")
+
+
+# -- warehouse schema --------------------------------------------------------------------------------
+
+AREA_TITLES = {"tables": "Tables"}
+
+
+def _signature(text: str, name: str) -> str | None:
+    """`name(a, b := 1)` as a macro's file declares it (parentheses matched, so list defaults survive)."""
+    match = re.search(rf"(?is)create\s+or\s+replace\s+macro\s+{re.escape(name)}\s*\(", text)
+    if not match:
+        return None
+    depth, i = 1, match.end()
+    while i < len(text) and depth:
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        i += 1
+    params = re.sub(r"\s+", " ", text[match.end(): i - 1]).strip()
+    return f"{name}({params})"
+
+
+def _description(column: dict) -> str:
+    """A column's description as written. In a YAML flow mapping (`{name: x, description: a, b}`) an unquoted
+    comma ends the value and the rest becomes keys of their own; they are joined back in order."""
+    pieces = [str(column.get("description", ""))]
+    for key, value in column.items():
+        if key not in ("name", "description", "tests"):
+            pieces.append(str(key) if value is None else f"{key}: {value}")
+    return ", ".join(pieces)
+
+
+def _tests(tests) -> str:
+    out = []
+    for test in tests or []:
+        if isinstance(test, str):
+            out.append(test)
+            continue
+        kind, arg = next(iter(test.items()))
+        if kind == "accepted_values":
+            out.append("accepted_values: " + ", ".join(str(v) for v in arg["values"]))
+        elif kind == "relationships":
+            out.append(f"relationships: {arg['to']}.{arg['field']}")
+        else:
+            out.append(f"{kind}: {', '.join(arg) if isinstance(arg, list) else arg}")
+    return "; ".join(_cell(t) for t in out)
+
+
+def schema_reference() -> str:
+    from featstore.warehouse import Warehouse, schema, sql_dir, sql_files
+
+    docs = schema.load_docs(sql_dir())
+    files: dict[str, list[str]] = defaultdict(list)
+    texts: dict[str, str] = {}
+    for path, text in sql_files():
+        f = schema.SqlFile(path, text)
+        files[f.object].append(path)
+        texts[f.object] = texts.get(f.object, "") + "\n" + text
+    with tempfile.TemporaryDirectory() as tmp:
+        wh = Warehouse(Path(tmp) / "wh")
+        wh.create()
+        tables = set(wh.query("SELECT table_name FROM duckdb_tables() WHERE NOT internal AND NOT temporary")
+                     .column(0).to_pylist()) - {"schema_migrations"}
+        views = set(wh.query("SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary")
+                    .column(0).to_pylist())
+        macros = {r["function_name"]: r["function_type"] for r in wh.query(
+            "SELECT function_name, function_type FROM duckdb_functions() WHERE function_type IN ('macro', 'table_macro')"
+            " AND NOT internal AND schema_name = 'main'").to_pylist()}
+        described = {}
+        with wh.connect(read_only=True) as con:
+            for name, entry in docs.items():
+                try:
+                    described[name] = con.execute(f"DESCRIBE {schema.relation(entry)}").fetchall()
+                except Exception as exc:  # noqa: BLE001 - reported, and strict mode fails the build
+                    log.warning("schema: DESCRIBE of %s failed on a fresh warehouse: %s", name, exc)
+                    described[name] = []
+    for name in sorted((tables | views | set(macros)) - set(docs)):
+        log.warning("schema: %s is in a fresh warehouse but in no sql/**/schema.yml", name)
+
+    by_area: dict[str, list[str]] = defaultdict(list)
+    for name, entry in docs.items():
+        by_area[entry["area"]].append(name)
+    areas = ["tables"] + sorted(a for a in by_area if a != "tables")
+    out = [(f"{len(tables)} tables, {len(views)} views and {len(macros)} macros, from a warehouse created by this "
+            "version of featstore.\n")]
+    out.append("| area | objects |\n|---|---|")
+    for area in areas:
+        links = ", ".join(f"[`{n}`](#{n})" for n in sorted(by_area[area]))
+        out.append(f"| [{AREA_TITLES.get(area, area + '/')}](#{'tables' if area == 'tables' else 'area-' + area}) | {links} |")
+    out.append("")
+    for area in areas:
+        anchor = "tables" if area == "tables" else f"area-{area}"
+        out.append(f"## {AREA_TITLES.get(area, f'`{area}/`')} {{#{anchor}}}\n")
+        for name in sorted(by_area[area]):
+            out.append(_object(name, docs[name], described.get(name, []), tables, views, macros, files, texts))
+    return "\n".join(out)
+
+
+def _object(name, entry, described, tables, views, macros, files, texts) -> str:
+    kinds = []
+    if name in tables:
+        kinds.append("table")
+    if name in macros:
+        kinds.append("table macro" if macros[name] == "table_macro" else "macro")
+    if name in views:
+        kinds.append("view" + (" (the macro at its defaults)" if name in macros else ""))
+    paths = [f"`sql/{p}`" for p in files.get(name, [])]
+    if not paths:
+        origin = "written by `featstore.warehouse` whenever a partition is committed"
+    elif len(paths) == 1:
+        origin = paths[0]
+    else:  # a table changed by later migrations: the columns below are the ones after all of them
+        origin = f"created by {paths[0]}, changed by {', '.join(paths[1:])}"
+    lines = [f"### `{name}` {{#{name}}}\n", f"*{', '.join(kinds) or 'object'}* · {origin}\n",
+             " ".join(str(entry.get("description", "")).split()) + "\n"]
+    if name in macros:
+        signature = _signature(texts.get(name, ""), name)
+        if signature:
+            lines.append(f"```sql\n{signature}\n```\n")
+    documented = {c["name"]: {**c, "description": _description(c)} for c in entry.get("columns", [])}
+    real = [(row[0], row[1]) for row in described]
+    for column, _ in real:
+        if column not in documented:
+            log.warning("schema: %s.%s has no entry in sql/%s/schema.yml", name, column, entry["area"])
+    for column in documented:
+        if real and column not in dict(real):
+            log.warning("schema: sql/%s/schema.yml documents %s.%s, which a fresh warehouse lacks", entry["area"], name, column)
+    if real:
+        rows = [[f"`{column}`", f"`{_cell(dtype)}`", _cell(documented.get(column, {}).get("description", "")),
+                 _tests(documented.get(column, {}).get("tests"))] for column, dtype in real]
+        lines.append(_table(["column", "type", "description", "tests"], rows) + "\n")
+    object_tests = _tests(entry.get("tests"))
+    if object_tests:
+        lines.append(f"Tests on the whole object: {object_tests}.\n")
+    if entry.get("example"):
+        lines.append(f"Example (from schema.yml, run on the test warehouse): `{_cell(entry['example'])}`\n")
+    return "\n".join(lines)
+
+
+GENERATORS = {
+    "<!-- generated: experiment-keys -->": experiment_keys,
+    "<!-- generated: schema -->": schema_reference,
+}
