@@ -30,6 +30,11 @@ MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(run|skip)\b[^>]*-->\s*$")
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 
 
+def doc_pages() -> list[Path]:
+    """The site's Markdown pages: every .md under docs/ except folder READMEs (mkdocs.yml excludes them)."""
+    return sorted(p for p in DOCS.rglob("*.md") if p.name != "README.md")
+
+
 def offline_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "NO_MKDOCS_2_WARNING": "1", **extra}
 
@@ -54,7 +59,7 @@ def page_text(site: Path, page: str) -> str:
 
 def test_site_builds_strict_with_every_page(site):
     assert (site / "index.html").is_file()
-    for md in DOCS.rglob("*.md"):
+    for md in doc_pages():
         rel = md.relative_to(DOCS).with_suffix("")
         built = site / (rel.parent if rel.name == "index" else rel) / "index.html"
         assert built.is_file(), f"{md} was not built"
@@ -115,7 +120,7 @@ def test_readme_is_a_short_front_page():
 
 def test_no_measurement_history_in_readme_or_docs():
     found = []
-    for path in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:
+    for path in [ROOT / "README.md", *doc_pages()]:
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if HISTORY.search(line):
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
