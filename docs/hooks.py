@@ -374,16 +374,6 @@ def _signature(text: str, name: str) -> str | None:
     return f"{name}({params})"
 
 
-def _description(column: dict) -> str:
-    """A column's description as written. In a YAML flow mapping (`{name: x, description: a, b}`) an unquoted
-    comma ends the value and the rest becomes keys of their own; they are joined back in order."""
-    pieces = [str(column.get("description", ""))]
-    for key, value in column.items():
-        if key not in ("name", "description", "tests"):
-            pieces.append(str(key) if value is None else f"{key}: {value}")
-    return ", ".join(pieces)
-
-
 def _tests(tests) -> str:
     out = []
     for test in tests or []:
@@ -471,7 +461,7 @@ def _object(name, entry, described, tables, views, macros, files, texts) -> str:
         signature = _signature(texts.get(name, ""), name)
         if signature:
             lines.append(f"```sql\n{signature}\n```\n")
-    documented = {c["name"]: {**c, "description": _description(c)} for c in entry.get("columns", [])}
+    documented = {c["name"]: c for c in entry.get("columns", [])}
     real = [(row[0], row[1]) for row in described]
     for column, _ in real:
         if column not in documented:

@@ -215,3 +215,12 @@ def test_every_value_the_library_accepts_is_a_lookup_row(warehouse):
     for table, values in accepted.items():
         rows = set(warehouse.query(f"SELECT * FROM {table}").column(0).to_pylist())
         assert set(values) <= rows, f"{table} lacks {set(values) - rows}: add them in a new sql/tables/ file"
+
+
+def test_every_column_entry_has_only_name_description_and_tests():
+    """An unquoted comma inside a YAML flow mapping (`{name: x, description: a, b}`) cuts the description
+    short and turns the rest into keys of their own; quoting the text keeps it whole."""
+    stray = {f"{obj}.{column['name']}": sorted(set(column) - {"name", "description", "tests"})
+             for obj, entry in schema.load_docs(sql_dir()).items() for column in entry.get("columns", [])
+             if set(column) - {"name", "description", "tests"}}
+    assert not stray, f"schema.yml column entries with stray keys (quote their descriptions): {stray}"
