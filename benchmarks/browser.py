@@ -10,6 +10,10 @@ histogram, feature families) on a fresh read-only connection, as a page without 
 
     python benchmarks/browser.py                      # 100 pages, 20 SQL references
     python benchmarks/browser.py --pages 30 --keep /tmp/bench-wh
+    python benchmarks/browser.py --smoke              # 256 features x 2,000 tokens, 5 pages: seconds
+
+The figures and the ratio page / SQL go into a JSON record (benchmarks/record.py;
+docs/benchmarks/browser.json at full size).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -31,6 +36,9 @@ import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import parse_args, settings_of, write_record  # noqa: E402
 
 from featstore.warehouse import Warehouse  # noqa: E402
 
@@ -142,14 +150,17 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=100)
     parser.add_argument("--sql-pages", type=int, default=20)
     parser.add_argument("--keep", type=Path, default=None, help="build (or reuse) the warehouse here")
-    args = parser.parse_args()
+    args = parse_args(parser, smoke=dict(features=256, tokens=2_000, active=5, d_in=32, pages=5, sql_pages=3))
 
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    load_start = os.getloadavg()
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in load_start)}")
     root = args.keep or Path(tempfile.mkdtemp(prefix="featstore-bench-")) / "wh"
+    figures = {}
     if not (root / "featstore.duckdb").exists():
         start = time.perf_counter()
         build(root, args.features, args.tokens, args.active, args.d_in)
-        print(f"built {root} in {time.perf_counter() - start:.1f} s")
+        figures["build_seconds"] = time.perf_counter() - start
+        print(f"built {root} in {figures['build_seconds']:.1f} s")
     wh = Warehouse(root)
     rows = wh.scalar("SELECT sum(n_rows) FROM activation_partitions")
     print(f"{len(MODELS)} SAEs x {args.features} features, {len(SLICES)} slices x {args.tokens} tokens, {rows:,} activations")
@@ -187,6 +198,12 @@ def main() -> None:
     print(f"same content by SQL ({len(sql_times)} pages): median {1000 * sql_median:.0f} ms, p95 {1000 * p95(sql_times):.0f} ms")
     print(f"ratio page / SQL (medians): {page_median / sql_median:.3f}")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    figures.update(activations=rows, pages=len(page_times), page_median_ms=1000 * page_median, page_p95_ms=1000 * p95(page_times),
+                   sql_pages=len(sql_times), sql_median_ms=1000 * sql_median, sql_p95_ms=1000 * p95(sql_times))
+    write_record("browser", figures, {"page_over_sql_median": page_median / sql_median}, settings_of(args), args.out,
+                 load_start=load_start)
+    if args.keep is None:  # the temporary warehouse (--keep's is kept)
+        shutil.rmtree(root.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

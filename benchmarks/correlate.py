@@ -2,13 +2,15 @@
 
     python benchmarks/correlate.py                                   # 200k tokens x 16,384 features, 1 and 2 threads
     python benchmarks/correlate.py --engines torch --threads 2 --tokens 1000000 --features 65536 --no-scipy
+    python benchmarks/correlate.py --smoke                           # 3,000 tokens x 256 features, 1 thread: seconds
 
 Synthetic activations: about --l0 active features per token per SAE, feature frequencies log-normal,
 activations log-normal float32; --planted features of SAE a have a partner in SAE b that fires on the
 same tokens with a noisy rescaled activation (r about 0.99). The data goes through the real warehouse
 API (Warehouse.write_partition). Each engine runs in its own subprocess so its peak RSS is its own:
 featstore's full `correlate` (read Parquet, compute, store), and scipy's CSR build + Aᵀ·B + Pearson
-formula on the same Parquet (file reading and best-match extraction timed apart).
+formula on the same Parquet (file reading and best-match extraction timed apart). The figures and the
+ratios engine / scipy go into a JSON record (benchmarks/record.py; docs/benchmarks/correlate.json at full size).
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featstore.warehouse import Warehouse
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import parse_args, settings_of, write_record  # noqa: E402
+
+from featstore.warehouse import Warehouse  # noqa: E402
 
 CORPUS, SAE_A, SAE_B = "bench", "bench-a", "bench-b"
 
@@ -221,24 +226,28 @@ def main() -> None:
     parser.add_argument("--no-scipy", action="store_true", help="featstore only (for sizes scipy cannot hold)")
     parser.add_argument("--dir", type=Path, help="warehouse folder to (re)use; default a temporary one")
     parser.add_argument("engine", nargs="?", choices=["sql", "numba", "torch", "scipy"], help=argparse.SUPPRESS)
-    parser.add_argument("out", nargs="?", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("result", nargs="?", type=Path, help=argparse.SUPPRESS)
+    args = parse_args(parser, smoke=dict(tokens=3_000, features=256, l0=10, planted=16, threads="1"))
     if args.engine == "scipy":
-        print(json.dumps(run_scipy(args.dir, args.floor, args.out)))
+        print(json.dumps(run_scipy(args.dir, args.floor, args.result)))
         return
     if args.engine:
         print(json.dumps(run_featstore(args.dir, args.floor, args.engine, int(args.threads))))
         return
 
+    load_start = os.getloadavg()
+    figures, ratios = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         root = args.dir or Path(tmp) / "warehouse"
         started = time.perf_counter()
         planted = build_warehouse(root, args)
+        figures.update(build_seconds=time.perf_counter() - started, bytes_per_activation=bytes_per_activation(root),
+                       activations=Warehouse(root).scalar("SELECT sum(n_rows) FROM activation_partitions"))
         print(f"data: {args.tokens:,} tokens x {args.features:,} features, L0 {args.l0}, {args.planted} planted matches; "
               f"written in {time.perf_counter() - started:.1f} s, {bytes_per_activation(root):.2f} bytes per stored activation")
         reference = Path(tmp) / "scipy.npz"
         for threads in [int(t) for t in args.threads.split(",")]:
-            common = ("--dir", str(root), "--floor", str(args.floor), "--threads", str(threads))
+            common = ("--dir", str(root), "--floor", str(args.floor), "--threads", str(threads), *sizes(args))
             theirs = None
             if not args.no_scipy:
                 print(f"[threads {threads}, load average {load()}]")
@@ -246,21 +255,38 @@ def main() -> None:
                 print(f"  scipy.sparse AᵀB + Pearson: {theirs['seconds']:.2f} s ({theirs['cpu_seconds']:.2f} s CPU; + {theirs['read_seconds']:.2f} s "
                       f"reading Parquet, + {theirs['best_match_seconds']:.2f} s best matches), peak RSS {theirs['peak_rss_gb']:.2f} GB, "
                       f"{theirs['n_cofiring_pairs']:,} co-firing pairs")
+                figures.update(_prefixed(f"scipy_{threads}t", theirs))
             for engine in args.engines.split(","):
                 ours = subprocess_json(*common, engine, threads=threads)
                 print(f"  featstore correlate --engine {engine}: {ours['seconds']:.2f} s ({ours['cpu_seconds']:.2f} s CPU), peak RSS "
                       f"{ours['peak_rss_gb']:.2f} GB, {ours['n_cofiring_pairs']:,} co-firing pairs, {ours['n_pairs']:,} stored with r >= {args.floor}"
                       f" [load average {load()}]")
+                figures.update(_prefixed(f"{engine}_{threads}t", ours))
                 if theirs is None:
                     found = planted_found(Warehouse(root), Warehouse(root).scalar("SELECT max(id) FROM correlation_runs"), planted)
                     print(f"    planted matches found: {found['planted_found']} of {found['planted']}")
+                    figures[f"{engine}_{threads}t_planted_found"] = found["planted_found"]
                     continue
                 c = compare(root, reference, planted, args.floor)
+                figures.update(_prefixed(f"{engine}_{threads}t", c))
+                ratios[f"{engine}_over_scipy_{threads}t_wall"] = ours["seconds"] / theirs["seconds"]
+                ratios[f"{engine}_over_scipy_{threads}t_cpu"] = ours["cpu_seconds"] / theirs["cpu_seconds"]
                 print(f"    ratio {engine} / scipy: {ours['seconds'] / theirs['seconds']:.2f} wall, {ours['cpu_seconds'] / theirs['cpu_seconds']:.2f} CPU; "
                       f"pairs {c['pairs_featstore']:,} vs {c['pairs_scipy']:,}, differing {c['pairs_differing']}, max |Δr| "
                       f"{c['max_abs_dr_pairs']:.1e} (pairs) {c['max_abs_dr_best']:.1e} (best); best matches identical "
                       f"{c['best_matches_identical']:,} of {c['best_matches_total']:,}; planted found {c['planted_found']} of {c['planted']}")
         print(f"machine: {os.cpu_count()} cores, load average {load()} at the end")
+    write_record("correlate", figures, ratios, settings_of(args, "engine", "result"), args.out, load_start=load_start)
+
+
+def sizes(args) -> tuple[str, ...]:
+    """The data's sizes as flags, passed on to the engine subprocesses (which read the warehouse, not these)."""
+    return ("--tokens", str(args.tokens), "--features", str(args.features), "--l0", str(args.l0),
+            "--planted", str(args.planted), "--seed", str(args.seed))
+
+
+def _prefixed(prefix: str, values: dict) -> dict:
+    return {f"{prefix}_{k}": v for k, v in values.items()}
 
 
 if __name__ == "__main__":

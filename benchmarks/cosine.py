@@ -2,13 +2,15 @@
 
     python benchmarks/cosine.py                          # 16,384 x 16,384 features of width 1,024, CPU
     python benchmarks/cosine.py --features 65536 --no-dense
+    python benchmarks/cosine.py --smoke                  # 512 x 512 features of width 64, 1 thread: seconds
 
 Two synthetic decoders: b holds --planted noisy copies of a's rows (cosine about 0.98), the rest are
 random. Each engine runs in its own subprocess so its peak RSS is its own: featstore's
 cosine_candidates (blocked: top-k both ways plus every pair above the floor, never the F x F matrix),
 the dense matmul a @ b.T alone (the reference of the ratio), and the dense matmul followed by the same
 reductions (whose candidate pairs must equal featstore's). Memory is reported as peak RSS and as the
-growth over the RSS once the inputs exist.
+growth over the RSS once the inputs exist. The figures and the ratios featstore / dense matmul go into a
+JSON record (benchmarks/record.py; docs/benchmarks/cosine.json at full size).
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import parse_args, settings_of, write_record  # noqa: E402
 
 
 def inputs(args) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -78,7 +84,10 @@ def run_engine(args) -> dict:
 
 
 def spawn(args, engine: str) -> dict:
-    cmd = [sys.executable, __file__, "--engine", engine, *sys.argv[1:]]
+    """One engine in a fresh process, given this run's sizes (smoke or not) as flags."""
+    sizes = ("--features", args.features, "--width", args.width, "--top-k", args.top_k, "--floor", args.floor,
+             "--planted", args.planted, "--seed", args.seed, "--threads", args.threads)
+    cmd = [sys.executable, __file__, "--engine", engine, *map(str, sizes)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -94,10 +103,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--no-dense", action="store_true", help="skip the dense engines (they hold the F x F matrix)")
     parser.add_argument("--engine", choices=["featstore", "dense-matmul", "dense-reduced"], help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser, smoke=dict(features=512, width=64, planted=32, threads=1))
     if args.engine:
         print(json.dumps(run_engine(args)))
         return
+    load_start = os.getloadavg()
     print(f"{args.features:,} x {args.features:,} features of width {args.width:,}, top-k {args.top_k}, floor {args.floor},"
           f" {args.threads} torch threads; load average before: {os.getloadavg()}")
     engines = ["featstore"] + ([] if args.no_dense else ["dense-matmul", "dense-reduced"])
@@ -106,6 +116,8 @@ def main() -> None:
         print(f"{r['engine']:>14}: {r['seconds']:7.2f} s wall, {r['cpu_seconds']:7.2f} s CPU, peak RSS {r['peak_rss_mb']:7.0f} MB"
               f" (+{r['peak_rss_mb'] - r['input_rss_mb']:.0f} MB over the inputs), {r['pairs']:,} pairs"
               + (f", planted found {r['planted_found']}/{args.planted}" if "planted_found" in r else ""))
+    figures = {f"{r['engine']}_{k}": v for r in results.values() for k, v in r.items() if k not in ("engine", "pairs_checksum")}
+    ratios = {}
     if not args.no_dense:
         ours, matmul, reduced = results["featstore"], results["dense-matmul"], results["dense-reduced"]
         print(f"ratio featstore / dense matmul: {ours['seconds'] / matmul['seconds']:.2f} wall,"
@@ -113,7 +125,13 @@ def main() -> None:
               f" {(ours['peak_rss_mb'] - ours['input_rss_mb']) / max(1, matmul['peak_rss_mb'] - matmul['input_rss_mb']):.2f}x")
         same = (ours["pairs"], ours["pairs_checksum"]) == (reduced["pairs"], reduced["pairs_checksum"])
         print(f"featstore's candidate pairs equal the dense reduction's: {same}")
+        ratios = {"featstore_over_dense_matmul_wall": ours["seconds"] / matmul["seconds"],
+                  "featstore_over_dense_matmul_cpu": ours["cpu_seconds"] / matmul["cpu_seconds"],
+                  "featstore_over_dense_matmul_memory_growth": (ours["peak_rss_mb"] - ours["input_rss_mb"])
+                  / max(1, matmul["peak_rss_mb"] - matmul["input_rss_mb"])}
+        figures["pairs_equal_dense_reduction"] = int(same)
     print(f"load average after: {os.getloadavg()}")
+    write_record("cosine", figures, ratios, settings_of(args, "engine"), args.out, load_start=load_start)
 
 
 if __name__ == "__main__":

@@ -6,21 +6,31 @@ alternately, several rounds, so machine noise hits both alike. Prints activation
 
     python benchmarks/sae_train.py                       # 512 -> 2048, batch 4096 (tiny scale)
     python benchmarks/sae_train.py --d-in 1024 --expansion 16 --batch 3072   # the paper's shapes
+    python benchmarks/sae_train.py --smoke               # 64 -> 128, batch 240, 3 steps, 1 round: seconds
+
+The figures and the ratio featstore / plain go into a JSON record (benchmarks/record.py;
+docs/benchmarks/sae_train.json at full size).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from featstore.models.hf import resolve_device
-from featstore.saes import build_sae
-from featstore.saes.presets import TrainSettings
-from featstore.saes.training import Trainer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import parse_args, settings_of, write_record  # noqa: E402
+
+from featstore.models.hf import resolve_device  # noqa: E402
+from featstore.saes import build_sae  # noqa: E402
+from featstore.saes.presets import TrainSettings  # noqa: E402
+from featstore.saes.training import Trainer  # noqa: E402
 
 
 def plain_loop(batches: list[torch.Tensor], d_sae: int, steps: int, l1: float, lr: float, scale: float) -> float:
@@ -71,7 +81,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default=None)
-    args = parser.parse_args()
+    args = parse_args(parser, smoke=dict(d_in=64, expansion=2, batch=240, steps=3, rounds=1))
+    load_start = os.getloadavg()
     batch = args.batch // 24 * 24
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -89,6 +100,11 @@ def main() -> None:
     print(f"featstore Trainer.fit : {rate['featstore']:>12,.0f} activations/s")
     print(f"plain PyTorch loop    : {rate['plain']:>12,.0f} activations/s")
     print(f"featstore / plain     : {rate['featstore'] / rate['plain']:.3f}  (target >= 0.90)")
+    figures = {"batch_used": batch, "d_sae": d_sae,
+               **{f"{k}_activations_per_s": v for k, v in rate.items()},
+               **{f"{k}_median_seconds": statistics.median(v) for k, v in times.items()}}
+    write_record("sae_train", figures, {"featstore_over_plain_activations_per_s": rate["featstore"] / rate["plain"]},
+                 {**settings_of(args), "device_used": str(device)}, args.out, load_start=load_start)
 
 
 if __name__ == "__main__":

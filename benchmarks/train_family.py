@@ -7,22 +7,32 @@ tokens first, so the family's figures can be read against what the machine gave 
 
     python benchmarks/train_family.py                      # tiny preset, CPU or GPU
     python benchmarks/train_family.py --preset paper --sweep-steps 11
+    python benchmarks/train_family.py --smoke               # tiny preset cut to a few thousand tokens: seconds
+
+The figures and the ratios (each training stage's tokens/s over the reference's) go into a JSON record
+(benchmarks/record.py; docs/benchmarks/train_family.json at full size).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from featstore.models import lm
-from featstore.models.hf import resolve_device
-from featstore.models.merge import merge_models, merge_sweep
-from featstore.models.presets import ModelPreset, model_preset
-from featstore.warehouse import Warehouse
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import parse_args, settings_of, write_record  # noqa: E402
+
+from featstore.models import lm  # noqa: E402
+from featstore.models.hf import resolve_device  # noqa: E402
+from featstore.models.merge import merge_models, merge_sweep  # noqa: E402
+from featstore.models.presets import ModelPreset, model_preset  # noqa: E402
+from featstore.warehouse import Warehouse  # noqa: E402
 
 
 def reference_tokens_per_s(preset: ModelPreset, device: torch.device, steps: int = 4) -> float:
@@ -66,14 +76,21 @@ def main() -> None:
     parser.add_argument("--finetune-tokens", type=int, default=None)
     parser.add_argument("--eval-tokens", type=int, default=None, help="Validation tokens per domain [default: the preset's].")
     parser.add_argument("--sweep-steps", type=int, default=0, help="Also run the merge sweep with this many t.")
-    args = parser.parse_args()
+    parser.add_argument("--vocab-size", type=int, default=None, help="Override the preset's BPE vocabulary size.")
+    parser.add_argument("--tokenizer-chars", type=int, default=None, help="Override the preset's BPE training text per corpus.")
+    args = parse_args(parser, smoke=dict(base_tokens=4096, finetune_tokens=2048, eval_tokens=1024, vocab_size=512,
+                                         tokenizer_chars=50_000))
 
-    preset = model_preset(args.preset, **({"eval_tokens": args.eval_tokens} if args.eval_tokens else {}))
+    overrides = {"eval_tokens": args.eval_tokens, "vocab_size": args.vocab_size, "tokenizer_chars": args.tokenizer_chars}
+    preset = model_preset(args.preset, **{k: v for k, v in overrides.items() if v})
     device = resolve_device(args.device)
+    load_start = os.getloadavg()
     wh = Warehouse(args.warehouse or tempfile.mkdtemp(prefix="featstore-family-"))
     print(f"preset {preset.name} on {device}, torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, warehouse {wh.root}")
-    print(f"reference: plain training loop of the same shape {reference_tokens_per_s(preset, device):,.0f} tokens/s")
+    reference = reference_tokens_per_s(preset, device)
+    print(f"reference: plain training loop of the same shape {reference:,.0f} tokens/s")
+    figures, ratios = {"reference_tokens_per_s": reference}, {}
 
     stages = [
         ("train base", lambda: lm.train_base(wh, "base", preset=preset, tokenizer=args.tokenizer, device=args.device,
@@ -95,7 +112,13 @@ def main() -> None:
         train = results[label].get("metrics", {}).get("train") if isinstance(results[label], dict) else None
         speed = f", training {train['tokens']:,} tokens at {train['tokens_per_s']:,} tokens/s" if train else ""
         print(f"{label:22s} {seconds:7.1f} s{speed}")
+        key = label.replace(" ", "_")
+        figures[f"{key}_seconds"] = seconds
+        if train:
+            figures.update({f"{key}_train_tokens": train["tokens"], f"{key}_train_tokens_per_s": train["tokens_per_s"]})
+            ratios[f"{key}_over_reference_tokens_per_s"] = train["tokens_per_s"] / reference
     print(f"{'family total':22s} {total:7.1f} s ({total / 60:.1f} min), load average now {os.getloadavg()[0]:.1f}")
+    figures["family_total_seconds"] = total
     for name in ("lua", "tinystories"):
         for line in lm.finetune_findings(wh, name, "base"):
             print(line)
@@ -105,6 +128,14 @@ def main() -> None:
         print(f"monotone: {sweep['monotone']}; plot {sweep['plot']}")
         print(wh.query("SELECT t, evaluated, eval_set, loss, accuracy FROM merge_sweep ORDER BY eval_set, t NULLS FIRST")
               .to_pandas().to_string(index=False))
+        figures["merge_sweep_monotone"] = int(bool(sweep["monotone"]))
+    for row in wh.query("SELECT model, domain, val_loss, val_accuracy FROM model_validation").to_pylist():
+        figures[f"{row['model']}_{row['domain']}_val_loss"] = row["val_loss"]
+        figures[f"{row['model']}_{row['domain']}_val_accuracy"] = row["val_accuracy"]
+    write_record("train_family", figures, ratios, {**settings_of(args), "device_used": str(device), "preset_used": preset.name},
+                 args.out, load_start=load_start)
+    if args.smoke and args.warehouse is None:  # a smoke run's temporary warehouse (a full run's is kept to look at)
+        shutil.rmtree(wh.root, ignore_errors=True)
 
 
 if __name__ == "__main__":
