@@ -9,6 +9,7 @@ warehouse, the correlation references and the engine comparisons.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -38,9 +39,10 @@ def invoke(*args: str, **kwargs):
 
 
 def run_cli(wh, *args: str, **kwargs):
-    """`featstore --warehouse WH ARGS`; `wh` is a Warehouse or a folder. Returns click's Result: callers check
-    `exit_code` themselves."""
-    return invoke("--warehouse", str(getattr(wh, "root", wh)), *args, **kwargs)
+    """`featstore --warehouse WH ARGS`; `wh` is a Warehouse or a folder (str or Path; a Path's own `.root`
+    is "/", so it is never read). Returns click's Result: callers check `exit_code` themselves."""
+    folder = wh if isinstance(wh, (str, os.PathLike)) else wh.root
+    return invoke("--warehouse", str(folder), *args, **kwargs)
 
 
 # --- texts, SAE folders, chat replies --------------------------------------------------------------
