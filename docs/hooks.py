@@ -9,6 +9,7 @@ A page asks for a generated part with a marker line; `on_page_markdown` replaces
 - `<!-- generated: schema -->`: every table, view and macro with its current columns and types, read
   from a fresh warehouse (`DESCRIBE` of each object, after every migration), joined with the
   descriptions and declared tests of the `schema.yml` files under sql/.
+- `<!-- generated: benchmarks -->`: the records of `docs/benchmarks/*.json` that `benchmarks/*.py` write.
 
 Anything the two sides disagree on (a column without a description, an object without an entry) is
 logged as a warning, which `mkdocs build --strict` turns into a failed build.
@@ -481,7 +482,39 @@ def _object(name, entry, described, tables, views, macros, files, texts) -> str:
     return "\n".join(lines)
 
 
+# -- benchmarks: one section per record in docs/benchmarks/*.json ---------------------------------------
+
+RECORDS = Path(__file__).resolve().parent / "benchmarks"
+
+
+def _number(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return _cell(value)
+
+
+def benchmark_records() -> str:
+    """Each full-size record's command, machine, versions and commit, its ratios and its figures."""
+    import json
+
+    records = sorted((json.loads(p.read_text()) for p in RECORDS.glob("*.json")), key=lambda r: r["name"])
+    if not records:
+        return "No full-size record yet: run a script of `benchmarks/` without `--smoke` to write one."
+    out = []
+    for r in records:
+        m, v, c = r["machine"], r["versions"], r.get("commit") or {}
+        load = " → ".join(" ".join(f"{x:.2f}" for x in r["load_average"][k]) for k in ("start", "end"))
+        commit = f"`{c['sha'][:12]}`" + (" (uncommitted changes)" if c.get("dirty") else "") if c.get("sha") else "—"
+        out += [f"## `{r['name']}`\n", f"`{_cell(r['command'])}`, {r['timestamp'][:16].replace('T', ' ')} UTC\n",
+                f"{m['cpu_count']} cores, {m.get('memory_gb', '?')} GB, GPU {m.get('gpu') or 'none'}; load average {load}; "
+                f"torch {v.get('torch')}, duckdb {v.get('duckdb')}; commit {commit}\n",
+                _table(["ratio", "value"], [[f"`{k}`", _number(x)] for k, x in r["ratios"].items()]) + "\n",
+                _table(["figure", "value"], [[f"`{k}`", _number(x)] for k, x in r["figures"].items()]) + "\n"]
+    return "\n".join(out)
+
+
 GENERATORS = {
     "<!-- generated: experiment-keys -->": experiment_keys,
     "<!-- generated: schema -->": schema_reference,
+    "<!-- generated: benchmarks -->": benchmark_records,
 }
