@@ -18,7 +18,7 @@ from featstore.errors import FeatstoreError
 from featstore.models.catalog import get_model
 from featstore.saes.catalog import get_sae
 from featstore.text.slices import get_corpus
-from featstore.warehouse import Warehouse
+from featstore.warehouse import Warehouse, queries
 from featstore.warehouse.queries import run
 
 LAYOUTS = {"tok": ("tok", "feature", "act"), "doc_pos": ("doc_id", "pos", "feature", "act")}
@@ -52,7 +52,7 @@ def import_activations(
         except duckdb.Error as exc:  # e.g. a uint64 tok beyond BIGINT, a corrupt page
             raise FeatstoreError(f"cannot read {file}: {str(exc).splitlines()[0]}") from exc
         # In tok order like an ingest's partitions: the writer's delta encoding of tok relies on it.
-        reader = con.sql("SELECT tok, feature, act FROM import_rows WHERE act > 0 ORDER BY tok, feature").to_arrow_reader(batch_rows)
+        reader = queries.reader(con, "import/positive_rows", batch_rows)
         path = wh.write_partition(
             sae_id, corpus, _with_progress(reader, n_kept), n_tokens=slice_["n_tokens"], origin="import"
         )

@@ -28,7 +28,7 @@ import numpy as np
 
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse
-from featstore.warehouse.queries import sql
+from featstore.warehouse.queries import arrow, sql
 
 _CONNECT_LOCK = threading.Lock()
 
@@ -198,8 +198,7 @@ class PartitionIndex:
 
     def __init__(self, path: str, d_sae: int):
         with duckdb.connect() as con:
-            table = con.sql("SELECT feature, tok, act FROM read_parquet(?) ORDER BY feature, act DESC, tok",
-                            params=[path]).to_arrow_table()
+            table = arrow(con, "browser/partition_by_feature", path=path)
         self.feature = table.column("feature").to_numpy()
         self.tok = table.column("tok").to_numpy()
         self.act = table.column("act").to_numpy()

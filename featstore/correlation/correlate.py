@@ -123,8 +123,7 @@ def persistence_summary(wh: Warehouse, threshold: float = 0.8, stat: str = "all_
     get_statistic(stat)
     if not -1.0 <= threshold <= 1.0:
         raise FeatstoreError(f"the threshold must be a score between -1 and 1 (got {threshold})")
-    return wh.query("SELECT * FROM persistence_summary(threshold := ?, stat := ?, method := ?, policy := ?)",
-                    [threshold, stat, method, policy])
+    return wh.named("correlation/persistence_summary", threshold=threshold, stat=stat, method=method, policy=policy)
 
 
 # -- checks --------------------------------------------------------------------------------------

@@ -89,12 +89,11 @@ def export_layout(wh: Warehouse, out_dir: str | os.PathLike) -> dict:
     tmp.mkdir(parents=True)
     try:
         with wh.connect(read_only=True) as con:
-            tables = [r[0] for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE NOT internal AND schema_name = 'main' ORDER BY 1").fetchall()]
+            tables = [r[0] for r in run(con, "export/catalog_tables").fetchall()]
             for table in tables:
                 select = statements("export/layout_partitions")[0] if table == "activation_partitions" else f"SELECT * FROM {_quoted(table)}"
                 con.execute(f"COPY ({select}) TO '{tmp / f'{table}.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
-            files = [(sae, corpus, file) for sae, corpus, path in con.execute("SELECT sae, corpus, path FROM activation_partitions").fetchall()
+            files = [(sae, corpus, file) for sae, corpus, path in run(con, "export/partition_paths").fetchall()
                      for file in partition_files(wh.root, path)]
         for sae, corpus, file in files:
             link_or_copy(file, tmp / "activations" / f"sae={sae}" / f"corpus={corpus}" / file.name)

@@ -79,7 +79,7 @@ def _check(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str], method
             f"{rows[1]['hook_point']}) read vectors of different widths, so their weights cannot be compared by cosine"
         )
     for corpus in corpora:
-        have = wh.scalar("SELECT count(*) FROM activation_partitions WHERE corpus = ? AND sae IN (?, ?)", [corpus, sae_a, sae_b])
+        have = wh.named_scalar("matching/partitions_present", corpus=corpus, sae_a=sae_a, sae_b=sae_b)
         if have < 2:
             raise FeatstoreError(f"SAEs {sae_a!r} and {sae_b!r} need activations on corpus {corpus!r}; run `featstore ingest` first")
     return rows
@@ -121,7 +121,7 @@ def _key(sae_a: str, sae_b: str, corpus: str | None, method: str) -> dict:
 
 def _assign(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None) -> dict[str, int]:
     """Solve and store the one-to-one assignment of every method with evidence for the pair on `corpus`."""
-    evidence = wh.query("SELECT * FROM pair_evidence(?, ?, ?)", [sae_a, sae_b, corpus])
+    evidence = wh.named("matching/pair_evidence", sae_a=sae_a, sae_b=sae_b, corpus=corpus)
     names = evidence.column("method").to_numpy(zero_copy_only=False)
     assigned = {}
     with wh.transaction() as con:

@@ -16,6 +16,7 @@ import pyarrow as pa
 from featstore.errors import FeatstoreError
 from featstore.text.tokenizer import record_tokenizer
 from featstore.warehouse import Warehouse, check_name
+from featstore.warehouse.queries import run
 
 MODEL_KINDS = ("base", "finetune", "merge", "imported")
 
@@ -99,10 +100,7 @@ def register_model(
         if wh.models.exists(name, con=con) and not replace:
             raise FeatstoreError(f"model {name!r} already exists; use --replace to re-register it")
         fp = record_tokenizer(wh, con, tok, location)
-        [(descendants,)] = con.execute(
-            "WITH RECURSIVE d(m) AS (SELECT ?::VARCHAR UNION SELECT l.child FROM lineage l JOIN d ON l.parent = d.m) SELECT list(m) FROM d",
-            [name],
-        ).fetchall()
+        [(descendants,)] = run(con, "models/descendants", name=name).fetchall()
         for parent in parents:
             if parent in descendants:
                 raise FeatstoreError(

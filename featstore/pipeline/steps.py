@@ -338,7 +338,7 @@ def evidence_exists(sae_a: str, sae_b: str) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
         from featstore.matching import COMPUTED
 
-        found = ctx.wh.scalar("SELECT count(DISTINCT method) FROM match_runs WHERE sae_a = ? AND sae_b = ?", [sae_a, sae_b])
+        found = ctx.wh.named_scalar("pipeline/evidence_methods", sae_a=sae_a, sae_b=sae_b)
         return found == len(COMPUTED)
 
     return check

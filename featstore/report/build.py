@@ -32,8 +32,7 @@ from featstore.report.markup import (
     html_table,
     page,
 )
-from featstore.warehouse import Warehouse, sql_dir
-from featstore.warehouse import queries
+from featstore.warehouse import Warehouse, queries
 from featstore.warehouse.queries import run
 
 
@@ -45,20 +44,15 @@ def _image(fig: Figure, folder: Path, name: str, alt: str) -> str:
 # -- sections: query the warehouse, draw, return HTML ---------------------------------------------
 
 
-def _table(db: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:
-    try:
-        return db.sql(sql, params=params or None).to_arrow_table()
-    except duckdb.Error as exc:
-        raise FeatstoreError(f"report query failed: {str(exc).splitlines()[0]}") from exc
+def _table(db: duckdb.DuckDBPyConnection, name: str, **params) -> pa.Table:
+    """A named query's result (sql/queries/report/) as an Arrow table, for html_table; a failure is a
+    FeatstoreError naming the query."""
+    return queries.arrow(db, name, **params)
 
 
-def _query(name: str) -> str:
-    """A named statement of sql/queries/report/."""
-    return sql_dir().joinpath("queries", "report", f"{name}.sql").read_text()
-
-
-def _rows(db: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
-    return _table(db, sql, params).to_pylist()
+def _rows(db: duckdb.DuckDBPyConnection, name: str, **params) -> list[dict]:
+    """A named query's rows through Arrow (so each cell has Arrow's Python type)."""
+    return _table(db, name, **params).to_pylist()
 
 
 def _named_rows(db: duckdb.DuckDBPyConnection, name: str, **params) -> list[dict]:
@@ -101,9 +95,9 @@ def per_domain_columns(rows: Sequence[dict]) -> list[dict]:
 
 def overview_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
     # the report step is running while it writes this page: leave its own row out
-    steps = _table(db, "SELECT * FROM run_steps WHERE NOT (step = 'report' AND status = 'running')")
-    models = per_domain_columns(_rows(db, "SELECT * FROM run_models"))
-    saes = _table(db, "SELECT * FROM run_saes")
+    steps = _table(db, "report/steps")
+    models = per_domain_columns(_rows(db, "report/models"))
+    saes = _table(db, "report/saes")
     if not models:
         return _missing("models", "featstore run")
     parts = ["<h3>Models (validation loss and next-token accuracy per domain)</h3>", html_table(models),
@@ -129,14 +123,14 @@ def flow_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
     for corpus, (nodes, arrows) in panels.items():
         parts.append(f"<h3>{html.escape(corpus)}</h3>")
         parts.append(_image(flow_figure(nodes, arrows), folder, f"figure2_flow_{corpus}.png", f"feature flow on {corpus}"))
-    return "".join(parts) + html_table(_table(db, "SELECT * FROM run_persistence"))
+    return "".join(parts) + html_table(_table(db, "report/persistence"))
 
 
 def figure2_panels(db: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[dict], list[dict]]]:
     """Per evaluation slice, Figure 2's boxes and arrows: every model and lineage edge correlated there."""
-    edges = _rows(db, "SELECT * FROM persistence_summary ORDER BY corpus, parent, child")
-    models = [r["name"] for r in _rows(db, "SELECT name FROM models ORDER BY created_at, name")]
-    merged = _rows(db, "SELECT child, corpus, count(*) AS n FROM merge_inheritance WHERE inheritance = 'emerged' GROUP BY ALL")
+    edges = _rows(db, "report/persistence_edges")
+    models = [r["name"] for r in _rows(db, "report/model_names")]
+    merged = _rows(db, "report/emerged_in_merges")
     panels = {}
     for corpus in sorted({e["corpus"] for e in edges}):
         emerged_in_merge = {m["child"]: m["n"] for m in merged if m["corpus"] == corpus}
@@ -189,7 +183,7 @@ def floor_curves(floors: list[dict], models: set[str], corpus: str) -> list[dict
 def agreement_section(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int = 2) -> str:
     if not _defined(db, "edge_agreement", "method_disagreements"):
         return _undefined("edge_agreement", "method_disagreements")
-    agreement = _table(db, "SELECT * FROM edge_agreement WHERE 'all_tokens' IN (method_a, method_b)")
+    agreement = _table(db, "report/agreement")
     if not agreement.num_rows:
         return _missing("match evidence beside the correlations", "featstore match PARENT_SAE CHILD_SAE --corpus SLICE")
     worst = _named_rows(db, "report/disagreements", n=per_edge)
@@ -203,14 +197,14 @@ def agreement_section(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int
 
 
 def sweep_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
-    rows = _rows(db, "SELECT * FROM merge_sweep ORDER BY model_a, model_b, method, t")
+    rows = _rows(db, "report/merge_sweep")
     if not rows:
         return _missing("merge sweep", "featstore merge-sweep A B")
     parts = []
     for a, b, method in sorted({(r["model_a"], r["model_b"], r["method"]) for r in rows}):
         pair = [r for r in rows if (r["model_a"], r["model_b"], r["method"]) == (a, b, method)]
         base = next((r["evaluated"] for r in pair if r["evaluated"] != "merge"), "base")
-        merges = [(m["child"], m["merge_t"]) for m in _rows(db, _query("merges_of_pair"), [a, b, method])]
+        merges = [(m["child"], m["merge_t"]) for m in _rows(db, "report/merges_of_pair", model_a=a, model_b=b, method=method)]
         parts.append(f"<p>{html.escape(method)} merges of <b>{html.escape(a)}</b> (t = 0) and <b>{html.escape(b)}</b> (t = 1), "
                      f"dashed: {html.escape(base)} (the paper's Figure 5).</p>")
         parts.append(_image(sweep_figure(pair, merges), folder, f"figure5_sweep_{a}_{b}_{method}.png", "merge sweep"))
@@ -233,20 +227,21 @@ def scores_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
                 groups[f"{parent} features that {'persist' if r['persisting'] else 'disappear'}"].extend(r["scores"])
         parts.append(_image(score_histogram_figure(groups, f"{parent} → {child} on {corpus}"), folder,
                             f"figure6_{parent}_{child}_{corpus}.png", f"scores of {parent} features by persistence"))
-    return "".join(parts) + html_table(_table(db, "SELECT * FROM score_summary WHERE kind = 'self'"))
+    return "".join(parts) + html_table(_table(db, "report/score_summary"))
 
 
 def showcase_section(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int = 2, width: int = 8) -> str:
-    pairs = _rows(db, "SELECT * FROM showcase_matches(n := ?)", [per_edge])
+    pairs = _rows(db, "report/showcase", n=per_edge)
     if not pairs:
         return _missing("feature matches", "featstore correlate PARENT_SAE CHILD_SAE")
     blocks = ["<p>The strongest matches of each edge on each slice, among parent features that fire at least 10 "
               "times there: the parent feature's top activations on that slice (left) and its best match in the "
               "child (right), each token shaded by the feature's activation (the paper's Figures 3–4).</p>"]
     for p in pairs:
-        contexts = "SELECT * FROM top_contexts(?, ?, corpus_name := ?, width := ?)"
-        left = highlighted_contexts(_rows(db, contexts, [p["parent_sae"], p["parent_feature"], p["corpus"], width]))
-        right = highlighted_contexts(_rows(db, contexts, [p["child_sae"], p["child_feature"], p["corpus"], width]))
+        left = highlighted_contexts(_rows(db, "report/top_contexts", sae=p["parent_sae"], feature=p["parent_feature"],
+                                          corpus=p["corpus"], width=width))
+        right = highlighted_contexts(_rows(db, "report/top_contexts", sae=p["child_sae"], feature=p["child_feature"],
+                                           corpus=p["corpus"], width=width))
         weak = "" if p["r"] >= 0.8 else " (below the 0.8 threshold: no persisting match)"
         blocks.append(
             f"<h3>{html.escape(p['parent'])} → {html.escape(p['child'])} on {html.escape(p['corpus'])}: r = {p['r']:.3f}{weak}</h3>"
@@ -271,7 +266,7 @@ def _feature_heading(db: duckdb.DuckDBPyConnection, folder: Path, model: str, sa
 def families_section(db: duckdb.DuckDBPyConnection, folder: Path, limit: int = 40) -> str:
     if not _defined(db, "family_members"):
         return _undefined("family_members")
-    families = _table(db, "SELECT * FROM family_members LIMIT ?", [limit])
+    families = _table(db, "report/families", limit=limit)
     if not families.num_rows:
         return _missing("feature families", "featstore correlate PARENT_SAE CHILD_SAE for every lineage edge")
     return ("<p>Chains of matches at r ≥ 0.8 across generations, from a root model's feature through its "

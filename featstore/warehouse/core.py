@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from featstore.errors import FeatstoreError
 from featstore.warehouse import schema, storage, tables
-from featstore.warehouse.queries import run, sql_dir
+from featstore.warehouse.queries import arrow, run, sql_dir, statements
 from featstore.warehouse.storage import link_or_copy
 
 DB_FILE = "featstore.duckdb"
@@ -221,7 +221,7 @@ class Warehouse:
             con.execute("USE warehouse")
             # the committed files of this very snapshot of the catalog (a writer may commit meanwhile),
             # and the globs of multi-file partitions, so read_parquet(path) works as in the DuckDB shell
-            paths = [r[0] for r in con.execute("SELECT path FROM activation_partitions ORDER BY sae, corpus").fetchall()]
+            paths = [r[0] for r in run(con, "partitions/paths").fetchall()]
             files = [str(f) for path in paths for f in partition_files(self.root, path)]
             globs = [str(self.root / path) for path in paths if "*" in path]
             con.execute("SET allowed_paths = ?", [[str(self.db_path), f"{self.db_path}.wal", *files, *globs]])
@@ -337,7 +337,7 @@ class Warehouse:
         """Whether sql/ holds files this warehouse has not applied (checked read-only)."""
         con = self._retry_locked(lambda: duckdb.connect(str(self.db_path), read_only=True))
         try:
-            applied = dict(con.execute("SELECT file, sha256 FROM schema_migrations").fetchall())
+            applied = dict(run(con, "warehouse/applied").fetchall())
         except duckdb.Error:
             return True
         finally:
@@ -346,7 +346,7 @@ class Warehouse:
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
         """Bring the schema up to date (featstore.schema)."""
-        if "activations" not in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
+        if "activations" not in {r[0] for r in run(con, "warehouse/view_names").fetchall()}:
             # Views in sql/ build on `activations`, and DuckDB binds a view when it is created.
             self._create_activations_view(con, [])
         schema.migrate(con, sql_files())
@@ -355,7 +355,7 @@ class Warehouse:
     def schema_version(self) -> str:
         """The last table migration applied, e.g. 'tables/027_saes.sql'."""
         with self.connect() as con:
-            return con.execute("SELECT max(file) FROM schema_migrations WHERE file LIKE 'tables/%'").fetchone()[0]
+            return run(con, "warehouse/schema_version").fetchone()[0]
 
     # -- paths relative to the warehouse folder -------------------------------------------------
 
@@ -410,7 +410,7 @@ class Warehouse:
         """Bring paths and the `activations` view up to date after the folder was moved or copied."""
         self._migrated = False
         with self.connect() as con:
-            n = con.execute("SELECT count(*) FROM activation_partitions").fetchone()[0]
+            n = run(con, "partitions/count").fetchone()[0]
         return {"root": str(self.root), "partitions": n}
 
     # -- queries ---------------------------------------------------------------------------------
@@ -430,6 +430,18 @@ class Warehouse:
     def scalar(self, sql: str, params: list | None = None):
         with self.connect(read_only=True) as con:
             row = con.execute(sql, params or []).fetchone()
+            return None if row is None else row[0]
+
+    def named(self, name: str, /, **params) -> pa.Table:
+        """Run the named read query `sql/queries/<name>.sql` with its `$parameters` on a read-only connection;
+        its result as an Arrow table. Library code reads through this rather than `query`."""
+        with self.connect(read_only=True) as con:
+            return arrow(con, name, **params)
+
+    def named_scalar(self, name: str, /, **params):
+        """The first value of a named read query's first row (None when it returns no row)."""
+        with self.connect(read_only=True) as con:
+            row = run(con, name, **params).fetchone()
             return None if row is None else row[0]
 
     def sql(self, sql: str) -> pa.Table | None:
@@ -541,7 +553,7 @@ class Warehouse:
                     link_or_copy(source, final)
             with self.transaction() as con:
                 old = self.committed_files(con, "sae = ? AND corpus = ?", [sae, corpus])
-                con.execute("DELETE FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus])
+                run(con, "partitions/drop_row", sae=sae, corpus=corpus)
 
                 run(con, "partitions/insert", sae=sae, corpus=corpus, path=self.relative(stored), n_rows=n_rows,
                     n_tokens=n_tokens, bytes=sum(f.stat().st_size for f in finals), origin=origin)
@@ -632,7 +644,7 @@ class Warehouse:
     # -- the activations view ------------------------------------------------------------------
 
     def _refresh_activations_view(self, con: duckdb.DuckDBPyConnection) -> None:
-        paths = [r[0] for r in con.execute("SELECT path FROM activation_partitions ORDER BY sae, corpus").fetchall()]
+        paths = [r[0] for r in run(con, "partitions/paths").fetchall()]
         files = {path: [f for f in partition_files(self.root, path) if f.is_file()] for path in paths}
         missing = [str(self.root / path) for path in paths if len(files[path]) != expected_files(path)]
         if missing:
@@ -645,7 +657,7 @@ class Warehouse:
 
     @staticmethod
     def _view_root(con: duckdb.DuckDBPyConnection) -> str | None:
-        rows = con.execute("SELECT comment FROM duckdb_views() WHERE view_name = 'activations' AND NOT temporary").fetchall()
+        rows = run(con, "warehouse/activations_view_root").fetchall()
         return rows[0][0] if rows else None
 
     def _shadow_moved_view(self, con: duckdb.DuckDBPyConnection, files: list[str] | None = None) -> None:
@@ -673,5 +685,5 @@ class Warehouse:
             guard = f" WHERE (SELECT CASE WHEN count(*) FILTER (WHERE path IN ({here})) = 0 THEN error({moved}) ELSE true END FROM duckdb_databases())"
             body = scan + ("" if temporary else guard)
         else:
-            body = "SELECT NULL::VARCHAR AS sae, NULL::VARCHAR AS corpus, NULL::UINTEGER AS tok, NULL::UINTEGER AS feature, NULL::FLOAT AS act WHERE false"
+            body = statements("warehouse/no_activations")[0]
         con.execute(f"CREATE OR REPLACE {'TEMP ' if temporary else ''}VIEW activations AS {body}")

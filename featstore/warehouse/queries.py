@@ -91,6 +91,16 @@ def arrow(con: duckdb.DuckDBPyConnection, name: str, /, **params: Any) -> pa.Tab
         raise FeatstoreError(f"query {name} failed: {str(exc).splitlines()[0]}") from exc
 
 
+def reader(con: duckdb.DuckDBPyConnection, name: str, /, batch_rows: int, **params: Any) -> pa.RecordBatchReader:
+    """A named read query's result streamed in record batches of up to `batch_rows` rows (its last statement's)."""
+    *first, last = statements(name)
+    for statement in first:
+        statement = _spliced(statement, params)
+        con.execute(statement, _named(statement, params))
+    last = _spliced(last, params)
+    return con.sql(last, params=_named(last, params) or None).to_arrow_reader(batch_rows)
+
+
 def run_arrow(con: duckdb.DuckDBPyConnection, name: str, /, **params: Any) -> None:
     """Run a named statement that reads Arrow tables passed as parameters (registered under their names)."""
     tables = {k: v for k, v in params.items() if isinstance(v, pa.Table)}

@@ -184,7 +184,7 @@ def migrate(con: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[str, str]]) ->
 
     files = ordered(_files(pairs))
     run(con, "warehouse/schema_migrations")
-    recorded = dict(con.execute("SELECT file, sha256 FROM schema_migrations").fetchall())
+    recorded = dict(run(con, "warehouse/applied").fetchall())
     renames = _round1_renames(recorded, files)
     applied = {renames.get(p, p): digest for p, digest in recorded.items() if renames.get(p, p)}
     tables = [f for f in files if f.is_table]
@@ -210,7 +210,7 @@ def _apply(con: duckdb.DuckDBPyConnection, f: SqlFile) -> str:
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f.text)
-        con.execute("INSERT OR REPLACE INTO schema_migrations (file, sha256) VALUES (?, ?)", [f.path, f.digest])
+        run(con, "warehouse/record_applied", file=f.path, sha256=f.digest)
     except Exception as exc:
         con.execute("ROLLBACK")
         raise FeatstoreError(f"sql/{f.path} failed to apply: {str(exc).splitlines()[0]}") from exc
@@ -239,9 +239,9 @@ def _rename_records(con: duckdb.DuckDBPyConnection, renames: dict[str, str | Non
     con.execute("BEGIN TRANSACTION")
     for old, new in renames.items():
         if new:
-            con.execute("UPDATE schema_migrations SET file = ? WHERE file = ?", [new, old])
+            run(con, "warehouse/rename_record", new=new, old=old)
         else:
-            con.execute("DELETE FROM schema_migrations WHERE file = ?", [old])
+            run(con, "warehouse/forget_record", file=old)
     con.execute("COMMIT")
 
 
@@ -250,7 +250,7 @@ def _forget_removed(con: duckdb.DuckDBPyConnection, files: Sequence[SqlFile], ap
     current = {f.path for f in files}
     gone = [p for p in applied if p not in current and not p.startswith(f"{TABLES}/")]
     if gone:
-        con.execute("DELETE FROM schema_migrations WHERE list_contains(?, file)", [gone])
+        run(con, "warehouse/forget_records", files=gone)
 
 
 # -- documentation and declared tests (schema.yml per folder, in dbt's style) ------------------------

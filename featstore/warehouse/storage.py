@@ -26,6 +26,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from featstore.warehouse import queries
+
 ROW_GROUP_ROWS = 131_072  # ~0.5 MB row groups: a feature range of a 100M-row partition reads a few of ~760
 ACT_DTYPES = ("float32", "bfloat16", "float16")  # what act holds: always stored as FLOAT, exactly these values
 SORTED_SCHEMA = pa.schema([pa.field("tok", pa.uint32(), nullable=False), pa.field("feature", pa.uint32(), nullable=False),
@@ -63,8 +65,7 @@ def sort_partition(path: Path, act_dtype: str = "float32") -> None:
     con = duckdb.connect()
     try:
         con.execute(f"SET temp_directory = {_literal(str(spill))}")
-        reader = con.sql(f"SELECT tok, feature, act FROM read_parquet({_literal(str(path))}) ORDER BY feature, tok"
-                         ).to_arrow_reader(ROW_GROUP_ROWS)
+        reader = queries.reader(con, "partitions/sorted_rows", ROW_GROUP_ROWS, path=str(path))
         schema = SORTED_SCHEMA.with_metadata({"act_dtype": act_dtype})
         with pq.ParquetWriter(sorted_path, schema, compression="zstd", compression_level=6, use_dictionary=False,
                               column_encoding=ENCODINGS) as writer:

@@ -3,8 +3,9 @@
 A `Warehouse` owns one of each (`wh.saes`, `wh.corpora`, `wh.correlations`, ...). Each reads and
 writes its own table with `get` / `rows_where` / `insert` / `drop` / `replace` and owns its
 cascades: dropping an SAE or a corpus removes everything computed from it in the caller's one
-transaction, and its files are deleted only after that transaction commits. Multi-line SQL is a
-named statement under `sql/queries/` (see `featstore.warehouse.queries`).
+transaction, and its files are deleted only after that transaction commits. Every fixed statement is a
+named one under `sql/queries/` (see `featstore.warehouse.queries`); only the generic verbs below
+assemble SQL, from table and column names.
 
 Methods that write take the caller's connection (`con`) so several entities change in one
 transaction; methods that read open a read-only connection unless given one.
@@ -141,7 +142,7 @@ class Corpora(Table):
 
     def next_tok_start(self, con: duckdb.DuckDBPyConnection) -> int:
         """The first tok after every corpus ever stored, so a tok id is never reused."""
-        return con.execute("SELECT coalesce(max(tok_start + n_tokens), 0) FROM corpora").fetchone()[0]
+        return run(con, "corpora/next_tok_start").fetchone()[0]
 
     def insert_slice(self, con: duckdb.DuckDBPyConnection, record: dict, documents: pa.Table, tokens: pa.Table) -> None:
         """The corpus row, its documents (doc_id, n_tokens, origin) and tokens (seq, doc_id, pos, token_id)."""
@@ -168,21 +169,17 @@ class Corpora(Table):
         return self._arrow("corpora/list")
 
     def document_lengths(self, name: str) -> pa.Table:
-        with self.wh.reading() as con:
-            return con.sql("SELECT n_tokens FROM documents WHERE corpus = ? ORDER BY doc_id", params=[name]).to_arrow_table()
+        return self._arrow("corpora/document_lengths", corpus=name)
 
     def document_starts(self, name: str) -> pa.Table:
         """(doc_id, start tok, n_tokens) of every document: the map from (doc_id, pos) to tok."""
         return self._arrow("corpora/document_starts", corpus=name)
 
     def token_block(self, name: str, lo: int, hi: int) -> pa.Table:
-        with self.wh.reading() as con:
-            return con.sql("SELECT tok, token_id FROM tokens WHERE corpus = ? AND tok >= ? AND tok < ? ORDER BY tok",
-                           params=[name, lo, hi]).to_arrow_table()
+        return self._arrow("corpora/token_block", corpus=name, lo=lo, hi=hi)
 
     def has_tokens(self, name: str, con: duckdb.DuckDBPyConnection | None = None) -> bool:
-        with self.wh.reading(con) as c:
-            return c.execute("SELECT count(*) > 0 FROM tokens WHERE corpus = ?", [name]).fetchone()[0]
+        return self._value("corpora/has_tokens", con, corpus=name)
 
     def names_with_tokenizer(self, fingerprint: str | None) -> list[str]:
         return [r["name"] for r in self.rows_where("tokenizer = ?", [fingerprint], select="name", order_by="name")]
@@ -205,7 +202,7 @@ class Models(Table):
 
     def parents(self, name: str, con: duckdb.DuckDBPyConnection | None = None) -> list[str]:
         with self.wh.reading(con) as c:
-            return [r[0] for r in c.execute("SELECT parent FROM lineage WHERE child = ? ORDER BY parent_order", [name]).fetchall()]
+            return [r[0] for r in run(c, "models/parents", name=name).fetchall()]
 
     def replace(self, con: duckdb.DuckDBPyConnection, record: dict, parents: Sequence[str], relation: str | None,
                 merge_method: str | None, merge_t: float | None) -> None:
@@ -213,8 +210,8 @@ class Models(Table):
         run(con, "models/drop_row", name=record["name"])
         self.insert(record, con)
         for order, parent in enumerate(parents):
-            con.execute("INSERT INTO lineage (parent, child, relation, parent_order, merge_method, merge_t) VALUES (?, ?, ?, ?, ?, ?)",
-                        [parent, record["name"], relation, order, merge_method, merge_t])
+            run(con, "models/insert_lineage", parent=parent, child=record["name"], relation=relation, parent_order=order,
+                merge_method=merge_method, merge_t=merge_t)
 
     def list(self) -> pa.Table:
         return self._arrow("models/list")
@@ -256,7 +253,7 @@ class Saes(Table):
                 raise FeatstoreError(f"SAE {record['id']!r} already exists; use --replace to re-register it")
             stale = self.drop(record["id"], con)
         if record.get("is_primary", True):
-            con.execute("UPDATE saes SET is_primary = false WHERE model = ?", [record["model"]])
+            run(con, "saes/demote_primary", model=record["model"])
         self.insert(record, con)
         return stale
 
@@ -271,7 +268,7 @@ class Saes(Table):
             self.wh.correlations.drop_runs(c, sae=sae)
             self.wh.matches.drop_runs(c, sae=sae)
             self.wh.explanations.drop_for(c, sae=sae)
-            c.execute("DELETE FROM saes WHERE id = ?", [sae])
+            run(c, "saes/drop_row", id=sae)
         if con is None:
             remove_files(files)
         return files
@@ -305,8 +302,7 @@ class Partitions(Table):
 
     def drop(self, con: duckdb.DuckDBPyConnection, *, sae: str | None = None, corpus: str | None = None) -> list[Path]:
         """Remove the partitions of an SAE and/or a corpus inside `con`; returns their files, to delete after commit."""
-        rows = con.execute("SELECT sae, corpus FROM activation_partitions WHERE (? IS NULL OR sae = ?) AND (? IS NULL OR corpus = ?)",
-                           [sae, sae, corpus, corpus]).fetchall()
+        rows = run(con, "partitions/of", sae=sae, corpus=corpus).fetchall()
         return [path for s, c in rows for path in self.wh.drop_partition(con, s, c)]
 
 
@@ -330,7 +326,7 @@ class CorrelationRuns(Table):
             self.drop_rows(con, run_id)
             run(con, "correlation/update_run", id=run_id, n_pairs=n_pairs, **how)
         else:
-            run_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM correlation_runs").fetchone()[0]
+            run_id = run(con, "correlation/next_run_id").fetchone()[0]
             self.insert({"id": run_id, **run_key, "n_pairs": n_pairs, **how}, con)
         con.execute(f"INSERT INTO correlations SELECT ?, feature_a, feature_b, r FROM {pairs}", [run_id])
         for side, table in best.items():
@@ -361,33 +357,25 @@ class MatchRuns(Table):
     def new_run(self, con: duckdb.DuckDBPyConnection, key: dict, *, top_k: int | None, floor: float) -> int:
         """Replace the run of `key` (and its pairs) by an empty one; returns its id."""
         run(con, "matching/drop_run", **key)
-        run_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM match_runs").fetchone()[0]
+        run_id = run(con, "matching/next_run_id").fetchone()[0]
         self.insert({"id": run_id, **key, "top_k": top_k, "floor": floor, "n_pairs": 0}, con)
         return run_id
 
     def add_pairs(self, con: duckdb.DuckDBPyConnection, run_id: int, pairs: pa.Table) -> None:
         """Candidate pairs (feature_a, feature_b, score) of a run."""
-        con.register("new_match_pairs", pairs)
-        try:
-            con.execute("INSERT INTO match_pairs SELECT ?, feature_a, feature_b, score FROM new_match_pairs", [run_id])
-        finally:
-            con.unregister("new_match_pairs")
+        run_arrow(con, "matching/insert_pairs", pairs=pairs, run_id=run_id)
 
     def finish(self, con: duckdb.DuckDBPyConnection, run_id: int, seconds: float) -> int:
         """Record a run's pair count and time; returns the count."""
-        n_pairs = con.execute("SELECT count(*) FROM match_pairs WHERE run_id = ?", [run_id]).fetchone()[0]
+        n_pairs = run(con, "matching/count_pairs", run_id=run_id).fetchone()[0]
         self.update([run_id], {"n_pairs": n_pairs, "seconds": seconds}, con)
         return n_pairs
 
     def assign(self, con: duckdb.DuckDBPyConnection, key: dict, picked: pa.Table) -> None:
         """Replace the one-to-one assignment of `key` by `picked` (feature_a, feature_b, score)."""
         run(con, "matching/drop_assignments", **key)
-        con.register("new_assignments", picked)
-        try:
-            con.execute("INSERT INTO match_assignments SELECT ?, ?, ?, ?, feature_a, feature_b, score FROM new_assignments",
-                        [key["sae_a"], key["sae_b"], key["corpus"], key["method"]])
-        finally:
-            con.unregister("new_assignments")
+        run_arrow(con, "matching/insert_assignments", picked=picked, sae_a=key["sae_a"], sae_b=key["sae_b"],
+                  corpus=key["corpus"], method=key["method"])
 
     def drop_runs(self, con: duckdb.DuckDBPyConnection, *, sae: str | None = None, corpus: str | None = None) -> None:
         """Every run and assignment naming `sae` on either side and/or on `corpus`."""
@@ -408,9 +396,7 @@ class Explanations(Table):
         run(con, "explanations/drop_for", sae=sae, corpus=corpus)
 
     def sampled(self, con: duckdb.DuckDBPyConnection, sae: str, corpus: str, features: list[int]) -> set[int]:
-        return {r[0] for r in con.execute(
-            "SELECT DISTINCT feature FROM explanation_samples WHERE sae = ? AND corpus = ? AND list_contains(?, feature)",
-            [sae, corpus, features]).fetchall()}
+        return {r[0] for r in run(con, "explanations/sampled", sae=sae, corpus=corpus, features=features).fetchall()}
 
     def draw_samples(self, con: duckdb.DuckDBPyConnection, sae: str, corpus: str, features: list[int], seed: int) -> None:
         run(con, "explanations/draw_samples", sae=sae, corpus=corpus, features=features, seed=seed)
@@ -420,18 +406,15 @@ class Explanations(Table):
         return run(con, "explanations/samples", sae=sae, corpus=corpus, features=features, kinds=kind_order).fetchall()
 
     def explained(self, con: duckdb.DuckDBPyConnection, sae: str, corpus: str, explainer: str, version: str) -> set[int]:
-        return {r[0] for r in con.execute(
-            "SELECT feature FROM explanations WHERE sae = ? AND corpus = ? AND explainer = ? AND prompt_version = ?",
-            [sae, corpus, explainer, version]).fetchall()}
+        return {r[0] for r in run(con, "explanations/explained", sae=sae, corpus=corpus, explainer=explainer,
+                                  version=version).fetchall()}
 
     def texts(self, con: duckdb.DuckDBPyConnection, corpus: str, explainer: str, version: str) -> dict[tuple[str, int], str]:
-        return {(sae, f): text for sae, f, text in con.execute(
-            "SELECT sae, feature, explanation FROM explanations WHERE corpus = ? AND explainer = ? AND prompt_version = ?",
-            [corpus, explainer, version]).fetchall()}
+        return {(sae, f): text for sae, f, text in run(con, "explanations/texts", corpus=corpus, explainer=explainer,
+                                                       version=version).fetchall()}
 
     def latest_version(self, con: duckdb.DuckDBPyConnection, sae: str, corpus: str, explainer: str) -> str | None:
-        return con.execute("SELECT max(prompt_version) FROM explanations WHERE sae = ? AND corpus = ? AND explainer = ?",
-                           [sae, corpus, explainer]).fetchone()[0]
+        return run(con, "explanations/latest_version", sae=sae, corpus=corpus, explainer=explainer).fetchone()[0]
 
     def listing(self, sae: str, corpus: str, explainer: str, features: list[int]) -> pa.Table:
         """Up to 200 of the explanations of `features`, for printing."""
@@ -450,13 +433,9 @@ class Scores(Table):
 
     def add(self, con: duckdb.DuckDBPyConnection, record: dict, simulations: pa.Table) -> int:
         """One score row and the simulated examples it was computed from; returns the score's id."""
-        score_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM scores").fetchone()[0]
+        score_id = run(con, "scores/next_id").fetchone()[0]
         self.insert({"id": score_id, **record}, con)
-        con.register("new_simulations", simulations)
-        try:
-            con.execute("INSERT INTO simulations SELECT ? AS score_id, * FROM new_simulations", [score_id])
-        finally:
-            con.unregister("new_simulations")
+        run_arrow(con, "scores/insert_simulations", simulations=simulations, score_id=score_id)
         return score_id
 
     def mean(self, **where: Any) -> float | None:
@@ -514,7 +493,7 @@ class PipelineSteps(Table):
     def recorded(self) -> dict[str, tuple]:
         """step -> (input_hash, status, summary) of every step run so far."""
         with self.wh.reading() as con:
-            rows = con.execute("SELECT step, input_hash, status, summary FROM pipeline_steps").fetchall()
+            rows = run(con, "pipeline/recorded").fetchall()
         return {step: (digest, status, json.loads(summary) if summary else {}) for step, digest, status, summary in rows}
 
     def start(self, step: str, input_hash: str, preset: str, params: dict) -> None:

@@ -33,6 +33,7 @@ from featstore.correlation.engines.sides import (
     pairs_table,
     registered,
 )
+from featstore.warehouse.queries import run as run_query
 
 PAIRS_PER_TILE = 1 << 22  # co-firing row pairs per tile, at most; several tiles per worker keep the cores busy
 LOW_RANKS = 64  # lowest-u features of a whose co-firing partners are recorded, for b's best never-co-firing one
@@ -42,7 +43,7 @@ AHEAD = 16  # entries of a's row whose b row is prefetched ahead of use (their b
 @contextmanager
 def compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None):
     """Engine entry point (see featstore.correlation.engines): results registered on `con` as numba_pairs, numba_best_a, numba_best_b."""
-    workers = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    workers = run_query(con, "correlation/threads").fetchone()[0]
     a, b = load_sides(con, run)
     with registered(con, "numba", *correlate_sides(a, b, run, workers, progress)) as results:
         yield results

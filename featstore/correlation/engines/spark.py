@@ -28,6 +28,7 @@ import duckdb
 
 from featstore import warehouse
 from featstore.correlation.inputs import load_rows
+from featstore.warehouse.queries import run as run_query
 from featstore.warehouse.queries import sql
 
 LOW_RANKS = 64  # partners sorted per feature to find its best never-co-firing one (all of them when saturated)
@@ -82,7 +83,7 @@ def engine(master: str | None):
 
 
 def _warehouse_root(con: duckdb.DuckDBPyConnection) -> Path:
-    return Path(con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]).parent
+    return Path(run_query(con, "warehouse/database_path").fetchone()[0]).parent
 
 
 def partition_files(con: duckdb.DuckDBPyConnection, sae: str, corpus: str) -> list[str]:
@@ -96,7 +97,7 @@ def _correlate(spark, con: duckdb.DuckDBPyConnection, run: dict, staging: Path) 
     for side in "ab":  # streamed over the partitions by a view: nothing held in DuckDB
         load_rows(con, run, side, kind="VIEW")
     if statistic.needs_token_rows:
-        con.execute(f"COPY (SELECT tok, token_id FROM tokens WHERE corpus = '{corpus}') TO '{staging / 'tokens.parquet'}' (FORMAT parquet)")
+        run_query(con, "correlation/spark_tokens", corpus=corpus, path=str(staging / "tokens.parquet"))
         spark.read.parquet(str(staging / "tokens.parquet")).createOrReplaceTempView("tokens")
     for side in "ab":
         spark.read.parquet(*partition_files(con, run[f"sae_{side}"], corpus)).createOrReplaceTempView("acts")
@@ -113,8 +114,7 @@ def _correlate(spark, con: duckdb.DuckDBPyConnection, run: dict, staging: Path) 
     pairs, n_cofiring = _materialised(query(spark, "corr_pairs_all_tokens") if statistic.implicit_zeros
                                       else query(spark, "corr_pairs_moments", min_n=run["min_n"]))
     pairs.createOrReplaceTempView("pairs_all")
-    results = [spark.sql("SELECT 'pairs' AS kind, feature_a AS feature, feature_b AS match, CAST(r AS FLOAT) AS r"
-                         " FROM pairs_all WHERE r >= :floor", args={"floor": run["r_floor"]})]
+    results = [query(spark, "result_pairs", floor=run["r_floor"])]
     for side, other in (("a", "b"), ("b", "a")):
         results.append(_best_matches(spark, run, side, other).selectExpr(f"'best_{side}' AS kind", "*"))
     combined = results[0]

@@ -56,7 +56,7 @@ def _run_blocks(con: duckdb.DuckDBPyConnection, blocks: list[tuple], run: dict, 
     A single-threaded GROUP BY needs no partitioned hash table (measured ~30% less CPU than one
     query spread over the cores); the blocks are independent, so per-core cursors run them side by side.
     """
-    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    threads = run_query(con, "correlation/threads").fetchone()[0]
     con.execute("SET threads = 1")
     cursors = [con.cursor() for _ in range(threads)]
 

@@ -32,6 +32,7 @@ from featstore.correlation.engines.sides import (
     registered,
 )
 from featstore.models.hf import resolve_device
+from featstore.warehouse.queries import run as run_query
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
@@ -66,7 +67,7 @@ class Side:
 def compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None):
     """Engine entry point (see featstore.correlation.engines): results registered on `con` as torch_pairs, torch_best_a, torch_best_b."""
     device = resolve_device(None)
-    workers = 1 if device.type == "cuda" else con.execute("SELECT current_setting('threads')").fetchone()[0]
+    workers = 1 if device.type == "cuda" else run_query(con, "correlation/threads").fetchone()[0]
     dtype = torch.float32 if run["statistic"].implicit_zeros else torch.float64
     with torch.no_grad():
         a, b = (_side(rows, device, dtype) for rows in load_sides(con, run))

@@ -101,9 +101,8 @@ def load_feature_data(wh: Warehouse, sae_id: str, corpus: str | None = None, con
     tok = table.column("tok").to_numpy().astype(np.int64)
     sequence = np.searchsorted(starts, tok, side="right") - 1
     fingerprint = wh.corpora.get(corpus)["tokenizer"]
-    vocab = wh.query("SELECT token_id, text FROM vocab WHERE tokenizer = ?", [fingerprint])
-    explained = wh.query("SELECT feature, explanation, explainer FROM explanations WHERE sae = ? AND corpus = ? ORDER BY explainer DESC",
-                         [sae_id, corpus]).to_pylist()
+    vocab = wh.named("export/viewer_vocab", tokenizer=fingerprint)
+    explained = wh.named("export/viewer_explanations", sae=sae_id, corpus=corpus).to_pylist()
     return FeatureData(
         sae=sae, corpus=corpus, model_path=get_model(wh, sae["model"])["path"], tokens=tokens, lengths=lengths, sequence=sequence, position=tok - starts[sequence],
         feature=table.column("feature").to_numpy().astype(np.int64), act=table.column("act").to_numpy().astype(np.float32),

@@ -1,0 +1,2 @@
+-- The primary SAEs of the run overview (view run_saes).
+SELECT * FROM run_saes;
