@@ -168,7 +168,8 @@ def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, sta
         raise FeatstoreError(f"corpus {corpus!r} has no token rows, which {stat} needs; add it with `featstore corpus add`")
     if n_tokens < 2:
         raise FeatstoreError(f"corpus {corpus!r} has {n_tokens} token(s); a correlation needs at least 2")
-    return {"sae_a": sae_a, "sae_b": sae_b, "corpus": corpus, "stat": stat, "statistic": statistic, "r_floor": r_floor,
+    return {"warehouse": wh,  # engines that read the partitions themselves (Spark) need its paths
+            "sae_a": sae_a, "sae_b": sae_b, "corpus": corpus, "stat": stat, "statistic": statistic, "r_floor": r_floor,
             "n_tokens": n_tokens, "tok_start": tok_start, "d_sae_a": saes[0]["d_sae"], "d_sae_b": saes[1]["d_sae"]}
 
 

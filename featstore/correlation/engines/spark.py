@@ -26,8 +26,8 @@ from pathlib import Path
 
 import duckdb
 
-from featstore import warehouse
 from featstore.correlation.inputs import load_rows
+from featstore.warehouse import Warehouse
 from featstore.warehouse.queries import run as run_query
 from featstore.warehouse.queries import sql
 
@@ -72,7 +72,7 @@ def engine(master: str | None):
 
     @contextmanager
     def compute(con: duckdb.DuckDBPyConnection, run: dict, progress: bool | None):
-        staging = _warehouse_root(con) / "staging" / f"spark-{uuid.uuid4().hex[:12]}"
+        staging = run["warehouse"].root / "staging" / f"spark-{uuid.uuid4().hex[:12]}"
         staging.mkdir(parents=True)
         try:
             yield _correlate(session(master), con, run, staging)
@@ -82,13 +82,8 @@ def engine(master: str | None):
     return compute
 
 
-def _warehouse_root(con: duckdb.DuckDBPyConnection) -> Path:
-    return Path(run_query(con, "warehouse/database_path").fetchone()[0]).parent
-
-
-def partition_files(con: duckdb.DuckDBPyConnection, sae: str, corpus: str) -> list[str]:
+def partition_files(wh: Warehouse, con: duckdb.DuckDBPyConnection, sae: str, corpus: str) -> list[str]:
     """The committed Parquet files of one (SAE, corpus) partition, read through the run's connection."""
-    wh = warehouse.Warehouse(_warehouse_root(con))  # catalog paths are relative to the warehouse folder
     return [str(file) for file in wh.committed_files(con, "sae = ? AND corpus = ?", [sae, corpus])]
 
 
@@ -100,7 +95,7 @@ def _correlate(spark, con: duckdb.DuckDBPyConnection, run: dict, staging: Path) 
         run_query(con, "correlation/spark_tokens", corpus=corpus, path=str(staging / "tokens.parquet"))
         spark.read.parquet(str(staging / "tokens.parquet")).createOrReplaceTempView("tokens")
     for side in "ab":
-        spark.read.parquet(*partition_files(con, run[f"sae_{side}"], corpus)).createOrReplaceTempView("acts")
+        spark.read.parquet(*partition_files(run["warehouse"], con, run[f"sae_{side}"], corpus)).createOrReplaceTempView("acts")
         raw = query(spark, statistic.rows)  # the Spark version of the statistic's row macro, same name
         raw.createOrReplaceTempView(f"raw_{side}")
         if statistic.implicit_zeros:
