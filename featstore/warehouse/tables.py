@@ -39,6 +39,16 @@ def remove_files(files: Sequence[Path]) -> None:
         Path(file).unlink(missing_ok=True)
 
 
+def _drop_computed(wh: Warehouse, con: duckdb.DuckDBPyConnection, **key: str) -> list[Path]:
+    """Drop everything computed from an SAE's or a corpus's activations (partitions, correlation and match
+    runs, explanations); returns the partition files to delete once the caller's transaction commits."""
+    files = wh.partitions.drop(con, **key)
+    wh.correlations.drop_runs(con, **key)
+    wh.matches.drop_runs(con, **key)
+    wh.explanations.drop_for(con, **key)
+    return files
+
+
 class Table:
     """One catalog table: sqlite-utils' verbs over its key, with errors that say what to do."""
 
@@ -156,10 +166,7 @@ class Corpora(Table):
         Without `con` it runs in a transaction of its own and deletes the files after the commit.
         """
         with self.wh.writing(con) as c:
-            files = self.wh.partitions.drop(c, corpus=name)
-            self.wh.correlations.drop_runs(c, corpus=name)
-            self.wh.matches.drop_runs(c, corpus=name)
-            self.wh.explanations.drop_for(c, corpus=name)
+            files = _drop_computed(self.wh, c, corpus=name)
             run(c, "corpora/drop", corpus=name)
         if con is None:
             remove_files(files)
@@ -264,10 +271,7 @@ class Saes(Table):
         Without `con` it runs in a transaction of its own and deletes the partition files after the commit.
         """
         with self.wh.writing(con) as c:
-            files = self.wh.partitions.drop(c, sae=sae)
-            self.wh.correlations.drop_runs(c, sae=sae)
-            self.wh.matches.drop_runs(c, sae=sae)
-            self.wh.explanations.drop_for(c, sae=sae)
+            files = _drop_computed(self.wh, c, sae=sae)
             run(c, "saes/drop_row", id=sae)
         if con is None:
             remove_files(files)
