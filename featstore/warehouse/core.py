@@ -345,7 +345,7 @@ class Warehouse:
         return any(applied.get(name) != hashlib.sha256(text.encode()).hexdigest() for name, text in sql_files())
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Bring the schema up to date (featstore.schema)."""
+        """Bring the schema up to date (featstore.warehouse.schema)."""
         if "activations" not in {r[0] for r in run(con, "warehouse/view_names").fetchall()}:
             # Views in sql/ build on `activations`, and DuckDB binds a view when it is created.
             self._create_activations_view(con, [])
@@ -505,7 +505,7 @@ class Warehouse:
     ) -> Path:
         """Write sparse activations (tok, feature, act) for one (SAE, corpus) and commit them.
 
-        Stored sorted by (feature, tok) (featstore.storage); `act_dtype` declares the precision the
+        Stored sorted by (feature, tok) (featstore.warehouse.storage); `act_dtype` declares the precision the
         caller rounded act to (float32, bfloat16, float16), recorded in the file's footer.
 
         The file is written in `.staging/` (outside activations/, so no reader of the folder sees it),

@@ -3,7 +3,7 @@
 -- (feature = feature_a, match = feature_b); kind 'a' / 'b' rows give each feature of that side
 -- its best partner in the block, its number of partners n, and a bitmask of which of the mask_bits
 -- lowest-ranked partners it co-fires with (bit rank−1). Masks of several blocks combine with
--- bit_or, best partners with arg_max. pairs_table is read three times: featstore.correlate passes
+-- bit_or, best partners with arg_max. pairs_table is read three times: the SQL engine passes
 -- a MATERIALIZED CTE.
 CREATE OR REPLACE MACRO corr_block_summary(pairs_table, r_floor, mask_bits) AS TABLE
 SELECT 'pair' AS kind, feature_a AS feature, feature_b AS match, r, NULL::UBIGINT AS mask, 1::BIGINT AS n

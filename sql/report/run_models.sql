@@ -1,4 +1,4 @@
--- The models of a run with their validation metrics per domain (as featstore.lm records them).
+-- The models of a run with their validation metrics per domain (as featstore.models.lm records them).
 CREATE OR REPLACE VIEW run_models AS
 SELECT name, kind, train_corpus,
        metrics->'val_loss' AS val_loss,
