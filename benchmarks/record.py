@@ -124,7 +124,9 @@ def git_commit(repo: Path = REPO) -> dict:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=60)
         if sha.returncode != 0:
             return {"sha": None, "dirty": None}
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, timeout=120)
+        # the records themselves are not the code measured: a run after another benchmark is not "dirty"
+        status = subprocess.run(["git", "status", "--porcelain", "--", ".", ":(exclude)docs/benchmarks"], cwd=repo,
+                                capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return {"sha": None, "dirty": None}
     return {"sha": sha.stdout.strip(), "dirty": bool(status.stdout.strip()) if status.returncode == 0 else None}

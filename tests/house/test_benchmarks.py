@@ -121,6 +121,23 @@ def test_commit_is_none_outside_a_checkout(tmp_path):
     assert _record_module().git_commit(tmp_path) == {"sha": None, "dirty": None}
 
 
+def test_only_changes_outside_the_records_make_a_checkout_dirty(tmp_path):
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("commit", "-q", "-m", "code")
+    commit = _record_module().git_commit
+    (tmp_path / "docs" / "benchmarks").mkdir(parents=True)
+    (tmp_path / "docs" / "benchmarks" / "other.json").write_text("{}")  # an earlier benchmark's new record
+    assert commit(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert commit(tmp_path)["dirty"] is True
+
+
 def test_smoke_output_defaults_to_a_fresh_folder_never_the_records(monkeypatch):
     import argparse
 
