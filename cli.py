@@ -307,7 +307,7 @@ def ingest_command(wh: Warehouse, model: str, corpora, all_corpora: bool, sae_id
 @click.argument("sae_b")
 @click.option("--corpus", "corpora", multiple=True,
               help="Corpus both SAEs were ingested on (repeatable) [default: every one they share].")
-@stat_option("Correlation statistic (featstore.correlation.statistics; the README's 'Correlation and persistence' says what each computes).")
+@stat_option("Correlation statistic (featstore.correlation.statistics; docs/correlation.md says what each computes).")
 @click.option("--floor", "r_floor", type=float, default=0.2, show_default=True,
               help="Store every pair with r >= this (in [-1, 1]; all_tokens: > 0).")
 @click.option("--min-cofiring", type=int, default=MIN_COFIRING, show_default=True,

@@ -1,22 +1,15 @@
-"""Pearson correlation between every feature of two SAEs over the same tokens, in DuckDB SQL.
+"""Pearson correlation between every feature of two SAEs over the same tokens: one stored run.
 
-The work is a sparse join on the token key followed by a GROUP BY over feature pairs; the SQL is in
-sql/correlation/ (macros `corr_*`) and sql/queries/correlation/. The statistics are registered in
-featstore.correlation.statistics (see the README's "Correlation and persistence"):
+`correlate` checks the inputs (both SAEs ingested on the corpus, one tokenizer, enough tokens),
+builds the run's parameters, lets the chosen engine (`featstore.correlation.engines`: sql, numba,
+torch, spark) fill its result relations in a work database attached for the run, and stores the
+pairs with r >= the floor and every feature's best match in one transaction, replacing an earlier
+run of the same (sae_a, sae_b, corpus, stat). The statistics are registered in
+`featstore.correlation.statistics` (see docs/correlation.md):
 
-- all_tokens: r over every token occurrence of the corpus, implicit zeros counted exactly from the
-  corpus token count. Rows are pre-divided by their feature's centred norm, so the pair aggregate is
-  a single SUM: r(a, b) = Σ v_a·v_b − u_a·u_b (sql/correlation/corr_feature_stats.sql).
-- cofiring: r over the occurrences where both features fire.
+- all_tokens: r over every token occurrence of the corpus, implicit zeros counted exactly;
+- cofiring: r over the occurrences where both features fire;
 - token_type_mean: r over per-token-type mean activations, as the paper's released code computes it.
-
-Side a's features are cut into ranges of about PAIRS_PER_BLOCK co-firing row pairs, and each range is
-joined with side b's rows grouped per key (one list row per token) and aggregated by its own
-single-threaded query, one per core: many small hash tables are much faster than one huge one, and
-memory stays bounded at any scale. The pairs never leave that query: it keeps only the pairs with
-r >= the floor and, per feature of either side, its best partner in the block (corr_block_summary). From those,
-every feature's best match on the other side whatever its r is found (for all_tokens including a
-partner it never co-fires with, r = −u_a·u_b).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Matching features between SAEs: evidence from several methods, and policies over it (see README)."""
+"""Matching features between SAEs: evidence from several methods, and policies over it (see docs/matching.md)."""
 
 from featstore.matching.evidence import build_evidence
 from featstore.matching.methods import COMPUTED, METHODS, POLICIES

@@ -221,7 +221,7 @@ class Reader:
     def done(self, data: dict, where: str) -> None:
         if data:
             key = next(iter(data))
-            raise self.fail(f"{where}{key}", "unknown key; see the README's experiment file section")
+            raise self.fail(f"{where}{key}", "unknown key; see docs/experiments.md for every key")
 
     def names(self, data: dict, where: str) -> None:
         for name in data:

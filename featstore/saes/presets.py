@@ -50,7 +50,7 @@ class TrainSettings:
 SAE_PRESETS = {
     # The paper: 16x dictionary, Adam 1e-4 (beta2 0.9999), 128 x 24-token blocks, ~12M tokens.
     "paper": TrainSettings(),
-    # Tuned on a 1-layer hidden-128 / MLP-512 Mistral (the zoo's tiny shape): see README, "SAEs".
+    # Tuned on a 1-layer hidden-128 / MLP-512 Mistral (the zoo's tiny shape): see docs/saes.md.
     "tiny": TrainSettings(
         expansion=4, lr=1e-3, beta2=0.999, batch_blocks=32, tokens=1_200_000, resample_every=500, eval_tokens=20_000,
     ),

@@ -12,7 +12,7 @@ one Spark job into one Parquet dataset (column kind: pairs, best_a, best_b, coun
 
 `--spark-master` takes any Spark master URL (default local[*]); a SparkSession already running in
 the process is used as it is. On a local master the shuffles get two partitions per core instead of
-Spark's 200: at 10k tokens x 1,024 features that made local[1] 5.7 times faster (README).
+Spark's 200: at 10k tokens x 1,024 features that made local[1] 5.7 times faster.
 """
 
 from __future__ import annotations
