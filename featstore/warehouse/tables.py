@@ -39,13 +39,19 @@ def remove_files(files: Sequence[Path]) -> None:
         Path(file).unlink(missing_ok=True)
 
 
-def _drop_computed(wh: Warehouse, con: duckdb.DuckDBPyConnection, **key: str) -> list[Path]:
-    """Drop everything computed from an SAE's or a corpus's activations (partitions, correlation and match
-    runs, explanations); returns the partition files to delete once the caller's transaction commits."""
-    files = wh.partitions.drop(con, **key)
-    wh.correlations.drop_runs(con, **key)
-    wh.matches.drop_runs(con, **key)
-    wh.explanations.drop_for(con, **key)
+def _drop_with_computed(wh: Warehouse, con: duckdb.DuckDBPyConnection | None, key: dict[str, str], statement: str,
+                        **params: str) -> list[Path]:
+    """Run `statement` (dropping an SAE's or a corpus's own rows) after dropping everything computed from
+    its activations: partitions, correlation and match runs, explanations. Returns the partition files;
+    without `con` it runs in a transaction of its own and deletes them after the commit."""
+    with wh.writing(con) as c:
+        files = wh.partitions.drop(c, **key)
+        wh.correlations.drop_runs(c, **key)
+        wh.matches.drop_runs(c, **key)
+        wh.explanations.drop_for(c, **key)
+        run(c, statement, **params)
+    if con is None:
+        remove_files(files)
     return files
 
 
@@ -161,16 +167,8 @@ class Corpora(Table):
         run_arrow(con, "corpora/insert_tokens", tokens=tokens, corpus=record["name"], tok_start=record["tok_start"])
 
     def drop(self, name: str, con: duckdb.DuckDBPyConnection | None = None) -> list[Path]:
-        """The corpus, its tokens and documents, and everything computed on it; returns files to delete.
-
-        Without `con` it runs in a transaction of its own and deletes the files after the commit.
-        """
-        with self.wh.writing(con) as c:
-            files = _drop_computed(self.wh, c, corpus=name)
-            run(c, "corpora/drop", corpus=name)
-        if con is None:
-            remove_files(files)
-        return files
+        """The corpus, its tokens and documents, and everything computed on it; returns files to delete."""
+        return _drop_with_computed(self.wh, con, {"corpus": name}, "corpora/drop", corpus=name)
 
     def list(self) -> pa.Table:
         return self._arrow("corpora/list")
@@ -266,16 +264,9 @@ class Saes(Table):
 
     def drop(self, sae: str, con: duckdb.DuckDBPyConnection | None = None) -> list[Path]:
         """The SAE and everything computed from it: partitions, correlation and match runs (either side),
-        explanation samples, explanations, scores and simulations (transfer rows naming it on either side).
-
-        Without `con` it runs in a transaction of its own and deletes the partition files after the commit.
-        """
-        with self.wh.writing(con) as c:
-            files = _drop_computed(self.wh, c, sae=sae)
-            run(c, "saes/drop_row", id=sae)
-        if con is None:
-            remove_files(files)
-        return files
+        explanation samples, explanations, scores and simulations (transfer rows naming it on either side);
+        returns the partition files to delete."""
+        return _drop_with_computed(self.wh, con, {"sae": sae}, "saes/drop_row", id=sae)
 
     def list(self) -> pa.Table:
         return self._arrow("saes/list")
