@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -25,8 +26,24 @@ from featstore.errors import FeatstoreError
 from featstore.warehouse import queries
 from featstore.warehouse.queries import run, run_arrow
 
-if TYPE_CHECKING:
-    from featstore.warehouse.core import Warehouse
+
+
+class Warehouse(Protocol):
+    """What the tables use of the `featstore.warehouse.Warehouse` that owns them (stated here, so this
+    module never imports the one that builds it: imports go one way, type-checking ones included)."""
+
+    corpora: Corpora
+    saes: Saes
+    partitions: Partitions
+    correlations: CorrelationRuns
+    matches: MatchRuns
+    explanations: Explanations
+
+    def reading(self, con: duckdb.DuckDBPyConnection | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+    def writing(self, con: duckdb.DuckDBPyConnection | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+    def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+    def resolve(self, stored: str | None) -> str | None: ...
+    def drop_partition(self, con: duckdb.DuckDBPyConnection, sae: str, corpus: str | None = None) -> list[Path]: ...
 
 
 def _json(value: Any) -> str | None:
