@@ -31,8 +31,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDS = REPO / "docs" / "benchmarks"
-REQUIRED_KEYS = ("name", "command", "timestamp", "machine", "load_average", "versions", "commit", "settings",
-                 "figures", "ratios")
 LOAD_AT_IMPORT = os.getloadavg()  # the fallback start load: the scripts import this module first thing
 
 

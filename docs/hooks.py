@@ -484,7 +484,15 @@ def _object(name, entry, described, tables, views, macros, files, texts) -> str:
 
 # -- benchmarks: one section per record in docs/benchmarks/*.json ---------------------------------------
 
-RECORDS = Path(__file__).resolve().parent / "benchmarks"
+def _load_records() -> list[dict]:
+    """`benchmarks/record.py`'s own reader of docs/benchmarks/*.json (the benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "record.py"
+    spec = importlib.util.spec_from_file_location("featstore_benchmark_record", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.load_records()
 
 
 def _number(value) -> str:
@@ -495,9 +503,7 @@ def _number(value) -> str:
 
 def benchmark_records() -> str:
     """Each full-size record's command, machine, versions and commit, its ratios and its figures."""
-    import json
-
-    records = sorted((json.loads(p.read_text()) for p in RECORDS.glob("*.json")), key=lambda r: r["name"])
+    records = _load_records()
     if not records:
         return "No full-size record yet: run a script of `benchmarks/` without `--smoke` to write one."
     out = []
