@@ -806,12 +806,14 @@ def report_command(wh: Warehouse, features: int | None) -> None:
 @main.command("serve")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback by default).")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a --host other machines can reach: they can read the whole warehouse, without authentication.")
 @pass_warehouse
-def serve_command(wh: Warehouse, port: int, host: str) -> None:
-    """The feature browser: a read-only web app over the warehouse (lineage, features, search, SQL)."""
+def serve_command(wh: Warehouse, port: int, host: str, allow_remote: bool) -> None:
+    """The feature browser: a read-only web app over the warehouse (lineage, features, search, SQL), served by waitress."""
     from featstore.browser.app import serve
 
-    serve(wh, host=host, port=port, log=click.echo)
+    serve(wh, host=host, port=port, allow_remote=allow_remote, log=click.echo)
 
 
 @main.command("export")

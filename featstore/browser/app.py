@@ -9,11 +9,13 @@ pages `featstore report --features N` writes (links to pages not written become 
 from __future__ import annotations
 
 import io
+import ipaddress
 import time
 from urllib.parse import urlencode
 
 import duckdb
 import pyarrow.csv as pacsv
+import waitress
 from flask import Flask, Response, g, redirect, render_template, request
 from markupsafe import Markup, escape
 
@@ -79,13 +81,11 @@ def create_app(wh: Warehouse, store: Store | None = None, static_pages: set[str]
         return render_template("lineage.html", graphs=graphs, **data)
 
     def lineage_svg(data: dict, corpus: str | None) -> Markup:
-        on = [e for e in data["summary"] if e["corpus"] == corpus]
-        share = {(e["parent"], e["child"]): e for e in on}
-        live = {**{e["parent"]: e["parent_persist"] + e["parent_disappear"] for e in on},
-                **{e["child"]: e["child_persist"] + e["child_emerge"] for e in on}}
+        on = {(e["parent"], e["child"]): e for e in data["summary"] if e["corpus"] == corpus}
+        live = {**{e["parent"]: e["parent_persist"] + e["parent_disappear"] for e in on.values()},
+                **{e["child"]: e["child_persist"] + e["child_emerge"] for e in on.values()}}
         edges = [{"parent": e["parent"], "child": e["child"],
-                  "label": (f"{100 * (share[(e['parent'], e['child'])]['parent_share_persisting'] or 0):.1f}% persist"
-                            if (e["parent"], e["child"]) in share else e["relation"])}
+                  "label": edge_label(on[(e["parent"], e["child"])]) if (e["parent"], e["child"]) in on else e["relation"]}
                  for e in data["snap"].lineage]
         return svg.lineage_graph(data["models"], edges, lambda m: href("model", m),
                                  lambda e: href("edge", e["parent"], e["child"], corpus=corpus),
@@ -166,6 +166,16 @@ def create_app(wh: Warehouse, store: Store | None = None, static_pages: set[str]
     return app
 
 
+def edge_label(summary: dict) -> str:
+    """An edge's share persisting, then the parent's seed floor (what persists into an SAE differing
+    only in its seed) and the share as a multiple of it: a share means little until set against it."""
+    share, floor, times = summary["parent_share_persisting"], summary["parent_floor"], summary["parent_share_vs_floor"]
+    first = f"{100 * (share or 0):.1f}% persist"
+    if floor is None:
+        return f"{first}\nno seed floor"
+    return f"{first}\nfloor {100 * floor:.1f}%" + (f" · {times:.2f}×" if times is not None else "")
+
+
 def shaded(tokens: list[dict]) -> Markup:
     """A context's tokens as spans shaded by activation (the report's orange), the ranked one outlined.
 
@@ -183,12 +193,23 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
-def serve(wh: Warehouse, host: str = "127.0.0.1", port: int = 8000, log=print) -> None:
-    """Index the warehouse's partitions, then serve until interrupted."""
-    from werkzeug.serving import run_simple
-
+def serve(wh: Warehouse, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False, log=print) -> None:
+    """Index the warehouse's partitions, then serve with waitress (a production WSGI server) until
+    interrupted. Loopback only unless `allow_remote`: the browser is read-only, but without authentication."""
+    if not (allow_remote or is_loopback(host)):
+        raise FeatstoreError(f"--host {host} lets other machines read the whole warehouse (the browser is read-only "
+                             "but has no authentication); pass --allow-remote to serve it there anyway")
     store = Store(wh)
     started = time.perf_counter()
     store.warm()
-    log(f"indexed {wh.root} in {time.perf_counter() - started:.1f} s; serving on http://{host}:{port}/")
-    run_simple(host, port, create_app(wh, store), threaded=True, use_reloader=False)
+    shown = f"[{host}]" if ":" in host else host
+    log(f"indexed {wh.root} in {time.perf_counter() - started:.1f} s; serving on http://{shown}:{port}/")
+    waitress.serve(create_app(wh, store), host=host, port=port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only: localhost or a loopback address (127.0.0.0/8, ::1)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -93,30 +93,44 @@ def feature_page(store: Store, con: duckdb.DuckDBPyConnection, sae: str, feature
         raise NotFound(f"SAE {sae!r} has features 0 to {row['d_sae'] - 1}; there is no feature {feature}.",
                        [(f"{sae} (all features)", ("sae", sae))])
     partitions = snap.partitions.get(sae, {})
-    slices = []
-    for name, part in partitions.items():
-        index = store.partition(snap, sae, name)
-        slices.append({"corpus": name, "n_firing": int(index.n_firing[feature]), "n_tokens": part["n_tokens"],
-                       "density": int(index.n_firing[feature]) / part["n_tokens"] if part["n_tokens"] else 0.0,
-                       "index": index})
-    peak = max((float(s["index"].slice(feature)[1][:1].max(initial=0)) for s in slices), default=0.0)
-    edges = np.linspace(0, peak or 1.0, HIST_BINS + 1)
-    for s in slices:
-        s["hist"] = np.histogram(s["index"].slice(feature)[1], bins=edges)[0].tolist()
-        s["max_act"] = float(s["index"].slice(feature)[1][:1].max(initial=0))
-    if corpus is None or corpus not in partitions:
-        corpus = max(slices, key=lambda s: s["n_firing"])["corpus"] if slices else None
+    slices = slice_rows(store, snap, sae, feature)
+    strongest = strongest_slice(slices)
+    if corpus not in partitions:
+        corpus = strongest
     contexts = {"top": [], "bands": []}
     if corpus is not None:
         contexts = feature_contexts(store.tokens(con, partitions[corpus]), store.partition(snap, sae, corpus), feature)
     return {
-        "sae": row, "feature": feature, "corpus": corpus, "slices": slices, "hist_peak": peak,
+        "sae": row, "feature": feature, "corpus": corpus, "strongest": strongest, "slices": slices,
+        "hist_peak": max((s["max_act"] for s in slices), default=0.0),
         "explanations": snap.explanations.get((sae, feature), []),
         "contexts": contexts,
         "matches": matches(store, con, snap, row, feature),
         "family": snap.family(row["model"], feature),
         "neighbours": neighbours(store, con, snap, row, feature, corpus),
     }
+
+
+def slice_rows(store: Store, snap: Snapshot, sae: str, feature: int) -> list[dict]:
+    """Per corpus slice: how often the feature fires, its density, its max activation and its histogram
+    (bins shared by every slice, so their bars compare)."""
+    slices = []
+    for name, part in snap.partitions.get(sae, {}).items():
+        acts = store.partition(snap, sae, name).slice(feature)[1]
+        slices.append({"corpus": name, "n_firing": len(acts), "n_tokens": part["n_tokens"],
+                       "density": len(acts) / part["n_tokens"] if part["n_tokens"] else 0.0,
+                       "max_act": float(acts[:1].max(initial=0)), "acts": acts})
+    edges = np.linspace(0, max((s["max_act"] for s in slices), default=0.0) or 1.0, HIST_BINS + 1)
+    for s in slices:
+        s["hist"] = np.histogram(s.pop("acts"), bins=edges)[0].tolist()
+    return slices
+
+
+def strongest_slice(slices: list[dict]) -> str | None:
+    """The slice a feature page opens on: where the feature's activations are strongest (max activation,
+    then firing count). Not the slice where it fires most often: a feature can fire weakly and often on
+    text it was not trained for and strongly on what it encodes."""
+    return max(slices, key=lambda s: (s["max_act"], s["n_firing"]))["corpus"] if slices else None
 
 
 def matches(store: Store, con: duckdb.DuckDBPyConnection, snap: Snapshot, row: dict, feature: int) -> list[dict]:

@@ -36,7 +36,7 @@ def lineage_graph(models: Sequence[str], edges: Sequence[dict], node_href: Calla
                   width: int = 760) -> Markup:
     """Figure 2 as SVG: models as boxes, edges as arrows labelled with `label`; each one a link.
 
-    edges: {parent, child, label}.
+    edges: {parent, child, label}; a label's lines (split at "\n") are centred on the arrow's middle.
     """
     pos = layout_lineage(models, [(e["parent"], e["child"]) for e in edges])
     rows = len({y for _, y in pos.values()}) or 1
@@ -53,8 +53,8 @@ def lineage_graph(models: Sequence[str], edges: Sequence[dict], node_href: Calla
         (x0, y0), (x1, y1) = xy(e["parent"]), xy(e["child"])
         line = (f"<line x1='{x0:.0f}' y1='{y0 + box_h / 2:.0f}' x2='{x1:.0f}' y2='{y1 - box_h / 2 - 2:.0f}'"
                 f" stroke='#555' stroke-width='2' marker-end='url(#arrow)'/>"
-                f"<text x='{(x0 + x1) / 2:.0f}' y='{(y0 + y1) / 2 + 4:.0f}' text-anchor='middle' font-size='12'"
-                f" class='edge-label' stroke='white' stroke-width='4' paint-order='stroke'>{escape(e.get('label', ''))}</text>")
+                + _lines((x0 + x1) / 2, (y0 + y1) / 2 + 4, e.get("label", ""), "text-anchor='middle' font-size='12'"
+                         " class='edge-label' stroke='white' stroke-width='4' paint-order='stroke'"))
         parts.append(_linked(edge_href(e), line, f"edge {e['parent']} → {e['child']}"))
     for i, name in enumerate(models):
         if name not in pos:
@@ -107,6 +107,14 @@ def family_graph(model_order: Sequence[str], lineage: Sequence[tuple[str, str]],
         parts.append(box if node == here else _linked(href(*node), box, label))
     return Markup(f"<svg class='graph' width='{width}' height='{height}' viewBox='0 0 {width} {height}'"
                   f" role='img'>{''.join(parts)}</svg>")
+
+
+def _lines(x: float, y: float, text: str, attributes: str, line_height: int = 14) -> str:
+    """An SVG text of one or more lines (split at "\n"), centred vertically on y."""
+    lines = text.split("\n")
+    top = y - line_height * (len(lines) - 1) / 2
+    spans = "".join(f"<tspan x='{x:.0f}' y='{top + i * line_height:.0f}'>{escape(line)}</tspan>" for i, line in enumerate(lines))
+    return f"<text {attributes}>{spans}</text>"
 
 
 def _linked(href: str | None, inner: str, title: str) -> str:
