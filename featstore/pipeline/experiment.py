@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import glob
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ SCHEDULE_KEYS = ("lr", "weight_decay", "warmup_steps", "batch_size", "max_tokens
 SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers",
               "block_size", "rope_theta", "max_position_embeddings", "eval_tokens")
 KINDS = ("train", "finetune", "merge", "import")
+INITS = ("independent", "shared")  # [saes.default] init: each SAE from its own seed, or all from `seed`
 MAIN_SAE = "main"  # the entry name of a model's primary SAE: id `<model>-sae`, step `sae-<model>`
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 WEIGHTED = re.compile(r"^(?P<name>.+?)(?P<weight>=(\d+(\.\d*)?|\.\d+))?$")
@@ -459,10 +460,13 @@ class Reader:
 
     def saes(self, data: dict, models: dict[str, Model], slices: dict[str, Slice], seed: int,
              family: str) -> tuple[SAE, ...]:
-        from featstore.saes.presets import SAE_PRESETS
+        from featstore.saes.presets import SAE_PRESETS, TrainSettings
 
         default = self.table(data, "default", "saes.")
         preset = self.take(default, "preset", "saes.default.", str, family if family in SAE_PRESETS else "tiny")
+        init = self.take(default, "init", "saes.default.", str, INITS[0])
+        if init not in INITS:
+            raise self.fail("saes.default.init", f"use {' or '.join(INITS)}, got {init!r}")
         base = {"seed": seed, **self.settings(default, "saes.default.")}
         self.done(default, "saes.default.")
         for model in data:
@@ -471,25 +475,34 @@ class Reader:
         out = []
         for model in models:
             entries = self.table(data, model, "saes.")
-            entries.setdefault(MAIN_SAE, {})
+            main = self.sae(model, MAIN_SAE, entries.pop(MAIN_SAE, {}), base, preset, slices, init)
+            text_seed = TrainSettings(**main.settings).text_seed  # a replica reads the main SAE's text and batch order
+            out.append(main)
             for entry, value in entries.items():
-                where = f"saes.{model}.{entry}."
-                if not isinstance(value, dict):
-                    raise self.fail(f"saes.{model}.{entry}", f"expected a table of SAE settings, got {_kind(value)}")
-                spec = dict(value)
-                path = self.take(spec, "path", where, str)
-                if path is not None and not Path(path).expanduser().is_dir():
-                    raise self.fail(f"{where}path", f"{path} is not a SAELens folder (cfg.json + sae_weights.safetensors)")
-                on = self.take(spec, "slices", where, list, [])  # default: featstore.pipeline.steps.sae_slices
-                for s in on:
-                    if s not in slices:
-                        raise self.fail(f"{where}slices", f"unknown slice {s!r}")
-                own_preset = self.take(spec, "preset", where, str, preset)
-                replica = {} if entry == MAIN_SAE else {"data_seed": seed}  # same text and batch order as main
-                settings = self.sae_settings(own_preset, {**base, **replica, **self.settings(spec, where)}, where)
-                self.done(spec, where)
-                out.append(SAE(model, entry, settings, path, tuple(on)))
+                out.append(self.sae(model, entry, value, {**base, "data_seed": text_seed}, preset, slices, init))
+                if out[-1].settings == {**main.settings, "data_seed": text_seed}:
+                    raise self.fail(f"saes.{model}.{entry}", "trains exactly like the main SAE; give it another seed")
         return tuple(out)
+
+    def sae(self, model: str, entry: str, value: Any, base: dict, preset: str, slices: dict[str, Slice],
+            init: str) -> SAE:
+        where = f"saes.{model}.{entry}."
+        if not isinstance(value, dict):
+            raise self.fail(f"saes.{model}.{entry}", f"expected a table of SAE settings, got {_kind(value)}")
+        spec = dict(value)
+        path = self.take(spec, "path", where, str)
+        if path is not None and not Path(path).expanduser().is_dir():
+            raise self.fail(f"{where}path", f"{path} is not a SAELens folder (cfg.json + sae_weights.safetensors)")
+        on = self.take(spec, "slices", where, list, [])  # default: featstore.pipeline.steps.sae_slices
+        for s in on:
+            if s not in slices:
+                raise self.fail(f"{where}slices", f"unknown slice {s!r}")
+        own_preset = self.take(spec, "preset", where, str, preset)
+        sae = SAE(model, entry, path=path, slices=tuple(on))
+        own_init = sae.id if init == "independent" else None
+        settings = self.sae_settings(own_preset, {**base, **self.settings(spec, where)}, where, own_init)
+        self.done(spec, where)
+        return replace(sae, settings=settings)
 
     def settings(self, spec: dict, where: str) -> dict:
         """SAE training fields and architecture hyperparameters (k, l1_coefficient, ...), type-checked."""
@@ -503,17 +516,19 @@ class Reader:
                       for f in cls.config_class.hyperparameters()})
         return {key: self.take(spec, key, where, types[key]) for key in [k for k in spec if k in types]}
 
-    def sae_settings(self, preset: str, overrides: dict, where: str) -> dict:
+    def sae_settings(self, preset: str, overrides: dict, where: str, init_name: str | None) -> dict:
+        """The preset with `overrides`; with `init_name`, initial weights from that SAE's own seed."""
         from dataclasses import asdict
 
-        from featstore.saes.presets import SAE_PRESETS, sae_preset
+        from featstore.saes.presets import SAE_PRESETS, independent_init, sae_preset
 
         if preset not in SAE_PRESETS:
             raise self.fail(f"{where}preset", f"unknown SAE preset {preset!r}; use one of {', '.join(SAE_PRESETS)}")
         try:
-            return asdict(sae_preset(preset, **overrides))
+            settings = sae_preset(preset, **overrides)
         except FeatstoreError as exc:  # e.g. an architecture's required hyperparameter is missing
             raise self.fail(where.rstrip("."), str(exc)) from None
+        return asdict(independent_init(settings, init_name) if init_name else settings)
 
     def analyses(self, data: dict, models: dict[str, Model]) -> Analyses:
         from featstore.correlation.statistics import statistic_names

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field, fields, replace
 
@@ -84,6 +85,17 @@ def sae_preset(preset: str, **overrides) -> TrainSettings:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (value <= 0 if name in POSITIVE else value < 0):
             raise FeatstoreError(f"{flags[name]} must be {'positive' if name in POSITIVE else 'zero or more'} (got {value})")
     return replace(base, **settings)
+
+
+def init_seed(seed: int, name: str) -> int:
+    """A seed of the SAE's own for its initial weights: a stable hash of `seed` and its name, so SAEs
+    of one experiment start apart (a shared start makes same-index matches look like persistence)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:4], "big") >> 1  # fits INTEGER
+
+
+def independent_init(settings: TrainSettings, name: str) -> TrainSettings:
+    """`settings` with the initial weights drawn from `init_seed`, the text and batch order kept."""
+    return replace(settings, seed=init_seed(settings.seed, name), data_seed=settings.text_seed)
 
 
 # counts and sizes of an SAE run (and TopK's k) must be positive; other numbers (seed, layer, L1) >= 0

@@ -34,9 +34,10 @@ def as_json(value):
 
 @pytest.mark.parametrize("preset, file", [("tiny", "paper-tiny.toml"), ("paper", "paper.toml")])
 def test_shipped_paper_experiments_derive_the_steps_and_parameters_of_the_old_presets(preset, file):
-    """The fixtures hold build_steps(PRESETS[preset]) as it was before experiment files existed."""
+    """The fixtures hold build_steps(PRESETS[preset]) as it was before experiment files existed, when
+    every SAE started from its `seed` (init = "shared")."""
     before = json.loads((FIXTURES / f"pipeline_steps_{preset}.json").read_text())
-    after = build_steps(load_experiment(experiments_dir() / file))
+    after = build_steps(load_experiment(experiments_dir() / file, ['saes.default.init="shared"']))
     assert [s.name for s in after] == [s["name"] for s in before]
     for old, new in zip(before, after):
         assert list(new.after) == old["after"], new.name
@@ -77,7 +78,7 @@ def test_overrides_change_only_what_depends_on_them():
     assert changed(base, hashes(lua_lr)) == downstream(plain, ["finetune-lua"])
     assert "finetune-tinystories" not in downstream(plain, ["finetune-lua"])
     seeded = build_steps(load_experiment(None, ["saes.default.seed=1"]))
-    assert {s.params["settings"]["seed"] for s in seeded if s.name.startswith("sae-")} == {1}
+    assert {s.params["settings"]["data_seed"] for s in seeded if s.name.startswith("sae-")} == {1}
     assert changed(base, hashes(seeded)) == downstream(plain, [s.name for s in plain if s.name.startswith("sae-")])
 
 
