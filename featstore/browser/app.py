@@ -1,4 +1,4 @@
-"""`featstore serve`: the Flask app of the feature browser, read-only over one warehouse.
+"""`featstore serve`: the Flask app of the feature browser, read-only over one warehouse, served by waitress.
 
 Pages: the lineage (/), an edge's features (/edge/P/C), a model (/model/M), an SAE (/sae/S), a
 feature (/sae/S/feature/N), search (/search) and SQL (/sql, /sql.csv). Links are written relative to

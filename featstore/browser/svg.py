@@ -33,7 +33,7 @@ def bars(counts: Sequence[float], *, width: int = 240, height: int = 56, labels:
 
 def lineage_graph(models: Sequence[str], edges: Sequence[dict], node_href: Callable[[str], str | None],
                   edge_href: Callable[[dict], str | None], node_label: Callable[[str], str] = str,
-                  width: int = 760) -> Markup:
+                  width: int = 900) -> Markup:
     """Figure 2 as SVG: models as boxes, edges as arrows labelled with `label`; each one a link.
 
     edges: {parent, child, label}; a label's lines (split at "\n") are centred on the arrow's middle.
@@ -53,8 +53,7 @@ def lineage_graph(models: Sequence[str], edges: Sequence[dict], node_href: Calla
         (x0, y0), (x1, y1) = xy(e["parent"]), xy(e["child"])
         line = (f"<line x1='{x0:.0f}' y1='{y0 + box_h / 2:.0f}' x2='{x1:.0f}' y2='{y1 - box_h / 2 - 2:.0f}'"
                 f" stroke='#555' stroke-width='2' marker-end='url(#arrow)'/>"
-                + _lines((x0 + x1) / 2, (y0 + y1) / 2 + 4, e.get("label", ""), "text-anchor='middle' font-size='12'"
-                         " class='edge-label' stroke='white' stroke-width='4' paint-order='stroke'"))
+                + _label((x0 + x1) / 2, (y0 + y1) / 2, e.get("label", "")))
         parts.append(_linked(edge_href(e), line, f"edge {e['parent']} → {e['child']}"))
     for i, name in enumerate(models):
         if name not in pos:
@@ -109,12 +108,16 @@ def family_graph(model_order: Sequence[str], lineage: Sequence[tuple[str, str]],
                   f" role='img'>{''.join(parts)}</svg>")
 
 
-def _lines(x: float, y: float, text: str, attributes: str, line_height: int = 14) -> str:
-    """An SVG text of one or more lines (split at "\n"), centred vertically on y."""
+def _label(x: float, y: float, text: str, size: int = 11) -> str:
+    """A label of one or more lines (split at "\n") centred on (x, y), on a white box that hides the arrow
+    behind it (its width estimated from the longest line: SVG cannot measure text without a script)."""
     lines = text.split("\n")
-    top = y - line_height * (len(lines) - 1) / 2
-    spans = "".join(f"<tspan x='{x:.0f}' y='{top + i * line_height:.0f}'>{escape(line)}</tspan>" for i, line in enumerate(lines))
-    return f"<text {attributes}>{spans}</text>"
+    width, height = 0.58 * size * max(len(line) for line in lines) + 8, (size + 2) * len(lines) + 4
+    spans = "".join(f"<tspan x='{x:.0f}' y='{y - height / 2 + 2 + (i + 0.8) * (size + 2):.0f}'>{escape(line)}</tspan>"
+                    for i, line in enumerate(lines))
+    return (f"<rect x='{x - width / 2:.0f}' y='{y - height / 2:.0f}' width='{width:.0f}' height='{height:.0f}' rx='4'"
+            f" fill='white' fill-opacity='0.92'/>"
+            f"<text text-anchor='middle' font-size='{size}' class='edge-label'>{spans}</text>")
 
 
 def _linked(href: str | None, inner: str, title: str) -> str:

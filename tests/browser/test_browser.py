@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from helpers import REPO, fill
+from helpers import REPO, fill, run_cli
 from matplotlib.image import imread
 
 from featstore.browser.app import create_app
@@ -63,6 +63,36 @@ def client(browsed):
     return create_app(browsed).test_client()
 
 
+@pytest.fixture(scope="module")
+def sliced(tmp_path_factory, interp_template):
+    """interp's warehouse plus a slice 'weak' on which toy's feature 0 fires on every token at 0.1 (far more
+    often than on synth, far weaker), and toy's seed replica toy_seed1 matching features 0-2 of toy at r 0.95
+    and 3-6 at 0.4: base's seed floor is 3/7 against the edge's 4/7 persisting."""
+    import pyarrow as pa
+
+    db_path, partitions, n_tokens = interp_template
+    wh = Warehouse(tmp_path_factory.mktemp("sliced") / "wh")
+    wh.root.mkdir(parents=True)
+    shutil.copy(db_path, wh.db_path)
+    strong = [(2, "a", f, f, 0.95 if f < 3 else 0.4) for f in range(7)]
+    with wh.transaction() as con:
+        con.execute("INSERT INTO corpora VALUES ('weak', 'synthetic', 'synthfp', 40, ?, ?, NULL, DEFAULT)", [n_tokens, n_tokens])
+        con.execute("INSERT INTO documents SELECT * REPLACE ('weak' AS corpus) FROM documents WHERE corpus = 'synth'")
+        con.execute("INSERT INTO tokens SELECT * REPLACE (tok + ? AS tok, 'weak' AS corpus) FROM tokens WHERE corpus = 'synth'", [n_tokens])
+        con.execute("INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture, seed, is_primary, seed_of)"
+                    " VALUES ('toy_seed1', 'base', 'blocks.0.mlp.hook_post', 0, 64, 32, 'relu', 1, false, 'toy')")
+        con.execute("INSERT INTO correlation_runs (id, sae_a, sae_b, corpus, stat, r_floor, n_tokens, n_pairs)"
+                    " VALUES (2, 'toy', 'toy_seed1', 'synth', 'all_tokens', 0.2, ?, 7)", [n_tokens])
+        con.executemany("INSERT INTO best_matches VALUES (?, ?, ?, ?, ?)", strong + [(2, "b", f, f, r) for *_, f, _, r in strong])
+    for sae, table in partitions.items():
+        wh.write_partition(sae, "synth", [table], n_tokens=n_tokens, origin="ingest")
+    wh.write_partition("toy_seed1", "synth", [partitions["toy"]], n_tokens=n_tokens, origin="ingest")
+    everywhere = pa.table({"tok": pa.array(range(n_tokens, 2 * n_tokens), pa.uint32()),
+                           "feature": pa.array([0] * n_tokens, pa.uint32()), "act": pa.array([0.1] * n_tokens, pa.float32())})
+    wh.write_partition("toy", "weak", [everywhere], n_tokens=n_tokens, origin="ingest")
+    return wh
+
+
 def text_of(response) -> str:
     return response.get_data(as_text=True)
 
@@ -94,6 +124,61 @@ def test_every_feature_page_of_every_sae_renders(client, browsed):
             response = client.get(f"/sae/{sae['id']}/feature/{feature}")
             assert response.status_code == 200, (sae, feature)
             assert "Firing per corpus slice" in text_of(response)
+
+
+def test_feature_page_opens_on_the_slice_of_its_strongest_activations_and_says_why(sliced):
+    client = create_app(sliced).test_client()
+    page = text_of(client.get("/sae/toy/feature/0"))  # fires 88 times on synth up to 5.589, on every token of weak at 0.1
+    assert "Top activations on synth" in page
+    assert ('Showing synth: its strongest activations (max 5.589); other slices: '
+            '<a href="sae/toy/feature/0?corpus=weak">weak</a> (max 0.1).') in page
+    asked = text_of(client.get("/sae/toy/feature/0?corpus=weak"))
+    assert "Top activations on weak" in asked
+    assert ('Showing weak as asked (max 0.1); other slices: '
+            '<a href="sae/toy/feature/0?corpus=synth">synth</a> (max 5.589, its strongest).') in asked
+    assert "Top activations on synth" in text_of(client.get("/sae/toy/feature/0?corpus=nope"))
+
+
+def test_lineage_shows_each_share_beside_the_seed_floor(sliced, client):
+    page = text_of(create_app(sliced).test_client().get("/"))
+    graph = page[page.index("<svg class='graph'"):page.index("</svg>")]
+    assert ">57.1% persist</tspan>" in graph and ">floor 42.9% · 1.33×</tspan>" in graph  # 4/7 against 3/7
+    assert "<td>0.571</td>\n<td>0.429</td><td>1.33</td>" in page
+    assert ">no seed floor</tspan>" in text_of(client.get("/"))  # interp's base has no replica
+
+
+@pytest.fixture
+def featstore_cli(monkeypatch):
+    """helpers.run_cli with cli.py importable: under a bare `pytest` (the checkout not on sys.path) `import cli`
+    finds the namespace package tests/cli/ instead."""
+    monkeypatch.syspath_prepend(str(REPO))
+    monkeypatch.delitem(sys.modules, "cli", raising=False)
+    return run_cli
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "lab-server.example"])
+def test_serve_refuses_a_host_other_machines_reach_without_allow_remote(browsed, featstore_cli, monkeypatch, host):
+    import waitress
+
+    monkeypatch.setattr(waitress, "serve", lambda *a, **k: pytest.fail("a server was started"))
+    result = featstore_cli(browsed, "serve", "--host", host)
+    assert result.exit_code == 1
+    assert result.output == (f"error: --host {host} lets other machines read the whole warehouse (the browser is "
+                             "read-only but has no authentication); pass --allow-remote to serve it there anyway\n")
+
+
+@pytest.mark.parametrize(("args", "host", "port"), [((), "127.0.0.1", 8000), (("--host", "::1", "--port", "8123"), "::1", 8123),
+                                                    (("--host", "0.0.0.0", "--allow-remote"), "0.0.0.0", 8000)])
+def test_serve_runs_the_browser_under_waitress(browsed, featstore_cli, monkeypatch, args, host, port):
+    import waitress
+
+    served = []
+    monkeypatch.setattr(waitress, "serve", lambda app, **options: served.append((app, options)))
+    result = featstore_cli(browsed, "serve", *args)
+    assert result.exit_code == 0, result.output
+    [(app, options)] = served
+    assert options == {"host": host, "port": port}
+    assert app.test_client().get("/sae/toy/feature/0").status_code == 200  # the browser's WSGI app itself
 
 
 def test_edge_page_lists_persisting_and_disappearing_features_sortable(client):
@@ -229,13 +314,6 @@ def non_blank(path: Path) -> None:
     assert pixels.shape[0] > 200 and pixels.std() > 0.05, path
 
 
-def keep_for_docs(page, name: str) -> None:
-    """With FEATSTORE_SCREENSHOTS=DIR, save the visible part of the page as DIR/browser-NAME.png (README)."""
-    folder = os.environ.get("FEATSTORE_SCREENSHOTS")
-    if folder:
-        page.screenshot(path=Path(folder) / f"browser-{name}.png")
-
-
 def test_click_from_lineage_to_edge_to_feature_to_its_match(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1100, "height": 800})
     page.goto(server + "/")
@@ -246,7 +324,6 @@ def test_click_from_lineage_to_edge_to_feature_to_its_match(server, browser, tmp
     page.get_by_role("link", name="toy:0", exact=True).first.click()
     page.wait_for_url("**/sae/toy/feature/0")
     page.screenshot(path=tmp_path / "feature.png", full_page=True)
-    keep_for_docs(page, "feature")
     assert page.locator(".explanation").first.inner_text() == EXPLANATION
     centre = page.locator(".top-contexts .tok.centre").first
     assert centre.inner_text() == "·end"
@@ -307,7 +384,6 @@ def test_lineage_of_a_merge_in_chromium(browser, tmp_path):
         assert "50.0% persist" in page.locator("svg.graph").first.inner_html()  # lua -> luastories: 3 of 6
         page.screenshot(path=tmp_path / "lineage.png", full_page=True)
         non_blank(tmp_path / "lineage.png")
-        keep_for_docs(page, "lineage")
         page.locator("svg.graph a[href='model/luastories']").first.click()
         page.wait_for_url("**/model/luastories")
         assert "slerp t = 0.58" in page.locator("body").inner_text()
