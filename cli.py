@@ -260,11 +260,16 @@ def import_activations_command(wh: Warehouse, file: Path, sae_id: str, corpus: s
 # --- ingest ---------------------------------------------------------------------------------------
 
 
+def _corpora_or_all(corpora: tuple[str, ...], all_corpora: bool) -> None:
+    if all_corpora and corpora:
+        raise click.UsageError("give --corpus or --all-corpora, not both")
+
+
 @main.command("ingest")
 @click.argument("model")
 @click.option("--corpus", "corpora", multiple=True,
-              help="Corpus to ingest (repeatable) [default: the only corpus with the model's tokenizer].")
-@click.option("--all-corpora", is_flag=True, help="Every corpus tokenized with the model's tokenizer.")
+              help="Corpus to ingest (repeatable) [default: every slice of the model's tokenizer the SAE has no activations on].")
+@click.option("--all-corpora", is_flag=True, help="Every slice of the model's tokenizer, those already ingested again.")
 @click.option("--sae", "sae_id", default=None, help="[default: the model's primary SAE]")
 @click.option("--layer", type=int, default=None, help="Must match the SAE's layer [default: the SAE's].")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Windows per forward pass.")
@@ -279,13 +284,14 @@ def import_activations_command(wh: Warehouse, file: Path, sae_id: str, corpus: s
 @pass_warehouse
 def ingest_command(wh: Warehouse, model: str, corpora, all_corpora: bool, sae_id, layer, batch_size: int, context: int,
                    device, act_dtype: str, shard_spec: str | None) -> None:
-    """Run MODEL over corpora, encode its MLP activation with an SAE, store the act > 0 rows."""
-    from featstore.activations.ingest import ingest_corpora, model_corpora
+    """Run MODEL over corpora, encode its MLP activation with an SAE, store the act > 0 rows.
+
+    Without --corpus, the slices already ingested are skipped and named; when all are, it says so and exits 0."""
+    from featstore.activations.ingest import corpora_to_ingest, ingest_corpora
     from featstore.activations.shards import parse_shard
 
-    if all_corpora and corpora:
-        raise click.UsageError("give --corpus or --all-corpora, not both")
-    chosen = model_corpora(wh, model) if all_corpora else list(corpora)
+    _corpora_or_all(corpora, all_corpora)
+    chosen, skipped = corpora_to_ingest(wh, model, corpora, sae_id=sae_id, every=all_corpora)
     for done in ingest_corpora(wh, model, chosen, sae_id=sae_id, layer=layer, batch_size=batch_size, context=context,
                                device=device, act_dtype=act_dtype, shard=parse_shard(shard_spec)):
         if "shard" in done:
@@ -298,6 +304,8 @@ def ingest_command(wh: Warehouse, model: str, corpora, all_corpora: bool, sae_id
             f"({done['rows_per_token']:.1f} per token), {done['tokens_per_s']:,.0f} tokens/s, "
             f"{done['bytes_per_activation']} B per activation ({act_dtype}) -> {done['path']}"
         )
+    if skipped:
+        click.echo(skipped)
 
 # --- correlate ------------------------------------------------------------------------------------
 
@@ -306,7 +314,9 @@ def ingest_command(wh: Warehouse, model: str, corpora, all_corpora: bool, sae_id
 @click.argument("sae_a")
 @click.argument("sae_b")
 @click.option("--corpus", "corpora", multiple=True,
-              help="Corpus both SAEs were ingested on (repeatable) [default: every one they share].")
+              help="Corpus both SAEs were ingested on (repeatable) [default: every one they share that has no run of "
+                   "this --stat and --floor since their activations were written].")
+@click.option("--all-corpora", is_flag=True, help="Every corpus both SAEs were ingested on, stored runs computed again.")
 @stat_option("Correlation statistic (featstore.correlation.statistics; docs/correlation.md says what each computes).")
 @click.option("--floor", "r_floor", type=float, default=0.2, show_default=True,
               help="Store every pair with r >= this (in [-1, 1]; all_tokens: > 0).")
@@ -318,17 +328,24 @@ def ingest_command(wh: Warehouse, model: str, corpora, all_corpora: bool, sae_id
 @click.option("--threads", type=int, default=None, help="Cores to use (default: all).")
 @click.option("--spark-master", default=None, help="Spark master URL for --engine spark [default: local[*]].")
 @pass_warehouse
-def correlate_command(wh: Warehouse, sae_a: str, sae_b: str, corpora, stat: str, r_floor: float,
+def correlate_command(wh: Warehouse, sae_a: str, sae_b: str, corpora, all_corpora: bool, stat: str, r_floor: float,
                       min_cofiring: int, engine: str, threads: int | None, spark_master: str | None) -> None:
-    """Pearson r between every feature of SAE_A and of SAE_B over the same tokens; stores pairs and best matches."""
-    from featstore.correlation.correlate import correlate_corpora
+    """Pearson r between every feature of SAE_A and of SAE_B over the same tokens; stores pairs and best matches.
 
-    for run in correlate_corpora(wh, sae_a, sae_b, corpora, stat=stat, r_floor=r_floor, min_cofiring=min_cofiring,
+    Without --corpus, the slices whose run is stored are skipped and named; when all are, it says so and exits 0."""
+    from featstore.correlation.correlate import corpora_to_correlate, correlate_corpora
+
+    _corpora_or_all(corpora, all_corpora)
+    chosen, skipped = corpora_to_correlate(wh, sae_a, sae_b, corpora, stat=stat, r_floor=r_floor, min_cofiring=min_cofiring,
+                                           every=all_corpora)
+    for run in correlate_corpora(wh, sae_a, sae_b, chosen, stat=stat, r_floor=r_floor, min_cofiring=min_cofiring,
                                  engine=engine, threads=threads, spark_master=spark_master):
         click.echo(
             f"run {run['id']}: {sae_a} x {sae_b} on {run['corpus']} ({stat}, {run['n_tokens']:,} tokens, {run['engine']}): "
             f"{run['n_cofiring_pairs']:,} co-firing pairs, {run['n_pairs']:,} stored with r >= {r_floor}, {run['seconds']:.1f} s"
         )
+    if skipped:
+        click.echo(skipped)
 
 
 def _percent(share: float | None) -> str:
@@ -360,19 +377,28 @@ def persistence_command(wh: Warehouse, threshold: float, stat: str, method: str 
 @main.command("match")
 @click.argument("sae_a")
 @click.argument("sae_b")
-@click.option("--corpus", "corpora", multiple=True, help="Corpus for the activation methods and assignments (repeatable).")
+@click.option("--corpus", "corpora", multiple=True,
+              help="Corpus for the activation methods and assignments (repeatable) [default: the weights and every corpus "
+                   "both SAEs were ingested on, skipping those where each asked method has a run].")
+@click.option("--all-corpora", is_flag=True, help="The weights and every corpus both SAEs were ingested on, stored runs computed again.")
 @click.option("--method", "methods", multiple=True, help="decoder_cosine, encoder_cosine, jaccard [default: all].")
 @click.option("--top-k", type=int, default=5, show_default=True, help="Cosine partners kept per feature on each side.")
 @click.option("--device", default=None, help="[default: cuda when available]")
 @pass_warehouse
-def match_command(wh: Warehouse, sae_a: str, sae_b: str, corpora, methods, top_k: int, device) -> None:
-    """Store the match evidence of two SAEs (weight cosines, co-firing Jaccard) and one-to-one assignments."""
-    from featstore.matching import build_evidence
+def match_command(wh: Warehouse, sae_a: str, sae_b: str, corpora, all_corpora: bool, methods, top_k: int, device) -> None:
+    """Store the match evidence of two SAEs (weight cosines, co-firing Jaccard) and one-to-one assignments.
 
-    summary = build_evidence(wh, sae_a, sae_b, corpora, methods=methods or None, top_k=top_k, device=device)
+    Without --corpus, the slices whose runs are stored are skipped and named; when all are, it says so and exits 0."""
+    from featstore.matching import build_evidence, slices_to_match
+
+    _corpora_or_all(corpora, all_corpora)
+    chosen, methods, skipped = slices_to_match(wh, sae_a, sae_b, corpora, methods=methods or None, top_k=top_k, every=all_corpora)
+    summary = build_evidence(wh, sae_a, sae_b, chosen, methods=methods, top_k=top_k, device=device)
     for method, per_corpus in summary.items():
         for corpus, counts in per_corpus.items():
             click.echo(f"{method} ({corpus}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if skipped:
+        click.echo(skipped)
 
 
 # --- model zoo: train, finetune, merge, merge-sweep -----------------------------------------------

@@ -25,11 +25,12 @@ from tqdm.auto import tqdm
 from featstore.errors import FeatstoreError
 from featstore.models.capture import batch_activations
 from featstore.models.hf import load_model, resolve_device
-from featstore.text.slices import batched
+from featstore.text.slices import batched, slices_to_compute
 from featstore.warehouse import Warehouse
 from featstore.warehouse.storage import ACT_DTYPES, ACTIVATION_SCHEMA
 
 T = TypeVar("T")
+BATCH_SIZE, CONTEXT = 16, 256  # windows per forward pass, tokens per window
 
 
 def default_corpus(wh: Warehouse, tokenizer: str | None) -> str:
@@ -140,6 +141,28 @@ def rounded(feats: torch.Tensor, act_dtype: str) -> torch.Tensor:
     return half
 
 
+def check_options(batch_size: int, context: int, act_dtype: str) -> None:
+    """Refuse windowing and storage options that no ingest can use."""
+    if context < 1 or batch_size < 1:
+        raise FeatstoreError("--context and --batch-size must be positive")
+    if act_dtype not in ACT_DTYPES:
+        raise FeatstoreError(f"unknown --act-dtype {act_dtype!r}; use one of {', '.join(ACT_DTYPES)}")
+
+
+def model_and_sae(wh: Warehouse, model: str, sae_id: str | None, layer: int | None = None) -> tuple[dict, dict]:
+    """The rows of `model` and of the SAE that encodes it (`sae_id`, default: its primary), which must read `layer`."""
+    from featstore.models.catalog import get_model
+    from featstore.saes.catalog import get_sae, primary_sae
+
+    model_row = get_model(wh, model)
+    sae_row = get_sae(wh, sae_id) if sae_id else primary_sae(wh, model)
+    if sae_row["model"] != model:
+        raise FeatstoreError(f"SAE {sae_row['id']!r} was trained on model {sae_row['model']!r}, not {model!r}")
+    if layer is not None and layer != sae_row["layer"]:
+        raise FeatstoreError(f"SAE {sae_row['id']!r} reads layer {sae_row['layer']}, not layer {layer}")
+    return model_row, sae_row
+
+
 def ingest(
     wh: Warehouse,
     model: str,
@@ -147,8 +170,8 @@ def ingest(
     corpus: str | None = None,
     sae_id: str | None = None,
     layer: int | None = None,
-    batch_size: int = 16,
-    context: int = 256,
+    batch_size: int = BATCH_SIZE,
+    context: int = CONTEXT,
     device: str | None = None,
     progress: bool = True,
     act_dtype: str = "float32",
@@ -162,21 +185,12 @@ def ingest(
     the hook's width. Returns a summary (sae, corpus, tokens, rows, seconds, tokens_per_s, path).
     Setting `cancelled` stops it before its next window (for the shards of `ingest_on_devices`).
     """
-    from featstore.models.catalog import get_model
     from featstore.saes import load_sae
-    from featstore.saes.catalog import check_hook, get_sae, primary_sae
+    from featstore.saes.catalog import check_hook
     from featstore.text.slices import check_tokenizer, get_corpus
 
-    if context < 1 or batch_size < 1:
-        raise FeatstoreError("--context and --batch-size must be positive")
-    if act_dtype not in ACT_DTYPES:
-        raise FeatstoreError(f"unknown --act-dtype {act_dtype!r}; use one of {', '.join(ACT_DTYPES)}")
-    model_row = get_model(wh, model)
-    sae_row = get_sae(wh, sae_id) if sae_id else primary_sae(wh, model)
-    if sae_row["model"] != model:
-        raise FeatstoreError(f"SAE {sae_row['id']!r} was trained on model {sae_row['model']!r}, not {model!r}")
-    if layer is not None and layer != sae_row["layer"]:
-        raise FeatstoreError(f"SAE {sae_row['id']!r} reads layer {sae_row['layer']}, not layer {layer}")
+    check_options(batch_size, context, act_dtype)
+    model_row, sae_row = model_and_sae(wh, model, sae_id, layer)
     corpus = corpus or default_corpus(wh, model_row.get("tokenizer"))
     corpus_row = get_corpus(wh, corpus)
     check_tokenizer(corpus_row, model_row)
@@ -231,17 +245,37 @@ def _ingest_shard(wh: Warehouse, sae_row: dict, corpus_row: dict, rows, shard: t
 
 
 def ingest_corpora(wh: Warehouse, model: str, corpora: Sequence[str], **options) -> list[dict]:
-    """`ingest` on several corpora (every one checked to exist before the first is computed); on the
-    default corpus when none is named; on several devices at once when `ingest_devices` finds them."""
+    """`ingest` on each of `corpora`, on several devices at once when `ingest_devices` finds them. Every
+    corpus and option is checked before the first is computed; with no corpora, the checks alone run."""
     from featstore.text.slices import get_corpus
 
     for corpus in corpora:
         get_corpus(wh, corpus)
+    check_options(options.get("batch_size", BATCH_SIZE), options.get("context", CONTEXT), options.get("act_dtype", "float32"))
+    model_and_sae(wh, model, options.get("sae_id"), options.get("layer"))
     devices = ingest_devices(options.get("device"), options.get("shard"))
     if devices:
         options = {k: v for k, v in options.items() if k not in ("device", "shard")}
-        return [ingest_on_devices(wh, model, devices, corpus=corpus, **options) for corpus in corpora or [None]]
-    return [ingest(wh, model, corpus=corpus, **options) for corpus in corpora or [None]]
+        return [ingest_on_devices(wh, model, devices, corpus=corpus, **options) for corpus in corpora]
+    resolve_device(options.get("device"))  # refuses an unknown or absent one before any work
+    return [ingest(wh, model, corpus=corpus, **options) for corpus in corpora]
+
+
+def corpora_to_ingest(wh: Warehouse, model: str, corpora: Sequence[str] = (), *, sae_id: str | None = None,
+                      every: bool = False) -> tuple[list[str], str | None]:
+    """The corpus slices `featstore ingest` computes, and a line naming those it skips (None: none skipped).
+
+    Named `corpora` are computed as named. Otherwise every slice of the model's tokenizer where the SAE
+    (default: the model's primary) has no partition covering it, or with `every` all of them: so a rerun
+    after a finished run computes nothing, and one after a slice's partition is dropped computes that slice.
+    """
+    if corpora:
+        return list(corpora), None
+    model_row, sae_row = model_and_sae(wh, model, sae_id)
+    stored = wh.partitions.stored_on_tokenizer(sae_row["id"], model_row.get("tokenizer"))
+    if not stored:
+        raise FeatstoreError("no corpus in the warehouse uses this model's tokenizer; add one with `featstore corpus add`")
+    return slices_to_compute(stored, every, f"{sae_row['id']} has activations", "ingests them again")
 
 
 def ingest_devices(device: str | None, shard: tuple[int, int] | None) -> list[str] | None:
@@ -288,10 +322,3 @@ def ingest_on_devices(wh: Warehouse, model: str, devices: Sequence[str], **optio
         "act_dtype": published["act_dtype"], "bytes_per_activation": round(row["bytes"] / max(row["n_rows"], 1), 2),
         "devices": list(devices),
     }
-
-
-def model_corpora(wh: Warehouse, model: str) -> list[str]:
-    """Every corpus tokenized with the model's tokenizer (`ingest --all-corpora`)."""
-    from featstore.models.catalog import get_model
-
-    return wh.corpora.names_with_tokenizer(get_model(wh, model).get("tokenizer"))

@@ -14,6 +14,7 @@ run of the same (sae_a, sae_b, corpus, stat). The statistics are registered in
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 
@@ -24,11 +25,12 @@ from featstore.correlation.engines import get_engine
 from featstore.correlation.inputs import WORK
 from featstore.correlation.statistics import get_statistic
 from featstore.errors import FeatstoreError
-from featstore.text.slices import check_tokenizer
+from featstore.text.slices import check_tokenizer, slices_to_compute
 from featstore.warehouse import Warehouse
 
 # cofiring: r over fewer shared tokens is noise (over 2 it is always ±1); token_type_mean keeps pandas' 2
 MIN_COFIRING = 10
+R_FLOOR = 0.2  # pairs stored per run: every pair with r >= this
 
 
 def correlate(
@@ -38,7 +40,7 @@ def correlate(
     *,
     corpus: str | None = None,
     stat: str = "all_tokens",
-    r_floor: float = 0.2,
+    r_floor: float = R_FLOOR,
     min_cofiring: int = MIN_COFIRING,
     progress: bool | None = None,
     engine: str = "auto",
@@ -54,14 +56,9 @@ def correlate(
     `threads` caps the cores used (default: all). Returns the run's catalog row.
     """
     started = time.perf_counter()
+    check_options(stat, r_floor, min_cofiring, engine, threads, spark_master)
     run = _check_inputs(wh, sae_a, sae_b, corpus, stat, r_floor)
-    if min_cofiring < 2:
-        raise FeatstoreError(f"--min-cofiring must be at least 2 (got {min_cofiring}); over 2 tokens r is always ±1")
     run["min_n"] = min_cofiring if stat == "cofiring" else 2
-    if threads is not None and threads < 1:
-        raise FeatstoreError(f"--threads must be at least 1 (got {threads})")
-    if spark_master is not None and engine != "spark":
-        raise FeatstoreError(f"--spark-master is for --engine spark (this run uses --engine {engine}); add --engine spark or drop it")
     engine, compute = get_engine(engine, spark_master)
     with wh.connect() as con:
         con.execute("SET preserve_insertion_order = false")
@@ -89,14 +86,34 @@ def correlate(
     return summary
 
 
-def correlate_corpora(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str] | None = None, **options) -> list[dict]:
-    """`correlate` on several corpora (default: every corpus both SAEs were ingested on); all inputs
-    are checked before the first run is computed."""
-    # with none shared, [None] lets the single-corpus checks say what is missing (an SAE, a partition)
-    corpora = list(corpora or wh.partitions.shared_corpora(sae_a, sae_b) or [None])
+def correlate_corpora(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str], **options) -> list[dict]:
+    """`correlate` on each of `corpora`; the options and every corpus's inputs are checked before the first
+    run is computed (with no corpora, the option checks alone run)."""
+    check_options(**{k: options[k] for k in OPTION_NAMES if k in options})
     for corpus in corpora:
-        _check_inputs(wh, sae_a, sae_b, corpus, options.get("stat", "all_tokens"), options.get("r_floor", 0.2))
+        _check_inputs(wh, sae_a, sae_b, corpus, options.get("stat", "all_tokens"), options.get("r_floor", R_FLOOR))
     return [correlate(wh, sae_a, sae_b, corpus=corpus, **options) for corpus in corpora]
+
+
+def corpora_to_correlate(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str] = (), *, stat: str = "all_tokens",
+                         r_floor: float = R_FLOOR, min_cofiring: int = MIN_COFIRING, every: bool = False,
+                         ) -> tuple[list[str], str | None]:
+    """The corpus slices `featstore correlate` computes, and a line naming those it skips (None: none skipped).
+
+    Named `corpora` are computed as named. Otherwise every slice both SAEs have activations on that holds
+    no run of (sae_a, sae_b, stat) with this floor and min_cofiring made after both partitions were
+    written, or with `every` all of them.
+    """
+    if corpora:
+        return list(corpora), None
+    check_options(stat, r_floor, min_cofiring)
+    for sae in (sae_a, sae_b):
+        wh.saes.get(sae)
+    stored = wh.correlations.stored_on_shared(sae_a, sae_b, stat, r_floor, min_cofiring if stat == "cofiring" else None)
+    if not stored:
+        raise FeatstoreError(f"SAEs {sae_a!r} and {sae_b!r} have activations on no common corpus slice; "
+                             "ingest both on one with `featstore ingest`")
+    return slices_to_compute(stored, every, f"{sae_a} x {sae_b} has its {stat} run at floor {r_floor}", "computes them again")
 
 
 def run_row(wh: Warehouse, run_id: int) -> dict:
@@ -122,9 +139,10 @@ def persistence_summary(wh: Warehouse, threshold: float = 0.8, stat: str = "all_
 # -- checks --------------------------------------------------------------------------------------
 
 
-def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, stat: str, r_floor: float) -> dict:
-    """Everything that can be refused before any work: names, statistic, floor, tokenizers, partitions."""
-    statistic = get_statistic(stat)
+def check_options(stat: str = "all_tokens", r_floor: float = R_FLOOR, min_cofiring: int = MIN_COFIRING,
+                  engine: str = "auto", threads: int | None = None, spark_master: str | None = None) -> None:
+    """Refuse the options no run can use: statistic, floor, min_cofiring, threads, a Spark master without Spark."""
+    get_statistic(stat)
     if not -1.0 <= r_floor <= 1.0:
         raise FeatstoreError(f"the floor must be a correlation between -1 and 1 (got {r_floor})")
     if stat == "all_tokens" and r_floor <= 0:
@@ -132,6 +150,21 @@ def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, sta
             f"all_tokens needs --floor > 0 (got {r_floor}): pairs that never co-fire (r = -u_a*u_b <= 0) are not "
             "enumerated, so a floor <= 0 could not store every pair above it"
         )
+    if min_cofiring < 2:
+        raise FeatstoreError(f"--min-cofiring must be at least 2 (got {min_cofiring}); over 2 tokens r is always ±1")
+    if threads is not None and threads < 1:
+        raise FeatstoreError(f"--threads must be at least 1 (got {threads})")
+    if spark_master is not None and engine != "spark":
+        raise FeatstoreError(f"--spark-master is for --engine spark (this run uses --engine {engine}); add --engine spark or drop it")
+
+
+OPTION_NAMES = tuple(inspect.signature(check_options).parameters)
+
+
+def _check_inputs(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, stat: str, r_floor: float) -> dict:
+    """Everything about the data that can be refused before any work (after `check_options`): names, tokenizers,
+    partitions."""
+    statistic = get_statistic(stat)
     with wh.reading() as con:  # one connection for every read: opening one costs ~50 ms
         saes = [wh.saes.get(sae, con=con) for sae in (sae_a, sae_b)]
         corpus = corpus if corpus is not None else _shared_corpus(wh, sae_a, sae_b, con)

@@ -22,6 +22,7 @@ from featstore.matching.methods import COMPUTED, METHODS
 from featstore.matching.policies import one_to_one
 from featstore.models.hf import resolve_device
 from featstore.saes.catalog import get_sae
+from featstore.text.slices import slices_to_compute
 from featstore.warehouse import Warehouse
 
 TOP_K = 5  # cosine partners kept per feature on each side, beside every pair above the method's floor
@@ -40,7 +41,8 @@ def build_evidence(
     """Compute and store the evidence of two SAEs, replacing earlier runs of the same pair.
 
     Weight methods run once; activation methods and the one-to-one assignments of every method with
-    evidence (correlation runs included) run on each of `corpora`. Returns {method: {corpus: counts}}.
+    evidence (correlation runs included) run on each of `corpora`, and on the weights when a weight
+    method ran. Returns {method: {corpus: counts}}.
     """
     methods = list(COMPUTED if methods is None else methods)
     rows = _check(wh, sae_a, sae_b, corpora, methods)
@@ -59,10 +61,41 @@ def build_evidence(
     for corpus in corpora:
         for name in (m for m in methods if METHODS[m].source == "activations"):
             summary.setdefault(name, {})[corpus] = {"pairs": _store_sql_run(wh, sae_a, sae_b, corpus, name)}
-    for corpus in (None, *corpora):
+    for corpus in ([None] if weight_methods else []) + list(corpora):  # the weights' evidence changes with their runs only
         for name, assigned in _assign(wh, sae_a, sae_b, corpus).items():
             summary.setdefault(name, {}).setdefault(corpus or "weights", {})["one_to_one"] = assigned
     return summary
+
+
+def slices_to_match(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str] = (), *,
+                    methods: Sequence[str] | None = None, top_k: int = TOP_K, every: bool = False,
+                    ) -> tuple[list[str], Sequence[str] | None, str | None]:
+    """What `featstore match` computes: (corpora, methods, a line naming the skipped slices or None).
+
+    Named `corpora` are computed as named, with every asked method. Otherwise the slices are the weights and
+    every corpus both SAEs have activations on, and a slice is skipped when each asked method that reads it
+    has a run there (weight runs of this top_k, corpus runs made after both partitions were written); with
+    `every` none is. One-to-one assignments are solved again on the slices computed.
+    """
+    if corpora:
+        return list(corpora), methods, None
+    asked = list(COMPUTED if methods is None else methods)
+    _check(wh, sae_a, sae_b, [], asked)
+    reading = {source: {m for m in asked if METHODS[m].source == source} for source in ("weights", "activations")}
+    found = wh.matches.methods_by_slice(sae_a, sae_b, top_k)
+    stored = {s: reading[_source(s)] <= set(run) for s, run in found.items() if reading[_source(s)]}
+    if not stored:
+        raise FeatstoreError(f"SAEs {sae_a!r} and {sae_b!r} have activations on no common corpus slice, which "
+                             f"{', '.join(asked)} reads; ingest both on one with `featstore ingest`")
+    todo, skipped = slices_to_compute(stored, every, f"{sae_a} x {sae_b} has its runs of {', '.join(asked)}",
+                                      "computes them again")
+    sources = {_source(s) for s in todo}
+    return [s for s in todo if s is not None], [m for m in asked if METHODS[m].source in sources], skipped
+
+
+def _source(slice_: str | None) -> str:
+    """What a method must read to have a run on a slice: None is the weights, a name a corpus's activations."""
+    return "weights" if slice_ is None else "activations"
 
 
 def _check(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str], methods: Sequence[str]) -> list[dict]:

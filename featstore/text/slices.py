@@ -8,7 +8,7 @@ the text's own tokens (no BOS/EOS added); a model that wants a BOS adds it when 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +199,19 @@ def check_tokenizer(corpus: dict, model: dict) -> None:
             f"corpus {corpus['name']!r} was tokenized with tokenizer {corpus['tokenizer']}, model {model['name']!r} uses "
             f"{model['tokenizer']}; add the corpus again with the model's tokenizer"
         )
+
+
+def slices_to_compute(stored: Mapping[str | None, bool], every: bool, held: str, redo: str) -> tuple[list, str | None]:
+    """The slices a command given no --corpus computes: those whose result is not `stored`, all with `every`
+    (--all-corpora); and the line naming the skipped ones (None: none skipped). `held` says what a skipped
+    slice has, `redo` what --all-corpora does; slice None is the SAEs' weights (`match`'s data-free slice)."""
+    todo = [name for name, done in stored.items() if every or not done]
+    skipped = ", ".join(name or "weights" for name in stored if name not in todo)
+    if not skipped:
+        return todo, None
+    if not todo:
+        return [], f"{held} on every slice ({skipped}); --all-corpora {redo}"
+    return todo, f"skipped {skipped}, where {held} (--all-corpora {redo})"
 
 
 def list_corpora(wh: Warehouse) -> pa.Table:

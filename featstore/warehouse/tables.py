@@ -92,6 +92,11 @@ class Table:
         with self.wh.reading(con) as c:
             return queries.rows(run(c, name, **params))
 
+    def _mapping(self, name: str, /, **params: Any) -> dict:
+        """A two-column named query's rows as {first: second}, in its order."""
+        with self.wh.reading() as c:
+            return dict(run(c, name, **params).fetchall())
+
     def _value(self, name: str, /, con: duckdb.DuckDBPyConnection | None = None, **params: Any):
         with self.wh.reading(con) as c:
             row = run(c, name, **params).fetchone()
@@ -312,6 +317,10 @@ class Partitions(Table):
         with self.wh.reading(con) as c:
             return sorted(set(self.corpora_of(sae_a, con=c)) & set(self.corpora_of(sae_b, con=c)))
 
+    def stored_on_tokenizer(self, sae: str, tokenizer: str | None) -> dict[str, bool]:
+        """Every corpus slice of `tokenizer` -> whether `sae` has a partition covering it (`ingest` skips those)."""
+        return self._mapping("partitions/tokenizer_slices", sae=sae, tokenizer=tokenizer)
+
     def drop(self, con: duckdb.DuckDBPyConnection, *, sae: str | None = None, corpus: str | None = None) -> list[Path]:
         """Remove the partitions of an SAE and/or a corpus inside `con`; returns their files, to delete after commit."""
         rows = run(con, "partitions/of", sae=sae, corpus=corpus).fetchall()
@@ -353,6 +362,12 @@ class CorrelationRuns(Table):
         """Every run naming `sae` on either side and/or on `corpus`, with its pairs and best matches."""
         run(con, "correlation/drop_runs", sae=sae, corpus=corpus)
 
+    def stored_on_shared(self, sae_a: str, sae_b: str, stat: str, r_floor: float, min_cofiring: int | None) -> dict[str, bool]:
+        """Every corpus slice both SAEs have partitions on -> whether it holds a run of these parameters newer than
+        both partitions (`correlate` skips those)."""
+        return self._mapping("correlation/shared_slices", sae_a=sae_a, sae_b=sae_b, stat=stat, r_floor=r_floor,
+                             min_cofiring=min_cofiring)
+
     def between(self, sae_a: str, sae_b: str, stat: str, corpora: Sequence[str]) -> int:
         """How many of `corpora` have a run of (sae_a, sae_b, stat)."""
         return self._value("correlation/count_between", sae_a=sae_a, sae_b=sae_b, stat=stat, corpora=list(corpora))
@@ -388,6 +403,11 @@ class MatchRuns(Table):
         run(con, "matching/drop_assignments", **key)
         run_arrow(con, "matching/insert_assignments", picked=picked, sae_a=key["sae_a"], sae_b=key["sae_b"],
                   corpus=key["corpus"], method=key["method"])
+
+    def methods_by_slice(self, sae_a: str, sae_b: str, top_k: int) -> dict[str | None, list[str]]:
+        """The weights (None) and every corpus slice both SAEs have partitions on -> the methods with a run there
+        (weight runs of `top_k`, corpus runs newer than both partitions): what `match` skips."""
+        return self._mapping("matching/slice_methods", sae_a=sae_a, sae_b=sae_b, top_k=top_k)
 
     def drop_runs(self, con: duckdb.DuckDBPyConnection, *, sae: str | None = None, corpus: str | None = None) -> None:
         """Every run and assignment naming `sae` on either side and/or on `corpus`."""

@@ -120,7 +120,7 @@ def test_several_devices_ingest_as_one_shard_each(setup):
     wh, _ = setup
     ingest(wh, "m", batch_size=1, device="cpu", progress=False)
     expected = rows(wh)
-    done = run_cli(wh, "ingest", "m", "--device", "cpu,cpu", "--batch-size", "1")
+    done = run_cli(wh, "ingest", "m", "--all-corpora", "--device", "cpu,cpu", "--batch-size", "1")
     assert done.exit_code == 0, done.output
     assert f"m-sae on c: {len(expected):,} rows" in done.output and "-*-of-00002.parquet" in done.output
     assert rows(wh) == expected and len(wh.partition_files("m-sae", "c")) == 2

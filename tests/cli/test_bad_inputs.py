@@ -144,6 +144,16 @@ def _register_m3(wh: Warehouse) -> None:
     assert run_cli(wh, "model", "add", "m3", str(wh.root / "models" / "m"), "--kind", "finetune", "--parent", "m2").exit_code == 0
 
 
+def _register_s3(wh: Warehouse) -> None:
+    """SAE s3 of m, with no activations."""
+    assert run_cli(wh, "sae", "add", "s3", str(wh.root / "saes" / "s1"), "--model", "m", "--not-primary").exit_code == 0
+
+
+def _ingest_c2(wh: Warehouse) -> None:
+    """s1 ingested on c2 too: every slice of m's tokenizer has its partition."""
+    assert run_cli(wh, "ingest", "m", "--corpus", "c2", "--device", "cpu").exit_code == 0
+
+
 NO_CUDA = not torch.cuda.is_available()
 T, M, IN = "{tokenizer}", "{wh}/models/m", "{in}"
 CASES = [
@@ -238,7 +248,8 @@ CASES = [
     ("ingest batch negative", ["ingest", "m", "--corpus", "c1", "--batch-size", "-1"], 1, r"--context and --batch-size must be positive"),
     ("ingest device gpu0", ["ingest", "m", "--corpus", "c1", "--device", "gpu0"], 1, r"unknown device 'gpu0'; use cpu, cuda or cuda:N"),
     ("ingest unknown corpus", ["ingest", "m", "--corpus", "nosuch"], 1, r"unknown corpus 'nosuch'"),
-    ("ingest ambiguous corpus", ["ingest", "m"], 1, r"several corpora use this model's tokenizer \(c1, c2\); pick one with --corpus"),
+    ("ingest default slices, batch 0", ["ingest", "m", "--batch-size", "0"], 1, r"--context and --batch-size must be positive"),
+    ("ingest all stored, device gpu0", ["ingest", "m", "--device", "gpu0"], 1, r"unknown device 'gpu0'", _ingest_c2),
     ("ingest NaN weights", ["ingest", "m2", "--corpus", "c1", "--device", "cpu"], 1, r"NaN/inf activations from the model or SAE; nothing was written", _poison_registered),
     # -- correlate, persistence
     ("correlate unknown sae", ["correlate", "s1", "nosuch", "--corpus", "c1"], 1, r"unknown SAE 'nosuch'"),
@@ -251,6 +262,11 @@ CASES = [
     ("correlate min-cofiring 1", ["correlate", "s1", "s2", "--stat", "cofiring", "--min-cofiring", "1"], 1, r"--min-cofiring must be at least 2"),
     ("correlate no partitions", ["correlate", "s1", "s2", "--corpus", "c2"], 1, r"no activations for SAE 's1' on corpus 'c2'"),
     ("correlate engine", ["correlate", "s1", "s2", "--engine", "gpu"], 2, r"Invalid value for '--engine'"),
+    ("correlate all stored, threads 0", ["correlate", "s1", "s2", "--threads", "0"], 1, r"--threads must be at least 1 \(got 0\)"),
+    ("correlate no common slice", ["correlate", "s1", "s3"], 1,
+     r"SAEs 's1' and 's3' have activations on no common corpus slice; ingest both on one with `featstore ingest`", _register_s3),
+    ("correlate corpus and all corpora", ["correlate", "s1", "s2", "--all-corpora", "--corpus", "c1"], 2,
+     r"give --corpus or --all-corpora, not both"),
     ("correlate threads 0", ["correlate", "s1", "s2", "--corpus", "c1", "--threads", "0"], 1, r"--threads must be at least 1 \(got 0\)"),
     ("correlate torch threads -2", ["correlate", "s1", "s2", "--engine", "torch", "--threads", "-2"], 1, r"--threads must be at least 1"),
     ("correlate numba no partitions", ["correlate", "s1", "s2", "--corpus", "c2", "--engine", "numba"], 1,
@@ -275,6 +291,10 @@ CASES = [
     ("match corpus without activations", ["match", "s1", "s2", "--corpus", "c2", "--method", "jaccard"], 1,
      r"need activations on corpus 'c2'; run `featstore ingest` first"),
     ("match device gpu0", ["match", "s1", "s2", "--device", "gpu0"], 1, r"unknown device 'gpu0'; use cpu, cuda or cuda:N"),
+    ("match jaccard, no common slice", ["match", "s1", "s3", "--method", "jaccard"], 1,
+     r"SAEs 's1' and 's3' have activations on no common corpus slice, which jaccard reads", _register_s3),
+    ("match corpus and all corpora", ["match", "s1", "s2", "--all-corpora", "--corpus", "c1"], 2,
+     r"give --corpus or --all-corpora, not both"),
     ("transfer no run", ["transfer", "s1", "s2", "--stat", "cofiring"], 1, r"no cofiring correlation run between 's1' and 's2'"),
     ("transfer threshold", ["transfer", "s1", "s2", "--threshold", "3"], 1, r"no feature of 's1' matches one of 's2' at r >= 3\.0"),
     ("export-features unknown sae", ["export-features", "nosuch", "--format", "neuronpedia"], 1, r"unknown SAE 'nosuch'"),

@@ -109,11 +109,12 @@ def test_cli_correlate(filled):
 
 
 def test_several_corpora_are_checked_before_any_run(filled):
-    from featstore.correlation.correlate import correlate_corpora
+    from featstore.correlation.correlate import corpora_to_correlate, correlate_corpora
 
     before = snapshot(filled)
     with pytest.raises(FeatstoreError, match="unknown corpus 'nope'"):
         correlate_corpora(filled, "sa", "sb", ["c", "nope"], progress=False)
     assert snapshot(filled) == before
-    runs = correlate_corpora(filled, "sa", "sb", progress=False)  # default: every corpus both were ingested on
+    every, _ = corpora_to_correlate(filled, "sa", "sb", every=True)  # every corpus both were ingested on
+    runs = correlate_corpora(filled, "sa", "sb", every, progress=False)
     assert [r["corpus"] for r in runs] == ["c"]

@@ -92,7 +92,7 @@ def test_thousands_of_stored_pairs_per_tile(warehouse, engine):
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_cli_engine_option(filled, engine):
-    done = run_cli(filled, "correlate", "sa", "sb", "--engine", engine)
+    done = run_cli(filled, "correlate", "sa", "sb", "--corpus", "c", "--engine", engine)
     assert done.exit_code == 0, done.output
     assert f"(all_tokens, 240 tokens, {engine})" in done.output
     failed = run_cli(filled, "correlate", "sa", "sb", "--engine", "numpy")

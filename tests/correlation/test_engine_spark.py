@@ -47,7 +47,7 @@ def test_cli_spark_engine_all_tokens(spark, filled, monkeypatch):
 
     sql_run = correlate(filled, "sa", "sb", corpus="c", engine="sql", progress=False)
     expected = stored(filled, sql_run["id"])
-    done = run_cli(filled, "correlate", "sa", "sb", "--engine", "spark", "--spark-master", "local[2]")
+    done = run_cli(filled, "correlate", "sa", "sb", "--corpus", "c", "--engine", "spark", "--spark-master", "local[2]")
     assert done.exit_code == 0, done.output
     assert "(all_tokens, 240 tokens, spark)" in done.output
     assert f"{sql_run['n_cofiring_pairs']:,} co-firing pairs, {sql_run['n_pairs']:,} stored" in done.output
