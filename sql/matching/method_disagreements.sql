@@ -21,8 +21,12 @@ WITH verdicts AS (
     QUALIFY rank <= n
 ), top_acts AS (
     SELECT x.sae, x.corpus, x.feature, x.tok, x.act
+    -- joined on the partition keys with the features as a list, so DuckDB 1.5 (the shell) reads only
+    -- those partitions too; a semi join on all three keys made it scan and hash every activation
     FROM activations x
-    SEMI JOIN disagreements d ON d.sae = x.sae AND d.corpus = x.corpus AND d.feature = x.feature
+    JOIN (SELECT sae, corpus, list(DISTINCT feature) AS features FROM disagreements GROUP BY ALL) d
+      ON d.sae = x.sae AND d.corpus = x.corpus
+    WHERE list_contains(d.features, x.feature)
     QUALIFY row_number() OVER (PARTITION BY x.sae, x.corpus, x.feature ORDER BY x.act DESC, x.tok) <= 3
 ), top_tokens AS (
     SELECT a.sae, a.corpus, a.feature, string_agg(t.text, ' | ' ORDER BY a.act DESC, a.tok) AS top_tokens

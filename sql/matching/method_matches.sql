@@ -18,7 +18,9 @@ SELECT c.parent, c.child, c.relation, c.corpus, c.stat, c.run_id, c.side, c.sae,
 FROM pair_matches c
 JOIN available a ON a.lo = least(c.sae, c.match_sae) AND a.hi = greatest(c.sae, c.match_sae)
                 AND coalesce(a.corpus, c.corpus) = c.corpus
-LEFT JOIN policy_matches p ON p.policy = policy AND p.method = a.method AND p.sae = c.sae AND p.match_sae = c.match_sae
-                          AND coalesce(p.corpus, c.corpus) = c.corpus AND p.feature = c.feature
-                          AND NOT (a.method = stat AND policy = 'best')
+-- equalities only (the run's own best needs no lookup: its method is NULLed out of the join), so
+-- every DuckDB plans a hash join; an extra condition made the 1.5 shell loop over all pairs
+LEFT JOIN policy_matches p ON p.policy = policy AND p.sae = c.sae AND p.match_sae = c.match_sae
+                          AND p.method = CASE WHEN a.method = stat AND policy = 'best' THEN NULL ELSE a.method END
+                          AND p.corpus IS NOT DISTINCT FROM a.corpus AND p.feature = c.feature
 WHERE c.stat = stat;
