@@ -370,7 +370,7 @@ def persistence_command(wh: Warehouse, threshold: float, stat: str, method: str 
             f"{r['parent']} -> {r['child']} ({r['relation']}, {r['corpus']}, r >= {threshold}): "
             f"parent {r['parent_persist']} persist / {r['parent_disappear']} disappear ({_percent(r['parent_share_persisting'])}); "
             f"child {r['child_persist']} persist / {r['child_emerge']} emerge ({_percent(r['child_share_persisting'])}); "
-            f"dead {r['parent_dead']} / {r['child_dead']}; seed floor {_percent(r['parent_floor'])} / {_percent(r['child_floor'])}"
+            f"dead {r['parent_dead']} / {r['child_dead']}; constant {r['parent_constant']} / {r['child_constant']}; seed floor {_percent(r['parent_floor'])} / {_percent(r['child_floor'])}"
         )
 
 

@@ -1,6 +1,7 @@
 -- Per lineage edge and corpus: how many parent features persist or disappear and how many child
--- features persist or emerge, with the share persisting among features that fire (dead ones are
--- counted apart). These are the numbers of the paper's Figure 2. Beside them the seed-noise floor
+-- features persist or emerge, with the share persisting among features that fire with a defined r;
+-- dead features (never fire) and constant ones (fire with one value, so no r) are counted apart, so
+-- the four counts of a side add up to every feature of its SAE. These are the numbers of the paper's Figure 2. Beside them the seed-noise floor
 -- of the parent and of the child (seed_floors: the share of a model's primary SAE's live features
 -- persisting into an SAE differing only in its seed, averaged over its replicas, measured on the
 -- same corpus when there, else on the corpus it was measured on) and each share relative to its floor.
@@ -11,9 +12,11 @@ WITH counts AS (
            count(*) FILTER (WHERE side = 'parent' AND status = 'persists') AS parent_persist,
            count(*) FILTER (WHERE side = 'parent' AND status = 'disappears') AS parent_disappear,
            count(*) FILTER (WHERE side = 'parent' AND status = 'dead') AS parent_dead,
+           count(*) FILTER (WHERE side = 'parent' AND status = 'constant') AS parent_constant,
            count(*) FILTER (WHERE side = 'child' AND status = 'persists') AS child_persist,
            count(*) FILTER (WHERE side = 'child' AND status = 'emerges') AS child_emerge,
            count(*) FILTER (WHERE side = 'child' AND status = 'dead') AS child_dead,
+           count(*) FILTER (WHERE side = 'child' AND status = 'constant') AS child_constant,
            parent_persist / nullif(parent_persist + parent_disappear, 0) AS parent_share_persisting,
            child_persist / nullif(child_persist + child_emerge, 0) AS child_share_persisting
     FROM persistence(threshold := threshold, stat := stat, method := method, policy := policy) p

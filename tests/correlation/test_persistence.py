@@ -24,12 +24,14 @@ def copy_of(rng, parent, keep=1.0):
 
 @pytest.fixture(scope="module")
 def dense():
-    """Activations per model: planted copies along the lineage, the rest independent; feature D-1 is dead."""
+    """Activations per model: planted copies along the lineage, the rest independent; feature D-1 is dead,
+    feature D-2 constant (it fires on every token with one value, so it has no defined r)."""
     rng = np.random.default_rng(3)
 
     def independent():
         m = np.where(rng.random((N_TOKENS, D)) < rng.uniform(0.05, 0.3, D), rng.gamma(2.0, 1.0, (N_TOKENS, D)), 0.0)
         m[:, D - 1] = 0.0
+        m[:, D - 2] = 1.5
         return m
 
     base, lua, stories, merged = independent(), independent(), independent(), independent()
@@ -80,8 +82,9 @@ def best_r(dense, parent, child):
 
 
 def expected_status(r, threshold, side):
-    return ["dead" if np.isnan(x) else "persists" if x >= threshold else ("disappears" if side == "parent" else "emerges")
-            for x in r]
+    """The verdict per feature; with no defined r, feature D-1 is dead and D-2 constant."""
+    return ["dead" if f == D - 1 else "constant" if f == D - 2 else "persists" if x >= threshold
+            else ("disappears" if side == "parent" else "emerges") for f, x in enumerate(r)]
 
 
 @pytest.mark.parametrize("threshold", [0.8, 0.6])
@@ -113,10 +116,13 @@ def test_summary_counts_and_shares(lineage, dense):
         row = summary[(parent, child)]
         assert row["parent_persist"] == np.sum(parent_r >= 0.8)
         assert row["parent_disappear"] == np.sum(parent_r < 0.8)
-        assert row["parent_dead"] == row["child_dead"] == 1
+        assert row["parent_dead"] == row["child_dead"] == row["parent_constant"] == row["child_constant"] == 1
         assert row["child_emerge"] == np.sum(child_r < 0.8)
-        assert row["parent_share_persisting"] == pytest.approx(np.sum(parent_r >= 0.8) / (D - 1))
-        assert row["child_share_persisting"] == pytest.approx(np.sum(child_r >= 0.8) / (D - 1))
+        for side in ("parent", "child"):  # every feature of the SAE is counted once
+            assert sum(row[f"{side}_{k}"] for k in ("dead", "constant", "persist")) + row["parent_disappear" if side == "parent"
+                                                                                         else "child_emerge"] == D
+        assert row["parent_share_persisting"] == pytest.approx(np.sum(parent_r >= 0.8) / (D - 2))
+        assert row["child_share_persisting"] == pytest.approx(np.sum(child_r >= 0.8) / (D - 2))
 
 
 def test_curve_matches_reference_at_every_threshold(lineage, dense):
@@ -127,7 +133,7 @@ def test_curve_matches_reference_at_every_threshold(lineage, dense):
         parent_r, _ = best_r(dense, parent, child)
         shares = [r["parent_share_persisting"] for r in sorted(curve, key=lambda r: r["threshold"])
                   if (r["parent"], r["child"]) == (parent, child)]
-        assert shares == pytest.approx([np.sum(parent_r >= t) / (D - 1) for t in thresholds])
+        assert shares == pytest.approx([np.sum(parent_r >= t) / (D - 2) for t in thresholds])
     lua = [r["parent_share_persisting"] for r in curve if (r["parent"], r["child"]) == ("base", "lua")]
     assert len(set(lua)) > 1  # the weaker planted copy makes the curve step
 
@@ -139,10 +145,10 @@ def test_merge_inheritance(lineage):
     assert rows[0]["inheritance"] == "both" and rows[0]["match_a"] == 0 and rows[0]["match_b"] == 0
     assert rows[1]["inheritance"] == "from_a" and rows[1]["match_a"] == 2
     assert rows[2]["inheritance"] == "from_b" and rows[2]["match_b"] == 5
-    assert rows[D - 1]["inheritance"] == "dead"
-    assert {rows[f]["inheritance"] for f in range(3, D - 1)} == {"emerged"}
+    assert rows[D - 1]["inheritance"] == "dead" and rows[D - 2]["inheritance"] == "constant"
+    assert {rows[f]["inheritance"] for f in range(3, D - 2)} == {"emerged"}
     strict = lineage.query("SELECT count(*) FILTER (WHERE inheritance = 'emerged') AS n FROM merge_inheritance(threshold := 1.0)")
-    assert strict.column("n")[0].as_py() == D - 1  # no copy is exact, so at r >= 1 every live feature emerged
+    assert strict.column("n")[0].as_py() == D - 2  # no copy is exact, so at r >= 1 every live feature emerged
 
 
 def test_feature_families_follow_chains_to_the_merge(lineage):

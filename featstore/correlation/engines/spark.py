@@ -150,4 +150,19 @@ def persistence_summary(spark, layout: str | Path, threshold: float = 0.8, stat:
     """The persistence_summary view's numbers computed by Spark from an engine layout (featstore.export.tables.export_layout)."""
     for table in ("saes", "lineage", "correlation_runs", "best_matches"):
         spark.read.parquet(str(Path(layout) / f"{table}.parquet")).createOrReplaceTempView(table)
+    fired_features(spark, Path(layout)).createOrReplaceTempView("fired")
     return query(spark, "persistence_summary", threshold=float(threshold), stat=stat)
+
+
+def fired_features(spark, layout: Path):
+    """(sae, corpus, feature) of every feature that fires, which tells a constant feature (no r) from a dead
+    one; read partition by partition, so no folder name is taken for a number."""
+    from pyspark.sql import functions as F
+
+    parts = spark.read.parquet(str(layout / "activation_partitions.parquet")).select("sae", "corpus", "path").collect()
+    frames = [spark.read.parquet(str(layout / p.path)).select("feature").distinct()
+              .select(F.lit(p.sae).alias("sae"), F.lit(p.corpus).alias("corpus"), "feature") for p in parts]
+    fired = spark.createDataFrame([], "sae STRING, corpus STRING, feature BIGINT")
+    for frame in frames:
+        fired = fired.unionByName(frame)
+    return fired
