@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featstore.errors import FeatstoreError
-from featstore.warehouse import schema, storage, tables
+from featstore.warehouse import catalog_file, schema, storage, tables
 from featstore.warehouse.queries import arrow, run, sql_dir, statements
 from featstore.warehouse.storage import link_or_copy
 
@@ -36,7 +36,6 @@ DB_FILE = "featstore.duckdb"
 STORAGE_VERSION = "v1.5.0"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 LOCK_WAIT_SECONDS = 30.0
-DUCKDB_HEADER_BYTES, DUCKDB_BLOCK_BYTES = 3 * 4096, 256 * 1024  # a DuckDB file is its headers plus whole blocks
 STAGING_DIR = ".staging"  # uncommitted partition files: outside activations/, so no glob of it sees them
 STAGING_GRACE_SECONDS = 60.0  # a staged file this young may be a writer's that has not locked it yet
 LOCKS_DIR = ".locks"  # one lock file per (SAE, corpus) being written
@@ -130,6 +129,7 @@ class Warehouse:
         self.db_path = self.root / DB_FILE
         self.activations_dir = self.root / "activations"
         self._migrated = False  # schema migrated and paths localised by this instance's first writer
+        self._verified = False  # every block of the catalog checked by this instance's first writer
         self._schema_checked = False
         self.tokenizers = tables.Tokenizers(self)
         self.corpora = tables.Corpora(self)
@@ -148,27 +148,73 @@ class Warehouse:
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection, closed on exit. Read-write ones bring the schema and paths up to date first;
-        read-only ones change nothing and need an existing warehouse."""
+        """A connection, closed on exit. Read-write ones check the catalog and bring the schema and paths up
+        to date first; read-only ones change nothing and need an existing warehouse."""
         if read_only:
             con = self._open_reader()
             try:
                 yield con
             finally:
                 con.close()
-            return
-        con = self._open_writer()
+        else:
+            with self._writer() as con:
+                yield con
+
+    @contextmanager
+    def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection; when the disk fills, what it did is undone where it can be (no `.wal`
+        left behind) and the error says nothing was committed."""
         writers = _WRITERS.setdefault(self.db_path, [])
-        writers.append(con)
+        outermost = not writers
+        # what a full disk may undo: the outermost writer's own work, with no crashed writer's commits in the WAL
+        before = self._file_state() if outermost and not self._wal_size() else None
+        con = None
         try:
+            con = self._open_writer()
+            writers.append(con)
             yield con
-        except duckdb.Error as exc:
+            if outermost:
+                con.execute("CHECKPOINT")  # a full disk fails here, not silently in close()'s own checkpoint
+        except BaseException as exc:
+            if con is not None:
+                writers.remove(con)
+                con.close()
             if is_disk_full(exc):
-                raise disk_full_error(self.root) from exc
+                self._undo_unfinished(before)
+                if not isinstance(exc, FeatstoreError):
+                    raise disk_full_error(self.root) from exc
             raise
-        finally:
-            writers.remove(con)
-            con.close()
+        writers.remove(con)
+        con.close()
+
+    @property
+    def wal_path(self) -> Path:
+        return self.db_path.with_name(DB_FILE + ".wal")
+
+    def _wal_size(self) -> int:
+        """The WAL's size: above 0, it holds commits (of a crashed writer, say) that must not be dropped."""
+        return self.wal_path.stat().st_size if self.wal_path.is_file() else 0
+
+    def _file_state(self) -> tuple[int, bytes]:
+        """The catalog's size and headers (0 and none for a new one)."""
+        return (self.db_path.stat().st_size if self.db_path.is_file() else 0), catalog_file.headers(self.db_path)
+
+    def _undo_unfinished(self, before: tuple[int, bytes] | None) -> None:
+        """After a writer failed for lack of space: when no checkpoint reached the catalog (its headers are
+        as `before`), drop the WAL of what it committed and the blocks it appended (a catalog it began, all
+        of it), so the catalog is as before; else (or with no `before`) leave the files to DuckDB, which
+        recovers from them."""
+        if before is None:
+            return
+        size, headers = before
+        if headers and catalog_file.headers(self.db_path) != headers:
+            return
+        self.wal_path.unlink(missing_ok=True)
+        if not headers:
+            self.db_path.unlink(missing_ok=True)
+        elif self.db_path.stat().st_size > size:
+            os.truncate(self.db_path, size)
+        self._migrated = False  # a migration the WAL held is gone with it
 
     def create(self) -> None:
         """Make sure the warehouse exists (created in a new or empty folder); the first step of a writer."""
@@ -253,6 +299,7 @@ class Warehouse:
         if reason:
             raise FeatstoreError(f"warehouse {self.root} is read-only ({reason}); reads work, writes need a writable copy")
         self._check_catalog(creating=True)
+        self._verify_blocks()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -282,6 +329,8 @@ class Warehouse:
                         f"this process already has {self.db_path} open with other settings (e.g. a read-write "
                         "duckdb.connect); close that connection or query through it"
                     ) from exc
+                if is_disk_full(exc):
+                    raise disk_full_error(self.root) from exc
                 if "lock" not in message.lower():
                     raise self._damaged(message) from exc
                 if time.monotonic() > deadline:
@@ -299,12 +348,9 @@ class Warehouse:
     def _check_catalog(self, creating: bool) -> None:
         """Refuse a missing catalog beside existing data, a missing warehouse on reads, a damaged file."""
         if self.db_path.is_file():
-            with open(self.db_path, "rb") as fh:
-                header = fh.read(16)
-            if len(header) < 16 or header[8:12] != b"DUCK":
-                raise self._damaged("not a DuckDB file")
-            if (self.db_path.stat().st_size - DUCKDB_HEADER_BYTES) % DUCKDB_BLOCK_BYTES:
-                raise self._damaged("truncated: its size is not a whole number of DuckDB blocks")
+            problem = catalog_file.problem(self.db_path)
+            if problem:
+                raise self._damaged(problem)
             return
         if self.db_path.exists():
             raise FeatstoreError(f"{self.db_path} is not a file; point --warehouse at a featstore warehouse folder")
@@ -319,6 +365,21 @@ class Warehouse:
                 f"no warehouse at {self.given_root} (no {DB_FILE}); check --warehouse / FEATSTORE_WAREHOUSE, "
                 "or create one with a write command such as `featstore corpus add`"
             )
+
+    def _verify_blocks(self) -> None:
+        """Refuse to write into a catalog with a damaged block, checked once per instance: DuckDB itself
+        notices one only when a query reads it, so a write would commit into a file that other tables (or
+        their indexes) can no longer be read from. A read-only connection holds off other writers meanwhile."""
+        if self._verified or _WRITERS.get(self.db_path) or not self.db_path.is_file():
+            return
+        reader = self._retry_locked(lambda: duckdb.connect(str(self.db_path), read_only=True))
+        try:
+            problem = catalog_file.problem(self.db_path, used_blocks=run(reader, "warehouse/used_blocks").fetchone()[0])
+        finally:
+            reader.close()
+        if problem:
+            raise self._damaged(problem)
+        self._verified = True
 
     def read_only_reason(self) -> str | None:
         """Why this warehouse cannot be written (read-only file system or permissions), else None."""

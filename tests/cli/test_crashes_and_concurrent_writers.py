@@ -469,6 +469,23 @@ def test_damaged_or_missing_catalog_is_refused_and_kept(wh, prepared, damage):
     assert tree_hashes(wh.root) == before
 
 
+def test_garbage_inside_the_catalog_refuses_every_write_and_changes_nothing(wh, prepared):
+    """256 KiB of garbage in the middle of the catalog: DuckDB opens it and answers from the intact
+    tables, so without a check of every block a write would commit into it."""
+    size = wh.db_path.stat().st_size
+    with open(wh.db_path, "r+b") as fh:
+        fh.seek(size // 2 + 1000)
+        fh.write(np.random.default_rng(0).bytes(256 * 1024))
+    before = tree_hashes(wh.root)
+    for args in (["corpus", "add", "x", "--source", str(prepared["acts"].parent / "c1.txt"), "--tokenizer", str(wh.root / "models" / "m")],
+                 ["import-activations", "--sae", "s1", "--corpus", "c1", str(prepared["acts"])]):
+        result = run_cli(wh, *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert re.fullmatch(r"error: the catalog \S+ is damaged \([12] of its [\d,]+ blocks fail their checksum, the first at "
+                            r"byte [\d,]+\); nothing was changed: restore featstore.duckdb from a backup .*", error_line(result))
+    assert tree_hashes(wh.root) == before
+
+
 def test_reads_never_create_a_warehouse(tmp_path, tiny_tokenizer_dir):
     for args in (["models"], ["corpora"], ["sql", "SELECT 1"], ["persistence"], ["export", "models"]):
         result = run_cli(tmp_path / "wherehouse", *args)
@@ -536,6 +553,29 @@ def test_disk_full_on_a_real_small_disk(tiny_disk, prepared, tmp_path, duckdb_sh
                  ["sae", "add", "s3", str(wh.root / "saes" / "s2"), "--model", "m", "--not-primary"], list(CORRELATE)):
         result = run_cli(wh, *args)
         assert result.exit_code == 0, (args, result.output)
+
+
+def test_a_catalog_write_on_a_full_disk_commits_nothing_and_leaves_no_wal(tiny_disk, tmp_path):
+    """The disk fills at different points of a corpus add (DuckDB's blocks, the WAL, the checkpoint): each
+    time one line, the catalog as before with no `.wal` beside it, and the same command works once there
+    is room."""
+    wh = tiny_disk
+    text = tmp_path / "big.txt"
+    text.write_text("\n\n".join(tiny_texts(4000, seed=3)))
+    add = ["corpus", "add", "big", "--source", str(text), "--tokenizer", str(wh.root / "models" / "m")]
+    corpora = "SELECT name, n_tokens FROM corpora ORDER BY ALL"
+    original, before, failed = wh.db_path.read_bytes(), wh.query(corpora), 0
+    for leave in (64 * 1024, 512 * 1024, 1024 * 1024, 2 * 1024 * 1024):
+        filler = _fill(wh.root.parent, leave)
+        result = run_cli(wh, *add)
+        if result.exit_code:
+            failed += 1
+            assert error_line(result).startswith(f"error: disk full while writing under {wh.root}: nothing was committed")
+            assert not wh.wal_path.exists() and Warehouse(wh.root).query(corpora) == before
+        filler.unlink()
+        assert run_cli(wh, *add, "--replace").exit_code == 0
+        wh.db_path.write_bytes(original)
+    assert failed
 
 
 def test_disk_full_simulated_in_the_parquet_writer(wh, prepared, monkeypatch):
