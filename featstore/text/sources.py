@@ -33,6 +33,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+(:[\w.\-]+)?$")
 FILE_SUFFIXES = {".txt", ".jsonl", ".parquet"}
 DEFAULT_GENERATED_DOCS = 200
 PARQUET_BATCH_ROWS = 4096
+NON_TEXT = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}
 
 
 def iter_documents(
@@ -144,11 +145,9 @@ def _jsonl(path: Path, text_key: str) -> Iterator[tuple[str, str]]:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise FeatstoreError(f"{path}:{line_no} is not valid JSON ({exc.msg}); fix the line or remove it") from exc
-            if not isinstance(record, dict) or not isinstance(record.get(text_key), str):
-                raise FeatstoreError(
-                    f"{path}:{line_no} has no string field {text_key!r}; name the text field with --text-key"
-                )
-            yield f"{path}:{line_no}", record[text_key]
+            if not isinstance(record, dict) or text_key not in record:
+                raise FeatstoreError(f"{path}:{line_no} has no field {text_key!r}; name the text field with --text-key")
+            yield f"{path}:{line_no}", _text(record[text_key], f"{path}:{line_no}", text_key)
 
 
 def _parquet(path: Path, text_key: str) -> Iterator[tuple[str, str]]:
@@ -162,9 +161,8 @@ def _parquet(path: Path, text_key: str) -> Iterator[tuple[str, str]]:
         )
     row = 0
     for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[text_key]):
-        for text in batch.column(0).to_pylist():
-            if text is not None:
-                yield f"{path}#{row}", str(text)
+        for value in batch.column(0).to_pylist():
+            yield f"{path}#{row}", _text(value, f"{path} row {row}", text_key)
             row += 1
 
 
@@ -211,6 +209,13 @@ def _hub_dataset(dataset_id: str, split: str, text_key: str) -> Iterator[tuple[s
             f"dataset {dataset_id!r} has no column {text_key!r} (columns: {', '.join(columns)}); use --text-key"
         )
     for i, row in enumerate(rows):
-        text = row.get(text_key)
-        if text is not None:
-            yield f"{dataset_id}[{split}]#{i}", str(text)
+        yield f"{dataset_id}[{split}]#{i}", _text(row.get(text_key), f"dataset {dataset_id!r} [{split}] row {i}", text_key)
+
+
+def _text(value: object, where: str, text_key: str) -> str:
+    """A record's text: a string, never a number, boolean, null, list or object read as one (a text key
+    naming the wrong field would otherwise make documents of "3" or "True")."""
+    if isinstance(value, str):
+        return value
+    kind = NON_TEXT.get(type(value), type(value).__name__)
+    raise FeatstoreError(f"{where}: {text_key!r} holds {kind}, not text; make it a string or name the text field with --text-key")

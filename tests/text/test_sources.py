@@ -14,6 +14,12 @@ from featstore.errors import FeatstoreError
 from featstore.text.sources import iter_documents
 
 
+class HubRows(list):
+    """What `datasets.load_dataset(..., streaming=True)` returns, as far as the loader looks."""
+
+    column_names = ["text"]
+
+
 def test_txt_documents_are_separated_by_blank_lines(tmp_path):
     path = tmp_path / "docs.txt"
     path.write_text("first line\nstill first\n\n\n  \nsecond\n\nthird\n")
@@ -27,7 +33,7 @@ def test_jsonl_uses_the_text_key_and_reports_bad_lines(tmp_path):
     path = tmp_path / "docs.jsonl"
     path.write_text(json.dumps({"body": "alpha"}) + "\n\n" + json.dumps({"body": "beta"}) + "\n")
     assert list(iter_documents(str(path), text_key="body")) == [(f"{path}:1", "alpha"), (f"{path}:3", "beta")]
-    with pytest.raises(FeatstoreError, match="no string field 'text'"):
+    with pytest.raises(FeatstoreError, match="docs.jsonl:1 has no field 'text'"):
         list(iter_documents(str(path)))
     path.write_text('{"text": "ok"}\n{not json}\n')
     with pytest.raises(FeatstoreError, match=r"docs.jsonl:2 is not valid JSON"):
@@ -36,10 +42,29 @@ def test_jsonl_uses_the_text_key_and_reports_bad_lines(tmp_path):
 
 def test_parquet_reads_the_text_column(tmp_path):
     path = tmp_path / "docs.parquet"
-    pq.write_table(pa.table({"id": [1, 2, 3], "content": ["one", None, "three"]}), path)
+    pq.write_table(pa.table({"id": [1, 2, 3], "content": ["one", "", "three"]}), path)
     assert list(iter_documents(str(path), text_key="content")) == [(f"{path}#0", "one"), (f"{path}#2", "three")]
     with pytest.raises(FeatstoreError, match="no column 'text'.*id, content"):
         list(iter_documents(str(path)))
+
+
+NON_TEXT = [(3, "a number"), (2.5, "a number"), (True, "a boolean"), (None, "null"), (["a"], "a list"), ({"a": "b"}, "an object")]
+
+
+@pytest.mark.parametrize("value, kind", NON_TEXT)
+def test_jsonl_parquet_and_hub_rows_refuse_a_text_that_is_not_a_string(tmp_path, monkeypatch, value, kind):
+    """{"text": 3} is not the document "3": one line with the file, the record and the key."""
+    import datasets
+
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text(json.dumps({"text": "fine"}) + "\n" + json.dumps({"text": value}) + "\n")
+    parquet = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"text": pa.array([value, value])}), parquet)  # a column of one type: row 0 is wrong
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: HubRows([{"text": "fine"}, {"text": value}]))
+    for source, where in ((jsonl, f"{jsonl}:2"), (parquet, f"{parquet} row 0"), ("owner/set", "dataset 'owner/set' [train] row 1")):
+        with pytest.raises(FeatstoreError) as info:
+            list(iter_documents(str(source)))
+        assert str(info.value).startswith(f"{where}: 'text' holds {kind}, not text;"), (source, str(info.value))
 
 
 def test_directory_gives_one_document_per_text_file_sorted_skipping_hidden_and_binary(tmp_path):
@@ -101,12 +126,9 @@ def test_hub_id_goes_to_load_dataset_with_config_and_split(monkeypatch):
 
     calls = []
 
-    class Rows(list):
-        column_names = ["text"]
-
     def fake_load_dataset(name, config, split, streaming):
         calls.append((name, config, split, streaming))
-        return Rows([{"text": "hub doc"}])
+        return HubRows([{"text": "hub doc"}])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     assert list(iter_documents("roneneldan/TinyStories:default", hub_split="validation")) == [
