@@ -8,9 +8,11 @@ warehouse, the correlation references and the engine comparisons.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -43,6 +45,28 @@ def run_cli(wh, *args: str, **kwargs):
     is "/", so it is never read). Returns click's Result: callers check `exit_code` themselves."""
     folder = wh if isinstance(wh, (str, os.PathLike)) else wh.root
     return invoke("--warehouse", str(folder), *args, **kwargs)
+
+
+def error_line(result) -> str:
+    """The one `error: …` line of a command's output (progress bars may share stderr)."""
+    lines = re.findall(r"error: [^\r\n]*", result.output)
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file under root, by relative path: what a refused command must leave as it was."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def property_settings(max_examples: int):
+    """Hypothesis settings for the CLI's property tests: few examples, the same ones every run (no flaky
+    suite), no deadline (a command's first call imports its libraries) and no example database on disk."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 # --- texts, SAE folders, chat replies --------------------------------------------------------------

@@ -9,7 +9,6 @@ Exit 1: featstore's own one-line errors; exit 2: click's usage errors (their `Er
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -21,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from helpers import invoke, run_cli, tiny_texts, write_sae_folder
+from helpers import invoke, run_cli, tiny_texts, tree_hashes, write_sae_folder
 
 from featstore.warehouse import Warehouse
 
@@ -364,11 +363,6 @@ CASES = [
 if NO_CUDA:
     CASES.append(("ingest device cuda without cuda", ["ingest", "m", "--corpus", "c1", "--device", "cuda"], 1,
                   r"device 'cuda' asked for but CUDA is not available; use --device cpu"))
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

@@ -5,7 +5,6 @@ ingested and correlated) is built once per module; each test works on its own `c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,9 +23,11 @@ from helpers import (
     FAULT_RUNNER,
     REPO,
     FakeCatalog,
+    error_line,
     invoke,
     run_cli,
     tiny_texts,
+    tree_hashes,
     write_sae_folder,
 )
 
@@ -71,19 +72,6 @@ def wh(prepared, tmp_path) -> Warehouse:
     copy = Warehouse(tmp_path / "wh")
     copy.relocate()
     return copy
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    """sha256 of every file under root, by relative path."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def error_line(result) -> str:
-    """The one `error: …` line of a command's output (progress bars may share stderr)."""
-    lines = re.findall(r"error: [^\r\n]*", result.output)
-    assert len(lines) == 1, result.output
-    return lines[0]
 
 
 def featstore_process(wh: Warehouse, *args: str, fault: tuple | None = None, **popen) -> subprocess.Popen:
