@@ -3,13 +3,16 @@
 CREATE OR REPLACE VIEW persistence_curve AS
 WITH thresholds AS (
     SELECT round(t / 100, 2) AS threshold FROM range(50, 100, 5) g(t)
+), defined AS (  -- each edge's r per side as one list: ten thresholds filter lists, not ten copies of every row
+    SELECT parent, child, relation, corpus, stat,
+           list(r) FILTER (WHERE side = 'parent' AND r IS NOT NULL) AS parent_r,
+           list(r) FILTER (WHERE side = 'child' AND r IS NOT NULL) AS child_r
+    FROM edge_matches
+    GROUP BY ALL
 )
 SELECT e.parent, e.child, e.relation, e.corpus, e.stat, t.threshold,
-       count(*) FILTER (WHERE e.side = 'parent' AND e.r >= t.threshold)
-           / nullif(count(*) FILTER (WHERE e.side = 'parent' AND e.r IS NOT NULL), 0) AS parent_share_persisting,
-       count(*) FILTER (WHERE e.side = 'child' AND e.r >= t.threshold)
-           / nullif(count(*) FILTER (WHERE e.side = 'child' AND e.r IS NOT NULL), 0) AS child_share_persisting
-FROM edge_matches e
+       len(list_filter(e.parent_r, lambda x: x >= t.threshold)) / nullif(len(e.parent_r), 0) AS parent_share_persisting,
+       len(list_filter(e.child_r, lambda x: x >= t.threshold)) / nullif(len(e.child_r), 0) AS child_share_persisting
+FROM defined e
 CROSS JOIN thresholds t
-GROUP BY ALL
 ORDER BY e.parent, e.child, e.corpus, e.stat, t.threshold;
