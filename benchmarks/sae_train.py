@@ -1,14 +1,21 @@
-"""SAE training throughput: featstore's Trainer.fit against a plain PyTorch loop of the same shapes.
+"""SAE training throughput: featstore's Trainer.fit, with its sparse and its dense step, against a plain PyTorch loop.
 
-Both consume the same pre-computed activation batches (the model forward is not timed), do the same
-math (ReLU SAE, MSE + L1, decoder-parallel gradient removed, Adam, decoder renormalised) and run
-alternately, several rounds, so machine noise hits both alike. Prints activations/s and the ratio.
+All three train a ReLU SAE (MSE + L1, decoder-parallel gradient removed, Adam, decoder renormalised) on
+the same pre-computed activation batches (the model forward is not timed), from the same weights, for the
+same number of steps, alternately, several rounds, so machine noise hits them alike; at each thread count
+of --threads (torch.set_num_threads). The activations are sparse combinations of a planted dictionary of
+d_sae unit directions (--active of them per token, magnitudes uniform in [0, 2), plus noise), and every
+contender starts from a perturbed copy of it: the steps then run at the sparsity of a trained SAE (L0
+about 20 of 2,048 at the tiny shape), as most of a real run does. (From a random start half the features
+fire, and the sparse step hands over to the dense one until fewer than featstore.saes.sparse.DENSE_ABOVE
+do, tens of steps.) Prints activations/s, the ratios, and the quality each reaches after the same steps
+(FVU, L0, dead fraction on held-out batches). The sparse step runs on CPU only; on CUDA it is left out.
 
-    python benchmarks/sae_train.py                       # 512 -> 2048, batch 4096 (tiny scale)
+    python benchmarks/sae_train.py                       # 512 -> 2048, batch 4096 (tiny scale), 1 and 2 threads
     python benchmarks/sae_train.py --d-in 1024 --expansion 16 --batch 3072   # the paper's shapes
     python benchmarks/sae_train.py --smoke               # 64 -> 128, batch 240, 3 steps, 1 round: seconds
 
-The figures and the ratio featstore / plain go into a JSON record (benchmarks/record.py;
+The figures and the ratios against the plain loop go into a JSON record (benchmarks/record.py;
 docs/benchmarks/sae_train.json at full size).
 """
 
@@ -32,16 +39,36 @@ from featstore.saes import build_sae  # noqa: E402
 from featstore.saes.presets import TrainSettings  # noqa: E402
 from featstore.saes.training import Trainer  # noqa: E402
 
+NAMES = {"sparse": "featstore, sparse step", "dense": "featstore, dense step", "plain": "plain PyTorch loop"}
+Weights = dict[str, torch.Tensor]
 
-def plain_loop(batches: list[torch.Tensor], d_sae: int, steps: int, l1: float, lr: float, scale: float) -> float:
+
+def planted(d_in: int, d_sae: int, batch: int, n_batches: int, active: int, device) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """(batches, dictionary): each activation sums `active` random unit directions of the dictionary."""
+    gen = torch.Generator().manual_seed(0)
+    dictionary = torch.nn.functional.normalize(torch.randn(d_sae, d_in, generator=gen), dim=1)
+    batches = []
+    for _ in range(n_batches):
+        codes = torch.zeros(batch, d_sae).scatter_(1, torch.rand(batch, d_sae, generator=gen).argsort(1)[:, :active],
+                                                   torch.rand(batch, active, generator=gen) * 2)
+        batches.append((codes @ dictionary + 0.05 * torch.randn(batch, d_in, generator=gen)).to(device))
+    return batches, dictionary.to(device)
+
+
+def start_weights(dictionary: torch.Tensor, threshold: float) -> Weights:
+    """A perturbed planted dictionary, the encoder its transpose, firing above `threshold`."""
+    gen = torch.Generator().manual_seed(1)
+    noise = torch.randn(dictionary.shape, generator=gen).to(dictionary.device) / dictionary.shape[1] ** 0.5
+    W_dec = torch.nn.functional.normalize(dictionary + 0.5 * noise, dim=1)
+    return {"W_enc": W_dec.T.contiguous(), "b_enc": torch.full((len(W_dec),), -threshold, device=W_dec.device),
+            "W_dec": W_dec, "b_dec": torch.zeros(W_dec.shape[1], device=W_dec.device)}
+
+
+def plain_loop(batches: list[torch.Tensor], start: Weights, steps: int, l1: float, lr: float, scale: float) -> tuple[float, Weights]:
     """What one would write by hand: raw tensors, the same loss and constraint, no bookkeeping."""
-    d_in, device = batches[0].shape[1], batches[0].device
-    W_dec = torch.nn.functional.normalize(torch.randn(d_sae, d_in, device=device), dim=1).requires_grad_()
-    W_enc = W_dec.detach().T.contiguous().requires_grad_()  # same layout as featstore's SAE
-    b_enc = torch.zeros(d_sae, device=device, requires_grad=True)
-    b_dec = torch.zeros(d_in, device=device, requires_grad=True)
+    W_enc, b_enc, W_dec, b_dec = (start[k].clone().requires_grad_() for k in ("W_enc", "b_enc", "W_dec", "b_dec"))
     opt = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=lr, betas=(0.9, 0.999))
-    start = time.perf_counter()
+    begin = time.perf_counter()
     for x in itertools.islice(itertools.cycle(batches), steps):
         f = torch.relu((x - b_dec) @ W_enc + b_enc)
         loss = (f @ W_dec + b_dec - x).pow(2).sum(-1).mean() / scale + l1 * f.sum(-1).mean() / scale**0.5
@@ -52,20 +79,42 @@ def plain_loop(batches: list[torch.Tensor], d_sae: int, steps: int, l1: float, l
         opt.step()
         with torch.no_grad():
             W_dec /= W_dec.norm(dim=1, keepdim=True)
-    _sync(device)
-    return time.perf_counter() - start
+    _sync(batches[0].device)
+    return time.perf_counter() - begin, {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
 
 
-def featstore_fit(batches: list[torch.Tensor], d_sae: int, steps: int, l1: float, lr: float, scale: float) -> float:
-    d_in, device = batches[0].shape[1], batches[0].device
-    settings = TrainSettings(expansion=d_sae // d_in, lr=lr, beta2=0.999,
-                             batch_blocks=len(batches[0]) // 24, tokens=steps * len(batches[0]), resample_every=10**9)
-    sae = build_sae("relu", d_in=d_in, d_sae=d_sae, l1_coefficient=l1).to(device)
-    trainer = Trainer(sae, settings, scale)
-    start = time.perf_counter()
-    trainer.fit(itertools.cycle(batches), progress=False)
-    _sync(device)
-    return time.perf_counter() - start
+def featstore_fit(batches: list[torch.Tensor], start: Weights, steps: int, l1: float, lr: float, scale: float,
+                  training_step: str) -> tuple[float, Weights]:
+    d_in, batch = batches[0].shape[1], len(batches[0])
+    settings = TrainSettings(expansion=len(start["W_dec"]) // d_in, lr=lr, beta2=0.999, batch_blocks=batch // 24,
+                             tokens=steps * batch, resample_every=10**9, training_step=training_step)
+    sae = _sae(start)
+    begin = time.perf_counter()
+    Trainer(sae, settings, scale).fit(itertools.cycle(batches), progress=False)
+    _sync(batches[0].device)
+    return time.perf_counter() - begin, dict(sae.named_parameters())
+
+
+def _sae(weights: Weights):
+    d_sae, d_in = weights["W_dec"].shape
+    sae = build_sae("relu", d_in=d_in, d_sae=d_sae).to(weights["W_dec"].device)
+    sae.load_state_dict({k: v.detach() for k, v in weights.items()})
+    return sae
+
+
+@torch.no_grad()
+def quality(weights: Weights, held_out: list[torch.Tensor]) -> dict:
+    """FVU, mean L0 and the fraction of features that never fire, on `held_out`."""
+    sae = _sae(weights)
+    fired = torch.zeros(len(weights["W_dec"]), dtype=torch.bool, device=weights["W_dec"].device)
+    err = var = l0 = 0.0
+    for x in held_out:
+        recon, feats = sae(x)
+        err += float((recon - x).pow(2).sum())
+        var += float((x - x.mean(dim=0)).pow(2).sum())
+        l0 += float((feats > 0).sum())
+        fired |= (feats > 0).any(dim=0)
+    return {"fvu": err / var, "l0": l0 / sum(len(x) for x in held_out), "dead_fraction": 1 - float(fired.float().mean())}
 
 
 def _sync(device: torch.device) -> None:
@@ -78,33 +127,63 @@ def main() -> None:
     parser.add_argument("--d-in", type=int, default=512)
     parser.add_argument("--expansion", type=int, default=4)
     parser.add_argument("--batch", type=int, default=4096, help="activations per step (a multiple of 24)")
+    parser.add_argument("--active", type=int, default=20, help="planted directions per activation")
+    parser.add_argument("--threshold", type=float, default=0.7, help="pre-activation at which the start's features fire")
+    parser.add_argument("--l1", type=float, default=0.08, help="L1 coefficient (the tiny preset's)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (the tiny preset's)")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=lambda s: [int(t) for t in s.split(",")], default=[1, 2],
+                        help="comma-separated torch thread counts")
     parser.add_argument("--device", default=None)
-    args = parse_args(parser, smoke=dict(d_in=64, expansion=2, batch=240, steps=3, rounds=1))
+    args = parse_args(parser, smoke=dict(d_in=64, expansion=2, batch=240, active=2, steps=3, rounds=1))
     load_start = os.getloadavg()
     batch = args.batch // 24 * 24
     device = resolve_device(args.device)
-    torch.manual_seed(0)
-    batches = [torch.relu(torch.randn(batch, args.d_in, device=device)) for _ in range(4)]
-    d_sae, scale = args.d_in * args.expansion, float(batches[0].pow(2).sum(-1).mean())
-    common = dict(d_sae=d_sae, steps=args.steps, l1=1.0, lr=1e-4, scale=scale)
-    featstore_fit(batches, **{**common, "steps": 5})  # warm-up (allocator, kernels)
-    plain_loop(batches, **{**common, "steps": 5})
-    times = {"featstore": [], "plain": []}
-    for _ in range(args.rounds):
-        times["featstore"].append(featstore_fit(batches, **common))
-        times["plain"].append(plain_loop(batches, **common))
-    rate = {k: args.steps * batch / statistics.median(v) for k, v in times.items()}
-    print(f"device {device}, {args.d_in} -> {d_sae}, batch {batch}, {args.steps} steps x {args.rounds} rounds (median)")
-    print(f"featstore Trainer.fit : {rate['featstore']:>12,.0f} activations/s")
-    print(f"plain PyTorch loop    : {rate['plain']:>12,.0f} activations/s")
-    print(f"featstore / plain     : {rate['featstore'] / rate['plain']:.3f}  (target >= 0.90)")
-    figures = {"batch_used": batch, "d_sae": d_sae,
-               **{f"{k}_activations_per_s": v for k, v in rate.items()},
-               **{f"{k}_median_seconds": statistics.median(v) for k, v in times.items()}}
-    write_record("sae_train", figures, {"featstore_over_plain_activations_per_s": rate["featstore"] / rate["plain"]},
-                 {**settings_of(args), "device_used": str(device)}, args.out, load_start=load_start)
+    d_sae = args.d_in * args.expansion
+    data, dictionary = planted(args.d_in, d_sae, batch, 8, args.active, device)
+    batches, held_out = data[:4], data[4:]
+    start = start_weights(dictionary, args.threshold)
+    scale = float(batches[0].pow(2).sum(-1).mean())
+    contenders = {"sparse": lambda **kw: featstore_fit(**kw, training_step="sparse"),
+                  "dense": lambda **kw: featstore_fit(**kw, training_step="dense"), "plain": plain_loop}
+    if device.type != "cpu":
+        del contenders["sparse"]
+    common = dict(batches=batches, start=start, l1=args.l1, lr=args.lr, scale=scale)
+    rate, quality_of = {}, {}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for run in contenders.values():
+            run(**common, steps=min(3, args.steps))  # warm-up (allocator, kernels)
+        times, trained = {name: [] for name in contenders}, {}
+        for _ in range(args.rounds):
+            for name, run in contenders.items():
+                seconds, trained[name] = run(**common, steps=args.steps)
+                times[name].append(seconds)
+        for name in contenders:
+            rate[name, threads] = args.steps * batch / statistics.median(times[name])
+            quality_of[name, threads] = quality(trained[name], held_out)
+    report(args, device, batch, d_sae, rate, quality_of, quality(start, held_out), load_start)
+
+
+def report(args, device, batch: int, d_sae: int, rate: dict, quality_of: dict, start: dict, load_start) -> None:
+    """Print the table and write the record."""
+    print(f"device {device}, {args.d_in} -> {d_sae}, batch {batch}, {args.steps} steps x {args.rounds} rounds (median),"
+          f" load average at start {' '.join(f'{v:.2f}' for v in load_start)}")
+    print(f"start (all trainers): FVU {start['fvu']:.3f}, L0 {start['l0']:.1f}, dead {start['dead_fraction']:.3f}")
+    print(f"{'threads':>7}  {'trainer':<24}{'activations/s':>14}{'x plain':>9}{'FVU':>8}{'L0':>7}{'dead':>7}")
+    figures, ratios = {"batch_used": batch, "d_sae": d_sae, **{f"start_{k}": v for k, v in start.items()}}, {}
+    for (name, threads), value in rate.items():
+        q = quality_of[name, threads]
+        over = value / rate["plain", threads]
+        print(f"{threads:>7}  {NAMES[name]:<24}{value:>14,.0f}{over:>9.2f}{q['fvu']:>8.3f}{q['l0']:>7.1f}{q['dead_fraction']:>7.3f}")
+        figures[f"{name}_{threads}t_activations_per_s"] = value
+        figures.update({f"{name}_{threads}t_{k}": v for k, v in q.items()})
+        if name != "plain":
+            ratios[f"{name}_over_plain_{threads}t_activations_per_s"] = over
+    print("target: featstore's sparse step >= 3x the plain loop's activations/s at the tiny shape on CPU")
+    print(f"load average at end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    write_record("sae_train", figures, ratios, {**settings_of(args), "device_used": str(device)}, args.out, load_start=load_start)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from torch import nn
 
 from featstore.models.hooks import hook_name
 from featstore.saes.saelens import current_layout
+from featstore.saes.sparse import DENSE_ABOVE, Activity, Pairs, decode, encoded
 
 WEIGHTS_FILE = "sae_weights.safetensors"
 CONFIG_FILE = "cfg.json"
@@ -103,10 +104,12 @@ class SAE(nn.Module):
 
     # -- the model ------------------------------------------------------------------------------
 
-    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+    def centred(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.W_enc.dtype)
-        centred = x - self.b_dec if self.cfg.apply_b_dec_to_input else x
-        return centred @ self.W_enc + self.b_enc
+        return x - self.b_dec if self.cfg.apply_b_dec_to_input else x
+
+    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.centred(x) @ self.W_enc + self.b_enc
 
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -131,12 +134,36 @@ class SAE(nn.Module):
         """The architecture's penalty on top of the reconstruction loss (none by default)."""
         return feats.new_zeros(())
 
-    def training_loss(self, x: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, normalised mse, features): squared error over `scale`, plus the sparsity loss."""
+    def training_loss(self, x: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, Activity]:
+        """(loss, normalised mse, activity): squared error over `scale`, plus the sparsity loss. The dense
+        step, every feature of every token: the reference the sparse step is tested against."""
         pre = self.pre_activation(x)
         feats = self.activation(pre)
         mse = (self.decode(feats) - x).pow(2).sum(dim=-1).mean() / scale
-        return mse + self.sparsity_loss(pre, feats, scale), mse, feats
+        return mse + self.sparsity_loss(pre, feats, scale), mse, Activity.of_dense(feats)
+
+    def sparse_training_loss(self, x: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, Activity]:
+        """`training_loss` computed, after the dense encoder forward, on `training_pairs` alone (CPU;
+        featstore.saes.sparse); the dense step where more than DENSE_ABOVE of the pairs are in play."""
+        x = x.to(self.W_enc.dtype)
+        with torch.no_grad():
+            centred = self.centred(x)
+            pairs, values = self.training_pairs(torch.addmm(self.b_enc, centred, self.W_enc), scale)  # pre_activation, bias fused
+        if pairs.density > DENSE_ABOVE:
+            return self.training_loss(x, scale)
+        b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
+        feats, sparsity = self.pair_activation(encoded(values, pairs, centred, self.W_enc, self.b_enc, b_dec), pairs, scale)
+        mse = (decode(feats, pairs, self.W_dec) + self.b_dec - x).pow(2).sum(dim=-1).mean() / scale
+        return mse + sparsity, mse, Activity.of_pairs(pairs, feats)
+
+    def training_pairs(self, pre: torch.Tensor, scale: float) -> tuple[Pairs, torch.Tensor]:
+        """The sparse step's (token, feature) pairs and their pre-activations: every pair whose feature
+        can be non-zero or can pass a gradient; the rest are zero in the loss and its gradient."""
+        raise NotImplementedError
+
+    def pair_activation(self, pre: torch.Tensor, pairs: Pairs, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, sparsity loss) of the pairs' pre-activations: `activation` and `sparsity_loss` of the sparse step."""
+        raise NotImplementedError
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:

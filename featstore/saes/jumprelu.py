@@ -19,6 +19,7 @@ from torch import nn
 
 from featstore.errors import FeatstoreError
 from featstore.saes.base import SAE, SAEConfig, hyperparameter
+from featstore.saes.sparse import Activity, Pairs, above
 
 
 @dataclass
@@ -94,13 +95,27 @@ class JumpReLUSAE(SAE):
         rms = (sample - self.b_dec).pow(2).mean().sqrt().clamp_min(1e-12)
         self.log_threshold.fill_(math.log(self.cfg.jumprelu_init_threshold * float(rms)))
 
-    def training_loss(self, x: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        bandwidth = self.cfg.jumprelu_bandwidth * math.sqrt(scale / self.cfg.d_in)
+    def bandwidth(self, scale: float) -> float:
+        """ε in the activations' units (the setting is in RMS units)."""
+        return self.cfg.jumprelu_bandwidth * math.sqrt(scale / self.cfg.d_in)
+
+    def training_loss(self, x: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, Activity]:
+        bandwidth = self.bandwidth(scale)
         pre = self.pre_activation(x)
         feats = _JumpReLU.apply(pre, self.threshold, bandwidth)
         mse = (self.decode(feats) - x).pow(2).sum(dim=-1).mean() / scale
         l0 = _Step.apply(pre, self.threshold, bandwidth).sum(dim=-1).mean()
-        return mse + self.cfg.l0_coefficient * l0, mse, feats
+        return mse + self.cfg.l0_coefficient * l0, mse, Activity.of_dense(feats)
+
+    def training_pairs(self, pre: torch.Tensor, scale: float) -> tuple[Pairs, torch.Tensor]:
+        """Pre-activations above θ - ε: the active ones and those inside the kernel's window |pre - θ| < ε/2,
+        which pass the straight-through gradient to θ (a margin of ε/2 more, so rounding cannot drop one)."""
+        return above(pre, self.threshold - self.bandwidth(scale))
+
+    def pair_activation(self, pre: torch.Tensor, pairs: Pairs, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        threshold, bandwidth = self.threshold[pairs.features], self.bandwidth(scale)
+        feats = _JumpReLU.apply(pre, threshold, bandwidth)
+        return feats, self.cfg.l0_coefficient * pairs.token_mean(_Step.apply(pre, threshold, bandwidth))
 
     @torch.no_grad()
     def reinitialize(self, dead: torch.Tensor, directions: torch.Tensor, enc_norm: torch.Tensor) -> list[tuple]:

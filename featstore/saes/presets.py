@@ -15,6 +15,9 @@ from featstore.saes.architectures import ARCHITECTURES, get_architecture
 from featstore.saes.base import option_flag
 
 
+TRAINING_STEPS = ("auto", "sparse", "dense")  # see featstore.saes.sparse and docs/saes.md
+
+
 @dataclass
 class TrainSettings:
     """Hyperparameters of one SAE run. `tokens` counts training activations (token positions);
@@ -33,6 +36,9 @@ class TrainSettings:
     layer: int = setting(0, "Decoder layer whose MLP is read.")
     resample_every: int = setting(2_000, "Steps; a feature silent for this many steps is resampled.")
     eval_tokens: int = setting(100_000, "Evaluation activations after training.")
+    training_step: str = setting("auto", "Training step: sparse (after the encoder forward, only the active features; CPU), dense"
+                                 " (every feature: the reference), auto (sparse on CPU, dense on CUDA).",
+                                 choices="featstore.saes.presets:TRAINING_STEPS")
     options: dict = field(default_factory=dict)
 
     @property

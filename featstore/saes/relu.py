@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from featstore.saes.base import SAE, SAEConfig, hyperparameter
+from featstore.saes.sparse import Pairs, above
 
 
 @dataclass
@@ -27,3 +28,11 @@ class ReLUSAE(SAE):
 
     def sparsity_loss(self, pre: torch.Tensor, feats: torch.Tensor, scale: float) -> torch.Tensor:
         return self.cfg.l1_coefficient * feats.sum(dim=-1).mean() / math.sqrt(scale)
+
+    def training_pairs(self, pre: torch.Tensor, scale: float) -> tuple[Pairs, torch.Tensor]:
+        """The positive pre-activations: ReLU's gradient is zero elsewhere."""
+        return above(pre, pre.new_zeros(pre.shape[1]))
+
+    def pair_activation(self, pre: torch.Tensor, pairs: Pairs, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.activation(pre)
+        return feats, self.cfg.l1_coefficient * pairs.token_mean(feats) / math.sqrt(scale)

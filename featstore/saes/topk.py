@@ -13,6 +13,7 @@ import torch
 
 from featstore.errors import FeatstoreError
 from featstore.saes.base import SAE, SAEConfig, hyperparameter
+from featstore.saes.sparse import Pairs, top_k
 
 
 @dataclass
@@ -50,6 +51,15 @@ class TopKSAE(SAE):
         if self.cfg.rescale_acts_by_decoder_norm:
             feats = feats / self.W_dec.norm(dim=-1)
         return super().decode(feats)
+
+    def training_pairs(self, pre: torch.Tensor, scale: float) -> tuple[Pairs, torch.Tensor]:
+        """Each token's k largest positive pre-activations (featstore trains without the rescale)."""
+        if self.cfg.rescale_acts_by_decoder_norm:
+            raise FeatstoreError("the sparse training step trains TopK without rescale_acts_by_decoder_norm; use the dense one")
+        return top_k(pre, self.cfg.k)
+
+    def pair_activation(self, pre: torch.Tensor, pairs: Pairs, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.relu(pre), pre.new_zeros(())
 
     @classmethod
     def check_registration(cls, sae_id: str, k: int | None = None, **_catalog) -> None:

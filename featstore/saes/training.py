@@ -34,7 +34,8 @@ from featstore.models.hf import load_model, resolve_device
 from featstore.models.hooks import hook_name
 from featstore.models.layouts import hook_site
 from featstore.saes import SAE, SAEConfig, get_architecture, load_sae, save_sae
-from featstore.saes.presets import TrainSettings
+from featstore.saes.presets import TRAINING_STEPS, TrainSettings
+from featstore.saes.sparse import Activity
 
 INIT_FILE = "sae_init.safetensors"
 DENSITY_PLOT = "feature_density.png"
@@ -162,6 +163,16 @@ def save_init(sae: SAE, folder: Path) -> None:
 # -- training --------------------------------------------------------------------------------------
 
 
+def sparse_step(training_step: str, device: torch.device) -> bool:
+    """Whether to train with the sparse step: `auto` takes it on CPU (where it is measured faster) and
+    keeps the dense one elsewhere (CUDA: not measured faster; the kernels run on CPU)."""
+    if training_step not in TRAINING_STEPS:
+        raise FeatstoreError(f"unknown training step {training_step!r}; use one of {', '.join(TRAINING_STEPS)}")
+    if training_step == "sparse" and device.type != "cpu":
+        raise FeatstoreError(f"the sparse training step runs on CPU, not {device.type}; use training_step dense or auto")
+    return training_step == "sparse" or (training_step == "auto" and device.type == "cpu")
+
+
 class Trainer:
     """Adam on the scale-free loss, decoder constraint, dead-feature bookkeeping and resampling."""
 
@@ -169,27 +180,31 @@ class Trainer:
         self.sae = sae
         self.settings = settings
         self.scale = scale  # mean squared distance of activations to their geometric median
-        self.optimizer = torch.optim.Adam(sae.parameters(), lr=settings.lr, betas=(0.9, settings.beta2))
-        self.last_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)
+        device = sae.W_dec.device
+        # one fused kernel per step on CPU: the same update as the per-tensor loop, 4-6x faster there
+        self.optimizer = torch.optim.Adam(sae.parameters(), lr=settings.lr, betas=(0.9, settings.beta2), fused=device.type == "cpu")
+        self.sparse = sparse_step(settings.training_step, device)
+        self.last_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
         self.step_count = 0
         self.resampled = 0
 
-    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, normalised mse, features) of a batch, as the architecture defines them."""
+    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Activity]:
+        """(loss, normalised mse, activity) of a batch, as the architecture defines them, by the chosen step."""
+        if self.sparse:
+            return self.sae.sparse_training_loss(x, self.scale)
         return self.sae.training_loss(x, self.scale)
 
     def step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step on a batch; returns (normalised mse, features) without syncing the device."""
-        loss, mse, feats = self.loss(x)
+        """One optimiser step on a batch; returns (normalised mse, mean L0) without syncing the device."""
+        loss, mse, activity = self.loss(x)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.sae.remove_parallel_grad()
         self.optimizer.step()
         self.sae.normalize_decoder()
         self.step_count += 1
-        feats = feats.detach()
-        self.last_fired.masked_fill_(feats.amax(dim=0) > 0, self.step_count)
-        return mse.detach(), feats
+        self.last_fired.masked_fill_(activity.fired, self.step_count)
+        return mse.detach(), activity.l0
 
     def dead_features(self, window: int) -> torch.Tensor:
         return torch.nonzero(self.step_count - self.last_fired >= window).flatten()
@@ -228,12 +243,12 @@ class Trainer:
         stats = {}
         for step in range(1, settings.steps + 1):
             x = next(batches)
-            mse, feats = self.step(x)
+            mse, l0 = self.step(x)
             if step % settings.resample_every == 0 and step <= 0.8 * settings.steps:
                 self.resample(self.dead_features(settings.resample_every), x)
             bar.update(len(x))
             if step % LOG_EVERY == 0 or step == settings.steps:
-                stats = {"train_fvu": mse.item(), "train_l0": (feats > 0).sum(dim=-1).float().mean().item()}
+                stats = {"train_fvu": mse.item(), "train_l0": l0.item()}
                 if not math.isfinite(stats["train_fvu"]):
                     raise FeatstoreError("training diverged or the model produced NaN/inf activations; check its weights or lower --lr")
                 bar.set_postfix(L0=f"{stats['train_l0']:.1f}", FVU=f"{stats['train_fvu']:.3f}", refresh=False)

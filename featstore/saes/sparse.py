@@ -1,0 +1,252 @@
+"""The sparse training step: after the dense encoder forward, work only on the (token, feature) pairs that matter.
+
+A tiny SAE (512 -> 2,048 features) fires about 1 % of its features on a token, yet a dense step
+multiplies by all of them five more times after the encoder forward: decoder forward, decoder weight
+gradient, gradient into the features, encoder weight gradient and the gradient into b_dec. Here an
+architecture names the pairs whose value can be non-zero or whose gradient can be (`Pairs`, token by
+token), and two autograd functions touch only those: `decode` (features · W_dec, its gradients) and
+`encoded` (the pre-activations at the pairs, whose backward is the encoder's weight gradient
+xᵀ · g with g sparse). The kernels are numba loops on CPU (at the tiny shape, faster there than torch's
+sparse matrix products, `embedding_bag` and nonzero), each over a range of tokens or features, on as
+many threads as torch uses (Python threads around nogil kernels: numba's OpenMP layer would reset
+torch's thread count). The math is the dense step's; only the order of summation differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+from numba import njit
+
+# Above this share of pairs in play the sparse step hands over to the dense one (a ReLU SAE's random
+# start fires about half its features). At the tiny shape on one CPU thread the sparse step is 5x as
+# fast at 1 %, 2x at 10 % and even at 15 %, slower beyond.
+DENSE_ABOVE = 0.1
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """(token, feature) pairs, token by token: token t owns features[offsets[t]:offsets[t + 1]]."""
+
+    offsets: torch.Tensor   # (n_tokens + 1,) int64
+    features: torch.Tensor  # (n_pairs,) int64
+    n_features: int
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def density(self) -> float:
+        return len(self.features) / max(1, self.n_tokens * self.n_features)
+
+    def token_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Σ over a token's pairs, averaged over tokens: feats.sum(-1).mean() of the dense step."""
+        return values.sum() / self.n_tokens
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the trainer reads from a step's features: which features fired, and the mean L0 (a tensor: no sync)."""
+
+    fired: torch.Tensor  # (d_sae,) bool
+    l0: torch.Tensor
+
+    @classmethod
+    def of_dense(cls, feats: torch.Tensor) -> Activity:
+        active = feats > 0
+        return cls(active.any(dim=0), active.sum(dim=-1).float().mean())
+
+    @classmethod
+    def of_pairs(cls, pairs: Pairs, feats: torch.Tensor) -> Activity:
+        active = feats > 0
+        fired = torch.zeros(pairs.n_features, dtype=torch.bool, device=feats.device)
+        return cls(fired.index_fill_(0, pairs.features[active], True), active.sum() / pairs.n_tokens)
+
+
+# -- choosing the pairs ------------------------------------------------------------------------------
+
+
+def above(pre: torch.Tensor, floor: torch.Tensor) -> tuple[Pairs, torch.Tensor]:
+    """(pairs, values) where pre > floor (one floor per feature)."""
+    pre_np, floor_np = _array(pre), _array(floor)
+    counts = np.empty(len(pre_np), np.int64)
+    _ranges(len(pre_np), _count_above, pre_np, floor_np, counts)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    features, values = np.empty(offsets[-1], np.int64), np.empty(offsets[-1], pre_np.dtype)
+    _ranges(len(pre_np), _fill_above, pre_np, floor_np, offsets, features, values)
+    return Pairs(torch.from_numpy(offsets), torch.from_numpy(features), pre.shape[1]), torch.from_numpy(values)
+
+
+def top_k(pre: torch.Tensor, k: int) -> tuple[Pairs, torch.Tensor]:
+    """(pairs, values) of each token's k largest pre-activations, those > 0 only (the others are ReLU's zeros)."""
+    pre_np = _array(pre)
+    features, values = np.empty((len(pre_np), k), np.int64), np.empty((len(pre_np), k), pre_np.dtype)
+    _ranges(len(pre_np), _top_k, pre_np, features, values)
+    features, values = torch.from_numpy(features), torch.from_numpy(values)
+    positive = values > 0
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), positive.sum(dim=1).cumsum(0)])
+    return Pairs(offsets, features[positive], pre.shape[1]), values[positive]
+
+
+# -- autograd ----------------------------------------------------------------------------------------
+
+
+def decode(feats: torch.Tensor, pairs: Pairs, W_dec: torch.Tensor) -> torch.Tensor:
+    """Σ over a token's pairs of feat · W_dec[feature]: (n_tokens, d_in), without b_dec."""
+    return _Decode.apply(feats, W_dec, pairs)
+
+
+def encoded(values: torch.Tensor, pairs: Pairs, centred: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor,
+            b_dec: torch.Tensor | None) -> torch.Tensor:
+    """The pre-activations at the pairs (`values`, from the dense forward), with their gradient into the
+    encoder: W_enc, b_enc and, when the input was centred on it (`b_dec` given), b_dec."""
+    return _Encoded.apply(values, centred, W_enc, b_enc, b_dec, pairs)
+
+
+class _Decode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, feats: torch.Tensor, W_dec: torch.Tensor, pairs: Pairs) -> torch.Tensor:
+        ctx.save_for_backward(feats, W_dec)
+        ctx.pairs = pairs
+        W = _array(W_dec)
+        out = np.zeros((pairs.n_tokens, W.shape[1]), W.dtype)
+        _ranges(pairs.n_tokens, _decode, *_csr(pairs), _array(feats), W, out)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        feats, W_dec = ctx.saved_tensors
+        pairs, grad = ctx.pairs, _array(grad)
+        grad_feats = np.empty(len(pairs.features), grad.dtype)
+        _ranges(pairs.n_tokens, _pair_dots, *_csr(pairs), grad, _array(W_dec), grad_feats)
+        return torch.from_numpy(grad_feats), _scatter(pairs, feats, grad), None
+
+
+class _Encoded(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values, centred, W_enc, b_enc, b_dec, pairs: Pairs) -> torch.Tensor:
+        ctx.save_for_backward(centred, W_enc)
+        ctx.pairs = pairs
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        centred, W_enc = ctx.saved_tensors
+        pairs = ctx.pairs
+        grad_W_enc = _scatter(pairs, grad, _array(centred)).T.contiguous()
+        grad_b_enc = torch.zeros(pairs.n_features, dtype=grad.dtype).index_add_(0, pairs.features, grad)
+        # centred = x - b_dec feeds every token, so b_dec's gradient is -Σ_t g_t · W_encᵀ = -W_enc · Σ_t g_t
+        grad_b_dec = -(W_enc @ grad_b_enc) if ctx.needs_input_grad[4] else None
+        return None, None, grad_W_enc, grad_b_enc, grad_b_dec, None
+
+
+def _scatter(pairs: Pairs, values: torch.Tensor, A: np.ndarray) -> torch.Tensor:
+    """(n_features, A's width): Σ over a feature's pairs of value · A[token]."""
+    out = np.zeros((pairs.n_features, A.shape[1]), A.dtype)
+    _ranges(pairs.n_features, _scatter_range, *_csr(pairs), _array(values), A, out)
+    return torch.from_numpy(out)
+
+
+# -- numba kernels, each over items [low, high) of one axis -------------------------------------------
+
+
+def _ranges(n_items: int, kernel: Callable, *args) -> None:
+    """kernel(*args, low, high) over torch.get_num_threads() contiguous ranges of n_items, in parallel: the
+    first range in this thread, the others on the pool."""
+    threads = max(1, min(torch.get_num_threads(), n_items))
+    bounds = [n_items * i // threads for i in range(threads + 1)]
+    others = [_pool().submit(kernel, *args, low, high) for low, high in zip(bounds[1:-1], bounds[2:])]
+    kernel(*args, 0, bounds[1])
+    for done in others:
+        done.result()
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(thread_name_prefix="featstore-sparse")
+
+
+def _array(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def _csr(pairs: Pairs) -> tuple[np.ndarray, np.ndarray]:
+    return pairs.offsets.numpy(), pairs.features.numpy()
+
+
+@njit(nogil=True, cache=True)
+def _count_above(pre, floor, counts, low, high):
+    for t in range(low, high):
+        n = 0
+        for f in range(pre.shape[1]):
+            if pre[t, f] > floor[f]:
+                n += 1
+        counts[t] = n
+
+
+@njit(nogil=True, cache=True)
+def _fill_above(pre, floor, offsets, features, values, low, high):
+    for t in range(low, high):
+        j = offsets[t]
+        for f in range(pre.shape[1]):
+            if pre[t, f] > floor[f]:
+                features[j] = f
+                values[j] = pre[t, f]
+                j += 1
+
+
+@njit(nogil=True, cache=True)
+def _top_k(pre, features, values, low, high):
+    """Each row's k largest entries (unordered): a running set of k, replacing its minimum."""
+    k = features.shape[1]
+    for t in range(low, high):
+        for j in range(k):
+            features[t, j] = j
+            values[t, j] = pre[t, j]
+        least = np.argmin(values[t])
+        for f in range(k, pre.shape[1]):
+            if pre[t, f] > values[t, least]:
+                features[t, least] = f
+                values[t, least] = pre[t, f]
+                least = np.argmin(values[t])
+
+
+@njit(nogil=True, cache=True)
+def _decode(offsets, features, feats, W, out, low, high):
+    for t in range(low, high):
+        for j in range(offsets[t], offsets[t + 1]):
+            v = feats[j]
+            f = features[j]
+            for i in range(W.shape[1]):
+                out[t, i] += v * W[f, i]
+
+
+@njit(nogil=True, cache=True, fastmath={"reassoc", "nsz", "contract"})
+def _pair_dots(offsets, features, A, W, out, low, high):
+    """A[token] · W[feature] for every pair (reassociated so the dot products vectorise)."""
+    for t in range(low, high):
+        for j in range(offsets[t], offsets[t + 1]):
+            f = features[j]
+            s = W.dtype.type(0)
+            for i in range(W.shape[1]):
+                s += A[t, i] * W[f, i]
+            out[j] = s
+
+
+@njit(nogil=True, cache=True)
+def _scatter_range(offsets, features, values, A, out, low, high):
+    """out[feature] += value · A[token] for the features in [low, high): every range scans all pairs, so
+    no two threads write one row, and each row sums in token order whatever the thread count."""
+    for t in range(len(offsets) - 1):
+        for j in range(offsets[t], offsets[t + 1]):
+            f = features[j]
+            if low <= f < high:
+                v = values[j]
+                for i in range(A.shape[1]):
+                    out[f, i] += v * A[t, i]
