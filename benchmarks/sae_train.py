@@ -27,6 +27,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -144,26 +145,30 @@ def main() -> None:
     data, dictionary = planted(args.d_in, d_sae, batch, 8, args.active, device)
     batches, held_out = data[:4], data[4:]
     start = start_weights(dictionary, args.threshold)
-    scale = float(batches[0].pow(2).sum(-1).mean())
-    contenders = {"sparse": lambda **kw: featstore_fit(**kw, training_step="sparse"),
-                  "dense": lambda **kw: featstore_fit(**kw, training_step="dense"), "plain": plain_loop}
+    common = dict(batches=batches, start=start, l1=args.l1, lr=args.lr, scale=float(batches[0].pow(2).sum(-1).mean()))
+    contenders = {"sparse": partial(featstore_fit, training_step="sparse"),
+                  "dense": partial(featstore_fit, training_step="dense"), "plain": plain_loop}
     if device.type != "cpu":
         del contenders["sparse"]
-    common = dict(batches=batches, start=start, l1=args.l1, lr=args.lr, scale=scale)
     rate, quality_of = {}, {}
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for run in contenders.values():
-            run(**common, steps=min(3, args.steps))  # warm-up (allocator, kernels)
-        times, trained = {name: [] for name in contenders}, {}
-        for _ in range(args.rounds):
-            for name, run in contenders.items():
-                seconds, trained[name] = run(**common, steps=args.steps)
-                times[name].append(seconds)
-        for name in contenders:
-            rate[name, threads] = args.steps * batch / statistics.median(times[name])
-            quality_of[name, threads] = quality(trained[name], held_out)
+        for name, (value, reached) in measure(contenders, common, args.steps, args.rounds, held_out).items():
+            rate[name, threads], quality_of[name, threads] = value, reached
     report(args, device, batch, d_sae, rate, quality_of, quality(start, held_out), load_start)
+
+
+def measure(contenders: dict, common: dict, steps: int, rounds: int, held_out: list[torch.Tensor]) -> dict:
+    """{name: (activations/s, quality)}: the median of `rounds` alternating runs, the quality of the last."""
+    for run in contenders.values():
+        run(**common, steps=min(3, steps))  # warm-up (allocator, kernels)
+    times, trained = {name: [] for name in contenders}, {}
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            seconds, trained[name] = run(**common, steps=steps)
+            times[name].append(seconds)
+    tokens = steps * len(common["batches"][0])
+    return {name: (tokens / statistics.median(times[name]), quality(trained[name], held_out)) for name in contenders}
 
 
 def report(args, device, batch: int, d_sae: int, rate: dict, quality_of: dict, start: dict, load_start) -> None:
