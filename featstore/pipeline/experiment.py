@@ -10,6 +10,7 @@ and the key. `featstore.pipeline.steps.build_steps` turns the Experiment into st
 from __future__ import annotations
 
 import glob
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -160,9 +161,11 @@ def load_experiment(path: str | Path | None = None, overrides: tuple[str, ...] |
     file = Path(path) if path is not None else experiments_dir() / DEFAULT_EXPERIMENT
     label = str(path) if path is not None else f"experiments/{DEFAULT_EXPERIMENT}"
     try:
-        data = tomllib.loads(file.read_text())
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FeatstoreError(f"{label}: no such experiment file; see experiments/ for examples") from None
+    except UnicodeDecodeError as exc:
+        raise FeatstoreError(f"{label}: not UTF-8 text (byte {exc.start:,}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise FeatstoreError(f"{label}: not valid TOML ({exc})") from None
     for item in overrides:
@@ -219,6 +222,22 @@ class Reader:
             raise self.fail(f"{where}{key}", f"expected {wanted}, got {_kind(value)} {value!r}")
         return value
 
+    def strings(self, data: dict, key: str, where: str, default: list | None = None, required: bool = False) -> list | None:
+        """A list of names (of corpora, models, slices, statistics): strings, each checked here."""
+        items = self.take(data, key, where, list, default, required)
+        for i, item in enumerate(items or ()):
+            if not isinstance(item, str):
+                raise self.fail(f"{where}{key}[{i}]", f"expected a string, got {_kind(item)} {item!r}")
+        return items
+
+    def bounded(self, data: dict, key: str, where: str, types: type, low: float, high: float = math.inf):
+        """A finite number from `low` to `high` (NaN and infinity never are), or None when absent."""
+        value = self.take(data, key, where, types)
+        if value is not None and not (low <= value <= high and math.isfinite(value)):
+            wanted = f"from {low} to {high}" if math.isfinite(high) else f"at least {low}"
+            raise self.fail(f"{where}{key}", f"must be {wanted} (got {value})")
+        return value
+
     def done(self, data: dict, where: str) -> None:
         if data:
             key = next(iter(data))
@@ -249,7 +268,7 @@ class Reader:
         tokenizer_overrides = {k: v for k, v in (("vocab_size", self.take(tok, "vocab_size", "tokenizer.", int)),
                                                   ("tokenizer_chars", self.take(tok, "sample_chars", "tokenizer.", int)))
                                if v is not None}
-        tok_corpora = self.take(tok, "corpora", "tokenizer.", list)
+        tok_corpora = self.strings(tok, "corpora", "tokenizer.")
         if tok_corpora is not None:
             tok_corpora = tuple(self.resolve(corpora, c, f"tokenizer.corpora[{i}]") for i, c in enumerate(tok_corpora))
         self.done(tok, "tokenizer.")
@@ -270,7 +289,7 @@ class Reader:
     def family(self, family: dict) -> dict:
         overrides = {}
         for key in SHAPE_KEYS:
-            value = self.take(family, key, "family.", float if key == "rope_theta" else int)
+            value = self.bounded(family, key, "family.", float if key == "rope_theta" else int, 1)
             if value is not None:
                 overrides[key] = value
         for stage in ("base", "finetune"):
@@ -285,8 +304,9 @@ class Reader:
         for key in SCHEDULE_KEYS:
             value = self.take(data, key, where, float if key in ("lr", "weight_decay", "grad_clip") else int)
             if value is not None:
-                if (value <= 0 if key in ("lr", "batch_size", "max_tokens", "epochs") else value < 0):
-                    raise self.fail(f"{where}{key}", f"must be {'positive' if key in ('lr', 'batch_size', 'max_tokens', 'epochs') else '>= 0'} (got {value})")
+                positive = key in ("lr", "batch_size", "max_tokens", "epochs")
+                if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+                    raise self.fail(f"{where}{key}", f"must be {'positive' if positive else '>= 0'} (got {value})")
                 out[key] = value
         return out
 
@@ -371,6 +391,8 @@ class Reader:
         if kind not in KINDS:
             raise self.fail(f"{where}kind", f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
         step = self.take(spec, "step", where, str, f"{kind}-{name}")
+        if not NAME.match(step):
+            raise self.fail(f"{where}step", f"step names use letters, digits, '_', '-', '.' (got {step!r})")
         home = self.take(spec, "home", where, str)
         fields: dict[str, Any] = {"name": name, "kind": kind, "step": step, "home": home}
         if kind in ("train", "finetune"):
@@ -379,8 +401,8 @@ class Reader:
             fields["corpus"] = self.resolve(corpora, self.take(spec, "corpus", where, str, required=True), f"{where}corpus")
             fields["schedule"] = self.schedule(spec, where)
         elif kind == "merge":
-            parents = self.take(spec, "parents", where, list, required=True)
-            if len(parents) != 2 or not all(isinstance(p, str) for p in parents) or parents[0] == parents[1]:
+            parents = self.strings(spec, "parents", where, required=True)
+            if len(parents) != 2 or parents[0] == parents[1]:
                 raise self.fail(f"{where}parents", f"a merge needs two different parent models, got {parents!r}")
             from featstore.models.merge import METHODS
 
@@ -391,7 +413,7 @@ class Reader:
         else:
             fields["path"] = self.take(spec, "path", where, str, required=True)
             self.check_import(fields["path"], f"{where}path")
-            parents = self.take(spec, "parents", where, list, [])
+            parents = self.strings(spec, "parents", where, [])
             fields["parents"] = tuple(parents)
             relation = self.take(spec, "relation", where, str, "merge" if len(parents) > 1 else "finetune")
             if relation not in ("finetune", "merge"):
@@ -447,7 +469,7 @@ class Reader:
             for key, value in fields.items():
                 if value is not None and value < 1:
                     raise self.fail(f"{where}{key}", f"must be at least 1 (got {value})")
-            on = self.take(spec, "models", where, list, list(models))
+            on = self.strings(spec, "models", where, list(models))
             for model in on:
                 if model not in models:
                     raise self.fail(f"{where}models", f"unknown model {model!r}")
@@ -493,7 +515,7 @@ class Reader:
         path = self.take(spec, "path", where, str)
         if path is not None and not Path(path).expanduser().is_dir():
             raise self.fail(f"{where}path", f"{path} is not a SAELens folder (cfg.json + sae_weights.safetensors)")
-        on = self.take(spec, "slices", where, list, [])  # default: featstore.pipeline.steps.sae_slices
+        on = self.strings(spec, "slices", where, [])  # default: featstore.pipeline.steps.sae_slices
         for s in on:
             if s not in slices:
                 raise self.fail(f"{where}slices", f"unknown slice {s!r}")
@@ -539,21 +561,21 @@ class Reader:
             edges = lineage
         else:
             for i, edge in enumerate(edges):
-                if not (isinstance(edge, list) and len(edge) == 2 and all(e in models for e in edge)):
+                if not (isinstance(edge, list) and len(edge) == 2 and all(isinstance(e, str) and e in models for e in edge)):
                     raise self.fail(f"analyses.edges[{i}]", f"expected [PARENT, CHILD] of declared models, got {edge!r}")
             edges = tuple(tuple(e) for e in edges)
-        stats = self.take(data, "stats", "analyses.", list, ["all_tokens"])
+        stats = self.strings(data, "stats", "analyses.", ["all_tokens"])
         for stat in stats:
             if stat not in statistic_names():
                 raise self.fail("analyses.stats", f"unknown statistic {stat!r}; use {', '.join(statistic_names())}")
         fields = {"edges": edges, "stats": tuple(stats)}
-        for key, types in (("r_floor", float), ("ingest_batch", int)):
-            value = self.take(data, key, "analyses.", types)
+        for key, types, low, high in (("r_floor", float, -1, 1), ("ingest_batch", int, 1, math.inf)):
+            value = self.bounded(data, key, "analyses.", types, low, high)
             if value is not None:
                 fields[key] = value
         explain = self.table(data, "explain", "analyses.")
         for key in ("top", "sample"):
-            value = self.take(explain, key, "analyses.explain.", int)
+            value = self.bounded(explain, key, "analyses.explain.", int, 1)
             if value is not None:
                 fields[f"explain_{key}"] = value
         self.done(explain, "analyses.explain.")
@@ -567,14 +589,14 @@ class Reader:
         if not isinstance(value, dict):
             raise self.fail(f"analyses.sweeps.{name}", f"expected a table, got {_kind(value)}")
         spec = dict(value)
-        pair = self.take(spec, "models", where, list, required=True)
+        pair = self.strings(spec, "models", where, required=True)
         if len(pair) != 2 or any(p not in models for p in pair) or pair[0] == pair[1]:
             raise self.fail(f"{where}models", f"a sweep needs two different declared models, got {pair!r}")
         steps = self.take(spec, "steps", where, int, 11)
         if steps < 2:
             raise self.fail(f"{where}steps", f"must be at least 2 (got {steps})")
         method = self.take(spec, "method", where, str, "slerp")
-        eval_tokens = self.take(spec, "eval_tokens", where, int)
+        eval_tokens = self.bounded(spec, "eval_tokens", where, int, 1)
         self.done(spec, where)
         return Sweep(name, (pair[0], pair[1]), steps, method, eval_tokens)
 
