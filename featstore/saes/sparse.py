@@ -52,21 +52,26 @@ class Pairs:
 
 @dataclass(frozen=True)
 class Activity:
-    """What the trainer reads from a step's features: which features fired, and the mean L0 (a tensor: no sync)."""
+    """What the trainer reads from a step's features: which fired (every step), and their mean L0 when it logs."""
 
     fired: torch.Tensor  # (d_sae,) bool
-    l0: torch.Tensor
+    feats: torch.Tensor  # the features, dense (n_tokens, d_sae) or at the step's pairs; never negative
+    n_tokens: int
 
     @classmethod
     def of_dense(cls, feats: torch.Tensor) -> Activity:
-        active = feats > 0
-        return cls(active.any(dim=0), active.sum(dim=-1).float().mean())
+        feats = feats.detach()
+        return cls(feats.amax(dim=0) > 0, feats, len(feats))
 
     @classmethod
     def of_pairs(cls, pairs: Pairs, feats: torch.Tensor) -> Activity:
-        active = feats > 0
+        feats = feats.detach()
         fired = torch.zeros(pairs.n_features, dtype=torch.bool, device=feats.device)
-        return cls(fired.index_fill_(0, pairs.features[active], True), active.sum() / pairs.n_tokens)
+        return cls(fired.index_fill_(0, pairs.features[feats > 0], True), feats, pairs.n_tokens)
+
+    def l0(self) -> torch.Tensor:
+        """Mean active features per token, as a tensor (reading it back syncs the device)."""
+        return torch.count_nonzero(self.feats) / self.n_tokens
 
 
 # -- choosing the pairs ------------------------------------------------------------------------------

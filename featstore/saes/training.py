@@ -194,8 +194,8 @@ class Trainer:
             return self.sae.sparse_training_loss(x, self.scale)
         return self.sae.training_loss(x, self.scale)
 
-    def step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step on a batch; returns (normalised mse, mean L0) without syncing the device."""
+    def step(self, x: torch.Tensor) -> tuple[torch.Tensor, Activity]:
+        """One optimiser step on a batch; returns (normalised mse, activity) without syncing the device."""
         loss, mse, activity = self.loss(x)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -204,7 +204,7 @@ class Trainer:
         self.sae.normalize_decoder()
         self.step_count += 1
         self.last_fired.masked_fill_(activity.fired, self.step_count)
-        return mse.detach(), activity.l0
+        return mse.detach(), activity
 
     def dead_features(self, window: int) -> torch.Tensor:
         return torch.nonzero(self.step_count - self.last_fired >= window).flatten()
@@ -243,12 +243,12 @@ class Trainer:
         stats = {}
         for step in range(1, settings.steps + 1):
             x = next(batches)
-            mse, l0 = self.step(x)
+            mse, activity = self.step(x)
             if step % settings.resample_every == 0 and step <= 0.8 * settings.steps:
                 self.resample(self.dead_features(settings.resample_every), x)
             bar.update(len(x))
             if step % LOG_EVERY == 0 or step == settings.steps:
-                stats = {"train_fvu": mse.item(), "train_l0": l0.item()}
+                stats = {"train_fvu": mse.item(), "train_l0": activity.l0().item()}
                 if not math.isfinite(stats["train_fvu"]):
                     raise FeatstoreError("training diverged or the model produced NaN/inf activations; check its weights or lower --lr")
                 bar.set_postfix(L0=f"{stats['train_l0']:.1f}", FVU=f"{stats['train_fvu']:.3f}", refresh=False)

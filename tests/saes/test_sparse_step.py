@@ -79,10 +79,10 @@ def test_one_step_matches_the_dense_reference(arch):
         loss.backward()
         results[name] = loss.detach(), mse.detach(), activity, {n: p.grad.clone() for n, p in sae.named_parameters()}
     (loss, mse, dense, grads), (sparse_loss, sparse_mse, sparse, sparse_grads) = results["dense"], results["sparse"]
-    assert 0 < float(dense.l0) < 0.5 * sae.cfg.d_sae, "the start must be sparse"
+    assert 0 < float(dense.l0()) < 0.5 * sae.cfg.d_sae, "the start must be sparse"
     assert_near(sparse_loss, loss, RTOL, "loss")
     assert_near(sparse_mse, mse, RTOL, "mse")
-    assert torch.equal(sparse.fired, dense.fired) and float(sparse.l0) == float(dense.l0)
+    assert torch.equal(sparse.fired, dense.fired) and float(sparse.l0()) == float(dense.l0())
     assert set(sparse_grads) == set(grads)
     for name, grad in grads.items():
         assert grad.abs().max() > 0, f"{name} gets no gradient"
