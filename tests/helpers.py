@@ -54,6 +54,14 @@ def error_line(result) -> str:
     return lines[0]
 
 
+def refusal_line(result) -> str:
+    """The one `error:` line of a command that refused its input: a library error's, neither an unexpected
+    exception's (`error: unexpected TypeError: …`) nor a traceback."""
+    line = error_line(result)
+    assert not line.startswith("error: unexpected ") and "Traceback" not in result.output, result.output
+    return line
+
+
 def tree_hashes(root: Path) -> dict[str, str]:
     """sha256 of every file under root, by relative path: what a refused command must leave as it was."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()

@@ -340,10 +340,13 @@ class Reader:
 
     def check_source(self, source: str, key: str) -> None:
         from featstore.text.mixtures import parse_spec
-        from featstore.text.sources import GENERATED_PREFIX, HUB_ID, HUB_PREFIX, STDLIB
+        from featstore.text.sources import GENERATED_PREFIX, HUB_ID, HUB_PREFIX, STDLIB, parse_generated
 
         try:
             components = parse_spec(source)
+            for c in components:
+                if c.source.startswith(GENERATED_PREFIX):
+                    parse_generated(c.source[len(GENERATED_PREFIX):])
         except FeatstoreError as exc:
             raise self.fail(key, str(exc)) from None
         for c in components:

@@ -409,12 +409,20 @@ GENERATORS: dict[str, Callable[[random.Random], str]] = {
 }
 
 
-def generate_documents(kind: str, n_docs: int, seed: int = 0) -> list[str]:
-    """`n_docs` documents of `kind` (lua | stories | childes); the same (kind, n_docs, seed) gives the same text."""
+MAX_DOCS = 1_000_000  # held in memory (cached): about 2 GB of generated Lua
+
+
+def check_request(kind: str, n_docs: int) -> None:
+    """Refuse an unknown generator or a number of documents out of range, before generating any."""
     if kind not in GENERATORS:
         raise FeatstoreError(f"unknown generator {kind!r}; choose one of {', '.join(GENERATORS)}")
-    if n_docs < 1:
-        raise FeatstoreError(f"generator {kind!r} needs docs >= 1, got {n_docs}")
+    if not 1 <= n_docs <= MAX_DOCS:
+        raise FeatstoreError(f"generator {kind!r} needs docs from 1 to {MAX_DOCS:,}, got {n_docs}")
+
+
+def generate_documents(kind: str, n_docs: int, seed: int = 0) -> list[str]:
+    """`n_docs` documents of `kind` (lua | stories | childes); the same (kind, n_docs, seed) gives the same text."""
+    check_request(kind, n_docs)
     return list(_generate(kind, n_docs, seed))
 
 

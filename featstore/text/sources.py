@@ -151,19 +151,23 @@ def _jsonl(path: Path, text_key: str) -> Iterator[tuple[str, str]]:
 
 
 def _parquet(path: Path, text_key: str) -> Iterator[tuple[str, str]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(path)
-    if text_key not in parquet.schema_arrow.names:
-        raise FeatstoreError(
-            f"{path} has no column {text_key!r} (columns: {', '.join(parquet.schema_arrow.names)}); "
-            "name the text column with --text-key"
-        )
-    row = 0
-    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[text_key]):
-        for value in batch.column(0).to_pylist():
-            yield f"{path}#{row}", _text(value, f"{path} row {row}", text_key)
-            row += 1
+    try:
+        parquet = pq.ParquetFile(path)
+        if text_key not in parquet.schema_arrow.names:
+            raise FeatstoreError(
+                f"{path} has no column {text_key!r} (columns: {', '.join(parquet.schema_arrow.names)}); "
+                "name the text column with --text-key"
+            )
+        row = 0
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[text_key]):
+            for value in batch.column(0).to_pylist():
+                yield f"{path}#{row}", _text(value, f"{path} row {row}", text_key)
+                row += 1
+    except (pa.ArrowException, OSError) as exc:  # not Parquet, truncated, a damaged page
+        raise FeatstoreError(f"{path} is not a readable Parquet file ({str(exc).splitlines()[0]}); give a valid one") from exc
 
 
 def _stdlib_files() -> Iterator[tuple[str, str]]:
@@ -174,12 +178,12 @@ def _stdlib_files() -> Iterator[tuple[str, str]]:
     return _files(paths)
 
 
-def _generated(spec: str) -> Iterator[tuple[str, str]]:
-    """`kind?docs=N&seed=S` → documents from the project's seeded generators."""
-    from featstore.text.generators import generate_documents
+def parse_generated(spec: str) -> tuple[str, int, int]:
+    """`kind?docs=N&seed=S` → (kind, N, S), checked without generating anything (an experiment's plan too)."""
+    from featstore.text.generators import check_request
 
     parts = urlsplit(spec)
-    query = parse_qs(parts.query)
+    query = parse_qs(parts.query, keep_blank_values=True)
     unknown = set(query) - {"docs", "seed"}
     if unknown:
         raise FeatstoreError(f"unknown option(s) {', '.join(sorted(unknown))} in generated:{spec}; use docs=N&seed=S")
@@ -188,8 +192,17 @@ def _generated(spec: str) -> Iterator[tuple[str, str]]:
         seed = int(query.get("seed", [0])[0])
     except ValueError as exc:
         raise FeatstoreError(f"generated:{spec}: docs and seed must be integers") from exc
-    for i, text in enumerate(generate_documents(parts.path, n_docs, seed)):
-        yield f"generated:{parts.path}?seed={seed}#{i}", text
+    check_request(parts.path, n_docs)
+    return parts.path, n_docs, seed
+
+
+def _generated(spec: str) -> Iterator[tuple[str, str]]:
+    """`kind?docs=N&seed=S` → documents from the project's seeded generators."""
+    from featstore.text.generators import generate_documents
+
+    kind, n_docs, seed = parse_generated(spec)
+    for i, text in enumerate(generate_documents(kind, n_docs, seed)):
+        yield f"generated:{kind}?seed={seed}#{i}", text
 
 
 def _hub_dataset(dataset_id: str, split: str, text_key: str) -> Iterator[tuple[str, str]]:

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from featstore.errors import FeatstoreError
-from featstore.text.generators import GENERATORS, generate_documents
+from featstore.text.generators import GENERATORS, MAX_DOCS, generate_documents
 
 
 @pytest.mark.parametrize("kind", list(GENERATORS))
@@ -58,5 +58,6 @@ def test_childes_transcripts_have_speaker_tiers():
 def test_bad_requests():
     with pytest.raises(FeatstoreError, match="unknown generator 'cobol'"):
         generate_documents("cobol", 3)
-    with pytest.raises(FeatstoreError, match="docs >= 1"):
-        generate_documents("lua", 0)
+    for n_docs in (0, MAX_DOCS + 1):  # more would be held in memory at once
+        with pytest.raises(FeatstoreError, match="needs docs from 1 to 1,000,000"):
+            generate_documents("lua", n_docs)
