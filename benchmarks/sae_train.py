@@ -89,16 +89,16 @@ def featstore_fit(batches: list[torch.Tensor], start: Weights, steps: int, l1: f
     d_in, batch = batches[0].shape[1], len(batches[0])
     settings = TrainSettings(expansion=len(start["W_dec"]) // d_in, lr=lr, beta2=0.999, batch_blocks=batch // 24,
                              tokens=steps * batch, resample_every=10**9, training_step=training_step)
-    sae = _sae(start)
+    sae = _sae(start, l1)
     begin = time.perf_counter()
     Trainer(sae, settings, scale).fit(itertools.cycle(batches), progress=False)
     _sync(batches[0].device)
     return time.perf_counter() - begin, dict(sae.named_parameters())
 
 
-def _sae(weights: Weights):
+def _sae(weights: Weights, l1: float | None = None):
     d_sae, d_in = weights["W_dec"].shape
-    sae = build_sae("relu", d_in=d_in, d_sae=d_sae).to(weights["W_dec"].device)
+    sae = build_sae("relu", d_in=d_in, d_sae=d_sae, l1_coefficient=l1).to(weights["W_dec"].device)
     sae.load_state_dict({k: v.detach() for k, v in weights.items()})
     return sae
 
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4096, help="activations per step (a multiple of 24)")
     parser.add_argument("--active", type=int, default=20, help="planted directions per activation")
     parser.add_argument("--threshold", type=float, default=0.7, help="pre-activation at which the start's features fire")
-    parser.add_argument("--l1", type=float, default=0.08, help="L1 coefficient (the tiny preset's)")
+    parser.add_argument("--l1", type=float, default=0.15, help="L1 coefficient (keeps L0 near the tiny run's 17-28 here)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (the tiny preset's)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)

@@ -148,7 +148,7 @@ class SAE(nn.Module):
         x = x.to(self.W_enc.dtype)
         with torch.no_grad():
             centred = self.centred(x)
-            pairs, values = self.training_pairs(torch.addmm(self.b_enc, centred, self.W_enc), scale)  # pre_activation, bias fused
+            pairs, values = self.training_pairs(centred @ self.W_enc, scale)
         if pairs.density > DENSE_ABOVE:
             return self.training_loss(x, scale)
         b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
@@ -156,9 +156,10 @@ class SAE(nn.Module):
         mse = (decode(feats, pairs, self.W_dec) + self.b_dec - x).pow(2).sum(dim=-1).mean() / scale
         return mse + sparsity, mse, Activity.of_pairs(pairs, feats)
 
-    def training_pairs(self, pre: torch.Tensor, scale: float) -> tuple[Pairs, torch.Tensor]:
-        """The sparse step's (token, feature) pairs and their pre-activations: every pair whose feature
-        can be non-zero or can pass a gradient; the rest are zero in the loss and its gradient."""
+    def training_pairs(self, product: torch.Tensor, scale: float) -> tuple[Pairs, torch.Tensor]:
+        """The sparse step's (token, feature) pairs and their pre-activations (`product` + b_enc, where
+        product = (x - b_dec) · W_enc): every pair whose feature can be non-zero or can pass a gradient;
+        the rest are zero in the loss and its gradient."""
         raise NotImplementedError
 
     def pair_activation(self, pre: torch.Tensor, pairs: Pairs, scale: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -107,10 +107,10 @@ class JumpReLUSAE(SAE):
         l0 = _Step.apply(pre, self.threshold, bandwidth).sum(dim=-1).mean()
         return mse + self.cfg.l0_coefficient * l0, mse, Activity.of_dense(feats)
 
-    def training_pairs(self, pre: torch.Tensor, scale: float) -> tuple[Pairs, torch.Tensor]:
+    def training_pairs(self, product: torch.Tensor, scale: float) -> tuple[Pairs, torch.Tensor]:
         """Pre-activations above θ - ε: the active ones and those inside the kernel's window |pre - θ| < ε/2,
         which pass the straight-through gradient to θ (a margin of ε/2 more, so rounding cannot drop one)."""
-        return above(pre, self.threshold - self.bandwidth(scale))
+        return above(product, self.b_enc, self.threshold - self.bandwidth(scale))
 
     def pair_activation(self, pre: torch.Tensor, pairs: Pairs, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         threshold, bandwidth = self.threshold[pairs.features], self.bandwidth(scale)

@@ -29,9 +29,9 @@ class ReLUSAE(SAE):
     def sparsity_loss(self, pre: torch.Tensor, feats: torch.Tensor, scale: float) -> torch.Tensor:
         return self.cfg.l1_coefficient * feats.sum(dim=-1).mean() / math.sqrt(scale)
 
-    def training_pairs(self, pre: torch.Tensor, scale: float) -> tuple[Pairs, torch.Tensor]:
+    def training_pairs(self, product: torch.Tensor, scale: float) -> tuple[Pairs, torch.Tensor]:
         """The positive pre-activations: ReLU's gradient is zero elsewhere."""
-        return above(pre, pre.new_zeros(pre.shape[1]))
+        return above(product, self.b_enc, torch.zeros_like(self.b_enc))
 
     def pair_activation(self, pre: torch.Tensor, pairs: Pairs, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.activation(pre)

@@ -52,11 +52,11 @@ class TopKSAE(SAE):
             feats = feats / self.W_dec.norm(dim=-1)
         return super().decode(feats)
 
-    def training_pairs(self, pre: torch.Tensor, scale: float) -> tuple[Pairs, torch.Tensor]:
+    def training_pairs(self, product: torch.Tensor, scale: float) -> tuple[Pairs, torch.Tensor]:
         """Each token's k largest positive pre-activations (featstore trains without the rescale)."""
         if self.cfg.rescale_acts_by_decoder_norm:
             raise FeatstoreError("the sparse training step trains TopK without rescale_acts_by_decoder_norm; use the dense one")
-        return top_k(pre, self.cfg.k)
+        return top_k(product, self.b_enc, self.cfg.k)
 
     def pair_activation(self, pre: torch.Tensor, pairs: Pairs, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.relu(pre), pre.new_zeros(())

@@ -1,14 +1,15 @@
 """The sparse training step (featstore.saes.sparse) against the dense reference, for every trainable architecture.
 
-Both compute the same loss and gradients; the sparse step sums the same float32 terms in another order
-(per token or per feature instead of in a BLAS tile, and the pre-activations through addmm instead of
-mm + add). A float32 sum of n terms in any order is within n·2⁻²⁴·Σ|terms| of the exact sum; here
+Both compute the same pre-activations, to the bit (the same product, the same bias addition), so the
+same features fire; from there the sparse step sums the same float32 terms in another order (per token
+or per feature instead of in a BLAS tile). A float32 sum of n terms in any order is within n·2⁻²⁴·Σ|terms| of the exact sum; here
 n <= 240 tokens, so each entry agrees to 1.4e-5 of the sum of its absolute terms: RTOL, taken against
 the largest entry. After N steps: Adam's update m̂/(√v̂ + ε) inherits the gradients' relative error
 (at most 2·RTOL) and moves a weight by at most lr, so the two paths' weights stay within N·lr·2·RTOL
 (40 steps at lr 3e-3: 3.5e-6), against a largest entry of at least 0.25 (a unit row of 16): STEPS_RTOL.
-A pre-activation within rounding of a firing boundary could flip a discrete choice (fire or not, which
-feature is resampled); with these seeds none does, and the observed differences are about 1e-7.
+After the first step the weights differ by rounding, and a pre-activation within rounding of a firing
+boundary could then flip a discrete choice (fire or not, which input a resampled feature points at);
+with these seeds none does, and the observed differences are about 1e-7.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ def trained(arch: str, training_step: str) -> tuple[Trainer, dict]:
     run, batches = trainer(arch, training_step)
     torch.manual_seed(1)  # resampling draws its inputs from torch's generator
     return run, run.fit(batches, progress=False)
+
+
+def tokens(pairs) -> torch.Tensor:
+    """Each pair's token."""
+    return torch.repeat_interleave(torch.arange(pairs.n_tokens), pairs.offsets.diff())
 
 
 def assert_near(sparse: torch.Tensor, dense: torch.Tensor, rtol: float, what: str) -> None:
@@ -106,14 +112,23 @@ def test_jumprelu_pairs_hold_the_kernel_window_below_the_threshold():
     run, batches = trainer("jumprelu", "sparse")
     sae = run.sae
     with torch.no_grad():
-        pre = sae.pre_activation(next(batches))
-        pairs, values = sae.training_pairs(pre, run.scale)
-        threshold, half = sae.threshold, sae.bandwidth(run.scale) / 2
+        x = next(batches)
+        pairs, values = sae.training_pairs(sae.centred(x) @ sae.W_enc, run.scale)
+        pre, threshold, half = sae.pre_activation(x), sae.threshold, sae.bandwidth(run.scale) / 2
         needed = (pre > threshold) | ((pre - threshold).abs() < half)
     kept = torch.zeros_like(needed)
-    kept[torch.repeat_interleave(torch.arange(len(pre)), pairs.offsets.diff()), pairs.features] = True
+    kept[tokens(pairs), pairs.features] = True
     assert (kept | ~needed).all(), "a pair the dense step's gradient needs is missing"
     assert (needed & (pre <= threshold)).any(), "the window below θ must be exercised"
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_the_pairs_hold_the_dense_pre_activations_to_the_bit(arch):
+    run, batches = trainer(arch, "sparse")
+    sae, x = run.sae, next(batches)
+    with torch.no_grad():
+        pairs, values = sae.training_pairs(sae.centred(x) @ sae.W_enc, run.scale)
+        assert torch.equal(values, sae.pre_activation(x)[tokens(pairs), pairs.features])
 
 
 def test_a_dense_step_is_handed_to_the_dense_path(monkeypatch):
@@ -126,11 +141,12 @@ def test_a_dense_step_is_handed_to_the_dense_path(monkeypatch):
 
 
 def test_top_k_pairs_are_torch_topk_less_the_non_positive():
-    pre = torch.randn(50, 40)
-    pre[0] = -1.0 - torch.rand(40)  # no positive entry: no pair
-    pre[1, :3] = torch.rand(3) + 0.1  # fewer than k positive ones
-    pre[1, 3:] = -torch.rand(37)
-    pairs, values = top_k(pre, 5)
+    product, bias = torch.randn(50, 40), torch.randn(40) * 0.1
+    product[0] = -1.0 - torch.rand(40)  # no positive entry: no pair
+    product[1, :3] = torch.rand(3) + 0.5  # fewer than k positive ones
+    product[1, 3:] = -0.5 - torch.rand(37)
+    pre = product + bias
+    pairs, values = top_k(product, bias, 5)
     values_ref, index = pre.topk(5, dim=1)
     for t in range(len(pre)):
         keep = values_ref[t] > 0
