@@ -16,17 +16,18 @@ from featstore.warehouse import Warehouse
 
 SHIPPED = (experiments_dir() / DEFAULT_EXPERIMENT).read_text()
 # the keys of the shipped file and the optional ones of docs/experiments.md, whole tables included
-KEYS = ["name", "seed", "description", "family", "family.preset", "family.hidden_size", "family.base.lr", "family.finetune.epochs",
-        "tokenizer", "tokenizer.source", "tokenizer.vocab_size", "tokenizer.corpora", "corpora", "corpora.lua",
-        "corpora.lua.source", "corpora.lua.evaluate", "corpora.new", "models", "models.base", "models.base.corpus",
-        "models.base.kind", "models.base.home", "models.base.step", "models.lua.parent", "models.lua.corpus",
-        "models.luastories.parents", "models.luastories.method", "models.luastories.t", "models.new.path",
-        "models.new.parents", "models.new.relation", "saes", "saes.default", "saes.default.preset", "saes.default.init",
-        "saes.default.seed", "saes.default.k", "saes.base.seed1", "saes.base.seed1.seed", "saes.base.main.slices",
-        "saes.base.main.path", "saes.lua.seed1.preset", "slices", "slices.eval-lua", "slices.eval-lua.corpus",
-        "slices.eval-lua.part", "slices.eval-lua.tokens", "slices.eval-lua.models", "slices.eval-lua.min_docs",
-        "analyses", "analyses.edges", "analyses.stats", "analyses.r_floor", "analyses.ingest_batch", "analyses.explain.top",
-        "analyses.sweeps.merge-sweep.models", "analyses.sweeps.merge-sweep.steps", "analyses.sweeps.x", "unknown.key"]
+KEYS = """
+    name seed description family family.preset family.hidden_size family.base.lr family.finetune.epochs tokenizer
+    tokenizer.source tokenizer.vocab_size tokenizer.corpora corpora corpora.lua corpora.lua.source
+    corpora.lua.evaluate corpora.new models models.base models.base.corpus models.base.kind models.base.home
+    models.base.step models.lua.parent models.lua.corpus models.luastories.parents models.luastories.method
+    models.luastories.t models.new.path models.new.parents models.new.relation saes saes.default saes.default.preset
+    saes.default.init saes.default.seed saes.default.k saes.base.seed1 saes.base.seed1.seed saes.base.main.slices
+    saes.base.main.path saes.lua.seed1.preset slices slices.eval-lua slices.eval-lua.corpus slices.eval-lua.part
+    slices.eval-lua.tokens slices.eval-lua.models slices.eval-lua.min_docs analyses analyses.edges analyses.stats
+    analyses.r_floor analyses.ingest_batch analyses.explain.top analyses.sweeps.merge-sweep.models
+    analyses.sweeps.merge-sweep.steps analyses.sweeps.x unknown.key
+""".split()
 NAMES = ["base", "lua", "tinystories", "luastories", "eval-lua", "all_tokens", "slerp", "main", "", "default", "x"]
 
 
@@ -50,7 +51,8 @@ SCALARS = (st.integers(-2**70, 2**70) | st.floats() | st.booleans() | st.sampled
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
     st.sampled_from(NAMES + ["source", "corpus", "parent", "seed"]) | st.text(max_size=5), inner, max_size=3), max_leaves=6)
 RAW = st.one_of(VALUES.map(literal), st.text(max_size=20))  # also text that is no TOML value at all
-OVERRIDE_KEYS = st.sampled_from(KEYS) | st.lists(st.sampled_from(NAMES) | st.text(max_size=4), min_size=1, max_size=4).map(".".join)
+OVERRIDE_KEYS = st.sampled_from(KEYS) | st.lists(st.sampled_from(NAMES) | st.text(max_size=4), min_size=1,
+                                                  max_size=4).map(".".join)
 # the keys that hold lists of names, given lists of anything (a list where a name belongs, a number...)
 LIST_KEYS = [k for k in KEYS if k.rsplit(".", 1)[-1] in ("corpora", "parents", "models", "slices", "stats", "edges")]
 OVERRIDES = st.one_of(st.tuples(OVERRIDE_KEYS, RAW).map("=".join),

@@ -74,7 +74,8 @@ def text_files(draw) -> tuple[str, bytes]:
 
 
 # `generated:` specs with an unknown kind or option, or docs out of range or no integer (given as --source itself)
-GENERATED = st.builds("generated:{}?{}={}".format, st.sampled_from(["lua", "stories", "nope", ""]), st.sampled_from(["docs", "doc", "x"]),
+GENERATED = st.builds("generated:{}?{}={}".format, st.sampled_from(["lua", "stories", "nope", ""]),
+                      st.sampled_from(["docs", "doc", "x"]),
                       st.integers(-5, 0) | st.integers(10**6 + 1, 10**30) | st.text("abc.-", max_size=4))
 
 BAD_OPTIONS = st.one_of(
@@ -84,7 +85,8 @@ BAD_OPTIONS = st.one_of(
     st.integers(10, 1000).map(lambda n: ["--min-docs", str(n)]),  # more documents than the file has
 )
 MALFORMED = st.one_of(
-    st.tuples(jsonl_files() | parquet_files() | text_files() | GENERATED.map(lambda spec: ("spec", spec)), st.just([]) | BAD_OPTIONS),
+    st.tuples(jsonl_files() | parquet_files() | text_files() | GENERATED.map(lambda spec: ("spec", spec)),
+              st.just([]) | BAD_OPTIONS),
     st.tuples(st.lists(GOOD_LINES, min_size=1, max_size=5).map(lambda lines: ("docs.jsonl", b"\n".join(lines))), BAD_OPTIONS),
 )
 
