@@ -27,6 +27,7 @@ from numba import njit
 # start fires about half its features). At the tiny shape on one CPU thread the sparse step is 5x as
 # fast at 1 %, 2x at 10 % and even at 15 %, slower beyond.
 DENSE_ABOVE = 0.1
+ITEMS_PER_THREAD = 256  # tokens or features; fewer run on one thread
 
 
 @dataclass(frozen=True)
@@ -167,9 +168,10 @@ def _scatter(pairs: Pairs, values: torch.Tensor, A: np.ndarray) -> torch.Tensor:
 
 
 def _ranges(n_items: int, kernel: Callable, *args) -> None:
-    """kernel(*args, low, high) over torch.get_num_threads() contiguous ranges of n_items, in parallel: the
+    """kernel(*args, low, high) over up to torch.get_num_threads() contiguous ranges of n_items (at least
+    ITEMS_PER_THREAD each: a smaller range costs more to hand over than it saves), in parallel: the
     first range in this thread, the others on the pool."""
-    threads = max(1, min(torch.get_num_threads(), n_items))
+    threads = max(1, min(torch.get_num_threads(), n_items // ITEMS_PER_THREAD))
     bounds = [n_items * i // threads for i in range(threads + 1)]
     others = [_pool().submit(kernel, *args, low, high) for low, high in zip(bounds[1:-1], bounds[2:])]
     kernel(*args, 0, bounds[1])

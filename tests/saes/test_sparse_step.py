@@ -21,7 +21,7 @@ import featstore.saes.base as sae_base
 from featstore.errors import FeatstoreError
 from featstore.saes import ARCHITECTURES
 from featstore.saes.presets import sae_preset
-from featstore.saes.sparse import top_k
+from featstore.saes.sparse import above, decode, top_k
 from featstore.saes.training import Trainer, config_for, init_sae, sparse_step
 
 D_IN, BATCH, STEPS, LR = 16, 240, 40, 3e-3
@@ -153,6 +153,26 @@ def test_top_k_pairs_are_torch_topk_less_the_non_positive():
         got = pairs.features[pairs.offsets[t]:pairs.offsets[t + 1]]
         assert sorted(got.tolist()) == sorted(index[t][keep].tolist())
         assert torch.equal(pre[t, got], values[pairs.offsets[t]:pairs.offsets[t + 1]])
+
+
+def test_threads_split_the_kernels_without_changing_a_bit(monkeypatch):
+    """Token ranges and feature ranges on two threads give the one-thread results exactly (each row and
+    each feature sums in the same order)."""
+    gen = torch.Generator().manual_seed(0)
+    product, W, grad = (torch.randn(*shape, generator=gen) for shape in ((600, 700), (700, 32), (600, 32)))
+    bias = torch.full((700,), -2.0)
+    results = []
+    for threads in (1, 2):
+        monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+        pairs, values = above(product, bias, torch.zeros(700))
+        feats = values.clone().requires_grad_()
+        weight = W.clone().requires_grad_()
+        out = decode(feats, pairs, weight)
+        out.backward(grad)
+        results.append((pairs.features, values, out.detach(), feats.grad, weight.grad))
+    assert len(results[0][0]) > 1000
+    for one, two in zip(*results):
+        assert torch.equal(one, two)
 
 
 def test_the_training_step_setting_picks_a_path_per_device():
