@@ -20,6 +20,7 @@ from featstore.pipeline.steps import (
     run_pipeline,
     run_steps,
 )
+from featstore.saes.presets import init_seed
 
 CALLS: list[str] = []
 # each model's own slice in the paper lineage (where its seed replica and explanations are)
@@ -182,8 +183,10 @@ def test_micro_pipeline_resumes_after_a_kill_and_reruns_as_a_no_op(warehouse, mi
     # every model has a seed replica trained like its primary SAE but for the seed, so every edge has both floors
     replicas = warehouse.query("SELECT s.id, s.seed, s.seed_of, s.is_primary, p.seed AS primary_seed, p.train_tokens = s.train_tokens"
                                " AS same_tokens FROM saes s JOIN saes p ON p.id = s.seed_of ORDER BY s.id").to_pylist()
+    # each starts from weights of its own seed: the experiment's seed (0, the replica's 1) hashed with its id
     assert [(r["id"], r["seed"], r["primary_seed"], r["is_primary"], r["same_tokens"]) for r in replicas] == [
-        (f"{m}-sae-seed1", 1, 0, False, True) for m in ("base", "lua", "luastories", "tinystories")]
+        (f"{m}-sae-seed1", init_seed(1, f"{m}-sae-seed1"), init_seed(0, f"{m}-sae"), False, True)
+        for m in ("base", "lua", "luastories", "tinystories")]
     assert all(0 < r["parent_floor"] <= 1 and 0 < r["child_floor"] <= 1 for r in persistence)
     assert all(r["share_vs_floor"] == pytest.approx(r["share_persisting"] / r["parent_floor"], abs=2e-3) for r in persistence)
     floors = warehouse.query("SELECT DISTINCT model, corpus FROM seed_floor ORDER BY model").to_pylist()
