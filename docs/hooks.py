@@ -193,6 +193,9 @@ NOTES = {
     "tokenizer.corpora": ("every corpus a model of the file trains on", "corpora (names or mixtures) a trained BPE sees"),
     "tokenizer.sample_chars": ("the preset's `tokenizer_chars`", "characters sampled per corpus to train the BPE"),
     "saes.default.preset": (None, "SAE preset (featstore.saes.presets) every SAE starts from"),
+    "saes.default.init": (None, ("`independent`: each SAE's initial weights from its own seed, a hash of its `seed` "
+                                 "and its id (recorded as its `seed`, with `data_seed` keeping the text and batch "
+                                 "order); `shared`: every SAE from `seed` itself")),
     "saes.MODEL.ENTRY.preset": ("`[saes.default] preset`", "SAE preset of this SAE"),
     "saes.MODEL.ENTRY.path": (None, "import this SAELens folder instead of training"),
     "saes.MODEL.ENTRY.slices": ("every slice the model is on", "slices to ingest it on"),
@@ -352,7 +355,8 @@ def sae_settings() -> str:
     hyper = _table(["key", "architecture", "type", "default", "meaning"], rows)
     return ("### SAE training fields\n\nAccepted in `[saes.default]` and `[saes.MODEL.ENTRY]` beside the keys above: "
             "every field of `featstore.saes.presets.TrainSettings` (its defaults per SAE preset below; `seed` "
-            "defaults to the experiment's `seed`) ...\n\n" + training +
+            "defaults to the experiment's `seed`; with `init = \"independent\"` the SAE's initial weights come from a "
+            "seed derived from it and the SAE's id) ...\n\n" + training +
             "\n\n... and the hyperparameters of every architecture in `featstore.saes.architectures.ARCHITECTURES`:\n\n"
             + hyper + "\n")
 
