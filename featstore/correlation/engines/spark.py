@@ -159,10 +159,8 @@ def fired_features(spark, layout: Path):
     one; read partition by partition, so no folder name is taken for a number."""
     from pyspark.sql import functions as F
 
-    parts = spark.read.parquet(str(layout / "activation_partitions.parquet")).select("sae", "corpus", "path").collect()
-    frames = [spark.read.parquet(str(layout / p.path)).select("feature").distinct()
-              .select(F.lit(p.sae).alias("sae"), F.lit(p.corpus).alias("corpus"), "feature") for p in parts]
     fired = spark.createDataFrame([], "sae STRING, corpus STRING, feature BIGINT")
-    for frame in frames:
-        fired = fired.unionByName(frame)
+    for p in spark.read.parquet(str(layout / "activation_partitions.parquet")).select("sae", "corpus", "path").collect():
+        features = spark.read.parquet(str(layout / p.path)).select("feature").distinct()
+        fired = fired.unionByName(features.select(F.lit(p.sae).alias("sae"), F.lit(p.corpus).alias("corpus"), "feature"))
     return fired
