@@ -1,27 +1,43 @@
-"""SAE training throughput: featstore's Trainer.fit, with its sparse and its dense step, against a plain PyTorch loop.
+"""SAE training throughput: featstore's Trainer.fit, with its sparse and its dense step, against SAELens' trainer and a plain PyTorch loop.
 
-All three train a ReLU SAE (MSE + L1, decoder-parallel gradient removed, Adam, decoder renormalised) on
-the same pre-computed activation batches (the model forward is not timed), from the same weights, for the
-same number of steps, alternately, several rounds, so machine noise hits them alike; at each thread count
-of --threads (torch.set_num_threads). The activations are sparse combinations of a planted dictionary of
-d_sae unit directions (--active of them per token, magnitudes uniform in [0, 2), plus noise), and every
-contender starts from a perturbed copy of it: the steps then run at the sparsity of a trained SAE (L0
-about 20 of 2,048 at the tiny shape), as most of a real run does. (From a random start half the features
-fire, and the sparse step hands over to the dense one until fewer than featstore.saes.sparse.DENSE_ABOVE
-do, tens of steps.) Prints activations/s, the ratios, and the quality each reaches after the same steps
-(FVU, L0, dead fraction on held-out batches). The sparse step runs on CPU only; on CUDA it is left out.
+All four train a ReLU SAE with MSE + L1 and Adam (featstore and the plain loop remove the decoder-parallel
+gradient and renormalise the decoder; SAELens weights the L1 by the decoder norms instead: below) on the
+same pre-computed activation batches (the model forward is not timed), from the same weights, for the same
+number of steps, alternately, several rounds, so machine noise hits them alike; at each thread count of
+--threads (torch.set_num_threads). The activations are sparse combinations of a planted dictionary of d_sae
+unit directions (--active of them per token, magnitudes uniform in [0, 2), plus noise), and every contender
+starts from a perturbed copy of it: the steps then run at the sparsity of a trained SAE (L0 about 20 of
+2,048 at the tiny shape), as most of a real run does. (From a random start half the features fire, and the
+sparse step hands over to the dense one until fewer than featstore.saes.sparse.DENSE_ABOVE do, tens of
+steps.) Prints activations/s, the ratios, and the quality each reaches after the same steps (FVU, L0, dead
+fraction on held-out batches). The sparse step runs on CPU only; on CUDA it is left out.
+
+SAELens (sae-lens, a test extra; left out with a one-line note where it is not installed) runs its own code:
+sae_lens.SAETrainer.fit on a StandardTrainingSAE (ReLU + L1) fed the same batches as its data provider, its
+progress bar muted as featstore's is. Its settings are the closest to ours: the same lr (constant: no
+warm-up, no decay), Adam betas, start weights, apply_b_dec_to_input, no activation normalisation, no L1
+warm-up, no W&B, evaluation or checkpoints. Its loss is the raw squared error plus its L1 coefficient · |f|
+· ||W_dec row||, so with that coefficient --l1 · sqrt(scale) it is `scale` times ours while the decoder rows
+are unit norm, which Adam does not see (but for its eps). What cannot be removed: SAELens keeps no
+decoder-norm constraint (no renormalisation, no removal of the gradient along the rows: the norms drift, and
+the L1 weighting by them stands in), clips the gradient norm to 1 every step (hard-coded; the start's is
+about 1.1 at the tiny shape, 0.3 at the smoke one), steps with the unfused Adam (featstore's is fused on
+CPU), and counts feature firing every step for its dead-feature statistics (the standard architecture has no
+ghost grads). Its final weights are evaluated as they are: a ReLU SAE's FVU and L0 do not depend on how the
+scale is split between encoder and decoder.
 
     python benchmarks/sae_train.py                       # 512 -> 2048, batch 4096 (tiny scale), 1 and 2 threads
     python benchmarks/sae_train.py --d-in 1024 --expansion 16 --batch 3072   # the paper's shapes
     python benchmarks/sae_train.py --smoke               # 64 -> 128, batch 240, 3 steps, 1 round: seconds
 
-The figures and the ratios against the plain loop go into a JSON record (benchmarks/record.py;
+The figures and the ratios against the plain loop and SAELens go into a JSON record (benchmarks/record.py;
 docs/benchmarks/sae_train.json at full size).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import itertools
 import os
 import statistics
@@ -29,8 +45,10 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from unittest import mock
 
 import torch
+from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import parse_args, settings_of, write_record  # noqa: E402
@@ -40,7 +58,17 @@ from featstore.saes import build_sae  # noqa: E402
 from featstore.saes.presets import TrainSettings  # noqa: E402
 from featstore.saes.training import Trainer  # noqa: E402
 
-NAMES = {"sparse": "featstore, sparse step", "dense": "featstore, dense step", "plain": "plain PyTorch loop"}
+try:
+    from sae_lens import SAETrainer, StandardTrainingSAE, StandardTrainingSAEConfig
+    from sae_lens.config import SAETrainerConfig
+    from sae_lens.training import sae_trainer
+except ImportError as error:  # an optional contender
+    SAELENS_MISSING: str | None = str(error)
+else:
+    SAELENS_MISSING = None
+
+NAMES = {"sparse": "featstore, sparse step", "dense": "featstore, dense step", "saelens": "SAELens SAETrainer",
+         "plain": "plain PyTorch loop"}
 Weights = dict[str, torch.Tensor]
 
 
@@ -96,6 +124,24 @@ def featstore_fit(batches: list[torch.Tensor], start: Weights, steps: int, l1: f
     return time.perf_counter() - begin, dict(sae.named_parameters())
 
 
+def saelens_fit(batches: list[torch.Tensor], start: Weights, steps: int, l1: float, lr: float, scale: float) -> tuple[float, Weights]:
+    """SAELens' SAETrainer.fit from `start`: its loss is `scale` times ours at unit decoder norms (module docstring)."""
+    d_sae, d_in = start["W_dec"].shape
+    device, batch = batches[0].device, len(batches[0])
+    sae = StandardTrainingSAE(StandardTrainingSAEConfig(
+        d_in=d_in, d_sae=d_sae, device=str(device), apply_b_dec_to_input=True, normalize_activations="none",
+        decoder_init_norm=None, l1_coefficient=l1 * scale**0.5, l1_warm_up_steps=0))
+    sae.load_state_dict({k: v.detach() for k, v in start.items()})
+    cfg = SAETrainerConfig(total_training_samples=steps * batch, train_batch_size_samples=batch, lr=lr, lr_end=lr,
+                           lr_scheduler_name="constant", lr_warm_up_steps=0, lr_decay_steps=0, adam_beta1=0.9,
+                           adam_beta2=0.999, device=str(device), feature_sampling_window=10**9)
+    begin = time.perf_counter()
+    with mock.patch.object(sae_trainer, "tqdm", partial(tqdm, disable=True)):
+        SAETrainer(cfg, sae, itertools.cycle(batches)).fit()
+    _sync(device)
+    return time.perf_counter() - begin, {k: v.detach() for k, v in sae.named_parameters()}
+
+
 def _sae(weights: Weights, l1: float | None = None):
     d_sae, d_in = weights["W_dec"].shape
     sae = build_sae("relu", d_in=d_in, d_sae=d_sae, l1_coefficient=l1).to(weights["W_dec"].device)
@@ -147,9 +193,12 @@ def main() -> None:
     start = start_weights(dictionary, args.threshold)
     common = dict(batches=batches, start=start, l1=args.l1, lr=args.lr, scale=float(batches[0].pow(2).sum(-1).mean()))
     contenders = {"sparse": partial(featstore_fit, training_step="sparse"),
-                  "dense": partial(featstore_fit, training_step="dense"), "plain": plain_loop}
+                  "dense": partial(featstore_fit, training_step="dense"), "saelens": saelens_fit, "plain": plain_loop}
     if device.type != "cpu":
         del contenders["sparse"]
+    if SAELENS_MISSING:
+        print(f"SAELens' trainer left out: sae_lens is not importable ({SAELENS_MISSING})")
+        del contenders["saelens"]
     rate, quality_of = {}, {}
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -176,19 +225,25 @@ def report(args, device, batch: int, d_sae: int, rate: dict, quality_of: dict, s
     print(f"device {device}, {args.d_in} -> {d_sae}, batch {batch}, {args.steps} steps x {args.rounds} rounds (median),"
           f" load average at start {' '.join(f'{v:.2f}' for v in load_start)}")
     print(f"start (all trainers): FVU {start['fvu']:.3f}, L0 {start['l0']:.1f}, dead {start['dead_fraction']:.3f}")
-    print(f"{'threads':>7}  {'trainer':<24}{'activations/s':>14}{'x plain':>9}{'FVU':>8}{'L0':>7}{'dead':>7}")
+    print(f"{'threads':>7}  {'trainer':<24}{'activations/s':>14}{'x plain':>9}{'x SAELens':>10}{'FVU':>8}{'L0':>7}{'dead':>7}")
     figures, ratios = {"batch_used": batch, "d_sae": d_sae, **{f"start_{k}": v for k, v in start.items()}}, {}
     for (name, threads), value in rate.items():
         q = quality_of[name, threads]
         over = value / rate["plain", threads]
-        print(f"{threads:>7}  {NAMES[name]:<24}{value:>14,.0f}{over:>9.2f}{q['fvu']:>8.3f}{q['l0']:>7.1f}{q['dead_fraction']:>7.3f}")
+        over_saelens = value / rate["saelens", threads] if ("saelens", threads) in rate else None
+        print(f"{threads:>7}  {NAMES[name]:<24}{value:>14,.0f}{over:>9.2f}"
+              f"{'-' if over_saelens is None else f'{over_saelens:.2f}':>10}{q['fvu']:>8.3f}{q['l0']:>7.1f}{q['dead_fraction']:>7.3f}")
         figures[f"{name}_{threads}t_activations_per_s"] = value
         figures.update({f"{name}_{threads}t_{k}": v for k, v in q.items()})
         if name != "plain":
             ratios[f"{name}_over_plain_{threads}t_activations_per_s"] = over
-    print("target: featstore's sparse step >= 3x the plain loop's activations/s at the tiny shape on CPU")
+        if over_saelens is not None and name in ("sparse", "dense"):
+            ratios[f"{name}_over_saelens_{threads}t_activations_per_s"] = over_saelens
+    print("targets on CPU: featstore's sparse step >= 3x the plain loop's activations/s at the tiny shape, >= 2x SAELens' trainer's")
     print(f"load average at end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    write_record("sae_train", figures, ratios, {**settings_of(args), "device_used": str(device)}, args.out, load_start=load_start)
+    saelens = None if SAELENS_MISSING else importlib.metadata.version("sae-lens")
+    write_record("sae_train", figures, ratios, {**settings_of(args), "device_used": str(device), "sae_lens_version": saelens},
+                 args.out, load_start=load_start)
 
 
 if __name__ == "__main__":
