@@ -55,6 +55,10 @@ class Step:
     sql: tuple[str, ...] = ()   # sql/ objects it uses, by name or glob; they and all they reference are hashed
     queries: tuple[str, ...] = ()  # sql/queries/<entity> folders of the named statements it runs (hashed too)
     outputs_exist: Callable[[RunContext], bool] = lambda ctx: True
+    # steps of one group due in the same run go in one call, `together(ctx, [params, ...])` -> summaries,
+    # at the first one's place (e.g. a model's SAEs: one pass over its activations trains them all)
+    group: str | None = None
+    together: Callable[[RunContext, list[dict]], list[dict]] | None = None
 
 
 def _module_source(module: str) -> bytes:
@@ -140,27 +144,53 @@ def run_steps(
     steps_table = ctx.wh.steps
     recorded = steps_table.recorded()
     hashes: dict[str, str] = {}
-    records = []
+    for step in steps:
+        hashes[step.name] = input_hash(step, hashes)
+    records: dict[str, dict] = {}
     for i, step in enumerate(steps, 1):
-        digest = hashes[step.name] = input_hash(step, hashes)
-        old = recorded.get(step.name)
         label = f"[{i}/{len(steps)}] {step.name}"
-        reason = _why_run(step, ctx, old, digest, forced)
+        if step.name in records:  # ran with an earlier step of its group
+            continue
+        reason = _why_run(step, ctx, recorded.get(step.name), hashes[step.name], forced)
         if reason is None:
-            ctx.summaries[step.name] = old[2]
-            records.append({"step": step.name, "status": "skipped", "reason": "unchanged", "seconds": 0.0})
+            ctx.summaries[step.name] = recorded[step.name][2]
+            records[step.name] = {"step": step.name, "status": "skipped", "reason": "unchanged", "seconds": 0.0}
             log(f"{label}: unchanged, skipped")
             continue
-        log(f"{label}: running ({reason})")
-        steps_table.start(step.name, digest, ctx.experiment.name, step.params)
+        due = [(step, reason), *_due_with(step, steps[i:], set(records), lambda s: _why_run(
+            s, ctx, recorded.get(s.name), hashes[s.name], forced))]
+        log(f"{label}: running ({reason})" + "".join(f", with {s.name} ({why})" for s, why in due[1:]))
+        for member, _ in due:
+            steps_table.start(member.name, hashes[member.name], ctx.experiment.name, member.params)
         start = time.perf_counter()
-        result = step.run(ctx, **step.params) or {}
-        seconds = time.perf_counter() - start
-        steps_table.finish(step.name, result, seconds)
-        ctx.summaries[step.name] = result
-        records.append({"step": step.name, "status": "ran", "reason": reason, "seconds": round(seconds, 2)})
-        log(f"{label}: done in {seconds:.1f} s")
-    return records
+        results = _run_due(ctx, [member for member, _ in due])
+        seconds = (time.perf_counter() - start) / len(due)  # a shared pass's time, split evenly
+        for (member, why), result in zip(due, results):
+            steps_table.finish(member.name, result, seconds)
+            ctx.summaries[member.name] = result
+            records[member.name] = {"step": member.name, "status": "ran", "reason": why, "seconds": round(seconds, 2)}
+        log(f"{label}: done in {seconds * len(due):.1f} s")
+    return [records[s.name] for s in steps]
+
+
+def _due_with(step: Step, later: Sequence[Step], finished: set[str], why_run: Callable[[Step], str | None]
+              ) -> list[tuple[Step, str]]:
+    """Later steps of `step`'s group that must run too and can (every step they follow is done or joins them)."""
+    if step.group is None:
+        return []
+    ready, due = finished | {step.name}, []
+    for other in later:
+        reason = why_run(other) if other.group == step.group and ready.issuperset(other.after) else None
+        if reason is not None:
+            due.append((other, reason))
+            ready.add(other.name)
+    return due
+
+
+def _run_due(ctx: RunContext, steps: list[Step]) -> list[dict]:
+    if len(steps) == 1:
+        return [steps[0].run(ctx, **steps[0].params) or {}]
+    return steps[0].together(ctx, [s.params for s in steps])
 
 
 # -- an experiment as steps --------------------------------------------------------------------------
@@ -265,14 +295,22 @@ def forget_model(wh: Warehouse, model: str) -> None:
 
 
 def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, seed_of: str | None = None) -> dict:
-    from featstore.saes.presets import TrainSettings
-    from featstore.saes.training import train_sae
+    return train_model_saes(ctx, [{"model": model, "sae": sae, "settings": settings, "seed_of": seed_of}])[0]
 
-    ctx.wh.saes.drop(sae)  # with everything computed from it, so it can be trained again under its id
-    row = train_sae(ctx.wh, model, settings=TrainSettings(**settings), sae_id=sae, is_primary=seed_of is None,
-                    seed_of=seed_of, device=ctx.device)
+
+def train_model_saes(ctx: RunContext, steps: list[dict]) -> list[dict]:
+    """Train SAEs of one model (the params of their steps) in one pass over its activations
+    (featstore.saes.training.train_saes); a replica is never primary."""
+    from featstore.saes.presets import TrainSettings
+    from featstore.saes.training import SAERun, train_saes
+
+    for step in steps:  # with everything computed from them, so they can be trained again under their ids
+        ctx.wh.saes.drop(step["sae"])
+    runs = [SAERun(s["sae"], TrainSettings(**s["settings"]), is_primary=s.get("seed_of") is None, seed_of=s.get("seed_of"))
+            for s in steps]
     keep = ("mse", "fvu", "l0", "dead_fraction", "ce_loss_recovered")
-    return {"sae": sae, "d_sae": row["d_sae"], "metrics": {k: row["metrics"].get(k) for k in keep}}
+    return [{"sae": row["id"], "d_sae": row["d_sae"], "metrics": {k: row["metrics"].get(k) for k in keep}}
+            for row in train_saes(ctx.wh, steps[0]["model"], runs, device=ctx.device)]
 
 
 def import_sae(ctx: RunContext, *, model: str, sae: str, path: str, primary: bool) -> dict:
@@ -468,7 +506,7 @@ def sae_steps(exp: Experiment, sae: SAE, ingest_batch: int) -> list[Step]:
         params = {"model": sae.model, "sae": sae.id, "settings": sae.settings} | (
             {} if primary else {"seed_of": f"{sae.model}-sae"})
         train = Step(f"sae-{sae.label}", train_model_sae, params, after=(model.step if primary else f"sae-{sae.model}",),
-                     code=SAE_CODE, outputs_exist=sae_exists(sae.id))
+                     code=SAE_CODE, outputs_exist=sae_exists(sae.id), group=f"train-saes-{sae.model}", together=train_model_saes)
     slices = sae_slices(exp, sae)
     ingest = Step(f"ingest-{sae.label}", ingest_model,
                   {"model": sae.model, "sae": sae.id, "slices": slices, "batch_size": ingest_batch},

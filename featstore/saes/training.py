@@ -17,7 +17,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -185,8 +185,11 @@ class Trainer:
         self.optimizer = torch.optim.Adam(sae.parameters(), lr=settings.lr, betas=(0.9, settings.beta2), fused=device.type == "cpu")
         self.sparse = sparse_step(settings.training_step, device)
         self.last_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
+        # resampling draws from the SAE's own stream, so SAEs trained side by side draw as if alone
+        self.generator = torch.Generator(device).manual_seed(settings.seed)
         self.step_count = 0
         self.resampled = 0
+        self.stats: dict = {}
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Activity]:
         """(loss, normalised mse, activity) of a batch, as the architecture defines them, by the chosen step."""
@@ -219,7 +222,7 @@ class Trainer:
         weights = (recon - x).pow(2).sum(dim=-1).pow(2)
         if not torch.isfinite(weights).all() or weights.sum() <= 0:
             weights = torch.ones_like(weights)
-        picks = torch.multinomial(weights, dead.numel(), replacement=dead.numel() > len(x))
+        picks = torch.multinomial(weights, dead.numel(), replacement=dead.numel() > len(x), generator=self.generator)
         directions = x[picks] - sae.b_dec
         directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-8)
         alive = torch.ones(sae.cfg.d_sae, dtype=torch.bool, device=dead.device)
@@ -233,27 +236,47 @@ class Trainer:
         self.last_fired[dead] = self.step_count
         self.resampled += dead.numel()
 
-    def fit(self, batches: Iterator[torch.Tensor], progress: bool = True) -> dict:
-        """Run `settings.steps` steps; resample dead features every `resample_every` steps until 80% done.
+    def train_on(self, x: torch.Tensor) -> None:
+        """One step on a batch; resample dead features every `resample_every` steps until 80% done.
 
         Statistics are read back from the device only every LOG_EVERY steps, so the loop never waits on it.
         """
         settings = self.settings
-        bar = tqdm(total=settings.steps * settings.batch_tokens, unit="act", unit_scale=True, disable=not progress, desc="SAE")
-        stats = {}
-        for step in range(1, settings.steps + 1):
-            x = next(batches)
-            mse, activity = self.step(x)
-            if step % settings.resample_every == 0 and step <= 0.8 * settings.steps:
-                self.resample(self.dead_features(settings.resample_every), x)
-            bar.update(len(x))
-            if step % LOG_EVERY == 0 or step == settings.steps:
-                stats = {"train_fvu": mse.item(), "train_l0": activity.l0().item()}
-                if not math.isfinite(stats["train_fvu"]):
-                    raise FeatstoreError("training diverged or the model produced NaN/inf activations; check its weights or lower --lr")
-                bar.set_postfix(L0=f"{stats['train_l0']:.1f}", FVU=f"{stats['train_fvu']:.3f}", refresh=False)
-        bar.close()
-        return {**stats, "resampled_features": self.resampled, "steps": settings.steps}
+        mse, activity = self.step(x)
+        if self.step_count % settings.resample_every == 0 and self.step_count <= 0.8 * settings.steps:
+            self.resample(self.dead_features(settings.resample_every), x)
+        if self.step_count % LOG_EVERY == 0 or self.step_count == settings.steps:
+            self.stats = {"train_fvu": mse.item(), "train_l0": activity.l0().item()}
+            if not math.isfinite(self.stats["train_fvu"]):
+                raise FeatstoreError("training diverged or the model produced NaN/inf activations; check its weights or lower --lr")
+
+    def summary(self) -> dict:
+        return {**self.stats, "resampled_features": self.resampled, "steps": self.step_count}
+
+    def fit(self, batches: Iterator[torch.Tensor], progress: bool = True) -> dict:
+        """Run `settings.steps` steps on `batches`."""
+        return fit_together([self], batches, progress)[0]
+
+
+def fit_together(trainers: list[Trainer], batches: Iterator[torch.Tensor], progress: bool = True) -> list[dict]:
+    """Train several SAEs on one stream: each batch of activations, captured once, steps every trainer
+    (SAEs of one model that read the same text in the same order, e.g. seed replicas)."""
+    steps = trainers[0].settings.steps
+    if any(t.settings.steps != steps for t in trainers):
+        raise ValueError("SAEs trained together take the same number of steps")
+    total = steps * trainers[0].settings.batch_tokens * len(trainers)
+    desc = "SAE" if len(trainers) == 1 else f"{len(trainers)} SAEs"
+    bar = tqdm(total=total, unit="act", unit_scale=True, disable=not progress, desc=desc)
+    for step in range(1, steps + 1):
+        x = next(batches)
+        for trainer in trainers:
+            trainer.train_on(x)
+        bar.update(len(x) * len(trainers))
+        if step % LOG_EVERY == 0:
+            bar.set_postfix(L0="/".join(f"{t.stats['train_l0']:.1f}" for t in trainers),
+                            FVU="/".join(f"{t.stats['train_fvu']:.3f}" for t in trainers), refresh=False)
+    bar.close()
+    return [t.summary() for t in trainers]
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -342,6 +365,17 @@ def plot_density(density: np.ndarray, path: Path, title: str) -> Path:
 # -- warehouse entry points --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SAERun:
+    """One SAE of a training pass: its id, settings and place in the registry."""
+
+    sae_id: str
+    settings: TrainSettings
+    is_primary: bool | None = None  # None: primary when the model has none yet
+    seed_of: str | None = None      # a seed replica is never primary
+    same_init_as: str | None = None  # start from that SAE's saved initial weights
+
+
 def train_sae(
     wh,
     model_name: str,
@@ -356,63 +390,128 @@ def train_sae(
     device: str | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train, evaluate and register an SAE on `model_name`'s MLP activation; returns its registry row.
+    """Train, evaluate and register one SAE (see `train_saes`); returns its registry row."""
+    run = SAERun(sae_id or _default_id(model_name, settings), settings, is_primary, seed_of, same_init_as)
+    return train_saes(wh, model_name, [run], source=source, corpus=corpus, device=device, progress=progress)[0]
 
+
+def train_saes(
+    wh, model_name: str, runs: list[SAERun], *, source: str | None = None, corpus: str | None = None,
+    device: str | None = None, progress: bool = True,
+) -> list[dict]:
+    """Train, evaluate and register SAEs on `model_name`'s MLP activations; returns their registry rows.
+
+    SAEs that read the same text in the same order (equal layer, blocks, batch size, steps, text seed:
+    a model's seed replicas, or other sizes and architectures on one hook) train in one pass: the
+    model runs once per batch and every SAE steps on the same activations, as if trained alone.
     Training text: `corpus` (a warehouse slice, last 10% of blocks held out for evaluation), else
     `source`, else the model's own `train_corpus` spec (train part; evaluation on its validation part).
-    Weights go to a hidden folder renamed into `<warehouse>/saes/<id>` only when complete, and the
-    SAE is registered last: an interrupted run registers nothing. The first SAE of a model is its
-    primary one unless `is_primary` says otherwise; a seed replica (`seed_of`) never is.
+    Weights go to hidden folders renamed into `<warehouse>/saes/<id>` only when complete, and each
+    SAE is registered last: an interrupted pass registers nothing.
     """
     from featstore.models.catalog import get_model
-    from featstore.saes.catalog import get_sae, register_sae
     from featstore.text.tokenizer import load_tokenizer
-    from featstore.warehouse import check_name
 
     model_row = get_model(wh, model_name)
-    sae_id = check_name("SAE", sae_id or _default_id(model_name, settings))
-    init_folder = Path(get_sae(wh, same_init_as)["path"]) if same_init_as else None
-    if wh.saes.exists(sae_id):
-        raise FeatstoreError(f"SAE {sae_id!r} already exists; pick another --id")
-    if seed_of is not None:
-        is_primary = False
-    elif is_primary is None:
-        is_primary = not wh.saes.has_primary(model_name)
+    runs = _checked_runs(wh, model_name, runs)
     device = resolve_device(device)
     model = load_model(model_row["path"], device)
-    width = hook_site(model, hook_name(settings.layer)).width
-    train_blocks, eval_blocks = _blocks(wh, model_row, load_tokenizer(model_row["path"]), settings, source, corpus)
+    tokenizer = load_tokenizer(model_row["path"])
+    label = f"corpus:{corpus}" if corpus else source or model_row.get("train_corpus")
+    rows = {}
+    for group in _passes(runs):
+        blocks = _blocks(wh, model_row, tokenizer, group[0].settings, source, corpus)
+        trained = _train_pass(wh, model, model_name, group, blocks, label, device, progress)
+        rows.update(zip([run.sae_id for run in group], trained))
+    return [rows[run.sae_id] for run in runs]
 
-    cfg = config_for(
-        settings, width, hook_name=hook_name(settings.layer), hook_layer=settings.layer, model_name=model_name,
-        extra={"settings": asdict(settings), "source": f"corpus:{corpus}" if corpus else source or model_row.get("train_corpus")},
-    )
+
+def _checked_runs(wh, model_name: str, runs: list[SAERun]) -> list[SAERun]:
+    """Runs with checked, unused ids and their primary flag settled (the model's first SAE is primary)."""
+    from featstore.saes.catalog import get_sae
+    from featstore.warehouse import check_name
+
+    out, has_primary = [], wh.saes.has_primary(model_name)
+    for run in runs:
+        check_name("SAE", run.sae_id)
+        if run.same_init_as is not None:
+            get_sae(wh, run.same_init_as)
+        if wh.saes.exists(run.sae_id) or run.sae_id in [r.sae_id for r in out]:
+            raise FeatstoreError(f"SAE {run.sae_id!r} already exists; pick another --id")
+        primary = False if run.seed_of is not None else (not has_primary if run.is_primary is None else run.is_primary)
+        has_primary = has_primary or primary
+        out.append(replace(run, is_primary=primary))
+    return out
+
+
+def _passes(runs: list[SAERun]) -> list[list[SAERun]]:
+    """Runs grouped by the data they read: one pass over the model's activations per group."""
+    groups: dict[tuple, list[SAERun]] = {}
+    for run in runs:
+        s = run.settings
+        groups.setdefault((s.layer, s.block_len, s.batch_blocks, s.steps, s.text_seed, s.eval_tokens), []).append(run)
+    return list(groups.values())
+
+
+def _train_pass(
+    wh, model, model_name: str, runs: list[SAERun], blocks: tuple[np.ndarray, np.ndarray], source: str | None,
+    device: torch.device, progress: bool,
+) -> list[dict]:
+    """Train `runs` side by side on one stream of activations, then evaluate, save and register each."""
+    from featstore.saes.catalog import get_sae
+
+    settings = runs[0].settings
+    train_blocks, eval_blocks = blocks
+    width = hook_site(model, hook_name(settings.layer)).width
     batches = shuffled_batches(model, train_blocks, settings, device, settings.text_seed)
     sample = torch.cat([next(batches) for _ in range(max(1, 8192 // settings.batch_tokens))])
-    sae = init_sae(cfg, sample, settings.seed, init_folder).to(device)
-    scale = float((sample.to(device) - sae.b_dec.detach()).pow(2).sum(dim=-1).mean())
-
-    folder = wh.root / "saes" / sae_id
-    tmp = folder.parent / f".{sae_id}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.mkdir(parents=True)
+    trainers, tmps = [], []
     try:
-        save_init(sae, tmp)
-        train_stats = Trainer(sae, settings, scale).fit(batches, progress)
-        sae.eval()
-        metrics, density = evaluate(model, sae, eval_blocks, layer=settings.layer, batch_blocks=settings.batch_blocks, device=device)
-        metrics.update(train_stats, train_tokens=settings.steps * settings.batch_tokens, train_blocks=len(train_blocks))
-        save_sae(sae, tmp)
-        plot_density(density, tmp / DENSITY_PLOT, f"{sae_id}: feature density")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        for run in runs:
+            cfg = config_for(run.settings, width, hook_name=hook_name(settings.layer), hook_layer=settings.layer,
+                             model_name=model_name, extra={"settings": asdict(run.settings), "source": source})
+            init_folder = Path(get_sae(wh, run.same_init_as)["path"]) if run.same_init_as else None
+            sae = init_sae(cfg, sample, run.settings.seed, init_folder).to(device)
+            scale = float((sample.to(device) - sae.b_dec.detach()).pow(2).sum(dim=-1).mean())
+            tmps.append(wh.root / "saes" / f".{run.sae_id}.{uuid.uuid4().hex[:8]}.tmp")
+            tmps[-1].mkdir(parents=True)
+            save_init(sae, tmps[-1])
+            trainers.append(Trainer(sae, run.settings, scale))
+        train_stats = fit_together(trainers, batches, progress)
+        metrics = []
+        for run, trainer, stats, tmp in zip(runs, trainers, train_stats, tmps):
+            metrics.append(_finish(wh, model, trainer.sae, run, stats, tmp, eval_blocks, len(train_blocks), device))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in tmps:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return [_register(wh, model_name, run, trainer.sae, m) for run, trainer, m in zip(runs, trainers, metrics)]
+
+
+def _finish(wh, model, sae: SAE, run: SAERun, stats: dict, tmp: Path, eval_blocks: np.ndarray, n_blocks: int,
+            device: torch.device) -> dict:
+    """Evaluate a trained SAE, write its folder and move it into place; returns its metrics."""
+    settings = run.settings
+    sae.eval()
+    metrics, density = evaluate(model, sae, eval_blocks, layer=settings.layer, batch_blocks=settings.batch_blocks, device=device)
+    metrics.update(stats, train_tokens=settings.steps * settings.batch_tokens, train_blocks=n_blocks)
+    save_sae(sae, tmp)
+    plot_density(density, tmp / DENSITY_PLOT, f"{run.sae_id}: feature density")
+    folder = wh.root / "saes" / run.sae_id
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return metrics
+
+
+def _register(wh, model_name: str, run: SAERun, sae: SAE, metrics: dict) -> dict:
+    from featstore.saes.catalog import register_sae
+
+    cfg = sae.cfg
     return register_sae(
-        wh, sae_id, model_name, str(folder), hook_point=cfg.hook_name, layer=settings.layer, d_in=cfg.d_in,
-        d_sae=cfg.d_sae, architecture=settings.architecture, l1_coeff=getattr(cfg, "l1_coefficient", None),
-        k=getattr(cfg, "k", None),
-        seed=settings.seed, train_tokens=metrics["train_tokens"], metrics=metrics, is_primary=is_primary, seed_of=seed_of,
+        wh, run.sae_id, model_name, str(wh.root / "saes" / run.sae_id), hook_point=cfg.hook_name, layer=run.settings.layer,
+        d_in=cfg.d_in, d_sae=cfg.d_sae, architecture=run.settings.architecture, l1_coeff=getattr(cfg, "l1_coefficient", None),
+        k=getattr(cfg, "k", None), seed=run.settings.seed, train_tokens=metrics["train_tokens"], metrics=metrics,
+        is_primary=run.is_primary, seed_of=run.seed_of,
     )
 
 
@@ -425,8 +524,6 @@ def train_seed_replica(
     The settings come from the original's cfg.json; `seed` defaults to the original's plus one.
     Its id defaults to `<sae_id>-seed<seed>`. Returns the replica's registry row.
     """
-    from dataclasses import replace
-
     from featstore.saes import read_folder
     from featstore.saes.catalog import get_sae
 

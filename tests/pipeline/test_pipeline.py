@@ -128,6 +128,53 @@ def test_code_change_is_part_of_the_hash(ctx, monkeypatch):
     assert run(ctx, chain())["d"] == "ran"
 
 
+def write_numbers(ctx, params):
+    CALLS.append(tuple(p["name"] for p in params))
+    for p in params:
+        (ctx.wh.root / f"{p['name']}.txt").write_text(str(p["value"]))
+    return [{"value": p["value"]} for p in params]
+
+
+def grouped(value=1):
+    """g1 -> g2 in one group (g2 also after x, outside it), x independent, h after g2."""
+    group = dict(group="g", together=write_numbers)
+    return [
+        Step("g1", write_number, {"name": "g1", "value": value}, outputs_exist=file_exists("g1"), **group),
+        Step("x", write_number, {"name": "x", "value": 0}, outputs_exist=file_exists("x")),
+        Step("g2", write_number, {"name": "g2", "value": 2}, after=("g1", "x"), outputs_exist=file_exists("g2"), **group),
+        Step("h", add_upstream, {"name": "h", "source": "g2"}, after=("g2",), outputs_exist=file_exists("h")),
+    ]
+
+
+def test_due_steps_of_a_group_run_in_one_call_at_the_first_ones_place(ctx):
+    records = run_steps(ctx, grouped(), log=lambda line: None)
+    assert [r["step"] for r in records] == ["g1", "x", "g2", "h"]
+    # g2 follows x, which had not run when g1's turn came: it cannot join g1
+    assert [c for c in CALLS if c != "h"] == ["g1", "x", "g2"]
+    independent = [*grouped()[:2], Step("g2", write_number, {"name": "g2", "value": 3}, after=("g1",),
+                                        outputs_exist=file_exists("g2"), group="g", together=write_numbers)]
+    CALLS.clear()
+    assert {r["step"]: r["status"] for r in run_steps(ctx, independent, force=["g1"], log=lambda line: None)} == {
+        "g1": "ran", "x": "skipped", "g2": "ran"}
+    assert CALLS == [("g1", "g2")]
+    assert [r["step"] for r in ctx.wh.query("SELECT step FROM pipeline_steps WHERE status = 'done'").to_pylist()] == [
+        "g1", "x", "g2", "h"] and (ctx.wh.root / "g2.txt").read_text() == "3"
+    (ctx.wh.root / "g2.txt").unlink()  # only g2 due: it runs alone
+    assert run(ctx, independent) == {"g1": "skipped", "x": "skipped", "g2": "ran"} and CALLS == ["g2"]
+
+
+def test_a_group_killed_in_its_call_is_redone_whole(ctx):
+    def killed(ctx, params):
+        raise KeyboardInterrupt
+
+    steps = [Step(n, write_number, {"name": n, "value": 1}, group="g", together=killed) for n in ("g1", "g2")]
+    with pytest.raises(KeyboardInterrupt):
+        run(ctx, steps)
+    assert {r["status"] for r in ctx.wh.query("SELECT status FROM pipeline_steps").to_pylist()} == {"running"}
+    assert run(ctx, [Step(n, write_number, {"name": n, "value": 1}, group="g", together=write_numbers)
+                     for n in ("g1", "g2")]) == {"g1": "ran", "g2": "ran"} and CALLS == [("g1", "g2")]
+
+
 def test_bad_step_graphs_and_force_names_are_refused(ctx):
     with pytest.raises(FeatstoreError, match="unknown step 'nope' for --force"):
         run(ctx, chain(), force=["nope"])

@@ -128,10 +128,10 @@ def test_train_registers_evaluated_sae(trainable_warehouse):
 def test_interrupted_training_registers_nothing(trainable_warehouse, monkeypatch):
     from featstore.saes import training as sae_train
 
-    def killed(self, batches, progress=True):
+    def killed(self, x):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sae_train.Trainer, "fit", killed)
+    monkeypatch.setattr(sae_train.Trainer, "train_on", killed)
     with pytest.raises(KeyboardInterrupt):
         train_sae(trainable_warehouse, "m", settings=sae_preset("tiny", **TINY), device="cpu", progress=False)
     assert trainable_warehouse.scalar("SELECT count(*) FROM saes") == 0
@@ -202,4 +202,47 @@ def test_seed_replica_differs_only_in_seed(trainable_warehouse):
 
         register_sae(trainable_warehouse, "odd", "m", None, hook_point="blocks.0.mlp.hook_post", layer=0, d_in=64, d_sae=64,
                      architecture="relu", seed=5, is_primary=False, seed_of=first["id"])
+    assert trainable_warehouse.scalar("SELECT count(*) FROM saes") == 2
+
+
+def test_saes_of_one_model_train_in_one_pass_as_if_alone(trainable_warehouse, monkeypatch):
+    """A primary, its seed replica and a TopK SAE reading the same text train side by side on one capture
+    of each batch, and end with exactly the weights (and resampling) each gets when trained alone."""
+    from safetensors.torch import load_file
+
+    from featstore.saes import training as sae_train
+
+    forwards = []
+    capture = sae_train.iter_mlp_activations
+    monkeypatch.setattr(sae_train, "iter_mlp_activations", lambda *a, **kw: (forwards.append(1) or x for x in capture(*a, **kw)))
+    # an L1 this strong silences features after a few steps, so resampling runs at step 20
+    strong = dict(TINY, tokens=24 * 16 * 25, resample_every=10, l1_coefficient=20.0, lr=0.05)
+    settings = {"main": sae_preset("tiny", **strong), "replica": sae_preset("tiny", **strong, seed=7, data_seed=0),
+                "topk": sae_preset("tiny", **strong, architecture="topk", k=4, seed=3, data_seed=0)}
+    runs = [sae_train.SAERun(f"together-{name}", s, seed_of="together-main" if name == "replica" else None)
+            for name, s in settings.items()]
+    rows = sae_train.train_saes(trainable_warehouse, "m", runs, device="cpu", progress=False)
+    shared_forwards, forwards[:] = len(forwards), []
+    for name, s in settings.items():
+        train_sae(trainable_warehouse, "m", settings=s, sae_id=f"alone-{name}", device="cpu", progress=False,
+                  seed_of="alone-main" if name == "replica" else None)
+    assert shared_forwards * 3 == len(forwards)
+    assert [r["is_primary"] for r in rows] == [True, False, False] and rows[1]["seed_of"] == "together-main"
+    assert all(r["metrics"]["resampled_features"] > 0 for r in rows)
+    for name in settings:
+        together, alone = (load_file(str(trainable_warehouse.root / "saes" / f"{how}-{name}" / "sae_weights.safetensors"))
+                           for how in ("together", "alone"))
+        for tensor in together:
+            torch.testing.assert_close(together[tensor], alone[tensor], rtol=0, atol=0)
+
+
+def test_saes_reading_different_text_take_separate_passes(trainable_warehouse):
+    from featstore.saes.training import SAERun, train_saes
+
+    runs = [SAERun("a", sae_preset("tiny", **TINY)), SAERun("b", sae_preset("tiny", **{**TINY, "tokens": TINY["tokens"] // 2}))]
+    rows = train_saes(trainable_warehouse, "m", runs, device="cpu", progress=False)
+    assert [r["train_tokens"] for r in rows] == [TINY["tokens"], TINY["tokens"] // 2]
+    with pytest.raises(FeatstoreError, match="'a' already exists"):
+        train_saes(trainable_warehouse, "m", [SAERun("c", sae_preset("tiny", **TINY)), SAERun("a", sae_preset("tiny", **TINY))],
+                   progress=False)
     assert trainable_warehouse.scalar("SELECT count(*) FROM saes") == 2
