@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 import numpy as np
 import torch
@@ -49,6 +49,16 @@ class Pairs:
     def token_mean(self, values: torch.Tensor) -> torch.Tensor:
         """Σ over a token's pairs, averaged over tokens: feats.sum(-1).mean() of the dense step."""
         return values.sum() / self.n_tokens
+
+    @cached_property
+    def by_feature(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pairs feature by feature, tokens in order: feature f owns positions starts[f]:starts[f + 1]
+        of (pair index, token). Kernels that walk this way read a feature's row of W once, and the
+        token-side rows they gather (n_tokens x d_in) stay in cache."""
+        offsets, features = _csr(self)
+        starts, order, tokens = np.empty(self.n_features + 1, np.int64), np.empty_like(features), np.empty_like(features)
+        _by_feature(offsets, features, starts, order, tokens)
+        return starts, order, tokens
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,7 @@ class _Decode(torch.autograd.Function):
         feats, W_dec = ctx.saved_tensors
         pairs, grad = ctx.pairs, _array(grad)
         grad_feats = np.empty(len(pairs.features), grad.dtype)
-        _ranges(pairs.n_tokens, _pair_dots, *_csr(pairs), grad, _array(W_dec), grad_feats)
+        _ranges(pairs.n_features, _pair_dots, *pairs.by_feature, grad, _array(W_dec), grad_feats)
         return torch.from_numpy(grad_feats), _scatter(pairs, feats, grad), None
 
 
@@ -159,8 +169,8 @@ class _Encoded(torch.autograd.Function):
 
 def _scatter(pairs: Pairs, values: torch.Tensor, A: np.ndarray) -> torch.Tensor:
     """(n_features, A's width): Σ over a feature's pairs of value · A[token]."""
-    out = np.zeros((pairs.n_features, A.shape[1]), A.dtype)
-    _ranges(pairs.n_features, _scatter_range, *_csr(pairs), _array(values), A, out)
+    out = np.empty((pairs.n_features, A.shape[1]), A.dtype)
+    _ranges(pairs.n_features, _scatter_range, *pairs.by_feature, _array(values), A, out)
     return torch.from_numpy(out)
 
 
@@ -241,26 +251,43 @@ def _decode(offsets, features, feats, W, out, low, high):
                 out[t, i] += v * W[f, i]
 
 
-@njit(nogil=True, cache=True, fastmath={"reassoc", "nsz", "contract"})
-def _pair_dots(offsets, features, A, W, out, low, high):
-    """A[token] · W[feature] for every pair (reassociated so the dot products vectorise)."""
-    for t in range(low, high):
+@njit(nogil=True, cache=True)
+def _by_feature(offsets, features, starts, order, tokens):
+    """Counting sort of token-major pairs by feature, stable: (starts, pair index, token) per feature."""
+    starts[:] = 0
+    for j in range(len(features)):
+        starts[features[j] + 1] += 1
+    for f in range(1, len(starts)):
+        starts[f] += starts[f - 1]
+    fill = starts[:-1].copy()
+    for t in range(len(offsets) - 1):
         for j in range(offsets[t], offsets[t + 1]):
-            f = features[j]
+            k = fill[features[j]]
+            order[k], tokens[k] = j, t
+            fill[features[j]] = k + 1
+
+
+@njit(nogil=True, cache=True, fastmath={"reassoc", "nsz", "contract"})
+def _pair_dots(starts, order, tokens, A, W, out, low, high):
+    """A[token] · W[feature] for every pair of the features in [low, high) (reassociated so the dot
+    products vectorise)."""
+    for f in range(low, high):
+        for k in range(starts[f], starts[f + 1]):
+            t = tokens[k]
             s = W.dtype.type(0)
             for i in range(W.shape[1]):
                 s += A[t, i] * W[f, i]
-            out[j] = s
+            out[order[k]] = s
 
 
 @njit(nogil=True, cache=True)
-def _scatter_range(offsets, features, values, A, out, low, high):
-    """out[feature] += value · A[token] for the features in [low, high): every range scans all pairs, so
-    no two threads write one row, and each row sums in token order whatever the thread count."""
-    for t in range(len(offsets) - 1):
-        for j in range(offsets[t], offsets[t + 1]):
-            f = features[j]
-            if low <= f < high:
-                v = values[j]
-                for i in range(A.shape[1]):
-                    out[f, i] += v * A[t, i]
+def _scatter_range(starts, order, tokens, values, A, out, low, high):
+    """out[feature] = Σ value · A[token] for the features in [low, high), in token order: no two threads
+    write one row, and each row sums alike whatever the thread count."""
+    for f in range(low, high):
+        out[f] = 0
+        for k in range(starts[f], starts[f + 1]):
+            v = values[order[k]]
+            t = tokens[k]
+            for i in range(A.shape[1]):
+                out[f, i] += v * A[t, i]

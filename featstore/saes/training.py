@@ -16,7 +16,9 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -260,23 +262,60 @@ class Trainer:
 
 def fit_together(trainers: list[Trainer], batches: Iterator[torch.Tensor], progress: bool = True) -> list[dict]:
     """Train several SAEs on one stream: each batch of activations, captured once, steps every trainer
-    (SAEs of one model that read the same text in the same order, e.g. seed replicas)."""
+    (SAEs of one model that read the same text in the same order, e.g. seed replicas).
+
+    On CPU with several threads the trainers step side by side, a thread each (`side_by_side`), while
+    the next batch is captured: an SAE's step parallelises poorly over threads, the SAEs not at all."""
     steps = trainers[0].settings.steps
     if any(t.settings.steps != steps for t in trainers):
         raise ValueError("SAEs trained together take the same number of steps")
     total = steps * trainers[0].settings.batch_tokens * len(trainers)
     desc = "SAE" if len(trainers) == 1 else f"{len(trainers)} SAEs"
     bar = tqdm(total=total, unit="act", unit_scale=True, disable=not progress, desc=desc)
-    for step in range(1, steps + 1):
+    with side_by_side(trainers) as step_all:
         x = next(batches)
-        for trainer in trainers:
-            trainer.train_on(x)
-        bar.update(len(x) * len(trainers))
-        if step % LOG_EVERY == 0:
-            bar.set_postfix(L0="/".join(f"{t.stats['train_l0']:.1f}" for t in trainers),
-                            FVU="/".join(f"{t.stats['train_fvu']:.3f}" for t in trainers), refresh=False)
+        for step in range(1, steps + 1):
+            stepped = step_all(x)
+            x = next(batches) if step < steps else None
+            stepped()
+            bar.update(total // steps)
+            if step % LOG_EVERY == 0:
+                bar.set_postfix(L0="/".join(f"{t.stats['train_l0']:.1f}" for t in trainers),
+                                FVU="/".join(f"{t.stats['train_fvu']:.3f}" for t in trainers), refresh=False)
     bar.close()
     return [t.summary() for t in trainers]
+
+
+@contextmanager
+def side_by_side(trainers: list[Trainer]) -> Iterator[Callable[[torch.Tensor], Callable[[], None]]]:
+    """A function that starts every trainer's step on a batch and returns a wait for them: on CPU with
+    more than one SAE and thread, one worker thread per SAE (up to torch's thread count) with torch on
+    one thread meanwhile, so the SAEs run in parallel; otherwise the steps run in turn before it returns."""
+    threads = torch.get_num_threads()
+    workers = min(len(trainers), threads) if trainers[0].sae.W_dec.device.type == "cpu" else 1
+    if workers < 2:
+        yield lambda x: _wait_for([_done(trainer.train_on, x) for trainer in trainers])
+        return
+    torch.set_num_threads(max(1, threads // len(trainers)))
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="featstore-sae") as pool:
+            yield lambda x: _wait_for([pool.submit(trainer.train_on, x) for trainer in trainers])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _done(fn: Callable, *args) -> Future:
+    """`fn(*args)` run now, as a finished future."""
+    future = Future()
+    future.set_result(fn(*args))
+    return future
+
+
+def _wait_for(jobs: list[Future]) -> Callable[[], None]:
+    def wait() -> None:
+        for job in jobs:
+            job.result()
+    return wait
 
 
 # -- evaluation ------------------------------------------------------------------------------------

@@ -206,8 +206,9 @@ def test_seed_replica_differs_only_in_seed(trainable_warehouse):
 
 
 def test_saes_of_one_model_train_in_one_pass_as_if_alone(trainable_warehouse, monkeypatch):
-    """A primary, its seed replica and a TopK SAE reading the same text train side by side on one capture
-    of each batch, and end with exactly the weights (and resampling) each gets when trained alone."""
+    """A primary, its seed replica and a TopK SAE reading the same text train side by side (two worker
+    threads) on one capture of each batch, and end with exactly the weights (and resampling) each gets
+    when trained alone."""
     from safetensors.torch import load_file
 
     from featstore.saes import training as sae_train
@@ -221,7 +222,12 @@ def test_saes_of_one_model_train_in_one_pass_as_if_alone(trainable_warehouse, mo
                 "topk": sae_preset("tiny", **strong, architecture="topk", k=4, seed=3, data_seed=0)}
     runs = [sae_train.SAERun(f"together-{name}", s, seed_of="together-main" if name == "replica" else None)
             for name, s in settings.items()]
-    rows = sae_train.train_saes(trainable_warehouse, "m", runs, device="cpu", progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the SAEs step side by side, a thread each (fit_together)
+    try:
+        rows = sae_train.train_saes(trainable_warehouse, "m", runs, device="cpu", progress=False)
+    finally:
+        torch.set_num_threads(threads)
     shared_forwards, forwards[:] = len(forwards), []
     for name, s in settings.items():
         train_sae(trainable_warehouse, "m", settings=s, sae_id=f"alone-{name}", device="cpu", progress=False,
