@@ -27,11 +27,12 @@ ghost grads). Its final weights are evaluated as they are: a ReLU SAE's FVU and 
 scale is split between encoder and decoder.
 
     python benchmarks/sae_train.py                       # 512 -> 2048, batch 4096 (tiny scale), 1 and 2 threads
-    python benchmarks/sae_train.py --d-in 1024 --expansion 16 --batch 3072   # the paper's shapes
+    python benchmarks/sae_train.py --d-in 1024 --expansion 16 --batch 3072 --steps 4 --rounds 1  # the paper's shape
     python benchmarks/sae_train.py --smoke               # 64 -> 128, batch 240, 3 steps, 1 round: seconds
 
-The figures and the ratios against the plain loop and SAELens go into a JSON record (benchmarks/record.py;
-docs/benchmarks/sae_train.json at full size).
+The figures and the ratios against the plain loop and SAELens go into a JSON record (benchmarks/record.py),
+one per shape and device: docs/benchmarks/sae_train.json (tiny shape, CPU), sae_train_1024x16.json (the
+paper's), sae_train_1024x16_cuda.json (the paper's on a GPU).
 """
 
 from __future__ import annotations
@@ -242,8 +243,14 @@ def report(args, device, batch: int, d_sae: int, rate: dict, quality_of: dict, s
     print("targets on CPU: featstore's sparse step >= 3x the plain loop's activations/s at the tiny shape, >= 2x SAELens' trainer's")
     print(f"load average at end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     saelens = None if SAELENS_MISSING else importlib.metadata.version("sae-lens")
-    write_record("sae_train", figures, ratios, {**settings_of(args), "device_used": str(device), "sae_lens_version": saelens},
+    write_record(record_name(args.d_in, args.expansion, device), figures, ratios, {**settings_of(args), "device_used": str(device), "sae_lens_version": saelens},
                  args.out, load_start=load_start)
+
+
+def record_name(d_in: int, expansion: int, device: torch.device) -> str:
+    """One record per shape and device kind: sae_train (the tiny shape on CPU), sae_train_1024x16_cuda, ..."""
+    shape = "" if (d_in, expansion) == (512, 4) else f"_{d_in}x{expansion}"
+    return f"sae_train{shape}{'' if device.type == 'cpu' else '_' + device.type}"
 
 
 if __name__ == "__main__":

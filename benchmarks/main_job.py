@@ -1,0 +1,95 @@
+"""The main job step by step: `featstore run` on the built-in tiny experiment (what `make run` runs),
+timed by its own `run_steps`, beside a finished run of an earlier version.
+
+Runs the experiment into a fresh warehouse (--warehouse keeps it), then prints the seconds of each kind
+of step (models, SAEs, ingest, correlate, match, explain, report) and the total wall time; with
+--baseline DIR, the same from a finished warehouse of an earlier version (its `pipeline_steps`) and the
+ratio. A step that ran with others of its group (a model's SAEs in one pass) records an equal share of
+their time, so compare the kinds, not single SAE steps. The target of the main job: 600 s on two quiet
+cores, install excluded.
+
+    python benchmarks/main_job.py --baseline OLD_WAREHOUSE   # about ten minutes on two quiet cores
+    python benchmarks/main_job.py --smoke                    # a micro model family: about a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import parse_args, settings_of, write_record
+
+TARGET_S = 600
+KINDS = {"train-": "models", "finetune-": "models", "merge": "models", "eval-slices": "models", "sae-": "SAEs",
+         "ingest-": "ingest", "correlate-": "correlate", "match-": "match", "explain-": "explain", "report": "report"}
+# micro sizes of every stage, on the shipped experiment (smoke: the whole job in about a minute)
+SMOKE = ["family.hidden_size=32", "family.intermediate_size=64", "family.num_attention_heads=2",
+         "family.num_key_value_heads=1", "family.block_size=32", "family.eval_tokens=256", "tokenizer.vocab_size=512",
+         "family.base.max_tokens=4096", "family.finetune.max_tokens=1024", 'corpora.english="generated:childes?docs=80"',
+         'corpora.lua="generated:lua?docs=60"', 'corpora.tinystories="generated:stories?docs=80"',
+         "saes.default.expansion=2", "saes.default.tokens=3072", "saes.default.batch_blocks=8",
+         "saes.default.eval_tokens=480", "saes.default.resample_every=100", "slices.eval-python.tokens=600",
+         "slices.eval-lua.tokens=600", "slices.eval-stories.tokens=600", "analyses.explain.top=4",
+         "analyses.explain.sample=4", "analyses.sweeps.merge-sweep.steps=3"]
+
+
+def kind(step: str) -> str:
+    return next(k for prefix, k in KINDS.items() if step.startswith(prefix))
+
+
+def step_seconds(db: Path) -> dict[str, float]:
+    """Seconds of each finished step of a warehouse, as `pipeline_steps` recorded them."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        return dict(con.execute("SELECT step, seconds FROM pipeline_steps WHERE status = 'done'").fetchall())
+
+
+def by_kind(seconds: dict[str, float]) -> dict[str, float]:
+    out = dict.fromkeys(dict.fromkeys(KINDS.values()), 0.0)
+    for step, s in seconds.items():
+        out[kind(step)] += s
+    return out
+
+
+def run_job(folder: Path, overrides: list[str]) -> float:
+    """Wall seconds of `featstore run` (the built-in experiment, `overrides` applied) into `folder`."""
+    from featstore.pipeline.experiment import load_experiment
+    from featstore.pipeline.steps import run_pipeline
+    from featstore.warehouse import Warehouse
+
+    return run_pipeline(Warehouse(folder), load_experiment(None, overrides), log=print)["seconds"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warehouse", type=Path, default=None, help="folder of the run's warehouse (default: a temporary one)")
+    parser.add_argument("--baseline", type=Path, default=None, help="a finished warehouse of an earlier version to compare with")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="experiment override, as `featstore run --set`")
+    args = parse_args(parser, smoke={})
+    overrides = (SMOKE if args.smoke else []) + args.overrides
+    folder = args.warehouse or Path(tempfile.mkdtemp(prefix="featstore-main-job-")) / "warehouse"
+    if (folder / "featstore.duckdb").exists():
+        raise SystemExit(f"{folder} already holds a warehouse; give an empty --warehouse")
+    wall = run_job(folder, overrides)
+    now = by_kind(step_seconds(folder / "featstore.duckdb"))
+    before = by_kind(step_seconds(args.baseline / "featstore.duckdb")) if args.baseline else {}
+    figures = {"wall_s": wall, **{f"{k}_s": v for k, v in now.items()}}
+    ratios = {"wall_over_target": wall / TARGET_S}
+    if before:
+        figures |= {"baseline_steps_s": sum(before.values()), **{f"baseline_{k}_s": v for k, v in before.items()}}
+        ratios |= {"steps_speedup": sum(before.values()) / sum(now.values()),
+                   **{f"{k}_speedup": before[k] / now[k] for k in now if now[k] > 0 and before.get(k)}}
+    print(f"{'steps':>10} {'seconds':>9}" + (f" {'baseline':>9} {'speedup':>8}" if before else ""))
+    for k, s in now.items():
+        print(f"{k:>10} {s:9.1f}" + (f" {before.get(k, 0):9.1f} {ratios.get(f'{k}_speedup', float('nan')):8.2f}" if before else ""))
+    print(f"{'all':>10} {sum(now.values()):9.1f}" + (f" {sum(before.values()):9.1f} {ratios['steps_speedup']:8.2f}" if before else ""))
+    print(f"wall {wall:.1f} s ({wall / TARGET_S:.2f} x the {TARGET_S} s target)")
+    write_record("main_job", figures, ratios, {**settings_of(args, "overrides"), "overrides": overrides}, args.out)
+
+
+if __name__ == "__main__":
+    main()
