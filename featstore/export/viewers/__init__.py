@@ -80,7 +80,6 @@ class FeatureData:
 
 
 def load_feature_data(wh: Warehouse, sae_id: str, corpus: str | None = None, context: int = 256) -> FeatureData:
-    pass
     from featstore.activations.ingest import windows
     from featstore.models.catalog import get_model
     from featstore.saes.catalog import get_sae
