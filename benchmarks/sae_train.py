@@ -12,6 +12,11 @@ sparse step hands over to the dense one until fewer than featstore.saes.sparse.D
 steps.) Prints activations/s, the ratios, and the quality each reaches after the same steps (FVU, L0, dead
 fraction on held-out batches). The sparse step runs on CPU only; on CUDA it is left out.
 
+"2 SAEs, 1 pass" trains two SAEs from the same start on the same batches with featstore.saes.training.
+fit_together, as `featstore run` trains a model's main SAE and its seed replica: with two threads they step
+side by side, a thread each. Its activations/s counts both SAEs' activations (two plain loops in two
+processes would reach at most twice the plain loop's one-thread rate).
+
 SAELens (sae-lens, a test extra; left out with a one-line note where it is not installed) runs its own code:
 sae_lens.SAETrainer.fit on a StandardTrainingSAE (ReLU + L1) fed the same batches as its data provider, its
 progress bar muted as featstore's is. Its settings are the closest to ours: the same lr (constant: no
@@ -57,7 +62,7 @@ from record import parse_args, settings_of, write_record  # noqa: E402
 from featstore.models.hf import resolve_device  # noqa: E402
 from featstore.saes import build_sae  # noqa: E402
 from featstore.saes.presets import TrainSettings  # noqa: E402
-from featstore.saes.training import Trainer  # noqa: E402
+from featstore.saes.training import Trainer, fit_together  # noqa: E402
 
 try:
     from sae_lens import SAETrainer, StandardTrainingSAE, StandardTrainingSAEConfig
@@ -68,8 +73,8 @@ except ImportError as error:  # an optional contender
 else:
     SAELENS_MISSING = None
 
-NAMES = {"sparse": "featstore, sparse step", "dense": "featstore, dense step", "saelens": "SAELens SAETrainer",
-         "plain": "plain PyTorch loop"}
+NAMES = {"sparse": "featstore, sparse step", "pass": "featstore, 2 SAEs, 1 pass", "dense": "featstore, dense step",
+         "saelens": "SAELens SAETrainer", "plain": "plain PyTorch loop"}
 Weights = dict[str, torch.Tensor]
 
 
@@ -114,15 +119,17 @@ def plain_loop(batches: list[torch.Tensor], start: Weights, steps: int, l1: floa
 
 
 def featstore_fit(batches: list[torch.Tensor], start: Weights, steps: int, l1: float, lr: float, scale: float,
-                  training_step: str) -> tuple[float, Weights]:
+                  training_step: str, saes: int = 1) -> tuple[float, Weights]:
+    """`saes` SAEs from `start` in one pass (fit_together, as a model's main SAE and its seed replicas train);
+    the seconds per SAE, so activations/s counts every SAE's activations; the first SAE's weights."""
     d_in, batch = batches[0].shape[1], len(batches[0])
     settings = TrainSettings(expansion=len(start["W_dec"]) // d_in, lr=lr, beta2=0.999, batch_blocks=batch // 24,
                              tokens=steps * batch, resample_every=10**9, training_step=training_step)
-    sae = _sae(start, l1)
+    trainers = [Trainer(_sae(start, l1), settings, scale) for _ in range(saes)]
     begin = time.perf_counter()
-    Trainer(sae, settings, scale).fit(itertools.cycle(batches), progress=False)
+    fit_together(trainers, itertools.cycle(batches), progress=False)
     _sync(batches[0].device)
-    return time.perf_counter() - begin, dict(sae.named_parameters())
+    return (time.perf_counter() - begin) / saes, dict(trainers[0].sae.named_parameters())
 
 
 def saelens_fit(batches: list[torch.Tensor], start: Weights, steps: int, l1: float, lr: float, scale: float) -> tuple[float, Weights]:
@@ -194,9 +201,10 @@ def main() -> None:
     start = start_weights(dictionary, args.threshold)
     common = dict(batches=batches, start=start, l1=args.l1, lr=args.lr, scale=float(batches[0].pow(2).sum(-1).mean()))
     contenders = {"sparse": partial(featstore_fit, training_step="sparse"),
+                  "pass": partial(featstore_fit, training_step="sparse", saes=2),
                   "dense": partial(featstore_fit, training_step="dense"), "saelens": saelens_fit, "plain": plain_loop}
     if device.type != "cpu":
-        del contenders["sparse"]
+        del contenders["sparse"], contenders["pass"]
     if SAELENS_MISSING:
         print(f"SAELens' trainer left out: sae_lens is not importable ({SAELENS_MISSING})")
         del contenders["saelens"]
@@ -238,7 +246,7 @@ def report(args, device, batch: int, d_sae: int, rate: dict, quality_of: dict, s
         figures.update({f"{name}_{threads}t_{k}": v for k, v in q.items()})
         if name != "plain":
             ratios[f"{name}_over_plain_{threads}t_activations_per_s"] = over
-        if over_saelens is not None and name in ("sparse", "dense"):
+        if over_saelens is not None and name in ("sparse", "pass", "dense"):
             ratios[f"{name}_over_saelens_{threads}t_activations_per_s"] = over_saelens
     print("targets on CPU: featstore's sparse step >= 3x the plain loop's activations/s at the tiny shape, >= 2x SAELens' trainer's")
     print(f"load average at end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
