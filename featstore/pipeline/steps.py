@@ -295,6 +295,7 @@ def forget_model(wh: Warehouse, model: str) -> None:
 
 
 def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, seed_of: str | None = None) -> dict:
+    """One SAE's step run alone: its group's call with it as the only member."""
     return train_model_saes(ctx, [{"model": model, "sae": sae, "settings": settings, "seed_of": seed_of}])[0]
 
 
