@@ -294,7 +294,12 @@ def side_by_side(trainers: list[Trainer]) -> Iterator[Callable[[torch.Tensor], C
     threads = torch.get_num_threads()
     workers = min(len(trainers), threads) if trainers[0].sae.W_dec.device.type == "cpu" else 1
     if workers < 2:
-        yield lambda x: _wait_for([_done(trainer.train_on, x) for trainer in trainers])
+        def in_turn(x: torch.Tensor) -> Callable[[], None]:
+            for trainer in trainers:
+                trainer.train_on(x)
+            return lambda: None
+
+        yield in_turn
         return
     torch.set_num_threads(max(1, threads // len(trainers)))
     try:
@@ -302,13 +307,6 @@ def side_by_side(trainers: list[Trainer]) -> Iterator[Callable[[torch.Tensor], C
             yield lambda x: _wait_for([pool.submit(trainer.train_on, x) for trainer in trainers])
     finally:
         torch.set_num_threads(threads)
-
-
-def _done(fn: Callable, *args) -> Future:
-    """`fn(*args)` run now, as a finished future."""
-    future = Future()
-    future.set_result(fn(*args))
-    return future
 
 
 def _wait_for(jobs: list[Future]) -> Callable[[], None]:
