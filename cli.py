@@ -118,12 +118,16 @@ def stat_option(help: str):
 
 
 def echo_table(table) -> None:
-    """Print an Arrow table (or anything polars.from_arrow takes) as an aligned text table."""
-    import polars as pl
+    """Print an Arrow table as an aligned text table, drawn by DuckDB (so the CLI needs no dataframe library)."""
+    import contextlib
+    import io
 
-    frame = pl.from_arrow(table) if not isinstance(table, pl.DataFrame) else table
-    with pl.Config(tbl_rows=200, tbl_cols=30, fmt_str_lengths=80, tbl_hide_dataframe_shape=True):
-        click.echo(frame)
+    import duckdb
+
+    text = io.StringIO()
+    with duckdb.connect() as con, contextlib.redirect_stdout(text):
+        con.from_arrow(table).show(max_width=100_000, max_rows=200, max_col_width=80)
+    click.echo(text.getvalue().rstrip("\n"))
 
 
 # --- warehouse: corpora, registry, import ---------------------------------------------------------
