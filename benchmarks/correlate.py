@@ -4,6 +4,9 @@
     python benchmarks/correlate.py --engines torch --threads 2 --tokens 1000000 --features 65536 --no-scipy
     python benchmarks/correlate.py --smoke                           # 3,000 tokens x 256 features, 1 thread: seconds
 
+With several engines, each later engine's seconds are also given as a ratio to the first's (torch,numba
+on a GPU machine: numba on the host's cores over torch on CUDA).
+
 Synthetic activations: about --l0 active features per token per SAE, feature frequencies log-normal,
 activations log-normal float32; --planted features of SAE a have a partner in SAE b that fires on the
 same tokens with a noisy rescaled activation (r about 0.99). The data goes through the real warehouse
@@ -225,6 +228,7 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="thread counts to time each engine at, comma-separated")
     parser.add_argument("--no-scipy", action="store_true", help="featstore only (for sizes scipy cannot hold)")
     parser.add_argument("--dir", type=Path, help="warehouse folder to (re)use; default a temporary one")
+    parser.add_argument("--name", default="correlate", help="the record's name (e.g. correlate_gpu_16384 for a GPU run's)")
     parser.add_argument("engine", nargs="?", choices=["sql", "numba", "torch", "scipy"], help=argparse.SUPPRESS)
     parser.add_argument("result", nargs="?", type=Path, help=argparse.SUPPRESS)
     args = parse_args(parser, smoke=dict(tokens=3_000, features=256, l0=10, planted=16, threads="1"))
@@ -262,6 +266,9 @@ def main() -> None:
                       f"{ours['peak_rss_gb']:.2f} GB, {ours['n_cofiring_pairs']:,} co-firing pairs, {ours['n_pairs']:,} stored with r >= {args.floor}"
                       f" [load average {load()}]")
                 figures.update(_prefixed(f"{engine}_{threads}t", ours))
+                first = args.engines.split(",")[0]
+                if engine != first:
+                    ratios[f"{engine}_over_{first}_{threads}t_wall"] = ours["seconds"] / figures[f"{first}_{threads}t_seconds"]
                 if theirs is None:
                     found = planted_found(Warehouse(root), Warehouse(root).scalar("SELECT max(id) FROM correlation_runs"), planted)
                     print(f"    planted matches found: {found['planted_found']} of {found['planted']}")
@@ -276,7 +283,7 @@ def main() -> None:
                       f"{c['max_abs_dr_pairs']:.1e} (pairs) {c['max_abs_dr_best']:.1e} (best); best matches identical "
                       f"{c['best_matches_identical']:,} of {c['best_matches_total']:,}; planted found {c['planted_found']} of {c['planted']}")
         print(f"machine: {os.cpu_count()} cores, load average {load()} at the end")
-    write_record("correlate", figures, ratios, settings_of(args, "engine", "result"), args.out, load_start=load_start)
+    write_record(args.name, figures, ratios, settings_of(args, "engine", "result", "name"), args.out, load_start=load_start)
 
 
 def sizes(args) -> tuple[str, ...]:

@@ -67,9 +67,12 @@ def settings_of(args: argparse.Namespace, *skip: str) -> dict:
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The command as one would type it from the repository root: `python benchmarks/<script>.py ...`."""
+    """The command as one would type it from the repository root: `python benchmarks/<script>.py ...`
+    (`benchmarks/gpu/<script>.py` for a script of a subfolder)."""
     argv = sys.argv if argv is None else argv
-    return shlex.join(["python", f"benchmarks/{Path(argv[0]).name}", *argv[1:]])
+    script = Path(argv[0]).resolve()
+    where = script.parent.relative_to(REPO) if script.parent.is_relative_to(REPO / "benchmarks") else Path("benchmarks")
+    return shlex.join(["python", f"{where.as_posix()}/{script.name}", *argv[1:]])
 
 
 def total_memory_gb() -> float | None:
@@ -148,11 +151,12 @@ def _plain(value: Any) -> Any:
 
 
 def write_record(name: str, figures: dict, ratios: dict, settings: dict, out_dir: Path, *,
-                 load_start: tuple[float, float, float] | None = None) -> Path:
+                 load_start: tuple[float, float, float] | None = None, tables: dict[str, list[dict]] | None = None) -> Path:
     """Write `out_dir/<name>.json` (replacing the previous one atomically) and return its path.
 
     `load_start` is os.getloadavg() when the benchmark began (default: when this module was imported);
-    the load at the end is read here.
+    the load at the end is read here. `tables` (name -> rows) holds results that are rows rather than
+    single figures (per step, per model); the docs page draws each as a table.
     """
     record = {
         "name": name,
@@ -166,6 +170,7 @@ def write_record(name: str, figures: dict, ratios: dict, settings: dict, out_dir
         "settings": settings,
         "figures": figures,
         "ratios": ratios,
+        **({"tables": tables} if tables else {}),
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -520,11 +520,26 @@ def benchmark_records() -> str:
                 f"torch {v.get('torch')}, duckdb {v.get('duckdb')}; commit {commit}\n",
                 _table(["ratio", "value"], [[f"`{k}`", _number(x)] for k, x in r["ratios"].items()]) + "\n",
                 _table(["figure", "value"], [[f"`{k}`", _number(x)] for k, x in r["figures"].items()]) + "\n"]
+        for title, rows in r.get("tables", {}).items():
+            if rows:
+                out += [f"### {title}\n", _table(list(rows[0]), [[_number(v) for v in row.values()] for row in rows]) + "\n"]
     return "\n".join(out)
+
+
+def gpu_records() -> str:
+    """The records in docs/benchmarks/ that a GPU machine wrote, or a line saying there is none yet."""
+    records = [r for r in _load_records() if r["machine"].get("gpu")]
+    if not records:
+        return ("No record in `docs/benchmarks/` was written on a GPU yet: every figure on the benchmarks page is "
+                "from a CPU. Run `benchmarks/gpu/paper.sh` on a GPU machine and commit its records to fill this.")
+    rows = [[f"`{r['name']}`", _cell(r["machine"]["gpu"]), r["timestamp"][:10]]
+            for r in records]
+    return _table(["record (on the [benchmarks page](benchmarks/index.md))", "GPU", "date"], rows)
 
 
 GENERATORS = {
     "<!-- generated: experiment-keys -->": experiment_keys,
     "<!-- generated: schema -->": schema_reference,
     "<!-- generated: benchmarks -->": benchmark_records,
+    "<!-- generated: gpu-records -->": gpu_records,
 }
