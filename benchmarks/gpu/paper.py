@@ -157,10 +157,14 @@ def device_of(args: argparse.Namespace) -> str:
 MISTRAL_FILE = REPO / ".whl" / "tokenizer.model.v1"  # Mistral's SentencePiece model, as wheelhouse.sh carries it
 
 
+def mistral_installed() -> bool:
+    return importlib.util.find_spec("mistral_common") is not None
+
+
 def tokenizer_settings(rehearse: bool) -> list[str]:
     """Mistral's tokenizer: from mistral-common where installed, else the file the wheelhouse carries; a
     trained BPE stands in for it in a rehearsal without either."""
-    if importlib.util.find_spec("mistral_common") is not None:
+    if mistral_installed():
         return []
     if MISTRAL_FILE.is_file():
         return [f"tokenizer.source='{MISTRAL_FILE}'"]

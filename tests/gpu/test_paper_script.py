@@ -74,3 +74,31 @@ def test_the_run_stage_refuses_a_used_warehouse(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu" / "paper.py"), "run", "--rehearse", "--work",
                            str(tmp_path), "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode != 0 and "exists; give --work a fresh folder" in done.stderr
+
+
+def _paper_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_paper", ROOT / "benchmarks" / "gpu" / "paper.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_gpu_settings_are_a_valid_experiment_at_the_scaled_budgets(tmp_path, monkeypatch):
+    """The settings only a GPU run uses (the rehearsal has its own) are checked here, where a typo is cheap."""
+    import argparse
+
+    from featstore.pipeline.experiment import experiments_dir, load_experiment
+
+    paper = _paper_module()
+    tokenizer = tmp_path / "tokenizer.model.v1"  # stands for the file the wheelhouse carries
+    tokenizer.write_bytes(b"sentencepiece")
+    monkeypatch.setattr(paper, "MISTRAL_FILE", tokenizer)
+    monkeypatch.setattr(paper, "mistral_installed", lambda: False)
+    args = argparse.Namespace(rehearse=False, scale=0.125)
+    experiment = load_experiment(experiments_dir() / "paper.toml", paper.overrides(args))
+    assert experiment.tokenizer == str(tokenizer)
+    assert experiment.family_overrides["base"]["max_tokens"] == 3_000_000
+    assert experiment.family_overrides["finetune"] == {"max_tokens": 1_500_000, "warmup_steps": 62}
+    assert {sae.settings["tokens"] for sae in experiment.saes} == {1_500_000}
