@@ -1,9 +1,10 @@
-"""Exports for the tools researchers view features in, read from the warehouse, nothing recomputed.
+"""Exports for the tools researchers view features in, read from the warehouse: no activation is recomputed.
 
 `export_features(wh, sae, fmt)` writes, under `<warehouse>/exports/<sae>-<format>/` by default:
   neuronpedia   one JSON per feature as Neuronpedia's feature API serves it (`neuronpedia.py`)
   delphi        delphi's latent cache: safetensors splits of locations/activations/tokens (`delphi.py`)
-  saedashboard  SAEDashboard's per-feature batch JSON, the data its dashboards render (`saedashboard.py`)
+  saedashboard  SAEDashboard's per-feature batch JSON, the data its dashboards render (`saedashboard.py`;
+                its logit tables are the decoder rows through the model's unembedding, computed here)
 All three see the corpus as featstore's ingest did: documents cut into windows of `context` tokens.
 """
 
@@ -40,6 +41,7 @@ class FeatureData:
     vocab: dict[int, str]   # token id -> text
     explanations: dict[int, tuple[str, str]]  # feature -> (explanation, explainer)
     n_tokens: int
+    wh: Warehouse | None = None  # where it was read from (SAEDashboard's export reads the stored correlations)
 
     @cached_property
     def _by_feature(self) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +108,7 @@ def load_feature_data(wh: Warehouse, sae_id: str, corpus: str | None = None, con
         sae=sae, corpus=corpus, model_path=get_model(wh, sae["model"])["path"], tokens=tokens, lengths=lengths, sequence=sequence, position=tok - starts[sequence],
         feature=table.column("feature").to_numpy().astype(np.int64), act=table.column("act").to_numpy().astype(np.float32),
         vocab=dict(zip(vocab.column("token_id").to_pylist(), vocab.column("text").to_pylist())),
-        explanations={r["feature"]: (r["explanation"], r["explainer"]) for r in explained}, n_tokens=int(lengths.sum()),
+        explanations={r["feature"]: (r["explanation"], r["explainer"]) for r in explained}, n_tokens=int(lengths.sum()), wh=wh,
     )
 
 
