@@ -882,7 +882,8 @@ def relocate_command(wh: Warehouse) -> None:
               help="neuronpedia: per-feature JSON; delphi: its latent cache; saedashboard: its per-feature batch JSON.")
 @click.option("--corpus", default=None, help="Corpus the activations come from [default: the SAE's only one].")
 @click.option("--features", callback=_feature_list, default=None, help="Comma-separated features [default: all that fire].")
-@click.option("--context", type=int, default=256, show_default=True, help="Tokens per example window (as at ingest).")
+@click.option("--context", type=int, default=256, show_default=True,
+              help="Tokens per example window (as at ingest); delphi: a multiple of its 32-token examples.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder [default: <warehouse>/exports/SAE-FORMAT].")
 @pass_warehouse
@@ -890,6 +891,10 @@ def export_features_command(wh: Warehouse, sae: str, fmt: str, corpus, features,
     """Write SAE's features for a feature viewer (Neuronpedia, delphi, SAEDashboard) from the stored activations."""
     from featstore.export.viewers import export_features
 
+    if fmt == "delphi":  # before anything is read or written: delphi cuts each window into 32-token examples
+        from featstore.export.viewers.delphi import check_context
+
+        check_context(context)
     done = export_features(wh, sae, fmt, corpus=corpus, out_dir=out_dir, context=context, features=features)
     click.echo(f"{done['features']} features of {sae} on {done['corpus']} -> {done['path']} ({fmt}, {done['files']} files)")
 
