@@ -891,10 +891,6 @@ def export_features_command(wh: Warehouse, sae: str, fmt: str, corpus, features,
     """Write SAE's features for a feature viewer (Neuronpedia, delphi, SAEDashboard) from the stored activations."""
     from featstore.export.viewers import export_features
 
-    if fmt == "delphi":  # before anything is read or written: delphi cuts each window into 32-token examples
-        from featstore.export.viewers.delphi import check_context
-
-        check_context(context)
     done = export_features(wh, sae, fmt, corpus=corpus, out_dir=out_dir, context=context, features=features)
     click.echo(f"{done['features']} features of {sae} on {done['corpus']} -> {done['path']} ({fmt}, {done['files']} files)")
 

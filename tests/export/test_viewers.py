@@ -38,12 +38,12 @@ def _export(wh, fmt, tmp_path, *extra):
 
 
 def _placed(wh, stored: dict) -> dict[tuple[int, int, int], float]:
-    """The stored rows keyed by (sequence, position, feature) of 32-token windows."""
-    where = {}
-    for seq, (toks, _) in enumerate(windows(wh, "evalset", 32)):
-        for pos, tok in enumerate(toks.tolist()):
-            where[tok] = (seq, pos)
-    return {(*where[t], f): a for (t, f), a in stored.items()}
+    """The stored rows keyed by (sequence, position, feature) of delphi's 32-token rows: the corpus's tokens
+    as one stream cut into rows, the ragged tail (and its rows) left out."""
+    stream = np.concatenate([toks for toks, _ in windows(wh, "evalset", 32)])
+    cut = len(stream) // 32 * 32
+    where = {int(tok): divmod(i, 32) for i, tok in enumerate(stream[:cut].tolist())}
+    return {(*where[t], f): a for (t, f), a in stored.items() if t in where}
 
 
 def test_delphi_cache_holds_every_stored_activation(ingested, tmp_path):

@@ -120,6 +120,8 @@ def export_features(wh: Warehouse, sae_id: str, fmt: str, *, corpus: str | None 
     writers = {"neuronpedia": neuronpedia.write, "delphi": delphi.write, "saedashboard": saedashboard.write}
     if fmt not in writers:
         raise FeatstoreError(f"unknown feature export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "delphi":  # delphi cuts each window into 32-token examples
+        delphi.check_context(context)
     if context < 1:
         raise FeatstoreError(f"--context must be positive (got {context})")
     _check_features(wh, sae_id, features)
