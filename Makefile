@@ -6,6 +6,7 @@ PRESET ?= tiny
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
+ORACLES := .oracles
 .PHONY: run test install
 
 $(VENV)/.installed: pyproject.toml
@@ -19,5 +20,11 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/featstore run --preset $(PRESET)
 
-test: install
+# Test oracles (tests/oracles.txt): other tools' own readers, installed apart from the venv, without their deps.
+$(ORACLES)/.installed: tests/oracles.txt | install
+	rm -rf $(ORACLES)
+	$(PY) -m pip install -q --no-deps --no-compile --target $(ORACLES) -r tests/oracles.txt
+	touch $@
+
+test: install $(ORACLES)/.installed
 	$(PY) -m pytest

@@ -6,12 +6,19 @@ Everything is built locally in seconds; no test touches a model or data hub.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 from helpers import FakeCatalog, chat_reply, copy_interp, tiny_texts, write_sae_folder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+# Test oracles (tests/oracles.txt, installed by `make test`): last on the path, so they add only what the venv lacks
+ORACLES = Path(__file__).resolve().parent.parent / ".oracles"
+if ORACLES.is_dir() and str(ORACLES) not in sys.path:
+    sys.path.append(str(ORACLES))
 
 @pytest.fixture
 def warehouse(tmp_path):
