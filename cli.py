@@ -878,8 +878,9 @@ def relocate_command(wh: Warehouse) -> None:
 
 @main.command("export-features")
 @click.argument("sae")
-@click.option("--format", "fmt", type=click.Choice(["neuronpedia", "delphi", "saedashboard"]), required=True,
-              help="neuronpedia: per-feature JSON; delphi: its latent cache; saedashboard: its per-feature batch JSON.")
+@click.option("--format", "fmt", type=click.Choice(["neuronpedia", "neuronpedia-api", "delphi", "saedashboard"]), required=True,
+              help="neuronpedia: its import layout v1/<model>/<source>/; neuronpedia-api: upload-batch request bodies; "
+                   "delphi: its latent cache; saedashboard: its per-feature batch JSON.")
 @click.option("--corpus", default=None, help="Corpus the activations come from [default: the SAE's only one].")
 @click.option("--features", callback=_feature_list, default=None, help="Comma-separated features [default: all that fire].")
 @click.option("--context", type=int, default=256, show_default=True,

@@ -1,7 +1,7 @@
-"""`featstore export-features`: Neuronpedia feature JSON, delphi's latent cache, SAEDashboard's batch
-JSON, each read back and compared with the stored activations. delphi's and SAEDashboard's own
-loaders read the files where those packages are installed; Neuronpedia's shape is checked against its
-documented feature API fields."""
+"""`featstore export-features`: delphi's latent cache and SAEDashboard's batch JSON, each read back and
+compared with the stored activations. delphi's and SAEDashboard's own loaders read the files where those
+packages are installed. Neuronpedia's import layout and upload-batch bodies are checked against the rules
+of Neuronpedia's code in tests/export/test_neuronpedia_export.py."""
 
 from __future__ import annotations
 
@@ -87,24 +87,6 @@ def test_delphi_dataset_loads_the_cache_when_delphi_is_installed(ingested, tmp_p
     assert len(dataset.buffers) == 5 and dataset.tokens.shape[1] == 32
     latents = {int(d.latent.latent_index) for buffer in dataset.buffers for d in buffer}
     assert latents == {f for _, f in stored}
-
-
-def test_neuronpedia_feature_json(ingested, tmp_path):
-    wh, stored = ingested
-    out = _export(wh, "neuronpedia", tmp_path, "--features", "3,7")
-    assert sorted(p.name for p in out.iterdir()) == ["3.json", "7.json"]
-    feature = json.loads((out / "3.json").read_text())
-    assert {"modelId", "layer", "index", "activations", "explanations", "frac_nonzero", "maxActApprox",
-            "freq_hist_data_bar_values", "freq_hist_data_bar_heights"} <= feature.keys()
-    assert feature["explanations"] == [{"description": "the word cat", "explanationModelName": "builtin", "typeName": "featstore"}]
-    acts = [a for (_, f), a in stored.items() if f == 3]
-    n_tokens = wh.query("SELECT n_tokens FROM corpora WHERE name = 'evalset'").column(0)[0].as_py()
-    assert feature["frac_nonzero"] == pytest.approx(len(acts) / n_tokens)
-    assert sum(feature["freq_hist_data_bar_heights"]) == len(acts)
-    top = feature["activations"][0]
-    assert len(top["tokens"]) == len(top["values"]) and top["maxValue"] == pytest.approx(max(acts))
-    assert top["values"][top["maxValueTokenIndex"]] == pytest.approx(max(acts))
-    assert [a["maxValue"] for a in feature["activations"]] == sorted((a["maxValue"] for a in feature["activations"]), reverse=True)
 
 
 def test_saedashboard_batch_loads_in_saedashboard(ingested, tmp_path):

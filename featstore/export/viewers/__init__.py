@@ -1,11 +1,12 @@
 """Exports for the tools researchers view features in, read from the warehouse: no activation is recomputed.
 
 `export_features(wh, sae, fmt)` writes, under `<warehouse>/exports/<sae>-<format>/` by default:
-  neuronpedia   one JSON per feature as Neuronpedia's feature API serves it (`neuronpedia.py`)
+  neuronpedia   Neuronpedia's import layout for the SAE as a source: v1/<model>/<source>/ (`neuronpedia.py`)
+  neuronpedia-api  the request bodies of Neuronpedia's upload-batch API route (`neuronpedia.py`)
   delphi        delphi's latent cache: safetensors splits of locations/activations/tokens (`delphi.py`)
   saedashboard  SAEDashboard's per-feature batch JSON, the data its dashboards render (`saedashboard.py`;
                 its logit tables are the decoder rows through the model's unembedding, computed here)
-All three see the corpus as featstore's ingest did: documents cut into windows of `context` tokens.
+All of them see the corpus as featstore's ingest did: documents cut into windows of `context` tokens.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 from featstore.errors import FeatstoreError
 from featstore.warehouse import Warehouse
 
-FORMATS = ("neuronpedia", "delphi", "saedashboard")
+FORMATS = ("neuronpedia", "neuronpedia-api", "delphi", "saedashboard")
 N_EXAMPLES = 20
 N_BINS = 20
 
@@ -117,11 +118,14 @@ def export_features(wh: Warehouse, sae_id: str, fmt: str, *, corpus: str | None 
     """Write SAE `sae_id`'s features in `fmt` (one of FORMATS); returns where and how many."""
     from featstore.export.viewers import delphi, neuronpedia, saedashboard
 
-    writers = {"neuronpedia": neuronpedia.write, "delphi": delphi.write, "saedashboard": saedashboard.write}
+    writers = {"neuronpedia": neuronpedia.write, "neuronpedia-api": neuronpedia.write_api, "delphi": delphi.write,
+               "saedashboard": saedashboard.write}
     if fmt not in writers:
         raise FeatstoreError(f"unknown feature export format {fmt!r}; use one of {', '.join(FORMATS)}")
     if fmt == "delphi":  # delphi cuts each window into 32-token examples
         delphi.check_context(context)
+    if fmt == "neuronpedia-api":  # the upload route takes examples of at most 1024 tokens
+        neuronpedia.check_context(context)
     if context < 1:
         raise FeatstoreError(f"--context must be positive (got {context})")
     _check_features(wh, sae_id, features)
