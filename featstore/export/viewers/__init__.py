@@ -23,7 +23,6 @@ from featstore.warehouse import Warehouse
 
 FORMATS = ("neuronpedia", "neuronpedia-api", "delphi", "saedashboard")
 N_EXAMPLES = 20
-N_BINS = 20
 
 
 @dataclass
@@ -72,14 +71,6 @@ class FeatureData:
 
     def texts(self, seq: int) -> list[str]:
         return [self.vocab.get(int(t), "") for t in self.tokens[seq, : self.lengths[seq]]]
-
-    def histogram(self, feature: int) -> tuple[list[float], list[int]]:
-        """(bin centres, counts) of the feature's non-zero activations."""
-        acts = self.act[self.rows_of(feature)]
-        if not len(acts):
-            return [], []
-        counts, edges = np.histogram(acts, bins=N_BINS)
-        return ((edges[:-1] + edges[1:]) / 2).round(6).tolist(), counts.tolist()
 
 
 def load_feature_data(wh: Warehouse, sae_id: str, corpus: str | None = None, context: int = 256) -> FeatureData:
