@@ -652,12 +652,21 @@ def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, co
 @click.option("--corpus", default=None, help="Evaluate on a warehouse corpus slice instead.")
 @click.option("--tokens", "eval_tokens", type=int, default=20_000, show_default=True)
 @click.option("--device", default=None, help="[default: cuda when available]")
+@click.option("--saebench", "saebench", type=click.Path(dir_okay=False, writable=True), default=None, metavar="OUT.json",
+              help="Also write SAEBench's `core` eval result of this evaluation to OUT.json (see docs/saes.md).")
 @pass_warehouse
-def sae_eval_command(wh: Warehouse, sae_id: str, source, corpus, eval_tokens: int, device) -> None:
-    """Re-evaluate a registered SAE and record MSE, FVU, L0, dead fraction, CE loss recovered."""
+def sae_eval_command(wh: Warehouse, sae_id: str, source, corpus, eval_tokens: int, device, saebench) -> None:
+    """Re-evaluate a registered SAE and record MSE, FVU, L0, dead fraction, CE loss recovered, KL, cosine,
+    shrinkage and frequency bands."""
     from featstore.saes.training import evaluate_sae
 
-    _echo_sae_metrics(sae_id, evaluate_sae(wh, sae_id, source=source, corpus=corpus, eval_tokens=eval_tokens, device=device))
+    metrics = evaluate_sae(wh, sae_id, source=source, corpus=corpus, eval_tokens=eval_tokens, device=device,
+                           saebench=saebench)
+    _echo_sae_metrics(sae_id, metrics)
+    click.echo("KL with SAE {kl_div_with_sae:.4g} (zero ablation {kl_div_with_ablation:.4g}), cosine {cossim:.4g}, "
+               "l2 ratio {l2_ratio:.4g}, relative bias {relative_reconstruction_bias:.4g}, L1 {l1:.4g}".format(**metrics))
+    if saebench:
+        click.echo(f"SAEBench core eval result: {saebench}")
 
 # --- interpretability: explain, score -------------------------------------------------------------
 

@@ -27,15 +27,12 @@ import torch
 from tqdm.auto import tqdm
 
 from featstore.errors import FeatstoreError
-from featstore.models.capture import (
-    capture_mlp_hidden,
-    iter_mlp_activations,
-    splice_mlp_hidden,
-)
+from featstore.models.capture import iter_mlp_activations
 from featstore.models.hf import load_model, resolve_device
 from featstore.models.hooks import hook_name
 from featstore.models.layouts import hook_site
 from featstore.saes import SAE, SAEConfig, get_architecture, load_sae, save_sae
+from featstore.saes.evaluation import evaluate, plot_density
 from featstore.saes.presets import TRAINING_STEPS, TrainSettings
 from featstore.saes.sparse import Activity
 
@@ -317,86 +314,8 @@ def _wait_for(jobs: list[Future]) -> Callable[[], None]:
 
 
 # -- evaluation ------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def evaluate(
-    model, sae: SAE, blocks: np.ndarray, *, layer: int, batch_blocks: int, device
-) -> tuple[dict, np.ndarray]:
-    """(metrics, per-feature density) over `blocks`: MSE, FVU, L0, dead fraction, CE loss recovered."""
-    device = resolve_device(device)
-    d_sae = sae.cfg.d_sae
-    fired = torch.zeros(d_sae, dtype=torch.long, device=device)
-    sq_err = total_sq = l0_sum = 0.0
-    sums = torch.zeros(sae.cfg.d_in, dtype=torch.float64, device=device)
-    ce = {"clean": 0.0, "reconstruction": 0.0, "zero_ablation": 0.0}
-    n_tokens = 0
-    for start in range(0, len(blocks), batch_blocks):
-        ids = torch.as_tensor(blocks[start : start + batch_blocks], device=device)
-        with capture_mlp_hidden(model, layer) as captured:
-            ce["clean"] += model(input_ids=ids, labels=ids, use_cache=False).loss.item() * len(ids)
-        x = captured.value.reshape(-1, sae.cfg.d_in).float()
-        recon, feats = sae(x)
-        sq_err += (recon - x).pow(2).sum().item()
-        total_sq += x.double().pow(2).sum().item()
-        sums += x.double().sum(dim=0)
-        active = feats > 0
-        fired += active.sum(dim=0)
-        l0_sum += active.sum().item()
-        n_tokens += len(x)
-        with splice_mlp_hidden(model, layer, lambda a: sae(a.float())[0].to(a.dtype)):
-            ce["reconstruction"] += model(input_ids=ids, labels=ids, use_cache=False).loss.item() * len(ids)
-        with splice_mlp_hidden(model, layer, torch.zeros_like):
-            ce["zero_ablation"] += model(input_ids=ids, labels=ids, use_cache=False).loss.item() * len(ids)
-    ce = {k: v / len(blocks) for k, v in ce.items()}
-    variance = total_sq - (sums.pow(2).sum().item() / n_tokens)
-    density = (fired.double() / n_tokens).cpu().numpy()
-    gap = ce["zero_ablation"] - ce["clean"]
-    return {
-        "eval_tokens": n_tokens,
-        "mse": sq_err / (n_tokens * sae.cfg.d_in),
-        "fvu": sq_err / variance,
-        "l0": l0_sum / n_tokens,
-        "l0_fraction": l0_sum / n_tokens / d_sae,
-        "dead_fraction": float((density == 0).mean()),
-        "ce_clean": ce["clean"],
-        "ce_reconstruction": ce["reconstruction"],
-        "ce_zero_ablation": ce["zero_ablation"],
-        "ce_loss_recovered": (ce["zero_ablation"] - ce["reconstruction"]) / gap if gap > 0 else float("nan"),
-        "density_histogram": density_histogram(density),
-    }, density
-
-
-def density_histogram(density: np.ndarray, bins: int = 20) -> dict:
-    """Counts of log10(firing frequency) over features that fired, plus the count that never fired."""
-    alive = density[density > 0]
-    low = math.floor(math.log10(alive.min())) if len(alive) else -6
-    counts, edges = np.histogram(np.log10(alive), bins=bins, range=(low, 0))
-    return {
-        "log10_density_edges": [round(float(e), 4) for e in edges],
-        "counts": [int(c) for c in counts],
-        "never_fired": int((density == 0).sum()),
-    }
-
-
-def plot_density(density: np.ndarray, path: Path, title: str) -> Path:
-    """The feature-density histogram as a PNG (log10 firing frequency; dead features noted)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    hist = density_histogram(density)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    edges = hist["log10_density_edges"]
-    ax.stairs(hist["counts"], edges, fill=True)
-    ax.set_xlabel("log10 feature density (fraction of tokens a feature fires on)")
-    ax.set_ylabel("features")
-    ax.set_title(f"{title}  (never fired: {hist['never_fired']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+# In `featstore.saes.evaluation` (evaluate, plot_density: imported above); SAEBench's core eval result
+# in `featstore.saes.saebench`.
 
 
 # -- warehouse entry points --------------------------------------------------------------------------
@@ -607,11 +526,13 @@ def _blocks(wh, model_row: dict, tokenizer, settings: TrainSettings, source: str
 
 def evaluate_sae(
     wh, sae_id: str, *, source: str | None = None, corpus: str | None = None, eval_tokens: int = 20_000,
-    batch_blocks: int = 32, device: str | None = None,
+    batch_blocks: int = 32, device: str | None = None, saebench: str | Path | None = None,
 ) -> dict:
-    """Re-evaluate a registered SAE (on its model's validation text, or a corpus slice) and record the metrics."""
+    """Re-evaluate a registered SAE (on its model's validation text, or a corpus slice) and record the metrics;
+    with `saebench`, also write SAEBench's `core` eval result of the same pass there (featstore.saes.saebench)."""
     from featstore.models.catalog import get_model
     from featstore.saes.catalog import check_hook, get_sae, update_sae_metrics
+    from featstore.saes.evaluation import evaluation
     from featstore.text.slices import check_tokenizer, get_corpus
     from featstore.text.tokenizer import load_tokenizer
 
@@ -630,7 +551,14 @@ def evaluate_sae(
         if not spec:
             raise FeatstoreError(f"model {model_row['name']!r} records no training corpus; pass --source SPEC or --corpus NAME")
         blocks = text_blocks(spec, "validation", load_tokenizer(model_row["path"]), settings.block_len, eval_tokens)
-    metrics, density = evaluate(model, sae, blocks, layer=row["layer"], batch_blocks=batch_blocks, device=device)
-    plot_density(density, Path(row["path"]) / DENSITY_PLOT, f"{sae_id}: feature density")
-    update_sae_metrics(wh, sae_id, metrics)
-    return metrics
+    result = evaluation(model, sae, blocks, layer=row["layer"], batch_blocks=batch_blocks, device=device)
+    plot_density(result.density, Path(row["path"]) / DENSITY_PLOT, f"{sae_id}: feature density")
+    update_sae_metrics(wh, sae_id, result.metrics)
+    if saebench is not None:
+        from featstore.saes.saebench import core_result, write_core_result
+
+        dataset = f"corpus:{corpus}" if corpus is not None else spec
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        write_core_result(saebench, core_result(sae, result, sae_id=sae_id, model_name=row["model"], dataset=dataset,
+                                                llm_dtype=dtype))
+    return result.metrics
