@@ -37,6 +37,7 @@ def test_the_rehearsal_runs_every_stage_into_one_folder_of_at_most_8_files(tmp_p
     record = json.loads((out / "paper_gpu.json").read_text())
     figures, tables = record["figures"], record["tables"]
     assert record["settings"]["rehearse"] is True and record["settings"]["device"] == "cpu"
+    assert record["command"].startswith("python benchmarks/gpu/paper.py collect")
     assert figures["steps_finished"] == figures["steps_planned"] == planned_steps()
     for kind in ("train", "finetune", "sae", "ingest", "correlate"):
         assert figures[f"{kind}_tokens_per_second"] > 0, kind

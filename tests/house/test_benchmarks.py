@@ -111,11 +111,19 @@ def test_write_record_is_atomic_and_read_back(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["example.json"]
     monkeypatch.setattr(record.os, "replace", real_replace)
 
-    record.write_record("another", {"seconds": 1.0}, {"r": 1.0}, {}, tmp_path)
+    record.write_record("another", {"seconds": 1.0}, {"r": 1.0}, {}, tmp_path, tables={"steps": [{"step": "a", "seconds": 1.0}]})
     (tmp_path / "notes.json").write_text("[1, 2]")  # not a record: ignored
     loaded = record.load_records(tmp_path)
     assert [r["name"] for r in loaded] == ["another", "example"]
-    assert loaded[1]["figures"] == {"seconds": 2.5}
+    assert loaded[1]["figures"] == {"seconds": 2.5} and "tables" not in loaded[1]
+    assert loaded[0]["tables"] == {"steps": [{"step": "a", "seconds": 1.0}]}
+
+
+def test_a_script_in_a_subfolder_is_named_with_its_folder():
+    record = _record_module()
+    script = str(record.REPO / "benchmarks" / "gpu" / "paper.py")
+    assert record.command_line([script, "collect", "--rehearse"]) == "python benchmarks/gpu/paper.py collect --rehearse"
+    assert record.command_line(["/elsewhere/example.py", "--smoke"]) == "python benchmarks/example.py --smoke"
 
 
 def test_commit_is_none_outside_a_checkout(tmp_path):
