@@ -20,7 +20,6 @@ import gzip
 import json
 import math
 
-import pyarrow.parquet as pq
 import pytest
 from helpers import invoke
 
@@ -143,19 +142,13 @@ def _read_jsonl_gz(path) -> list[dict]:
 
 
 @pytest.fixture
-def ingested(registered_warehouse):
-    """'base-sae' ingested on 'evalset', one stored explanation of feature 3 and a stored correlation run."""
-    wh = registered_warehouse
-    result = invoke("ingest", "base", "--sae", "base-sae", "--device", "cpu", "--warehouse", str(wh.root))
-    assert result.exit_code == 0, result.output
+def ingested(ingested):
+    """tests/export/conftest.py's warehouse plus a stored correlation run of base-sae with itself."""
+    wh, stored = ingested
     with wh.transaction() as con:
-        con.execute("INSERT INTO explanations (sae, corpus, feature, explainer, prompt_version, explanation, n_samples)"
-                    " VALUES ('base-sae', 'evalset', 3, 'builtin', 'v1', 'the word cat', 5)")
         con.execute("INSERT INTO correlation_runs (id, sae_a, sae_b, corpus, stat, r_floor, n_tokens, n_pairs)"
                     " VALUES (1, 'base-sae', 'base-sae', 'evalset', 'all_tokens', 0.1, 100, 2)")
         con.executemany("INSERT INTO correlations VALUES (1, ?, ?, ?)", [(3, 5, 0.9), (3, 7, 0.4)])
-    table = pq.read_table(wh.partition_files("base-sae", "evalset"))
-    stored = {(t, f): a for t, f, a in zip(*(table.column(c).to_pylist() for c in ("tok", "feature", "act")))}
     return wh, stored
 
 

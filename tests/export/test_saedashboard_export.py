@@ -32,11 +32,9 @@ BATCH_KEYS = ("model_id", "layer", "sae_set", "sae_id_suffix", "features")  # Ne
 
 
 @pytest.fixture
-def batch(registered_warehouse, tmp_path):
-    """'base-sae' ingested on 'evalset', one stored all_tokens correlation run of it with itself, exported."""
-    wh = registered_warehouse
-    result = invoke("ingest", "base", "--sae", "base-sae", "--device", "cpu", "--warehouse", str(wh.root))
-    assert result.exit_code == 0, result.output
+def batch(ingested, tmp_path):
+    """tests/export/conftest.py's warehouse, one stored all_tokens correlation run of base-sae with itself, exported."""
+    wh, _ = ingested
     with wh.transaction() as con:
         con.execute("INSERT INTO correlation_runs (id, sae_a, sae_b, corpus, stat, r_floor, n_tokens, n_pairs)"
                     " VALUES (1, 'base-sae', 'base-sae', 'evalset', 'all_tokens', 0.1, 100, 5)")
