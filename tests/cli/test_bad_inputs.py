@@ -304,6 +304,10 @@ CASES = [
     ("export-features feature outside", ["export-features", "s1", "--format", "neuronpedia", "--features", "3,999"], 1,
      r"feature 999 is outside 0\.\.15: SAE 's1' has 16 features"),
     ("export-features context 0", ["export-features", "s1", "--format", "saedashboard", "--context", "0"], 1, r"--context must be positive \(got 0\)"),
+    ("export-features delphi context 100", ["export-features", "s1", "--format", "delphi", "--context", "100"], 1,
+     r"--context 100 does not fit delphi, which cuts each cached window into 32-token examples"),
+    ("export-features neuronpedia-api context 2048", ["export-features", "s1", "--format", "neuronpedia-api", "--context", "2048"], 1,
+     r"--context 2048 is longer than the 1024 tokens Neuronpedia's upload route"),
     ("persistence threshold 1.5", ["persistence", "--threshold", "1.5"], 1, r"the threshold must be a score between -1 and 1 \(got 1\.5\)"),
     ("persistence threshold -2", ["persistence", "--threshold", "-2"], 1, r"between -1 and 1 \(got -2\.0\)"),
     ("persistence stat", ["persistence", "--stat", "x"], 2, r"Invalid value for '--stat'"),
@@ -339,6 +343,7 @@ CASES = [
     ("sae train preset", ["sae", "train", "m", "--preset", "huge"], 2, r"Invalid value for '--preset'"),
     ("sae eval unknown", ["sae", "eval", "nosuch"], 1, r"unknown SAE 'nosuch'"),
     ("sae eval device gpu0", ["sae", "eval", "s1", "--device", "gpu0"], 1, r"unknown device 'gpu0'"),
+    ("sae eval saebench into a folder", ["sae", "eval", "s1", "--saebench", "{in}"], 2, r"Invalid value for '--saebench'.*is a directory"),
     # -- model zoo
     ("finetune unknown parent", ["finetune", "x", "--from", "nosuch"], 1, r"unknown model 'nosuch'"),
     ("train unknown preset", ["train", "x", "--preset", "huge"], 1, r"unknown preset 'huge'"),
