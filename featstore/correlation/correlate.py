@@ -78,7 +78,7 @@ def correlate(
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise
-                con.execute("COMMIT")
+                wh.commit(con)
         finally:
             con.execute(f"DETACH {WORK}")
     summary = run_row(wh, run_id)

@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import random
 import hashlib
 import os
 import re
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featstore.errors import FeatstoreError
-from featstore.warehouse import catalog_file, schema, storage, tables
+from featstore.warehouse import catalog_file, lake, schema, storage, tables
 from featstore.warehouse.queries import arrow, run, sql_dir, statements
 from featstore.warehouse.storage import link_or_copy
 
@@ -39,9 +42,12 @@ LOCK_WAIT_SECONDS = 30.0
 STAGING_DIR = ".staging"  # uncommitted partition files: outside activations/, so no glob of it sees them
 STAGING_GRACE_SECONDS = 60.0  # a staged file this young may be a writer's that has not locked it yet
 LOCKS_DIR = ".locks"  # one lock file per (SAE, corpus) being written
+COMMIT_ATTEMPTS = 30  # a lake commit that lost to another writer's commit of other rows is retried this often
 DATA_DIRS = ("activations", "models", "saes")  # their presence without a catalog means the catalog was lost
 # The only statements `Warehouse.sql` runs: reads. COPY, ATTACH, EXPORT, SET, CREATE... are refused.
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "CALL"}
+T = TypeVar("T")
+_LAKE_MAINTAINED = [0]  # bumped by every `maintain` of a lake in this process: its attached instances re-attach
 _WRITERS: dict[Path, list[duckdb.DuckDBPyConnection]] = {}  # this process's read-write connections per file
 
 PART_GLOB = re.compile(r"-\*-of-(\d+)\.parquet$")  # the path of a partition of several part files
@@ -120,6 +126,19 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def _back_off(attempt: int) -> None:
+    """A random pause before retrying a commit that lost to another writer's: up to 50 ms, doubling, at most 1 s."""
+    time.sleep(random.uniform(0, min(1.0, 0.05 * 2 ** attempt)))
+
+
+class _Published(Exception):
+    """A sharded run's partition is in the catalog already: there is nothing to commit."""
+
+    def __init__(self, path: Path):
+        super().__init__(str(path))
+        self.path = path
+
+
 class Warehouse:
     """One warehouse folder: `featstore.duckdb` plus `activations/sae=…/corpus=…/part-*.parquet`."""
 
@@ -127,6 +146,11 @@ class Warehouse:
         self.given_root = Path(root if root is not None else default_warehouse_dir()).absolute()
         self.root = self.given_root.resolve()
         self.db_path = self.root / DB_FILE
+        self.lake = lake.Lake.load(self.root)  # None: the catalog is the DuckDB file featstore.duckdb
+        self._constraints: list[lake.Constraint] | None = None
+        self._lake_db: duckdb.DuckDBPyConnection | None = None  # see _lake_connection
+        self._lake_lock = threading.Lock()
+        self._lake_generation = 0
         self.activations_dir = self.root / "activations"
         self._migrated = False  # schema migrated and paths localised by this instance's first writer
         self._verified = False  # every block of the catalog checked by this instance's first writer
@@ -143,6 +167,33 @@ class Warehouse:
         self.llm_cache = tables.LlmCache(self)
         self.merge_sweeps = tables.MergeSweeps(self)
         self.steps = tables.PipelineSteps(self)
+
+    def exists(self) -> bool:
+        """Whether this folder holds a warehouse (a catalog file or a lake's catalog.toml)."""
+        return self.lake is not None or self.db_path.exists()
+
+    @classmethod
+    def create_lake(cls, root: str | os.PathLike, postgres: str, data_path: str | None = None) -> Warehouse:
+        """A warehouse in `root` whose catalog is a DuckLake on PostgreSQL at `postgres` (a postgresql:// URL)
+        and whose catalog data files go under `data_path` (default `<root>/lake`); an existing lake at that
+        URL is attached, not replaced."""
+        wh = cls(root)
+        if not lake.URL.match(postgres or ""):
+            raise FeatstoreError(f"--catalog {lake.redact(postgres)!r} is not a PostgreSQL URL; give postgres://USER@HOST:PORT/DATABASE")
+        if wh.db_path.exists():
+            raise FeatstoreError(f"{wh.root} already holds the file catalog {DB_FILE}; make the lake warehouse in a new folder")
+        if wh.lake is not None and wh.lake.postgres != postgres:
+            raise FeatstoreError(f"{wh.root} is already a lake on {wh.lake.where}; make the new one in a new folder")
+        data = data_path or lake.DEFAULT_DATA_PATH
+        if Path(data).is_absolute() and Path(data).resolve().is_relative_to(wh.root):
+            data = Path(data).resolve().relative_to(wh.root).as_posix()
+        candidate = lake.Lake(wh.root, postgres, data)
+        candidate.connect().close()  # reachable, and a DuckLake is there or can be made; nothing written before
+        candidate.data_dir.mkdir(parents=True, exist_ok=True)
+        candidate.save()
+        wh = cls(root)
+        wh.create()
+        return wh
 
     # -- connections -------------------------------------------------------------------------
 
@@ -164,6 +215,13 @@ class Warehouse:
     def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection; when the disk fills, what it did is undone where it can be (no `.wal`
         left behind) and the error says nothing was committed."""
+        if self.lake is not None:
+            con = self._open_lake_writer()
+            try:
+                yield con
+            finally:
+                con.close()
+            return
         writers = _WRITERS.setdefault(self.db_path, [])
         outermost = not writers
         # what a full disk may undo: the outermost writer's own work, with no crashed writer's commits in the WAL
@@ -222,8 +280,10 @@ class Warehouse:
             pass
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """All-or-nothing: any exception rolls every statement back."""
+    def transaction(self, tables: tuple[str, ...] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All-or-nothing: any exception rolls every statement back. On a lake, a commit that overlapped
+        another writer's raises lake.CommitConflict, with nothing written; `tables` names the only tables
+        the transaction writes, so only their constraints are checked (all when None: ~0.65 s on a lake)."""
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -231,7 +291,24 @@ class Warehouse:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            self.commit(con, tables)
+
+    def commit(self, con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] | None = None) -> None:
+        """COMMIT the transaction open on `con`; on a lake, after checking the constraints its table files
+        declare (DuckLake enforces none) on `tables` and the references to them (all when None), and bumping
+        the guard row that serialises featstore's commits."""
+        if self.lake is None:
             con.execute("COMMIT")
+        else:
+            lake.commit(con, [c for c in self.constraints if tables is None or c.table in tables
+                              or (c.target and c.target[0] in tables)])
+
+    @property
+    def constraints(self) -> list[lake.Constraint]:
+        """The keys, references and checks the table files declare (enforced in code on a lake)."""
+        if self._constraints is None:
+            self._constraints = lake.table_constraints([text for path, text in sql_files() if path.startswith("tables/")])
+        return self._constraints
 
     @contextmanager
     def reading(self, con: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -260,20 +337,28 @@ class Warehouse:
         files, INSTALL) fails with a permission error, and the settings are locked. COPY … TO a
         committed partition's own path is refused by `Warehouse.sql`'s statement check.
         """
-        self._check_catalog(creating=False)
-        con = duckdb.connect(":memory:")
+        if self.lake is not None:
+            con = self.lake.connect(read_only=True)  # its macros come once the file access is locked down
+        else:
+            self._check_catalog(creating=False)
+            con = duckdb.connect(":memory:")
         try:
-            self._retry_locked(lambda: con.execute(f"ATTACH {_literal(str(self.db_path))} AS warehouse (READ_ONLY)"))
-            con.execute("USE warehouse")
+            if self.lake is None:
+                self._retry_locked(lambda: con.execute(f"ATTACH {_literal(str(self.db_path))} AS warehouse (READ_ONLY)"))
+                con.execute("USE warehouse")
             # the committed files of this very snapshot of the catalog (a writer may commit meanwhile),
             # and the globs of multi-file partitions, so read_parquet(path) works as in the DuckDB shell
             paths = [r[0] for r in run(con, "partitions/paths").fetchall()]
             files = [str(f) for path in paths for f in partition_files(self.root, path)]
             globs = [str(self.root / path) for path in paths if "*" in path]
             con.execute("SET allowed_paths = ?", [[str(self.db_path), f"{self.db_path}.wal", *files, *globs]])
+            if self.lake is not None:  # the lake's own data files, wherever DuckLake placed them
+                con.execute("SET allowed_directories = ?", [[str(self.lake.data_dir) + "/"]])
             con.execute("SET enable_external_access = false")
             con.execute("SET autoinstall_known_extensions = false")
             self._shadow_moved_view(con, files)
+            if self.lake is not None:
+                lake.create_macros(con, lake.session_macros(sql_files()))
             con.execute("SET lock_configuration = true")
         except BaseException:
             con.close()
@@ -284,15 +369,22 @@ class Warehouse:
         writers = _WRITERS.get(self.db_path)
         if writers:  # this process has the file open read-write: DuckDB allows no second configuration
             return writers[-1].cursor()
-        self._check_catalog(creating=False)
+        if self.lake is None:
+            self._check_catalog(creating=False)
         if not (self._schema_checked or self._migrated):
             if self.writable() and self._schema_pending():
                 with self.connect():  # a newer featstore's views and tables; nothing pending: no write
                     pass
             self._schema_checked = True
-        con = self._retry_locked(lambda: duckdb.connect(str(self.db_path), read_only=True))
+        con = self._raw_reader()
         self._shadow_moved_view(con)
         return con
+
+    def _raw_reader(self) -> duckdb.DuckDBPyConnection:
+        """A read-only connection to the catalog as it is, nothing checked or shadowed."""
+        if self.lake is not None:
+            return self._lake_connection()
+        return self._retry_locked(lambda: duckdb.connect(str(self.db_path), read_only=True))
 
     def _open_writer(self) -> duckdb.DuckDBPyConnection:
         reason = self.read_only_reason()
@@ -315,6 +407,65 @@ class Warehouse:
             con.close()
             raise
         return con
+
+    def _open_lake_writer(self) -> duckdb.DuckDBPyConnection:
+        """A read-write connection to the lake, its schema brought up to date by this instance's first one
+        (retried when another machine migrates at the same moment)."""
+        reason = self.read_only_reason()
+        if reason:
+            raise FeatstoreError(f"warehouse {self.root} is read-only ({reason}); reads work, writes need a writable copy")
+        for attempt in range(COMMIT_ATTEMPTS):
+            con = self._lake_connection()
+            try:
+                if not self._migrated:
+                    self._migrate(con)
+                    self._localise_paths(con)
+                    self._migrated = True
+                return con
+            except BaseException as exc:
+                con.close()
+                if not (isinstance(exc, lake.CommitConflict) or lake.is_conflict(exc)):
+                    raise
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise FeatstoreError("the lake's schema kept changing under this writer; run it again") from exc
+                _back_off(attempt)
+
+    def cursor(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """A cursor of `con` for another thread, naming objects as `con` does."""
+        cur = con.cursor()
+        if self.lake is not None:
+            cur.execute(lake.SEARCH_PATH)
+        return cur
+
+    def _lake_connection(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of this instance's one DuckDB with the lake attached (attaching costs ~0.25 s; a cursor,
+        whose every transaction reads the lake's latest snapshot, ~1 ms), reading this folder's files (the
+        stored `activations` view names the mount of the machine that last wrote it), with this
+        featstore's macros (lake.session_macros)."""
+        with self._lake_lock:
+            if self._lake_db is not None and self._lake_generation != _LAKE_MAINTAINED[0]:
+                self._lake_db.close()  # this process maintained a lake since: DuckLake's in-process state is stale
+                self._lake_db = None
+            if self._lake_db is None:
+                self._lake_generation = _LAKE_MAINTAINED[0]
+                db = self.lake.connect()
+                try:
+                    self._shadow_moved_view(db)
+                    lake.create_macros(db, lake.session_macros(sql_files()))
+                except BaseException:
+                    db.close()
+                    raise
+                self._lake_db = db
+        cur = self._lake_db.cursor()
+        cur.execute(f"USE {lake.ALIAS}")
+        cur.execute(lake.SEARCH_PATH)
+        self._shadow_moved_view(cur)
+        return cur
+
+    def _check_all(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Every declared constraint, in a transaction of its own (after a migration)."""
+        con.execute("BEGIN TRANSACTION")
+        lake.commit(con, self.constraints)
 
     def _retry_locked(self, open_):
         """Call `open_` until the file is not locked by another process (LOCK_WAIT_SECONDS at most)."""
@@ -396,7 +547,7 @@ class Warehouse:
 
     def _schema_pending(self) -> bool:
         """Whether sql/ holds files this warehouse has not applied (checked read-only)."""
-        con = self._retry_locked(lambda: duckdb.connect(str(self.db_path), read_only=True))
+        con = self._raw_reader()
         try:
             applied = dict(run(con, "warehouse/applied").fetchall())
         except duckdb.Error:
@@ -410,7 +561,16 @@ class Warehouse:
         if "activations" not in {r[0] for r in run(con, "warehouse/view_names").fetchall()}:
             # Views in sql/ build on `activations`, and DuckDB binds a view when it is created.
             self._create_activations_view(con, [])
-        schema.migrate(con, sql_files())
+        if self.lake is None:
+            schema.migrate(con, sql_files())
+            return
+        self.lake.create_guard(con)
+        # each file commits through the guard; the constraints are checked once all tables exist
+        applied = schema.migrate(con, sql_files(), form=lambda f: lake.object_form(f.path, f.text),
+                                 commit=lambda c: lake.commit(c, []))
+        if applied:
+            lake.create_macros(con, lake.session_macros(sql_files()))  # those a lake behind the files could not make
+            self._check_all(con)
 
     @property
     def schema_version(self) -> str:
@@ -447,12 +607,16 @@ class Warehouse:
                     con.execute(f"UPDATE {table} SET path = ? WHERE {where}", [local, *ids])
                     changed = True
         try:
-            if changed or self._view_root(con) != str(self.root):
+            rebuild = changed or (self.lake is None and self._view_root(con) != str(self.root))
+            if rebuild:
                 self._refresh_activations_view(con)
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        con.execute("COMMIT")
+        if rebuild:
+            self.commit(con, tables=("models", "saes", "activation_partitions"))
+        else:
+            con.execute("ROLLBACK")  # nothing to write: no commit for other writers of a lake to conflict with
 
     def _local_equivalent(self, path: Path, folder: str | None, ids: list) -> str | None:
         """The relative path under this folder that an absolute catalog path stands for, if any."""
@@ -578,27 +742,36 @@ class Warehouse:
             n_rows = storage.write_sorted(tmp, batches, act_dtype)
             return self._commit_partition(sae, corpus, [tmp], n_rows, n_tokens, origin, move=True)
 
-    def publish_parts(self, sae: str, corpus: str, parts: list[Path], n_tokens: int, origin: str) -> Path:
+    def publish_parts(self, sae: str, corpus: str, parts: list[Path], n_tokens: int, origin: str,
+                      run_id: str | None = None) -> Path:
         """Commit complete, sorted part files (a sharded ingest's) as one partition of len(parts) files.
 
         The parts are hard-linked (else copied) into the partition folder, so until the commit they
         stay where they are: a publisher killed before it leaves the set whole for a rerun. The
-        returned path is the glob of the parts (their one path when there is one part)."""
+        returned path is the glob of the parts (their one path when there is one part). With `run_id`
+        (a sharded run), the run's ingest_parts rows go in the same commit, and a run already published
+        (by another of its shards) is not published again: its partition's path is returned."""
         self._ensure_writable()
         with disk_full_reported(self.root), self._pair_lock(sae, corpus):
             n_rows = sum(pq.read_metadata(part).num_rows for part in parts)
-            return self._commit_partition(sae, corpus, parts, n_rows, n_tokens, origin, move=False)
+            return self._commit_partition(sae, corpus, parts, n_rows, n_tokens, origin, move=False, run_id=run_id)
 
     def _ensure_writable(self) -> None:
         if not self.db_path.exists() or not self.writable():
             self.create()  # or refuses a read-only / damaged one
 
     def _commit_partition(self, sae: str, corpus: str, sources: list[Path], n_rows: int, n_tokens: int, origin: str,
-                          move: bool) -> Path:
+                          move: bool, run_id: str | None = None) -> Path:
         """Place `sources` in the partition folder (renamed when `move`, else linked), switch the catalog
         row and the `activations` view to them in one transaction, then remove the old files. A crash at
-        any point leaves the old partition or the new one in the catalog, never a half-written file."""
+        any point leaves the old partition or the new one in the catalog, never a half-written file.
+
+        On a lake no lock keeps a second writer of the pair away: when another writer's commit overlaps
+        this one, DuckLake fails one of them. The loser retries when the other commit was of other rows;
+        when it replaced this very pair, the loser removes its files and says so (its rows never showed).
+        The replaced files stay until `featstore maintain`, as a lake keeps old snapshots readable."""
         folder = self.partition_dir(sae, corpus)
+        before = self._partition_row(sae, corpus) if self.lake is not None else None
         stem, count = f"part-{uuid.uuid4().hex[:12]}", len(sources)
         if count == 1:
             finals, stored = [folder / f"{stem}.parquet"], folder / f"{stem}.parquet"
@@ -612,24 +785,70 @@ class Warehouse:
                     os.replace(source, final)
                 else:
                     link_or_copy(source, final)
-            with self.transaction() as con:
-                old = self.committed_files(con, "sae = ? AND corpus = ?", [sae, corpus])
-                run(con, "partitions/drop_row", sae=sae, corpus=corpus)
-
-                run(con, "partitions/insert", sae=sae, corpus=corpus, path=self.relative(stored), n_rows=n_rows,
-                    n_tokens=n_tokens, bytes=sum(f.stat().st_size for f in finals), origin=origin)
-                self._refresh_activations_view(con)
+            size = sum(f.stat().st_size for f in finals)
+            for attempt in range(COMMIT_ATTEMPTS):
+                try:
+                    with self.transaction(tables=("activation_partitions", "ingest_parts")) as con:
+                        current = run(con, "partitions/run_of", sae=sae, corpus=corpus).fetchone()
+                        if run_id is not None and current is not None and current[0] == run_id:
+                            raise _Published(self.root / current[1])  # by another shard of this run
+                        old = self.committed_files(con, "sae = ? AND corpus = ?", [sae, corpus])
+                        run(con, "partitions/drop_row", sae=sae, corpus=corpus)
+                        run(con, "partitions/insert", sae=sae, corpus=corpus, path=self.relative(stored), n_rows=n_rows,
+                            n_tokens=n_tokens, bytes=size, origin=origin, run=run_id)
+                        if run_id is not None:
+                            run(con, "parts/forget_run", run=run_id)
+                        self._refresh_activations_view(con)
+                    break
+                except lake.CommitConflict:
+                    if self._partition_row(sae, corpus) != before and run_id is None:
+                        raise FeatstoreError(
+                            f"another writer replaced the activations of SAE {sae!r} on corpus {corpus!r} while this one "
+                            "committed; its partition stands and nothing of this one is visible: rerun to replace it"
+                        ) from None
+                    if attempt == COMMIT_ATTEMPTS - 1:
+                        raise
+                    _back_off(attempt)
+        except _Published as published:
+            for final in finals:
+                final.unlink(missing_ok=True)
+            return published.path
         except BaseException:
             for final in finals:
                 final.unlink(missing_ok=True)
             raise
+        if self.lake is not None:
+            return stored  # readers of older snapshots may still read the old files: `featstore maintain` removes them
         for path in set(old) - set(finals):
             path.unlink(missing_ok=True)
         self._sweep_orphans(folder, keep=set(finals))
         return stored
 
+    def retrying(self, write: Callable[[duckdb.DuckDBPyConnection], T], tables: tuple[str, ...] | None = None) -> T:
+        """`write(con)` in a transaction (see `transaction` for `tables`), run again (after a short random
+        pause) while it loses commit conflicts to other writers of a lake; for writes that may start afresh."""
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                with self.transaction(tables) as con:
+                    return write(con)
+            except lake.CommitConflict:
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                _back_off(attempt)
+        raise AssertionError("unreachable")
+
+    def _partition_row(self, sae: str, corpus: str) -> tuple | None:
+        """The committed catalog row of (sae, corpus) as a reader sees it now, or None."""
+        with self.connect(read_only=True) as con:
+            return run(con, "partitions/run_of", sae=sae, corpus=corpus).fetchone()
+
+    def _pair_lock(self, sae: str, corpus: str):
+        """Exclusive right to write (sae, corpus) on the file catalog (see `_file_pair_lock`); on a lake,
+        none: the catalog's conflict rules decide between two writers of the pair."""
+        return nullcontext() if self.lake is not None else self._file_pair_lock(sae, corpus)
+
     @contextmanager
-    def _pair_lock(self, sae: str, corpus: str) -> Iterator[None]:
+    def _file_pair_lock(self, sae: str, corpus: str) -> Iterator[None]:
         """Exclusive right to write (sae, corpus); a second writer is refused, not queued behind a long ingest."""
         locks = self.root / LOCKS_DIR
         locks.mkdir(parents=True, exist_ok=True)
@@ -693,7 +912,7 @@ class Warehouse:
         paths = self.committed_files(con, where, params)
         con.execute(f"DELETE FROM activation_partitions WHERE {where}", params)
         self._refresh_activations_view(con)
-        return paths
+        return [] if self.lake is not None else paths  # a lake's old snapshots still name them: `featstore maintain`
 
     @staticmethod
     def _sweep_orphans(folder: Path, keep: set[Path]) -> None:
@@ -701,6 +920,37 @@ class Warehouse:
         for path in folder.iterdir():
             if path not in keep and (path.name.startswith(".part-") or path.name.startswith("part-")):
                 path.unlink(missing_ok=True)
+
+    # -- maintenance -----------------------------------------------------------------------------
+
+    def maintain(self, older_than_s: float = 3600.0) -> dict:
+        """Reclaim space: partition files no committed partition names any more (replaced or dropped, or
+        left by a killed writer) and older than `older_than_s` go; on a lake, also snapshots older than
+        that are expired, small catalog data files merged and the files only old snapshots used deleted.
+        Readers of a snapshot younger than `older_than_s` are never affected."""
+        self.create()
+        cutoff = time.time() - older_than_s
+        done = {"backend": "ducklake" if self.lake else "duckdb-file", "older_than_s": older_than_s}
+        with self.connect() as con:
+            if self.lake is not None:
+                interval = f"now() - to_seconds({float(older_than_s)})"
+                done["snapshots_before"] = con.execute(f"SELECT count(*) FROM ducklake_snapshots('{lake.ALIAS}')").fetchone()[0]
+                con.execute(f"CALL ducklake_flush_inlined_data('{lake.ALIAS}')")
+                con.execute(f"CALL ducklake_merge_adjacent_files('{lake.ALIAS}')")
+                con.execute(f"CALL ducklake_expire_snapshots('{lake.ALIAS}', older_than => {interval})")
+                con.execute(f"CALL ducklake_cleanup_old_files('{lake.ALIAS}', older_than => {interval})")
+                con.execute(f"CALL ducklake_delete_orphaned_files('{lake.ALIAS}', older_than => {interval})")
+                done["snapshots_after"] = con.execute(f"SELECT count(*) FROM ducklake_snapshots('{lake.ALIAS}')").fetchone()[0]
+                _LAKE_MAINTAINED[0] += 1
+            else:
+                con.execute("CHECKPOINT")
+            kept = set(self.committed_files(con))
+        removed = [f for f in self.activations_dir.glob("sae=*/corpus=*/*part-*")
+                   if f not in kept and f.stat().st_mtime < cutoff]
+        done["partition_files_removed"], done["bytes_freed"] = len(removed), sum(f.stat().st_size for f in removed)
+        for f in removed:
+            f.unlink(missing_ok=True)
+        return done
 
     # -- the activations view ------------------------------------------------------------------
 
@@ -714,7 +964,8 @@ class Warehouse:
                 "restore them from a backup, or re-ingest those (SAE, corpus) pairs"
             )
         self._create_activations_view(con, [str(f) for path in paths for f in files[path]])
-        con.execute(f"COMMENT ON VIEW activations IS {_literal(str(self.root))}")
+        con.execute(f"COMMENT ON VIEW {'warehouse.main.' if self.lake else ''}activations IS {_literal(str(self.root))}")
+        con.execute("DROP VIEW IF EXISTS temp.main.activations")  # a moved lake's shadow: the stored view is this folder's now
 
     @staticmethod
     def _view_root(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -731,6 +982,9 @@ class Warehouse:
         self._create_activations_view(con, files, temporary=True)
 
     def _create_activations_view(self, con: duckdb.DuckDBPyConnection, paths: list[str], temporary: bool = False) -> None:
+        con.execute(self._activations_view_sql(paths, temporary))
+
+    def _activations_view_sql(self, paths: list[str], temporary: bool = False) -> str:
         """`activations(sae, corpus, tok, feature, act)` over the committed files, by absolute path.
 
         Absolute paths make the view work from any directory in the DuckDB shell; hive partitioning
@@ -744,7 +998,25 @@ class Warehouse:
             moved = _literal(f"this warehouse was moved or copied from {self.root}; run `featstore relocate` in its new place")
             scan = f"SELECT sae, corpus, tok, feature, act FROM read_parquet({files}, hive_partitioning = true, hive_types_autocast = false)"
             guard = f" WHERE (SELECT CASE WHEN count(*) FILTER (WHERE path IN ({here})) = 0 THEN error({moved}) ELSE true END FROM duckdb_databases())"
-            body = scan + ("" if temporary else guard)
+            body = scan + ("" if temporary or self.lake is not None else guard)  # a lake's machines differ in mounts
         else:
             body = statements("warehouse/no_activations")[0]
-        con.execute(f"CREATE OR REPLACE {'TEMP ' if temporary else ''}VIEW activations AS {body}")
+        return f"CREATE OR REPLACE {'TEMP ' if temporary else ''}VIEW activations AS {body}"
+
+    def shell_init(self) -> str:
+        """The SQL that opens this warehouse in a DuckDB shell (`duckdb -init FILE`, or pasted): the catalog
+        attached as `warehouse` and in use, over this folder's files; on a lake, also the extensions and
+        the session macros (featstore.warehouse.lake), for a shell of the lake's duckdb version."""
+        with self.connect(read_only=True) as con:
+            moved = self._view_root(con) not in (str(self.root), None)
+            files = [str(f) for f in self.committed_files(con)] if moved else []
+        if self.lake is None:
+            lines = [f"ATTACH {_literal(str(self.db_path))} AS warehouse", "USE warehouse"]
+        else:
+            lines = [f"LOAD {_literal(lake.extension_path(name))}" for name in lake.EXTENSIONS]
+            lines += [self.lake.attach_statement(), f"USE {lake.ALIAS}", lake.SEARCH_PATH]
+        if moved:
+            lines.append(self._activations_view_sql(files, temporary=True))
+        if self.lake is not None:
+            lines += lake.session_macros(sql_files())
+        return ";\n".join(lines) + ";\n"

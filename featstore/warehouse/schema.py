@@ -13,14 +13,14 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import duckdb
 
 from featstore.errors import FeatstoreError
-from featstore.warehouse.queries import run
+from featstore.warehouse.queries import run, statements
 
 TABLES = "tables"
 NOT_APPLIED = frozenset({"queries"})
@@ -174,16 +174,28 @@ def sources(patterns: Iterable[str], pairs: Iterable[tuple[str, str]]) -> list[t
 # -- applying -----------------------------------------------------------------------------------------
 
 
-def migrate(con: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[str, str]]) -> list[str]:
+def _commit(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("COMMIT")
+
+
+def _as_written(f: SqlFile) -> tuple[str, str]:
+    return "", f.text
+
+
+def migrate(con: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[str, str]], form: Callable[[SqlFile], tuple[str, str]] = _as_written,
+            commit: Callable[[duckdb.DuckDBPyConnection], None] = _commit) -> list[str]:
     """Apply new table files, then every changed view/macro and all built on it; returns the paths applied.
 
     A table migration re-applies every view and macro too: DuckDB views keep the column types they
     were bound with. An edited table file is refused before anything is written; nothing is written
-    when nothing changed.
+    when nothing changed. `form` turns a file into what the catalog accepts (a DuckLake's form,
+    featstore.warehouse.lake): statements run before its transaction (a lake's session macros) and in it;
+    `commit` ends each file's transaction; the record keeps the file's hash.
     """
 
     files = ordered(_files(pairs))
-    run(con, "warehouse/schema_migrations")
+    for statement in statements("warehouse/schema_migrations"):
+        con.execute(form(SqlFile("tables/000_schema_migrations.sql", statement))[1])
     recorded = dict(run(con, "warehouse/applied").fetchall())
     renames = _round1_renames(recorded, files)
     applied = {renames.get(p, p): digest for p, digest in recorded.items() if renames.get(p, p)}
@@ -195,26 +207,30 @@ def migrate(con: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[str, str]]) ->
         )
     if renames:
         _rename_records(con, renames)
-    done = [_apply(con, f) for f in tables if f.path not in applied]
+    done = [_apply(con, f, form, commit) for f in tables if f.path not in applied]
     views = [f for f in files if not f.is_table]
     stale = {f.object for f in views if done or applied.get(f.path) != f.digest}
     for f in views:  # in dependency order, so one pass reaches everything built on a stale object
         if f.object in stale or references(f, stale):
             stale.add(f.object)
-            done.append(_apply(con, f))
+            done.append(_apply(con, f, form, commit))
     _forget_removed(con, files, applied)
     return done
 
 
-def _apply(con: duckdb.DuckDBPyConnection, f: SqlFile) -> str:
+def _apply(con: duckdb.DuckDBPyConnection, f: SqlFile, form: Callable[[SqlFile], tuple[str, str]],
+           commit: Callable[[duckdb.DuckDBPyConnection], None]) -> str:
+    before, text = form(f)
+    if before:
+        con.execute(before)
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f.text)
+        con.execute(text)
         run(con, "warehouse/record_applied", file=f.path, sha256=f.digest)
     except Exception as exc:
         con.execute("ROLLBACK")
         raise FeatstoreError(f"sql/{f.path} failed to apply: {str(exc).splitlines()[0]}") from exc
-    con.execute("COMMIT")
+    commit(con)
     return f.path
 
 

@@ -58,7 +58,7 @@ def _run_blocks(con: duckdb.DuckDBPyConnection, blocks: list[tuple], run: dict, 
     """
     threads = run_query(con, "correlation/threads").fetchone()[0]
     con.execute("SET threads = 1")
-    cursors = [con.cursor() for _ in range(threads)]
+    cursors = [run["warehouse"].cursor(con) for _ in range(threads)]
 
     def worker(i: int) -> None:
         for _, lo, hi, pairs in blocks[i::threads]:  # blocks come largest first: dealt round-robin

@@ -1,2 +1,2 @@
-INSERT INTO activation_partitions (sae, corpus, path, n_rows, n_tokens, bytes, origin)
-VALUES ($sae, $corpus, $path, $n_rows, $n_tokens, $bytes, $origin);
+INSERT INTO activation_partitions (sae, corpus, path, n_rows, n_tokens, bytes, origin, run)
+VALUES ($sae, $corpus, $path, $n_rows, $n_tokens, $bytes, $origin, $run);
