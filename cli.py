@@ -877,6 +877,43 @@ def export_command(wh: Warehouse, name: str | None, fmt: str, out_dir: Path | No
     click.echo(f"{done['rows']} rows -> {done['path']} ({done['bytes']:,} bytes)")
 
 
+@main.command("init")
+@click.option("--catalog", default=None, metavar="postgres://USER@HOST:PORT/DB",
+              help="Keep the catalog in a DuckLake on this PostgreSQL database (many writers on many machines) "
+                   "[default: the single file featstore.duckdb].")
+@click.option("--data-path", default=None, help="Where a DuckLake keeps its catalog data files [default: <warehouse>/lake].")
+@pass_warehouse
+def init_command(wh: Warehouse, catalog: str | None, data_path: str | None) -> None:
+    """Create the warehouse (or attach a folder to an existing DuckLake catalog): see docs/scaling.md."""
+    if catalog is None:
+        if data_path is not None:
+            raise FeatstoreError("--data-path is for a DuckLake catalog; give --catalog postgres://… too")
+        wh.create()
+        click.echo(f"warehouse {wh.root}: catalog {wh.db_path.name} (one writer at a time)")
+        return
+    wh = Warehouse.create_lake(wh.given_root, catalog, data_path)
+    click.echo(f"warehouse {wh.root}: DuckLake catalog on {wh.lake.where}, its data in {wh.lake.data_dir}")
+
+
+@main.command("shell-init")
+@pass_warehouse
+def shell_init_command(wh: Warehouse) -> None:
+    """Print the SQL that opens this warehouse in a DuckDB shell: `featstore shell-init > init.sql; duckdb -init init.sql`."""
+    click.echo(wh.shell_init(), nl=False)
+
+
+@main.command("maintain")
+@click.option("--older-than", type=click.FloatRange(min=0), default=3600.0, show_default=True,
+              help="Seconds: replaced files and (on a DuckLake) snapshots older than this go; younger readers are safe.")
+@pass_warehouse
+def maintain_command(wh: Warehouse, older_than: float) -> None:
+    """Reclaim space: replaced partition files; on a DuckLake also snapshot expiry and compaction."""
+    done = wh.maintain(older_than)
+    snapshots = (f", snapshots {done['snapshots_before']} -> {done['snapshots_after']}" if "snapshots_before" in done else "")
+    click.echo(f"{done['backend']}: removed {done['partition_files_removed']} partition file(s), "
+               f"{done['bytes_freed']:,} bytes{snapshots}")
+
+
 @main.command("relocate")
 @pass_warehouse
 def relocate_command(wh: Warehouse) -> None:

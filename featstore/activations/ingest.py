@@ -234,13 +234,14 @@ def _ingest_shard(wh: Warehouse, sae_row: dict, corpus_row: dict, rows, shard: t
     index, count = shard
     folder = sharding.run_folder(wh, sae_row, corpus_row["name"], count, context, act_dtype)
     n_rows = sharding.write_part(folder, index, count, rows, act_dtype)
+    sharding.record_part(wh, folder, index, count, sae_row["id"], corpus_row["name"], n_rows)
     tokens, seconds = bar.n, time.perf_counter() - start
     path = sharding.publish_if_complete(wh, folder, count, sae_row["id"], corpus_row["name"], corpus_row["n_tokens"])
     return {
         "sae": sae_row["id"], "corpus": corpus_row["name"], "shard": f"{index}/{count}", "tokens": tokens, "rows": n_rows,
         "seconds": round(seconds, 3), "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "act_dtype": act_dtype,
         "published": path is not None,
-        "path": str(path) if path else None, "waiting_for": [] if path else sharding.missing_parts(folder, count),
+        "path": str(path) if path else None, "waiting_for": [] if path else sharding.missing_parts(wh, folder, count),
     }
 
 
