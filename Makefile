@@ -7,6 +7,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
 ORACLES := .oracles
+LAKE := .ducklake
 .PHONY: run test install
 
 $(VENV)/.installed: pyproject.toml
@@ -26,5 +27,13 @@ $(ORACLES)/.installed: tests/oracles.txt | install
 	$(PY) -m pip install -q --no-deps --no-compile --target $(ORACLES) -r tests/oracles.txt
 	touch $@
 
-test: install $(ORACLES)/.installed
+# The DuckLake catalog backend (tests/ducklake.txt): duckdb 1.5 and its extensions, first on the path of a
+# second pytest run over tests/lake/, which starts its own PostgreSQL server (Debian's postgresql package).
+$(LAKE)/.installed: tests/ducklake.txt | install
+	rm -rf $(LAKE)
+	$(PY) -m pip install -q --no-deps --no-compile --target $(LAKE) -r tests/ducklake.txt
+	touch $@
+
+test: install $(ORACLES)/.installed $(LAKE)/.installed
 	$(PY) -m pytest
+	FEATSTORE_TEST_LAKE=1 PYTHONPATH=$(LAKE) $(PY) -m pytest tests/lake

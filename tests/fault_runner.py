@@ -3,8 +3,8 @@
     python tests/fault_runner.py TARGET ACTION WHEN N -- featstore arguments...
 
 TARGET is `module:attribute.path` (e.g. `featstore.warehouse.storage:write_sorted`), ACTION is
-`kill` (SIGKILL, as `kill -9`), `sigint` (as Ctrl-C), `sleep<seconds>` or `waitfor<file>` (until
-the file exists, at most 300 s), WHEN is `before` or
+`kill` (SIGKILL, as `kill -9`), `sigint` (as Ctrl-C), `sleep<seconds>`, `waitfor<file>` (until
+the file exists, at most 300 s) or `touch<file>`, or several joined by `+` (done in order), WHEN is `before` or
 `after` the N-th call. Nothing in featstore knows about this: the function is wrapped from outside.
 """
 
@@ -18,12 +18,19 @@ import sys
 import time
 
 
-def act(action: str) -> None:
+def act(actions: str) -> None:
+    for action in actions.split("+"):
+        act_once(action)
+
+
+def act_once(action: str) -> None:
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif action == "sigint":
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.5)  # the handler raises KeyboardInterrupt in the main thread meanwhile
+    elif action.startswith("touch"):
+        open(action.removeprefix("touch"), "a").close()
     elif action.startswith("waitfor"):
         deadline = time.monotonic() + 300
         while not os.path.exists(action.removeprefix("waitfor")) and time.monotonic() < deadline:

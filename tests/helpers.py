@@ -365,3 +365,28 @@ def split_into_parts(wh, sae: str, corpus: str, count: int, scratch: Path) -> li
     n_tokens = wh.scalar("SELECT n_tokens FROM activation_partitions WHERE sae = ? AND corpus = ?", [sae, corpus])
     wh.publish_parts(sae, corpus, parts, n_tokens, origin="ingest")
     return wh.partition_files(sae, corpus)
+
+
+def build_lineage(wh, model_dir, tokenizer_dir, folder) -> None:
+    """Model 'm' and its fine-tune 'child' (the same tiny weights), SAE 'm-sae' of m and 'child-sae' of child
+    (different random weights, so some features match and some do not), corpus 'c' of 12 tiny documents."""
+    import torch
+
+    from featstore.models.catalog import register_model
+    from featstore.saes import build_sae, save_sae
+    from featstore.saes.catalog import register_sae
+    from featstore.text.slices import add_corpus
+
+    register_model(wh, "m", model_dir, kind="base")
+    register_model(wh, "child", model_dir, kind="finetune", parents=("m",))
+    for seed, (sae_id, model) in enumerate((("m-sae", "m"), ("child-sae", "child"))):
+        torch.manual_seed(seed)
+        sae = build_sae("relu", d_in=64, d_sae=48, model_name=model)
+        with torch.no_grad():
+            sae.b_enc += 0.5  # about half the features fire
+        saved = save_sae(sae, folder / sae_id)
+        register_sae(wh, sae_id, model, saved, hook_point="blocks.0.mlp.hook_post", layer=0, d_in=64, d_sae=48,
+                     architecture="relu")
+    source = folder / "eval.txt"
+    source.write_text("\n\n".join(tiny_texts(12, seed=5)))
+    add_corpus(wh, "c", str(source), tokenizer_dir)
