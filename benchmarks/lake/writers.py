@@ -31,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent.parent / "tests"))
-from ingest_shards import CORPUS, MODEL, SAE, build  # noqa: E402
+from ingest_shards import CORPUS, MODEL, SAE, build, finished  # noqa: E402
 from record import parse_args, settings_of, write_record  # noqa: E402
 
 QUERY = f"SELECT count(*) AS n, round(sum(act), 2) AS s FROM activations WHERE sae = '{SAE}'"
@@ -71,13 +71,6 @@ def spawn(root: Path, spec: str, batch_size: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, __file__, "--dir", str(root), "shard", spec, str(batch_size)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finished(process: subprocess.Popen) -> dict:
-    out, err = process.communicate()
-    if process.returncode != 0:
-        raise SystemExit(f"a shard process failed:\n{err[-2000:]}")
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def ingest_all(root: Path, count: int, batch_size: int) -> dict:

@@ -44,7 +44,7 @@ def connect_read_only(wh: Warehouse) -> duckdb.DuckDBPyConnection:
     Issue 10's sandboxed connection (`Warehouse.read_only_connection`): only the catalog and the
     committed partition files can be read, nothing written, and the settings are locked.
     """
-    if not wh.db_path.exists():
+    if not wh.exists():
         raise FeatstoreError(f"no warehouse at {wh.root}: run `featstore run` (or give --warehouse DIR)")
     with _CONNECT_LOCK:
         return wh.read_only_connection()
@@ -269,12 +269,8 @@ class Store:
     def connect(self) -> LazyConnection:
         return LazyConnection(self.wh)
 
-    def _version(self) -> tuple:
-        files = (self.wh.db_path, self.wh.db_path.with_name(self.wh.db_path.name + ".wal"))
-        return tuple((s.st_size, s.st_mtime_ns) for s in (p.stat() for p in files if p.exists()))
-
     def snapshot(self, con: duckdb.DuckDBPyConnection) -> Snapshot:
-        version = self._version()
+        version = self.wh.catalog_version()
         with self._lock:
             if self._snapshot is None or self._snapshot[0] != version:
                 self._snapshot = (version, read_snapshot(con))

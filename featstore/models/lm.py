@@ -255,7 +255,7 @@ def check_new_model(wh: Warehouse, name: str, folder: Path, replace: bool) -> No
     check_name("model", name)
     if replace:
         return
-    if wh.db_path.exists() and wh.models.exists(name):  # a new warehouse has no models yet
+    if wh.exists() and wh.models.exists(name):  # a new warehouse has no models yet
         raise FeatstoreError(f"model {name!r} already exists; pass --replace to retrain it")
     if folder.exists():
         raise FeatstoreError(f"{folder} already exists; remove it or pass --replace")

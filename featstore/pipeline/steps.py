@@ -607,14 +607,14 @@ def plan(wh: Warehouse, experiment: Experiment, *, force: Iterable[str] = ()) ->
     steps = build_steps(experiment)
     _check_graph(steps)
     forced = downstream(steps, force)
-    recorded = wh.steps.recorded() if wh.db_path.exists() else {}
+    recorded = wh.steps.recorded() if wh.exists() else {}
     ctx = RunContext(wh, experiment, "cpu")
     hashes: dict[str, str] = {}
     rows = []
     for step in steps:
         digest = hashes[step.name] = input_hash(step, hashes)
         old = recorded.get(step.name)
-        reason = _why_run(step, ctx, old, digest, forced) if wh.db_path.exists() else "new"
+        reason = _why_run(step, ctx, old, digest, forced) if wh.exists() else "new"
         rows.append({"step": step.name, "runs": reason is not None, "reason": reason or "unchanged",
                      "after": list(step.after)})
     removed = sorted(set(recorded) - {s.name for s in steps})
@@ -626,7 +626,7 @@ def plan(wh: Warehouse, experiment: Experiment, *, force: Iterable[str] = ()) ->
 def prune_removed(wh: Warehouse, steps: Sequence[Step]) -> list[str]:
     """Delete what recorded steps that the experiment no longer has made (models, SAEs, correlations,
     sweeps, slices), and their records; returns one line per step pruned."""
-    if not wh.db_path.exists():
+    if not wh.exists():
         return []
     keep = {s.name for s in steps}
     lines = []

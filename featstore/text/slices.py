@@ -123,7 +123,7 @@ def add_corpus_texts(
 
 def _refuse_existing(wh: Warehouse, name: str) -> None:
     """Fail before the (slow) tokenizing when the name is taken; checked again in the transaction."""
-    if wh.db_path.exists() and wh.corpora.exists(name):
+    if wh.exists() and wh.corpora.exists(name):
         raise FeatstoreError(f"corpus {name!r} already exists; use --replace to rebuild it")
 
 

@@ -172,6 +172,13 @@ class Warehouse:
         """Whether this folder holds a warehouse (a catalog file or a lake's catalog.toml)."""
         return self.lake is not None or self.db_path.exists()
 
+    def catalog_version(self) -> tuple:
+        """A value that changes whenever something commits to the catalog (e.g. a cache key for the browser)."""
+        if self.lake is not None:
+            with self.connect(read_only=True) as con:
+                return tuple(run(con, "lake/snapshot", database=lake.ALIAS).fetchone())
+        return tuple((s.st_size, s.st_mtime_ns) for s in (p.stat() for p in (self.db_path, self.wal_path) if p.exists()))
+
     @classmethod
     def create_lake(cls, root: str | os.PathLike, postgres: str, data_path: str | None = None) -> Warehouse:
         """A warehouse in `root` whose catalog is a DuckLake on PostgreSQL at `postgres` (a postgresql:// URL)
@@ -965,7 +972,7 @@ class Warehouse:
             )
         self._create_activations_view(con, [str(f) for path in paths for f in files[path]])
         con.execute(f"COMMENT ON VIEW {'warehouse.main.' if self.lake else ''}activations IS {_literal(str(self.root))}")
-        con.execute("DROP VIEW IF EXISTS temp.main.activations")  # a moved lake's shadow: the stored view is this folder's now
+        run(con, "warehouse/drop_shadow_view")  # a moved lake's shadow: the stored view is this folder's now
 
     @staticmethod
     def _view_root(con: duckdb.DuckDBPyConnection) -> str | None:

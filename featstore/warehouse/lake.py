@@ -32,6 +32,7 @@ from pathlib import Path
 import duckdb
 
 from featstore.errors import FeatstoreError
+from featstore.warehouse.queries import run
 
 CONFIG_FILE = "catalog.toml"
 KIND = "ducklake-postgres"
@@ -150,8 +151,7 @@ class Lake:
 
     def create_guard(self, con: duckdb.DuckDBPyConnection) -> None:
         """The one-row table every featstore commit updates (see the module docstring)."""
-        found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
-                            [ALIAS, GUARD_TABLE]).fetchone()[0]
+        found = run(con, "lake/table_exists", database=ALIAS, table=GUARD_TABLE).fetchone()[0]
         if found:  # the usual case: no statement that another writer's commit could conflict with
             return
         con.execute(f"CREATE TABLE IF NOT EXISTS {GUARD_TABLE} (commits BIGINT NOT NULL)")
@@ -183,17 +183,16 @@ class Constraint:
 
     def violations(self) -> str:
         """SQL returning one text row per offending key (empty when the constraint holds)."""
-        cols = ", ".join(self.columns)
+        cols, key = ", ".join(self.columns), ", ".join(f"s.{c}" for c in self.columns)
+        present = " AND ".join(f"s.{c} IS NOT NULL" for c in self.columns)
         if self.kind == "unique":
-            present = " AND ".join(f"{c} IS NOT NULL" for c in self.columns)
-            return (f"SELECT 'duplicate ({cols}) = ' || CAST(row({cols}) AS VARCHAR) FROM {self.table} "
-                    f"WHERE {present} GROUP BY ALL HAVING count(*) > 1")
+            label = _literal(f"duplicate ({cols}) = ")
+            return f"SELECT {label} || CAST(row({key}) AS VARCHAR) FROM {self.table} s WHERE {present} GROUP BY ALL HAVING count(*) > 1"
         if self.kind == "references":
             table, targets = self.target
             on = " AND ".join(f"r.{t} = s.{c}" for c, t in zip(self.columns, targets))
-            present = " AND ".join(f"s.{c} IS NOT NULL" for c in self.columns)
-            return (f"SELECT DISTINCT '({cols}) = ' || CAST(row({', '.join('s.' + c for c in self.columns)}) AS VARCHAR) "
-                    f"|| ' not in {table}' FROM {self.table} s WHERE {present} AND NOT EXISTS (SELECT 1 FROM {table} r WHERE {on})")
+            label, missing = _literal(f"({cols}) = "), f"NOT EXISTS (SELECT 1 FROM {table} r WHERE {on})"
+            return f"SELECT DISTINCT {label} || CAST(row({key}) AS VARCHAR) || {_literal(f' not in {table}')} FROM {self.table} s WHERE {present} AND {missing}"
         return f"SELECT {_literal(f'CHECK ({self.expression}) fails')} FROM {self.table} WHERE NOT ({self.expression})"
 
 
@@ -211,36 +210,31 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
-def _split_top(body: str) -> list[str]:
-    """`body` split at the commas outside parentheses and string literals."""
-    items, depth, start, quoted = [], 0, 0, False
-    for i, ch in enumerate(body):
+def _unquoted(text: str, start: int = 0):
+    """(index, character, depth) of the characters of `text` from `start` outside string literals; depth
+    counts the parentheses open around the character (an opening one counts from the next character)."""
+    depth, quoted = 0, False
+    for i in range(start, len(text)):
+        ch = text[i]
         if ch == "'":
             quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth -= 1
-        elif not quoted and ch == "," and depth == 0:
-            items.append(body[start:i])
-            start = i + 1
-    items.append(body[start:])
-    return items
+        elif not quoted:
+            depth -= ch == ")"
+            yield i, ch, depth
+            depth += ch == "("
+
+
+def _split_top(body: str) -> list[str]:
+    """`body` split at the commas outside parentheses and string literals."""
+    cuts = [i for i, ch, depth in _unquoted(body) if ch == "," and depth == 0]
+    return [body[a + 1:b] for a, b in zip([-1, *cuts], [*cuts, len(body)])]
 
 
 def _closing(text: str, open_at: int) -> int:
     """The index of the parenthesis that closes the one at `open_at`."""
-    depth, quoted = 0, False
-    for i in range(open_at, len(text)):
-        ch = text[i]
-        if ch == "'":
-            quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i
+    for i, ch, depth in _unquoted(text, open_at):
+        if ch == ")" and depth == 0:
+            return i
     raise FeatstoreError(f"unbalanced parentheses in {text[:60]!r}")
 
 
@@ -343,7 +337,7 @@ def object_form(path: str, text: str) -> tuple[str, str]:
     statements = _session_form(text)
     macros = [s for s in statements if SESSION_MACRO.match(s)]
     views = [s for s in statements if not SESSION_MACRO.match(s)]
-    return ";\n".join(macros), ";\n".join(views) if views else "SELECT 1"
+    return ";\n".join(macros), ";\n".join(views)
 
 
 def table_constraints(texts: list[str]) -> list[Constraint]:

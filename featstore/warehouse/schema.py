@@ -225,7 +225,8 @@ def _apply(con: duckdb.DuckDBPyConnection, f: SqlFile, form: Callable[[SqlFile],
         con.execute(before)
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(text)
+        if text:  # empty: a lake's file of macros only
+            con.execute(text)
         run(con, "warehouse/record_applied", file=f.path, sha256=f.digest)
     except Exception as exc:
         con.execute("ROLLBACK")

@@ -328,6 +328,13 @@ CASES = [
     ("export injection", ["export", "models\" TO 'x.csv' --"], 1, r"no table or view named"),
     ("export format", ["export", "models", "--format", "xlsx"], 2, r"Invalid value for '--format'"),
     ("export out is a file", ["export", "models", "--out", "{in}/c1.txt"], 2, r"Directory '.*c1\.txt' is a file"),
+    ("init catalog not postgres", ["init", "--catalog", "mysql://u@h/db"], 1, r"--catalog 'mysql://u@h/db' is not a PostgreSQL URL"),
+    ("init catalog over the file catalog", ["init", "--catalog", "postgresql://u:secret@127.0.0.1:1/db"], 1,
+     r"already holds the file catalog featstore\.duckdb; make the lake warehouse in a new folder"),
+    ("init data path without catalog", ["init", "--data-path", "{in}/lake"], 1, r"--data-path is for a DuckLake catalog"),
+    ("init catalog without the extension", ["--warehouse", "{in}/newlake", "init", "--catalog", "postgresql://u@127.0.0.1:1/db"], 1,
+     r"duckdb_extension_ducklake is not installed; install the lake backend in its own environment"),
+    ("maintain older-than negative", ["maintain", "--older-than", "-1"], 2, r"Invalid value for '--older-than'"),
     # -- SAE training and evaluation
     ("sae train tokens -5", ["sae", "train", "m", "--tokens", "-5"], 1, r"--tokens must be positive \(got -5\)"),
     ("sae train tokens 0", ["sae", "train", "m", "--tokens", "0"], 1, r"--tokens must be positive \(got 0\)"),

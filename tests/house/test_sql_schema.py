@@ -50,6 +50,8 @@ def fill_rest(wh: Warehouse) -> None:
                     " VALUES ('train-base', 'h1', 'done', 12.5, now(), now()), ('merge', 'h2', 'running', NULL, now(), NULL)")
         con.execute("INSERT INTO llm_cache (prompt_hash, backend, task, request, result)"
                     " VALUES ('p1', 'openai:m', 'explain', '{}', '{\"text\": \"x\"}')")
+        con.execute("INSERT INTO ingest_parts (run, part, parts, sae, corpus, path, n_rows) VALUES"
+                    " ('toy@synth-1a2b', 0, 2, 'toy', 'synth', 'staging/shards/toy@synth-1a2b/part-00000-of-00002.parquet', 10)")
         fill_matching(con)
 
 
