@@ -53,7 +53,7 @@ class Postgres:
         command = [str(self.bin / program), *args]
         if self.as_root:
             command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, cwd="/")
+        done = subprocess.run(command, capture_output=True, text=True, cwd="/", check=False)
         if done.returncode:
             raise RuntimeError(f"{program} failed: {done.stderr.strip() or done.stdout.strip()}")
         return done.stdout

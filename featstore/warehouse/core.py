@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import random
 import hashlib
 import os
+import random
 import re
 import threading
 import time
@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from featstore.errors import FeatstoreError
 from featstore.warehouse import catalog_file, lake, schema, storage, tables
+from featstore.warehouse.lake import sql_literal as _literal
 from featstore.warehouse.queries import arrow, run, sql_dir, statements
 from featstore.warehouse.storage import link_or_copy
 
@@ -83,10 +84,6 @@ def check_name(kind: str, name: str) -> str:
 def sql_files() -> list[tuple[str, str]]:
     """(path under sql/, text) of every table, view and macro file, in the order they are applied."""
     return schema.sql_files(sql_dir())
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -15,7 +15,8 @@ DuckLake accepts no PRIMARY KEY, UNIQUE, REFERENCES or CHECK, so the table files
 "lake form" without them (`lake_form`), and what they declared is checked in code before every
 featstore commit (`check_constraints`). Every featstore commit also bumps one guard row, so two
 commits that overlap in time always conflict and one of them is rolled back: commits are
-serialisable, which is what makes checking keys inside a transaction exact.
+serialisable, which is what makes checking keys inside a transaction exact. Views live in the lake;
+macros are made in each session from the same files (`session_macros` says why).
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ import importlib.util
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import tomllib
 
 from featstore.errors import FeatstoreError
 from featstore.warehouse.queries import run
@@ -56,7 +57,8 @@ def redact(text: str) -> str:
     return re.sub(r"(?i)(password=)\S+", r"\1***", text)
 
 
-def _literal(value: str) -> str:
+def sql_literal(value: str) -> str:
+    """`value` as a SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -127,7 +129,7 @@ class Lake:
         con = duckdb.connect(":memory:")
         try:
             for name in EXTENSIONS:
-                con.execute(f"LOAD {_literal(extension_path(name))}")
+                con.execute(f"LOAD {sql_literal(extension_path(name))}")
             con.execute(self.attach_statement(read_only))
             con.execute(f"USE {ALIAS}")
             con.execute(SEARCH_PATH)
@@ -144,10 +146,10 @@ class Lake:
 
     def attach_statement(self, read_only: bool = False) -> str:
         """The ATTACH that opens this lake (also what the DuckDB shell recipe runs)."""
-        options = [f"DATA_PATH {_literal(str(self.data_dir) + '/')}", "OVERRIDE_DATA_PATH true"]
+        options = [f"DATA_PATH {sql_literal(str(self.data_dir) + '/')}", "OVERRIDE_DATA_PATH true"]
         if read_only:
             options.append("READ_ONLY")
-        return f"ATTACH {_literal('ducklake:postgres:' + self.postgres)} AS {ALIAS} ({', '.join(options)})"
+        return f"ATTACH {sql_literal('ducklake:postgres:' + self.postgres)} AS {ALIAS} ({', '.join(options)})"
 
     def create_guard(self, con: duckdb.DuckDBPyConnection) -> None:
         """The one-row table every featstore commit updates (see the module docstring)."""
@@ -186,14 +188,14 @@ class Constraint:
         cols, key = ", ".join(self.columns), ", ".join(f"s.{c}" for c in self.columns)
         present = " AND ".join(f"s.{c} IS NOT NULL" for c in self.columns)
         if self.kind == "unique":
-            label = _literal(f"duplicate ({cols}) = ")
+            label = sql_literal(f"duplicate ({cols}) = ")
             return f"SELECT {label} || CAST(row({key}) AS VARCHAR) FROM {self.table} s WHERE {present} GROUP BY ALL HAVING count(*) > 1"
         if self.kind == "references":
             table, targets = self.target
             on = " AND ".join(f"r.{t} = s.{c}" for c, t in zip(self.columns, targets))
-            label, missing = _literal(f"({cols}) = "), f"NOT EXISTS (SELECT 1 FROM {table} r WHERE {on})"
-            return f"SELECT DISTINCT {label} || CAST(row({key}) AS VARCHAR) || {_literal(f' not in {table}')} FROM {self.table} s WHERE {present} AND {missing}"
-        return f"SELECT {_literal(f'CHECK ({self.expression}) fails')} FROM {self.table} WHERE NOT ({self.expression})"
+            label, missing = sql_literal(f"({cols}) = "), f"NOT EXISTS (SELECT 1 FROM {table} r WHERE {on})"
+            return f"SELECT DISTINCT {label} || CAST(row({key}) AS VARCHAR) || {sql_literal(f' not in {table}')} FROM {self.table} s WHERE {present} AND {missing}"
+        return f"SELECT {sql_literal(f'CHECK ({self.expression}) fails')} FROM {self.table} WHERE NOT ({self.expression})"
 
 
 CREATE_TABLE = re.compile(r"(?is)^\s*create\s+(?:or\s+replace\s+)?table\s+(?:if\s+not\s+exists\s+)?([a-z_]\w*)\s*\(")

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_lake_writers_benchmark_writes_its_record(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(duckdb.__file__).parents[1]), str(REPO)])}
     done = subprocess.run([sys.executable, "benchmarks/lake/writers.py", "--smoke", "--out", str(tmp_path)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=900)
+                          env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     (path,) = tmp_path.glob("*.json")
     record = json.loads(path.read_text())
