@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TypeVar
 
@@ -59,16 +59,23 @@ def windows(wh: Warehouse, corpus: str, context: int, shard: tuple[int, int] | N
             yield toks[start : start + context], token_ids[start : start + context]
 
 
+Activations = Callable[[list[torch.Tensor]], torch.Tensor]  # a batch of token-id blocks -> what the encoder reads
+
+
+def model_activations(model, hook: str, device: torch.device) -> Activations:
+    """A model's activations at `hook`, (tokens, width) per batch of blocks: what an SAE encodes."""
+    return lambda blocks: batch_activations(model, blocks, hook, device).float()
+
+
 @torch.no_grad()  # grad mode is per thread, and `prefetched` runs this in its own
 def encode_windows(
-    model, sae, batches: Iterator[list[tuple[np.ndarray, np.ndarray]]], hook: str, device: torch.device, bar,
-    act_dtype: str = "float32",
+    activations: Activations, encode: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterator[list[tuple[np.ndarray, np.ndarray]]], bar, act_dtype: str = "float32",
 ) -> Iterator[pa.RecordBatch]:
     """Sparse (tok, feature, act) rows of each batch of windows, act rounded to `act_dtype`; NaN/inf abort."""
     for batch in batches:
-        blocks = [torch.as_tensor(ids.astype(np.int64)) for _, ids in batch]
-        x = batch_activations(model, blocks, hook, device).float()
-        feats = sae.encode(x)
+        x = activations([torch.as_tensor(ids.astype(np.int64)) for _, ids in batch])
+        feats = encode(x)
         if not (_finite(x) and _finite(feats)):
             raise FeatstoreError("NaN/inf activations from the model or SAE; nothing was written (check the weights)")
         feats = rounded(feats, act_dtype)
@@ -82,7 +89,7 @@ def encode_windows(
             ],
             schema=ACTIVATION_SCHEMA,
         )
-        bar.update(len(x))
+        bar.update(len(feats))
 
 
 def _finite(t: torch.Tensor) -> bool:
@@ -211,8 +218,8 @@ def ingest(
     desc = f"ingest {sae_row['id']}" + (f" shard {shard[0]}/{shard[1]} on {device}" if shard else "")
     with torch.no_grad(), tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc=desc,
                                position=shard[0] if cancelled is not None else None) as bar:  # one line per device
-        rows = prefetched(encode_windows(lm, sae, batched(windows(wh, corpus, context, shard, cancelled), batch_size), sae_row["hook_point"],
-                                         device, bar, act_dtype))
+        rows = prefetched(encode_windows(model_activations(lm, sae_row["hook_point"], device), sae.encode,
+                                         batched(windows(wh, corpus, context, shard, cancelled), batch_size), bar, act_dtype))
         if shard is not None:
             return _ingest_shard(wh, sae_row, corpus_row, rows, shard, context, act_dtype, start, bar)
         path = wh.write_partition(sae_row["id"], corpus, rows, corpus_row["n_tokens"], origin="ingest", act_dtype=act_dtype)
