@@ -156,6 +156,7 @@ class Warehouse:
         self.corpora = tables.Corpora(self)
         self.models = tables.Models(self)
         self.saes = tables.Saes(self)
+        self.crosscoders = tables.Crosscoders(self)
         self.partitions = tables.Partitions(self)
         self.correlations = tables.CorrelationRuns(self)
         self.matches = tables.MatchRuns(self)

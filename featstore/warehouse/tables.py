@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
@@ -27,13 +27,13 @@ from featstore.warehouse import queries
 from featstore.warehouse.queries import run, run_arrow
 
 
-
 class Warehouse(Protocol):
     """What the tables use of the `featstore.warehouse.Warehouse` that owns them (stated here, so this
     module never imports the one that builds it: imports go one way, type-checking ones included)."""
 
     corpora: Corpora
     saes: Saes
+    crosscoders: Crosscoders
     partitions: Partitions
     correlations: CorrelationRuns
     matches: MatchRuns
@@ -286,12 +286,41 @@ class Saes(Table):
 
     def drop(self, sae: str, con: duckdb.DuckDBPyConnection | None = None) -> list[Path]:
         """The SAE and everything computed from it: partitions, correlation and match runs (either side),
-        explanation samples, explanations, scores and simulations (transfer rows naming it on either side);
-        returns the partition files to delete."""
-        return _drop_with_computed(self.wh, con, {"sae": sae}, "saes/drop_row", id=sae)
+        explanation samples, explanations, scores and simulations (transfer rows naming it on either side),
+        and for a crosscoder the crosscoder evidence of its two models; returns the partition files to delete."""
+        with self.wh.writing(con) as c:
+            for row in self.wh.crosscoders.rows_where("sae = ?", [sae], con=c):
+                self.wh.crosscoders.drop_evidence(c, row["parent_model"], row["child_model"])
+            files = _drop_with_computed(self.wh, c, {"sae": sae}, "saes/drop_row", id=sae)
+        if con is None:
+            remove_files(files)
+        return files
 
     def list(self) -> pa.Table:
         return self._arrow("saes/list")
+
+
+class Crosscoders(Table):
+    """`crosscoders` and `crosscoder_latents`: which two models a crosscoder (an SAE row) reads, and its latents."""
+
+    name, key, what, listing = "crosscoders", ("sae",), "crosscoder", "featstore sql \"SELECT * FROM crosscoders\""
+
+    def add(self, con: duckdb.DuckDBPyConnection, record: dict, latents: pa.Table) -> None:
+        """Insert a crosscoder (its SAE row already in) with its latents; evidence from older crosscoders of
+        the same two models is dropped."""
+        self.drop_evidence(con, record["parent_model"], record["child_model"])
+        self.insert(record, con)
+        run_arrow(con, "crosscoders/insert_latents", latents=latents, sae=record["sae"])
+
+    def drop_evidence(self, con: duckdb.DuckDBPyConnection, parent: str, child: str) -> None:
+        run(con, "crosscoders/drop_evidence", parent=parent, child=child)
+
+    def newest(self, parent: str, child: str) -> str | None:
+        """The id of the newest crosscoder of `parent` and `child`, or None."""
+        return self._value("crosscoders/for_models", parent=parent, child=child)
+
+    def latents(self, sae: str) -> pa.Table:
+        return self._arrow("crosscoders/latents", sae=sae)
 
 
 # -- activation partitions ---------------------------------------------------------------------------

@@ -53,6 +53,21 @@ def fill_rest(wh: Warehouse) -> None:
         con.execute("INSERT INTO ingest_parts (run, part, parts, sae, corpus, path, n_rows) VALUES"
                     " ('toy@synth-1a2b', 0, 2, 'toy', 'synth', 'staging/shards/toy@synth-1a2b/part-00000-of-00002.parquet', 10)")
         fill_matching(con)
+        fill_crosscoder(con)
+
+
+def fill_crosscoder(con) -> None:
+    """A crosscoder of base and child with a latent of each class and its evidence for toy -> toy_child."""
+    con.execute("INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture, k, is_primary, metrics)"
+                " VALUES ('toy_xc', 'child', 'blocks.0.mlp.hook_post', 0, 64, 5, 'crosscoder', 2, false, ?)",
+                [json.dumps({"fvu_parent": 0.1, "fvu_child": 0.2, "l0": 2.0})])
+    con.execute("INSERT INTO crosscoders VALUES ('toy_xc', 'base', 'child', 'batchtopk', 'synth')")
+    con.execute("INSERT INTO crosscoder_latents VALUES ('toy_xc', 0, 1, 1, 0.5, 0.2, 'shared', NULL, NULL, NULL),"
+                " ('toy_xc', 1, 1, 0, 0, 0.1, 'parent_only', 0.01, 0.02, false), ('toy_xc', 2, 0, 1, 1, 0.1, 'child_only', 0.9, 0.1, true),"
+                " ('toy_xc', 3, 1, 0.5, 0.25, 0.1, 'intermediate', NULL, NULL, NULL), ('toy_xc', 4, 1, 1, 0.5, 0, 'dead', NULL, NULL, NULL)")
+    con.execute("INSERT INTO match_runs (id, sae_a, sae_b, corpus, method, top_k, floor, n_pairs)"
+                " VALUES (3, 'toy', 'toy_child', NULL, 'crosscoder', 1, 0.0, 2)")
+    con.execute("INSERT INTO match_pairs VALUES (3, 0, 10, 0.8), (3, 4, 14, 0.3)")
 
 
 def fill_matching(con) -> None:
