@@ -14,6 +14,7 @@ import click
 from featstore.correlation.correlate import MIN_COFIRING
 from featstore.correlation.engines import ENGINES
 from featstore.correlation.statistics import statistic_names
+from featstore.crosscoders.settings import CrosscoderSettings
 from featstore.errors import FeatstoreError
 from featstore.export.tables import FORMATS
 from featstore.interpret.backends import BACKENDS
@@ -385,7 +386,8 @@ def persistence_command(wh: Warehouse, threshold: float, stat: str, method: str 
               help="Corpus for the activation methods and assignments (repeatable) [default: the weights and every corpus "
                    "both SAEs were ingested on, skipping those where each asked method has a run].")
 @click.option("--all-corpora", is_flag=True, help="The weights and every corpus both SAEs were ingested on, stored runs computed again.")
-@click.option("--method", "methods", multiple=True, help="decoder_cosine, encoder_cosine, jaccard [default: all].")
+@click.option("--method", "methods", multiple=True,
+              help="decoder_cosine, encoder_cosine, jaccard, crosscoder [default: all, crosscoder where the models have one].")
 @click.option("--top-k", type=int, default=5, show_default=True, help="Cosine partners kept per feature on each side.")
 @click.option("--device", default=None, help="[default: cuda when available]")
 @pass_warehouse
@@ -577,14 +579,18 @@ def _echo_sae_metrics(sae_id: str, metrics: dict) -> None:
         click.echo(f"feature density (log10 bins {hist['log10_density_edges'][0]}..0): {hist['counts']}, never fired: {hist['never_fired']}")
 
 
-def _settings_options(command):
-    """One option per TrainSettings field; unset, each takes the preset's value."""
-    for setting in reversed([f for f in fields(TrainSettings) if "help" in f.metadata]):
-        flags = setting.metadata.get("flags") or ("--" + setting.name.replace("_", "-"),)
-        kind = LibraryChoice(setting.metadata["choices"]) if "choices" in setting.metadata else type(setting.default)
-        help = f"{setting.metadata['help']} [default: the preset's]"
-        command = click.option(*flags, setting.name, type=kind, default=None, help=help)(command)
-    return command
+def settings_options(settings_class, default_is: str = "the preset's"):
+    """A decorator adding one option per field of `settings_class` with a help text; unset, each is None."""
+    def add(command):
+        for setting in reversed([f for f in fields(settings_class) if "help" in f.metadata]):
+            flags = setting.metadata.get("flags") or ("--" + setting.name.replace("_", "-"),)
+            kind = LibraryChoice(setting.metadata["choices"]) if "choices" in setting.metadata else type(setting.default)
+            shown = default_is or setting.default
+            help = f"{setting.metadata['help']} [default: {shown}]"
+            command = click.option(*flags, setting.name, type=kind, default=None, help=help)(command)
+        return command
+
+    return add
 
 
 class ArchitectureCommand(click.Command):
@@ -618,7 +624,7 @@ def _hyperparameter_options() -> list[click.Option]:
 @sae_group.command("train", cls=ArchitectureCommand)
 @click.argument("model")
 @click.option("--preset", type=click.Choice(list(SAE_PRESETS)), default="tiny", show_default=True)
-@_settings_options
+@settings_options(TrainSettings)
 @click.option("--same-init-as", default=None, help="Start from another SAE's saved initial weights.")
 @click.option("--seed-of", default=None, help="Train a seed replica of this SAE: its settings and text, this --seed.")
 @click.option("--id", "sae_id", default=None, help="[default: MODEL-ARCH-xEXPANSION-sSEED]")
@@ -644,6 +650,70 @@ def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, co
                         same_init_as=same_init_as, is_primary=is_primary, device=device)
     click.echo(f"SAE {row['id']} ({row['d_in']} -> {row['d_sae']}, {row['architecture']}) at {row['path']}")
     _echo_sae_metrics(row["id"], row["metrics"])
+
+
+# --- crosscoders ------------------------------------------------------------------------------------
+
+
+@main.group("crosscoder")
+def crosscoder_group() -> None:
+    """Crosscoders: one dictionary over a parent's and a child's activations (docs/crosscoders.md)."""
+
+
+@crosscoder_group.command("train")
+@click.argument("parent")
+@click.argument("child")
+@settings_options(CrosscoderSettings, default_is="")
+@click.option("--id", "crosscoder_id", default=None, help="[default: PARENT-CHILD-crosscoder-SPARSITY]")
+@click.option("--source", default=None, help="Training text spec [default: the two models' training corpora, half each].")
+@click.option("--corpus", default=None, help="Train on a warehouse corpus slice instead (last tenth held out).")
+@click.option("--ingest", "ingest_on", multiple=True, help="Then store its activations on this corpus slice (repeatable).")
+@click.option("--replace", is_flag=True, help="Replace a crosscoder of this id, and everything computed from it.")
+@click.option("--device", default=None, help="[default: cuda when available]")
+@pass_warehouse
+def crosscoder_train_command(wh: Warehouse, parent: str, child: str, crosscoder_id, source, corpus, ingest_on, replace: bool,
+                             device, **settings) -> None:
+    """Train a crosscoder on PARENT's and CHILD's MLP hidden activations, classify its latents, register it."""
+    import pyarrow as pa
+
+    from featstore.crosscoders import catalog
+    from featstore.text.slices import get_corpus
+
+    chosen = CrosscoderSettings(**{k: v for k, v in settings.items() if v is not None})
+    for name in ingest_on:
+        get_corpus(wh, name)  # refused before training, not after
+    row = catalog.train(wh, parent, child, settings=chosen, crosscoder_id=crosscoder_id, source=source, corpus=corpus,
+                        replace=replace, device=device)
+    click.echo(f"crosscoder {row['sae']} ({row['d_in']} -> {row['d_sae']}, {row['sparsity']}) of {parent} x {child} at {row['path']}")
+    echo_table(pa.table({"metric": list(row["metrics"]), row["sae"]: [float(v) for v in row["metrics"].values()]}))
+    for name in ingest_on:
+        _echo_crosscoder_ingest(catalog.ingest(wh, row["sae"], name, device=device))
+
+
+@crosscoder_group.command("ingest")
+@click.argument("crosscoder_id")
+@click.option("--corpus", "corpora", multiple=True, required=True, help="Corpus slice to ingest (repeatable).")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Windows per forward pass.")
+@click.option("--context", type=int, default=256, show_default=True, help="Tokens per window (within a document).")
+@click.option("--device", default=None, help="[default: cuda when available]")
+@pass_warehouse
+def crosscoder_ingest_command(wh: Warehouse, crosscoder_id: str, corpora, batch_size: int, context: int, device) -> None:
+    """Store a crosscoder's latent activations on corpus slices (both models run on every window)."""
+    from featstore.activations.ingest import check_options
+    from featstore.crosscoders import catalog
+    from featstore.text.slices import get_corpus
+
+    check_options(batch_size, context, "float32")
+    catalog.get_crosscoder(wh, crosscoder_id)
+    for name in corpora:
+        get_corpus(wh, name)
+    for name in corpora:
+        _echo_crosscoder_ingest(catalog.ingest(wh, crosscoder_id, name, batch_size=batch_size, context=context, device=device))
+
+
+def _echo_crosscoder_ingest(done: dict) -> None:
+    click.echo(f"{done['sae']} on {done['corpus']}: {done['rows']:,} rows over {done['tokens']:,} tokens, "
+               f"{done['tokens_per_s']:,.0f} tokens/s -> {done['path']}")
 
 
 @sae_group.command("eval")

@@ -67,7 +67,7 @@ def test_every_module_imports_from_the_wheel(installed, tmp_path):
     site = str(installed.parent.parent)
     outside = {name: file for name, file in files.items() if not file.startswith(site)}
     assert not outside, f"modules not from the wheel: {outside}"
-    stages = {"warehouse", "text", "models", "saes", "activations", "correlation", "matching", "interpret", "report",
+    stages = {"warehouse", "text", "models", "saes", "activations", "correlation", "crosscoders", "matching", "interpret", "report",
               "browser", "export", "pipeline"}
     assert stages <= {name.split(".")[1] for name in files if name.count(".") >= 1}
     assert "featstore.correlation.engines.sql" in files and "featstore.export.viewers.neuronpedia" in files
