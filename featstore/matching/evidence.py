@@ -1,6 +1,7 @@
 """Build the evidence of a compared pair of SAEs: each match method's candidate pairs, and assignments.
 
-Weight cosines are data-free, computed once per pair of SAEs (featstore.matching.cosine); co-firing
+Weight cosines are data-free, computed once per pair of SAEs (featstore.matching.cosine), and so is
+the crosscoder method where the two models have a crosscoder (featstore.matching.crosscoder); co-firing
 Jaccard is computed per corpus in SQL (macro jaccard_pairs); correlation statistics are already
 evidence once `featstore correlate` has run. The one-to-one policy needs an assignment solved in
 Python (featstore.matching.policies), so it is computed here for every method with evidence on the
@@ -18,7 +19,8 @@ import pyarrow as pa
 
 from featstore.errors import FeatstoreError
 from featstore.matching.cosine import cosine_candidates
-from featstore.matching.methods import COMPUTED, METHODS
+from featstore.matching.crosscoder import crosscoder_pairs
+from featstore.matching.methods import COMPUTED, DATA_FREE, METHODS
 from featstore.matching.policies import one_to_one
 from featstore.models.hf import resolve_device
 from featstore.saes.catalog import get_sae
@@ -40,23 +42,27 @@ def build_evidence(
 ) -> dict:
     """Compute and store the evidence of two SAEs, replacing earlier runs of the same pair.
 
-    Weight methods run once; activation methods and the one-to-one assignments of every method with
-    evidence (correlation runs included) run on each of `corpora`, and on the weights when a weight
-    method ran. Returns {method: {corpus: counts}}.
+    Data-free methods (weights, crosscoder) run once; activation methods and the one-to-one assignments
+    of every method with evidence (correlation runs included) run on each of `corpora`, and on the
+    weights when a data-free method ran. `methods` defaults to every method the pair has what it needs
+    for (the crosscoder method needs a crosscoder of the two models). Returns {method: {corpus: counts}}.
     """
-    methods = list(COMPUTED if methods is None else methods)
+    methods = list(applicable_methods(wh, sae_a, sae_b) if methods is None else methods)
     rows = _check(wh, sae_a, sae_b, corpora, methods)
     device = resolve_device(device)  # a bad --device is refused before any run is written
     summary: dict[str, dict] = {}
-    weight_methods = [m for m in methods if METHODS[m].source == "weights"]
+    weight_methods = [m for m in methods if METHODS[m].source in DATA_FREE]
     if weight_methods:
         tensors = [_weights(row) for row in rows]
         for name in weight_methods:
             start = time.perf_counter()
             method = METHODS[name]
-            pairs = cosine_candidates(method.vectors(tensors[0]), method.vectors(tensors[1]), top_k=top_k,
-                                      floor=method.floor, device=device)
-            _store_run(wh, sae_a, sae_b, None, name, top_k, pairs, time.perf_counter() - start)
+            if method.source == "crosscoder":
+                pairs, k = _crosscoder_evidence(wh, rows, tensors, device), 1
+            else:
+                pairs, k = cosine_candidates(method.vectors(tensors[0]), method.vectors(tensors[1]), top_k=top_k,
+                                             floor=method.floor, device=device), top_k
+            _store_run(wh, sae_a, sae_b, None, name, k, pairs, time.perf_counter() - start)
             summary.setdefault(name, {})["weights"] = {"pairs": len(pairs[0])}
     for corpus in corpora:
         for name in (m for m in methods if METHODS[m].source == "activations"):
@@ -79,9 +85,9 @@ def slices_to_match(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str
     """
     if corpora:
         return list(corpora), methods, None
-    asked = list(COMPUTED if methods is None else methods)
+    asked = list(applicable_methods(wh, sae_a, sae_b) if methods is None else methods)
     _check(wh, sae_a, sae_b, [], asked)
-    reading = {source: {m for m in asked if METHODS[m].source == source} for source in ("weights", "activations")}
+    reading = {source: {m for m in asked if _source_of(m) == source} for source in ("weights", "activations")}
     found = wh.matches.methods_by_slice(sae_a, sae_b, top_k)
     stored = {s: reading[_source(s)] <= set(run) for s, run in found.items() if reading[_source(s)]}
     if not stored:
@@ -90,12 +96,47 @@ def slices_to_match(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str
     todo, skipped = slices_to_compute(stored, every, f"{sae_a} x {sae_b} has its runs of {', '.join(asked)}",
                                       "computes them again")
     sources = {_source(s) for s in todo}
-    return [s for s in todo if s is not None], [m for m in asked if METHODS[m].source in sources], skipped
+    return [s for s in todo if s is not None], [m for m in asked if _source_of(m) in sources], skipped
 
 
 def _source(slice_: str | None) -> str:
     """What a method must read to have a run on a slice: None is the weights, a name a corpus's activations."""
     return "weights" if slice_ is None else "activations"
+
+
+def _source_of(method: str) -> str:
+    """The slice kind a method's runs are on: the weights (data-free) or a corpus's activations."""
+    return "weights" if METHODS[method].source in DATA_FREE else "activations"
+
+
+def applicable_methods(wh: Warehouse, sae_a: str, sae_b: str) -> list[str]:
+    """Every computed method, the crosscoder method only when the two SAEs' models have a crosscoder."""
+    rows = [get_sae(wh, sae_a), get_sae(wh, sae_b)]
+    return [m for m in COMPUTED if METHODS[m].source != "crosscoder" or _crosscoder_of(wh, rows) is not None]
+
+
+def _crosscoder_of(wh: Warehouse, rows: list[dict]) -> tuple[str, int] | None:
+    """(the newest crosscoder of the two SAEs' models, the crosscoder side of the first SAE's model), or None."""
+    models = [rows[0]["model"], rows[1]["model"]]
+    for side, (parent, child) in enumerate((models, models[::-1])):
+        found = wh.crosscoders.newest(parent, child)
+        if found is not None:
+            return found, side
+    return None
+
+
+def _crosscoder_evidence(wh: Warehouse, rows: list[dict], tensors: list[dict], device) -> tuple:
+    from featstore.crosscoders.catalog import load
+
+    crosscoder_id, side_a = _crosscoder_of(wh, rows)
+    xc = load(wh, crosscoder_id)
+    if rows[0]["hook_point"] != xc.cfg.hook_name or rows[1]["hook_point"] != xc.cfg.hook_name:
+        raise FeatstoreError(f"crosscoder {crosscoder_id!r} reads {xc.cfg.hook_name}; SAEs {rows[0]['id']!r} and "
+                             f"{rows[1]['id']!r} read {rows[0]['hook_point']} and {rows[1]['hook_point']}")
+    shared = wh.crosscoders.latents(crosscoder_id).column("class").to_numpy(zero_copy_only=False) == "shared"
+    decoders = xc.W_dec.detach()
+    return crosscoder_pairs(tensors[0]["W_dec"], tensors[1]["W_dec"], decoders[:, side_a], decoders[:, 1 - side_a],
+                            shared, device=device)
 
 
 def _check(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str], methods: Sequence[str]) -> list[dict]:
@@ -106,7 +147,10 @@ def _check(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str], method
     if sae_a == sae_b:
         raise FeatstoreError(f"SAE {sae_a!r} would be matched with itself; give two different SAEs")
     rows = [get_sae(wh, sae_a), get_sae(wh, sae_b)]
-    if any(METHODS[m].source == "weights" for m in methods) and rows[0]["d_in"] != rows[1]["d_in"]:
+    if "crosscoder" in methods and _crosscoder_of(wh, rows) is None:
+        raise FeatstoreError(f"models {rows[0]['model']!r} and {rows[1]['model']!r} have no crosscoder; train one with "
+                             f"`featstore crosscoder train {rows[0]['model']} {rows[1]['model']}`")
+    if any(METHODS[m].source in DATA_FREE for m in methods) and rows[0]["d_in"] != rows[1]["d_in"]:
         raise FeatstoreError(
             f"SAEs {sae_a!r} (d_in {rows[0]['d_in']}, {rows[0]['hook_point']}) and {sae_b!r} (d_in {rows[1]['d_in']}, "
             f"{rows[1]['hook_point']}) read vectors of different widths, so their weights cannot be compared by cosine"

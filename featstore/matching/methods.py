@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class EvidenceMethod:
     name: str
-    source: str                                            # correlation | weights | activations
-    vectors: Callable[[dict], "torch.Tensor"] | None = None  # weights: one row per feature from the SAE's tensors
+    source: str                                            # correlation | weights | activations | crosscoder
+    vectors: Callable[[dict], torch.Tensor] | None = None  # weights: one row per feature from the SAE's tensors
     sql: str | None = None                                 # activations: table macro (sae_a, sae_b, corpus, floor)
     floor: float = 0.0                                     # pairs scoring at least this are kept as candidates
 
@@ -34,6 +34,9 @@ METHODS: dict[str, EvidenceMethod] = {
     "decoder_cosine": EvidenceMethod("decoder_cosine", "weights", vectors=lambda w: w["W_dec"], floor=0.5),
     "encoder_cosine": EvidenceMethod("encoder_cosine", "weights", vectors=lambda w: w["W_enc"].T, floor=0.5),
     "jaccard": EvidenceMethod("jaccard", "activations", sql="jaccard_pairs", floor=0.2),
+    # needs a crosscoder of the two SAEs' models (featstore.matching.crosscoder); computed when one exists
+    "crosscoder": EvidenceMethod("crosscoder", "crosscoder"),
 }
 COMPUTED = tuple(name for name, m in METHODS.items() if m.source != "correlation")  # what build_evidence computes
+DATA_FREE = ("weights", "crosscoder")  # sources whose runs have no corpus (the "weights" slice)
 POLICIES = ("best", "mutual", "one_to_one")

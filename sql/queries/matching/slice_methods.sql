@@ -1,5 +1,5 @@
 -- The slices of SAEs $sae_a and $sae_b, each with the match methods that have a run there (either
--- orientation): the weights (corpus NULL, first; runs with top-k $top_k) and every corpus slice both have
+-- orientation): the weights (corpus NULL, first; runs with top-k $top_k, and crosscoder runs) and every corpus slice both have
 -- partitions on (runs made after both partitions were written). `featstore match A B` without --corpus
 -- computes the slices lacking a method it was asked for.
 WITH slices AS (
@@ -15,6 +15,6 @@ FROM slices s
 LEFT JOIN match_runs m
        ON least(m.sae_a, m.sae_b) = least($sae_a, $sae_b) AND greatest(m.sae_a, m.sae_b) = greatest($sae_a, $sae_b)
       AND m.corpus IS NOT DISTINCT FROM s.corpus
-      AND CASE WHEN s.corpus IS NULL THEN m.top_k = $top_k ELSE m.created_at >= s.written_at END
+      AND CASE WHEN s.corpus IS NULL THEN m.top_k = $top_k OR m.method = 'crosscoder' ELSE m.created_at >= s.written_at END
 GROUP BY s.corpus
 ORDER BY s.corpus NULLS FIRST;
