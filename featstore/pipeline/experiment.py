@@ -88,6 +88,16 @@ class SAE:
 
 
 @dataclass(frozen=True)
+class CrosscoderEntry:
+    name: str                       # its id in the warehouse (an SAE row) and its step `crosscoder-<name>`
+    parent: str
+    child: str
+    settings: dict = field(default_factory=dict)  # CrosscoderSettings fields
+    source: str | None = None       # resolved corpus spec it trains on (None: the two models' corpora)
+    slices: tuple[str, ...] = ()    # slices its activations are stored on
+
+
+@dataclass(frozen=True)
 class Slice:
     name: str
     corpus: str                     # resolved spec
@@ -133,6 +143,7 @@ class Experiment:
     saes: tuple[SAE, ...]
     slices: dict[str, Slice]
     analyses: Analyses
+    crosscoders: tuple[CrosscoderEntry, ...] = ()
 
     def domains(self) -> dict[str, str]:
         """Evaluation domain (corpus name) -> spec: every model's validation metrics are measured on these."""
@@ -160,6 +171,15 @@ def load_experiment(path: str | Path | None = None, overrides: tuple[str, ...] |
     """Read, override, fill and check an experiment file; the built-in tiny experiment when `path` is None."""
     file = Path(path) if path is not None else experiments_dir() / DEFAULT_EXPERIMENT
     label = str(path) if path is not None else f"experiments/{DEFAULT_EXPERIMENT}"
+    data = read_toml(file, label)
+    for item in overrides:
+        apply_override(data, item, label)
+    return Reader(label).experiment(data, default_name=file.stem)
+
+
+def read_toml(file: Path, label: str, seen: tuple[Path, ...] = ()) -> dict:
+    """The file's tables; with `extends = "OTHER.toml"` (beside it, else a shipped file) laid over that
+    file's, table by table: what it writes wins, the rest is the other file's (its name excepted)."""
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -168,9 +188,25 @@ def load_experiment(path: str | Path | None = None, overrides: tuple[str, ...] |
         raise FeatstoreError(f"{label}: not UTF-8 text (byte {exc.start:,}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise FeatstoreError(f"{label}: not valid TOML ({exc})") from None
-    for item in overrides:
-        apply_override(data, item, label)
-    return Reader(label).experiment(data, default_name=file.stem)
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    if not isinstance(base_name, str):
+        raise FeatstoreError(f"{label}: extends: expected a file name, got {_kind(base_name)}")
+    beside = file.parent / base_name
+    base_file = beside if beside.is_file() else experiments_dir() / base_name
+    if base_file.resolve() in (*seen, file.resolve()):
+        raise FeatstoreError(f"{label}: extends: {base_name} leads back to this file (a cycle)")
+    base = read_toml(base_file, f"{label}: extends: {base_name}", (*seen, file.resolve()))
+    base.pop("name", None)  # an experiment is named by its own file
+    return _laid_over(base, data)
+
+
+def _laid_over(base: dict, top: dict) -> dict:
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = _laid_over(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
 
 
 def apply_override(data: dict, item: str, label: str) -> None:
@@ -280,9 +316,10 @@ class Reader:
                 raise self.fail(f"models.{m.name}.home", f"unknown slice {m.home!r}; declare it under [slices]")
         saes = self.saes(self.table(data, "saes", ""), models, slices, seed, preset)
         analyses = self.analyses(self.table(data, "analyses", ""), models)
+        crosscoders = self.crosscoders(self.table(data, "crosscoders", ""), corpora, models, slices, saes, seed)
         self.done(data, "")
         experiment = Experiment(name, self.label, seed, preset, family_overrides, tokenizer, tokenizer_overrides,
-                                tok_corpora, corpora, models, saes, slices, analyses)
+                                tok_corpora, corpora, models, saes, slices, analyses, crosscoders)
         self.check_tokenizers(experiment)
         return experiment
 
@@ -586,6 +623,45 @@ class Reader:
         fields["sweeps"] = tuple(self.sweep(name, value, models) for name, value in sweeps.items())
         self.done(data, "analyses.")
         return Analyses(**fields)
+
+    def crosscoders(self, data: dict, corpora: dict[str, Corpus], models: dict[str, Model], slices: dict[str, Slice],
+                    saes: tuple[SAE, ...], seed: int) -> tuple[CrosscoderEntry, ...]:
+        """[crosscoders.NAME]: parent, child, source, slices and CrosscoderSettings' keys."""
+        from dataclasses import fields
+
+        from featstore.crosscoders.settings import CrosscoderSettings
+
+        self.names(data, "crosscoders.")
+        types = {f.name: type(f.default) for f in fields(CrosscoderSettings)}
+        out = []
+        for name, value in data.items():
+            where = f"crosscoders.{name}."
+            if not isinstance(value, dict):
+                raise self.fail(f"crosscoders.{name}", f"expected a table, got {_kind(value)}")
+            if name in {s.id for s in saes}:
+                raise self.fail(f"crosscoders.{name}", "an SAE of the experiment has this id; name the crosscoder otherwise")
+            spec = dict(value)
+            pair = [self.take(spec, key, where, str, required=True) for key in ("parent", "child")]
+            for key, model in zip(("parent", "child"), pair):
+                if model not in models:
+                    raise self.fail(f"{where}{key}", f"unknown model {model!r}; declared models: {', '.join(models)}")
+            if pair[0] == pair[1]:
+                raise self.fail(f"{where}child", f"a crosscoder reads two different models, got {pair[0]!r} twice")
+            source = self.take(spec, "source", where, str)
+            default_slices = [s.name for s in slices.values() if set(pair) <= set(s.models)]
+            on = self.strings(spec, "slices", where, default_slices)
+            for s in on:
+                if s not in slices or not set(pair) <= set(slices[s].models):
+                    raise self.fail(f"{where}slices", f"{s!r} is not a slice both {pair[0]} and {pair[1]} are ingested on")
+            settings = {"seed": seed} | {key: self.take(spec, key, where, types[key]) for key in [k for k in spec if k in types]}
+            self.done(spec, where)
+            try:
+                CrosscoderSettings(**settings)
+            except FeatstoreError as exc:
+                raise self.fail(f"crosscoders.{name}", str(exc)) from None
+            out.append(CrosscoderEntry(name, pair[0], pair[1], settings,
+                                       self.resolve(corpora, source, f"{where}source") if source else None, tuple(on)))
+        return tuple(out)
 
     def sweep(self, name: str, value: Any, models: dict[str, Model]) -> Sweep:
         where = f"analyses.sweeps.{name}."

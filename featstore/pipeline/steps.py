@@ -21,6 +21,7 @@ from featstore.errors import FeatstoreError
 from featstore.pipeline.experiment import (
     MAIN_SAE,
     SAE,
+    CrosscoderEntry,
     Experiment,
     Model,
     Sweep,
@@ -283,10 +284,12 @@ def slices_exist(names: list[str]) -> Callable[[RunContext], bool]:
 
 
 def forget_model(wh: Warehouse, model: str) -> None:
-    """Remove a model, its SAEs and everything computed from them, its sweeps and its folder (`--prune`)."""
+    """Remove a model, its SAEs and the crosscoders that read it and everything computed from them, its
+    sweeps and its folder (`--prune`)."""
     import shutil
-    for sae in wh.saes.rows_where("model = ?", [model], select="id"):
-        wh.saes.drop(sae["id"])
+    readers = [r["sae"] for r in wh.crosscoders.rows_where("parent_model = ?", [model], select="sae")]
+    for sae in [r["id"] for r in wh.saes.rows_where("model = ?", [model], select="id")] + readers:
+        wh.saes.drop(sae)
     path = wh.models.rows_where("name = ?", [model], select="path")
     with wh.transaction() as con:
         run_query(con, "pipeline/forget_model", name=model)
@@ -366,21 +369,34 @@ def correlations_exist(parent_sae: str, child_sae: str, slices: list[str], stats
     return check
 
 
-def match_saes(ctx: RunContext, *, sae_a: str, sae_b: str, slices: list[str]) -> dict:
-    """The evidence of every match method for a pair of SAEs (weight cosines, Jaccard, one-to-one assignments)."""
+def match_saes(ctx: RunContext, *, sae_a: str, sae_b: str, slices: list[str], methods: list[str] | None = None) -> dict:
+    """The evidence of every match method for a pair of SAEs (weight cosines, Jaccard, the crosscoder's
+    where the experiment trains one for the pair, one-to-one assignments); `methods` None: those the
+    warehouse has what they need for."""
     from featstore.matching import build_evidence
 
-    return build_evidence(ctx.wh, sae_a, sae_b, slices, device=ctx.device)
+    return build_evidence(ctx.wh, sae_a, sae_b, slices, methods=methods, device=ctx.device)
 
 
-def evidence_exists(sae_a: str, sae_b: str) -> Callable[[RunContext], bool]:
+def evidence_exists(sae_a: str, sae_b: str, methods: list[str] | None) -> Callable[[RunContext], bool]:
     def check(ctx: RunContext) -> bool:
-        from featstore.matching import COMPUTED
+        from featstore.matching.evidence import applicable_methods
 
         found = ctx.wh.named_scalar("pipeline/evidence_methods", sae_a=sae_a, sae_b=sae_b)
-        return found == len(COMPUTED)
+        return found == len(methods or applicable_methods(ctx.wh, sae_a, sae_b))
 
     return check
+
+
+def train_crosscoder(ctx: RunContext, *, crosscoder: str, parent: str, child: str, settings: dict, source: str | None,
+                     slices: list[str]) -> dict:
+    """Train (again) a crosscoder of the experiment, classify its latents and store its activations on its slices."""
+    from featstore.crosscoders import CrosscoderSettings, catalog
+
+    row = catalog.train(ctx.wh, parent, child, settings=CrosscoderSettings(**settings), crosscoder_id=crosscoder,
+                        source=source, replace=True, device=ctx.device)
+    done = {s: catalog.ingest(ctx.wh, crosscoder, s, device=ctx.device)["rows"] for s in slices}
+    return {"crosscoder": crosscoder, "d_sae": row["d_sae"], "metrics": row["metrics"], "rows": done}
 
 
 def explain_sae(ctx: RunContext, *, sae: str, corpus: str, top: int, sample: int, seed: int) -> dict:
@@ -424,7 +440,9 @@ def sweep_exists(models: list[str], method: str) -> Callable[[RunContext], bool]
 
 ZOO_CODE = ("featstore.models.lm", "featstore.text.mixtures", "featstore.text.tokenizer")
 SAE_CODE = ("featstore.saes.training", "featstore.saes", "featstore.models.capture", "featstore.text.mixtures")
-MATCH_CODE = ("featstore.matching.evidence", "featstore.matching.cosine", "featstore.matching.policies", "featstore.matching.methods")
+MATCH_CODE = ("featstore.matching.evidence", "featstore.matching.cosine", "featstore.matching.policies", "featstore.matching.methods",
+              "featstore.matching.crosscoder")
+CROSSCODER_CODE = ("featstore.crosscoders", "featstore.models.capture", "featstore.activations.ingest")
 INGEST_CODE = ("featstore.activations.ingest", "featstore.models.capture", "featstore.saes")
 CORRELATE_CODE = ("featstore.correlation.correlate", "featstore.correlation.statistics", "featstore.correlation.inputs",
                   "featstore.correlation.engines.sql", "featstore.correlation.engines.torch",  # auto: sql on CPU, torch on CUDA
@@ -535,6 +553,28 @@ def correlate_step(exp: Experiment, name: str, a: SAE, b: SAE) -> Step:
                 sql=CORRELATE_SQL, queries=("correlation",), outputs_exist=correlations_exist(a.id, b.id, slices, stats))
 
 
+def crosscoder_step(exp: Experiment, entry: CrosscoderEntry) -> Step:
+    params = {"crosscoder": entry.name, "parent": entry.parent, "child": entry.child, "settings": entry.settings,
+              "source": entry.source, "slices": list(entry.slices)}
+    after = (exp.models[entry.parent].step, exp.models[entry.child].step, SLICE_STEP)
+    exists = [sae_exists(entry.name), partitions_exist(entry.name, list(entry.slices))]
+    return Step(f"crosscoder-{entry.name}", train_crosscoder, params, after=after, code=CROSSCODER_CODE,
+                queries=("crosscoders",), outputs_exist=lambda ctx: all(check(ctx) for check in exists))
+
+
+def match_step(exp: Experiment, label: str, a: SAE, b: SAE) -> Step:
+    """The evidence of a compared pair; with the crosscoder method after the crosscoders of its two models."""
+    correlated = [s for s in sae_slices(exp, a) if s in sae_slices(exp, b)]
+    crosscoders = [c for c in exp.crosscoders if {c.parent, c.child} == {a.model, b.model}]
+    params = {"sae_a": a.id, "sae_b": b.id, "slices": correlated}
+    if crosscoders:
+        from featstore.matching import COMPUTED
+
+        params["methods"] = list(COMPUTED)
+    return Step(f"match-{label}", match_saes, params, after=(f"correlate-{label}", *(f"crosscoder-{c.name}" for c in crosscoders)),
+                code=MATCH_CODE, sql=MATCH_SQL, queries=("matching",), outputs_exist=evidence_exists(a.id, b.id, params.get("methods")))
+
+
 def home_slice(exp: Experiment, model: Model) -> str:
     """Where a model's features are explained: its `home`, else the slice of its own training corpus,
     else its first parent's home, else the first slice it is ingested on."""
@@ -561,10 +601,8 @@ def build_steps(exp: Experiment) -> list[Step]:
     edges = [(p, c) for p, c in analyses.edges if p in main and c in main]
     pairs = [(f"{p}-{c}", main[p], main[c]) for p, c in edges] + [(s.label, main[s.model], s) for s in replicas]
     steps += [correlate_step(exp, f"correlate-{label}", a, b) for label, a, b in pairs]
-    steps += [Step(f"match-{label}", match_saes, {"sae_a": a.id, "sae_b": b.id, "slices": correlated},
-                   after=(f"correlate-{label}",), code=MATCH_CODE, sql=MATCH_SQL, queries=("matching",),
-                   outputs_exist=evidence_exists(a.id, b.id))
-              for label, a, b in pairs for correlated in [[s for s in sae_slices(exp, a) if s in sae_slices(exp, b)]]]
+    steps += [crosscoder_step(exp, c) for c in exp.crosscoders]
+    steps += [match_step(exp, label, a, b) for label, a, b in pairs]
     for model, sae in main.items():
         touching = tuple(f"correlate-{p}-{c}" for p, c in edges if model in (p, c))
         steps.append(Step(f"explain-{model}", explain_sae,
@@ -646,6 +684,9 @@ def _prune_outputs(wh: Warehouse, params: dict, steps: Sequence[Step]) -> str:
         with wh.transaction() as con:
             run_query(con, "pipeline/forget_correlations", sae_a=params["parent_sae"], sae_b=params["child_sae"])
         return f"correlations of {params['parent_sae']} x {params['child_sae']}"
+    if "crosscoder" in params:
+        wh.saes.drop(params["crosscoder"])
+        return f"crosscoder {params['crosscoder']}"
     if "sae" in params and ("settings" in params or "path" in params):
         wh.saes.drop(params["sae"])
         return f"SAE {params['sae']}"

@@ -127,6 +127,16 @@ BAD = [
     (["slices.eval-lua.doc_tokens=0"], "slices.eval-lua.doc_tokens", "at least 1"),
     (["models.lua.home=nowhere"], "models.lua.home", "unknown slice 'nowhere'"),
     ("[models.lua\n", "", "not valid TOML"),
+    (["crosscoders.x.parent=base"], "crosscoders.x.child", "missing (required)"),
+    (["crosscoders.x.parent=base", "crosscoders.x.child=nobody"], "crosscoders.x.child", "unknown model 'nobody'"),
+    (["crosscoders.x.parent=lua", "crosscoders.x.child=lua"], "crosscoders.x.child", "two different models"),
+    (["crosscoders.x.parent=base", "crosscoders.x.child=lua", "crosscoders.x.k=0"], "crosscoders.x", "k must be at least 1"),
+    (["crosscoders.x.parent=base", "crosscoders.x.child=lua", "crosscoders.x.sparsity=l2"], "crosscoders.x",
+     "unknown crosscoder sparsity 'l2'"),
+    (["crosscoders.x.parent=base", "crosscoders.x.child=lua", "crosscoders.x.width=3"], "crosscoders.x.width", "unknown key"),
+    (["crosscoders.x.parent=base", "crosscoders.x.child=lua", 'crosscoders.x.slices=["nowhere"]'], "crosscoders.x.slices",
+     "'nowhere' is not a slice both base and lua are ingested on"),
+    (["crosscoders.base-sae.parent=base", "crosscoders.base-sae.child=lua"], "crosscoders.base-sae", "an SAE of the experiment"),
 ]
 
 
@@ -149,6 +159,37 @@ def test_bad_experiment_files_fail_in_one_line_naming_file_and_key(tmp_path, cha
     line = result.output.strip()
     assert "\n" not in line and line.startswith(f"error: {file}: {key}") and message in line, line
     assert not warehouse.exists()  # nothing ran, nothing was written
+
+
+def test_a_file_extends_another_table_by_table(tmp_path):
+    """methods-tiny.toml is paper-tiny plus crosscoders: the same steps with the same hashes, three crosscoder
+    steps, and the match steps of their edges after them with the crosscoder method."""
+    tiny = build_steps(load_experiment(experiments_dir() / "paper-tiny.toml"))
+    methods = load_experiment(experiments_dir() / "methods-tiny.toml")
+    assert methods.name == "methods-tiny" and methods.models == load_experiment().models
+    steps = {s.name: s for s in build_steps(methods)}
+    old, new = hashes(tiny), hashes(list(steps.values()))
+    changed = {name for name in old if old[name] != new[name]}
+    assert changed == {"match-base-lua", "match-base-tinystories", "report"}
+    assert [n for n in new if n not in old] == ["crosscoder-base-lua-crosscoder", "crosscoder-base-tinystories-crosscoder",
+                                                "crosscoder-base-lua-crosscoder-l1"]
+    assert steps["match-base-lua"].after == ("correlate-base-lua", "crosscoder-base-lua-crosscoder", "crosscoder-base-lua-crosscoder-l1")
+    assert "crosscoder" in steps["match-base-lua"].params["methods"] and "methods" not in steps["match-lua-luastories"].params
+    assert steps["crosscoder-base-lua-crosscoder-l1"].params["settings"] == {"seed": 0, "sparsity": "l1"}
+    child = tmp_path / "child.toml"
+    child.write_text('extends = "parent.toml"\n[models.base]\ncorpus = "lua"\n')
+    (tmp_path / "parent.toml").write_text((experiments_dir() / "paper-tiny.toml").read_text() + '\n[corpora.extra]\nsource = "generated:lua?docs=9"\n')
+    extended = load_experiment(child)
+    assert extended.name == "child" and extended.models["base"].corpus == "generated:lua?docs=4000"
+    assert "extra" in extended.corpora and extended.models["lua"].parents == ("base",)
+    (tmp_path / "parent.toml").write_text('extends = "child.toml"\n')
+    with pytest.raises(FeatstoreError, match="extends: child.toml leads back to this file"):
+        load_experiment(child)
+    for line, message in (("extends = 1", "extends: expected a file name, got an integer"),
+                          ('extends = "missing.toml"', "extends: missing.toml: no such experiment file")):
+        child.write_text(line + "\n")
+        with pytest.raises(FeatstoreError, match=message):
+            load_experiment(child)
 
 
 def test_set_needs_key_and_value():
