@@ -186,14 +186,27 @@ def agreement_section(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int
     agreement = _table(db, "report/agreement")
     if not agreement.num_rows:
         return _missing("match evidence beside the correlations", "featstore match PARENT_SAE CHILD_SAE --corpus SLICE")
-    worst = _named_rows(db, "report/disagreements", n=per_edge)
+    worst = _named_rows(db, "report/disagreements", n=per_edge, method="decoder_cosine")
     return ("<p>Per edge (and seed pair) and slice: how many of the parent's live features each match method calls "
-            "persisting at its default threshold (<code>match_methods</code>: r ≥ 0.8, cosine ≥ 0.7, Jaccard ≥ 0.5), how "
-            "many both do and with the same partner; best match, all pairs with <code>all_tokens</code> "
-            "(<code>method_agreement(policy := …)</code> for the others).</p>" + html_table(agreement)
+            "persisting at its default threshold (<code>match_methods</code>: r ≥ 0.8, cosine ≥ 0.7, Jaccard ≥ 0.5, "
+            "crosscoder ≥ 0.5), how many both do and with the same partner; best match, all pairs with "
+            "<code>all_tokens</code> (<code>method_agreement(policy := …)</code> for the others).</p>" + html_table(agreement)
             + "<h3>Where activation r and decoder cosine disagree most</h3>"
             "<p>Parent features one method calls persisting and the other not, farthest apart "
-            "(<code>method_disagreements</code>), with their top tokens on the slice.</p>" + html_table(worst))
+            "(<code>method_disagreements</code>), with their top tokens on the slice.</p>" + html_table(worst)
+            + crosscoder_part(db, per_edge))
+
+
+def crosscoder_part(db: duckdb.DuckDBPyConnection, per_edge: int) -> str:
+    """The crosscoders' classes and where the crosscoder method and activation r disagree (nothing without crosscoders)."""
+    summary = _table(db, "report/crosscoders")
+    if not summary.num_rows:
+        return ""
+    worst = _named_rows(db, "report/disagreements", n=per_edge, method="crosscoder")
+    return ("<h3>Crosscoders</h3><p>Each crosscoder's latents by relative decoder norm (shared 0.4–0.6, parent-only "
+            "≤ 0.1, child-only ≥ 0.9), exclusive latents Latent Scaling flags as artefacts, and its fraction of "
+            "variance unexplained per model (view <code>crosscoder_summary</code>).</p>" + html_table(summary)
+            + "<h3>Where activation r and the crosscoder disagree most</h3>" + html_table(worst))
 
 
 def sweep_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
