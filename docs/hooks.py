@@ -124,6 +124,8 @@ def probe_experiment(preset: str) -> dict:
         "saes": {m["train"]: {"probe_entry": {}}},
         "slices": {"probe_slice": {"corpus": "probe_short"}},
         "analyses": {"sweeps": {"probe_sweep": {"models": [m["train"], m["finetune"]]}}},
+        "crosscoders": {"probe_crosscoder": {"parent": m["train"], "child": m["finetune"], "source": "probe_short",
+                                             "slices": ["probe_slice"]}},
     }
 
 
@@ -134,6 +136,7 @@ GENERAL = [  # concrete probe names -> the placeholders the page uses
     (re.compile(r"^saes\.(?!default\b)[^.]+$"), "saes.MODEL"),
     (re.compile(r"^slices\.[^.]+(\.|$)"), r"slices.NAME\1"),
     (re.compile(r"^analyses\.sweeps\.[^.]+(\.|$)"), r"analyses.sweeps.NAME\1"),
+    (re.compile(r"^crosscoders\.[^.]+(\.|$)"), r"crosscoders.NAME\1"),
 ]
 
 
@@ -212,6 +215,10 @@ NOTES = {
     "slices.NAME.doc_tokens": ("no cap", "at most this many tokens per document, so one long file cannot fill a slice"),
     "slices.NAME.min_docs": ("none", "fail with fewer documents"),
     "slices.NAME.models": (None, "models ingested on it"),
+    "crosscoders.NAME.parent": (None, "the model whose decoder is index 0 (`parent_only` latents write to it alone)"),
+    "crosscoders.NAME.child": (None, "the model whose decoder is index 1 (`child_only` latents write to it alone)"),
+    "crosscoders.NAME.source": ("the two models' training corpora, half each", "the declared corpus (or mixture) it trains on"),
+    "crosscoders.NAME.slices": ("every slice both models are ingested on", "slices its activations are stored on"),
 }
 
 
@@ -223,7 +230,7 @@ def _section_classes():
             "family.finetune.": (Schedule, ""), "tokenizer.": (ModelPreset, ""), "corpora.NAME.": (ex.Corpus, ""),
             "models.NAME.": (ex.Model, ""), "saes.default.": (ex.SAE, ""), "saes.MODEL.ENTRY.": (ex.SAE, ""),
             "slices.NAME.": (ex.Slice, ""), "analyses.": (ex.Analyses, ""), "analyses.explain.": (ex.Analyses, "explain_"),
-            "analyses.sweeps.NAME.": (ex.Sweep, "")}
+            "analyses.sweeps.NAME.": (ex.Sweep, ""), "crosscoders.NAME.": (ex.CrosscoderEntry, "")}
 
 
 def _preset_default(section: str, key: str, presets: dict) -> dict | None:
@@ -251,7 +258,8 @@ def experiment_keys() -> str:
         log.warning("experiment keys: the probe declares no model of kind %s; add it to KIND_PROBES in docs/hooks.py",
                     ", ".join(sorted(missing)))
     kind_of = {name: kind for kind, name in KIND_PROBES.items()}
-    probe_names = set(kind_of) | {"probe_short", "probe_table", "probe_entry", "probe_slice", "probe_sweep", "main"}
+    probe_names = set(kind_of) | {"probe_short", "probe_table", "probe_entry", "probe_slice", "probe_sweep", "probe_crosscoder",
+                                  "main"}
     all_models = list(probe_experiment("tiny")["models"])
 
     keys: dict[str, dict] = {}
@@ -329,6 +337,7 @@ def experiment_keys() -> str:
         header = ["key", "type", "default", *(["kinds"] if has_kinds else []), "meaning"]
         out.append(f"### {title}\n\n{_table(header, rows)}\n")
     out.append(sae_settings())
+    out.append(crosscoder_settings())
     return "\n".join(out)
 
 
@@ -359,6 +368,18 @@ def sae_settings() -> str:
             "seed derived from it and the SAE's id) ...\n\n" + training +
             "\n\n... and the hyperparameters of every architecture in `featstore.saes.architectures.ARCHITECTURES`:\n\n"
             + hyper + "\n")
+
+
+def crosscoder_settings() -> str:
+    """The crosscoder training fields the parser accepts in [crosscoders.NAME]."""
+    from featstore.crosscoders.settings import CrosscoderSettings
+
+    helps = field_help(CrosscoderSettings)
+    rows = [[f"`{f.name}`", TYPE_NAMES.get(type(f.default), type(f.default).__name__), _code(f.default), _cell(helps.get(f.name, ""))]
+            for f in dataclasses.fields(CrosscoderSettings)]
+    return ("### Crosscoder training fields\n\nAccepted in `[crosscoders.NAME]` beside the keys above: every field of "
+            "`featstore.crosscoders.settings.CrosscoderSettings` (`seed` defaults to the experiment's `seed`), the "
+            "options of `featstore crosscoder train`:\n\n" + _table(["key", "type", "default", "meaning"], rows) + "\n")
 
 
 # -- warehouse schema --------------------------------------------------------------------------------
