@@ -106,6 +106,8 @@ def feature_page(store: Store, con: duckdb.DuckDBPyConnection, sae: str, feature
         "explanations": snap.explanations.get((sae, feature), []),
         "contexts": contexts,
         "matches": matches(store, con, snap, row, feature),
+        "evidence": rows(con, "feature_evidence", sae=sae, feature=feature),
+        "latent": next(iter(rows(con, "crosscoder_latent", sae=sae, feature=feature)), None),
         "family": snap.family(row["model"], feature),
         "neighbours": neighbours(store, con, snap, row, feature, corpus),
     }

@@ -154,9 +154,15 @@ def test_a_crosscoder_is_registered_ingested_matched_and_dropped(lineage):
     for model in ("m", "child"):
         ingest(wh, model, batch_size=4, device="cpu", progress=False)
     correlate(wh, "m-sae", "child-sae", r_floor=0.1, progress=False)
-    page = create_app(wh).test_client().get(f"/sae/{row['sae']}/feature/0")
-    assert page.status_code == 200 and row["sae"] in page.get_data(as_text=True)  # a latent has a feature page
+    client = create_app(wh).test_client()
+    page = client.get(f"/sae/{row['sae']}/feature/0")
+    latent = wh.query("SELECT class FROM crosscoder_latents WHERE sae = ? AND latent = 0", [row["sae"]]).column(0)[0].as_py()
+    assert page.status_code == 200 and f"<strong>{latent.replace('_', '-')}</strong>" in page.get_data(as_text=True)
     summary = build_evidence(wh, "m-sae", "child-sae", device="cpu")
+    pair = wh.query("SELECT p.feature_a, p.feature_b FROM match_pairs p JOIN match_runs r ON r.id = p.run_id"
+                    " WHERE r.method = 'crosscoder' AND r.sae_a = 'm-sae' LIMIT 1").to_pylist()[0]
+    page = create_app(wh).test_client().get(f"/sae/m-sae/feature/{pair['feature_a']}").get_data(as_text=True)
+    assert "<td>crosscoder</td><td>child-sae</td>" in page and f'"sae/child-sae/feature/{pair["feature_b"]}"' in page
     assert summary["crosscoder"]["weights"]["pairs"] > 0
     agreement = wh.query("SELECT * FROM edge_agreement WHERE method_b = 'crosscoder' AND method_a = 'all_tokens'").to_pylist()
     assert len(agreement) == 1 and agreement[0]["live_features"] > 0 and agreement[0]["persisting_b"] is not None
