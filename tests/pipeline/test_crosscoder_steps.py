@@ -1,0 +1,56 @@
+"""An experiment's [crosscoders.NAME]: its step trains, classifies and ingests the crosscoder, the match
+step of its edge adds the crosscoder method, a rerun skips both, and removing it prunes the crosscoder."""
+
+from __future__ import annotations
+
+from featstore.pipeline.experiment import load_experiment
+from featstore.pipeline.steps import RunContext, build_steps, prune_removed, run_steps
+
+EDGE = """
+[models.base]
+corpus = "english=0.5+lua=0.5"
+
+[models.lua]
+parent = "base"
+corpus = "lua"
+
+[slices.eval-lua]
+corpus = "lua"
+tokens = 400
+
+[crosscoders.base-lua-xc]
+parent = "base"
+child = "lua"
+expansion = 1
+k = 8
+tokens = 2048
+batch_tokens = 256
+block_len = 32
+eval_tokens = 512
+"""
+
+
+def run(warehouse, file) -> dict[str, str]:
+    experiment = load_experiment(file)
+    steps = [s for s in build_steps(experiment) if not s.name.startswith(("explain-", "report"))]
+    records = run_steps(RunContext(warehouse, experiment, "cpu"), steps, log=lambda line: None)
+    return {r["step"]: r["status"] for r in records}
+
+
+def test_a_crosscoder_step_feeds_the_match_step_and_reruns_skip_it(warehouse, micro_experiment):
+    file = micro_experiment(EDGE)
+    first = run(warehouse, file)
+    assert first["crosscoder-base-lua-xc"] == "ran" and first["match-base-lua"] == "ran"
+    row = warehouse.query("SELECT * FROM crosscoder_summary").to_pylist()
+    assert len(row) == 1 and row[0]["crosscoder"] == "base-lua-xc" and row[0]["d_sae"] == 64
+    assert warehouse.scalar("SELECT count(*) FROM activation_partitions WHERE sae = 'base-lua-xc' AND corpus = 'eval-lua'") == 1
+    methods = warehouse.query("SELECT DISTINCT method FROM match_runs WHERE sae_a = 'base-sae'").column(0).to_pylist()
+    assert "crosscoder" in methods
+    again = run(warehouse, file)
+    assert again["crosscoder-base-lua-xc"] == again["match-base-lua"] == "skipped"
+
+    file.write_text(file.read_text().split("[crosscoders.base-lua-xc]")[0])
+    steps = build_steps(load_experiment(file))
+    assert prune_removed(warehouse, steps) == ["pruned crosscoder-base-lua-xc: crosscoder base-lua-xc"]
+    assert warehouse.scalar("SELECT count(*) FROM saes WHERE architecture = 'crosscoder'") == 0
+    assert warehouse.scalar("SELECT count(*) FROM match_runs WHERE method = 'crosscoder'") == 0
