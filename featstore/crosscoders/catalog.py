@@ -62,7 +62,9 @@ def train(wh: Warehouse, parent: str, child: str, *, settings: CrosscoderSetting
     check_name("crosscoder", crosscoder_id)
     if wh.saes.exists(crosscoder_id) and not replace:
         raise FeatstoreError(f"SAE {crosscoder_id!r} already exists; pick another --id or pass --replace")
-    rows = _check_models(wh, parent, child, settings.layer)
+    rows, width = _check_models(wh, parent, child, settings.layer)
+    if settings.sparsity == "batchtopk" and settings.k > width * settings.expansion:
+        raise FeatstoreError(f"a BatchTopK crosscoder needs 0 < k <= d_sae ({width * settings.expansion}); got k={settings.k}")
     device = resolve_device(device)
     tokenizer = load_tokenizer(rows[0]["path"])
     label, (train_blocks, eval_blocks) = _text(wh, rows, tokenizer, settings, source, corpus)
@@ -100,8 +102,8 @@ def load(wh: Warehouse, crosscoder_id: str, device: str | torch.device = "cpu") 
     return load_crosscoder(row["path"], device)
 
 
-def _check_models(wh: Warehouse, parent: str, child: str, layer: int) -> tuple[dict, dict]:
-    """Two different models that share a tokenizer and the width of the hooked activation."""
+def _check_models(wh: Warehouse, parent: str, child: str, layer: int) -> tuple[tuple[dict, dict], int]:
+    """(their rows, the hooked activation's width) of two different models that share a tokenizer and that width."""
     if parent == child:
         raise FeatstoreError(f"a crosscoder reads two different models; got {parent!r} twice")
     rows = (get_model(wh, parent), get_model(wh, child))
@@ -114,7 +116,7 @@ def _check_models(wh: Warehouse, parent: str, child: str, layer: int) -> tuple[d
         raise FeatstoreError(f"models {parent!r} and {child!r} differ in width at {hook_name(layer)} ({widths[0]} vs {widths[1]})")
     for row, width in zip(rows, widths):
         check_hook(row, hook_name(layer), layer, width)
-    return rows
+    return rows, widths[0]
 
 
 def _text(wh: Warehouse, rows: tuple[dict, dict], tokenizer, settings: CrosscoderSettings, source: str | None,
@@ -170,7 +172,7 @@ def ingest(wh: Warehouse, crosscoder_id: str, corpus: str, *, batch_size: int = 
            device: str | None = None, progress: bool = True) -> dict:
     """Write the crosscoder's latent activations on `corpus` (both models run on every window) as its partition."""
     row = get_crosscoder(wh, crosscoder_id)
-    rows = _check_models(wh, row["parent_model"], row["child_model"], row["layer"])
+    rows, _ = _check_models(wh, row["parent_model"], row["child_model"], row["layer"])
     corpus_row = get_corpus(wh, corpus)
     check_tokenizer(corpus_row, rows[0])
     if not corpus_row["n_tokens"]:
