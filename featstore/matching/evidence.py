@@ -116,10 +116,12 @@ def applicable_methods(wh: Warehouse, sae_a: str, sae_b: str) -> list[str]:
 
 
 def _crosscoder_of(wh: Warehouse, rows: list[dict]) -> tuple[str, int] | None:
-    """(the newest crosscoder of the two SAEs' models, the crosscoder side of the first SAE's model), or None."""
+    """(the crosscoder of the two SAEs' models at their hook, the crosscoder side of the first SAE's model), or None."""
+    if rows[0]["hook_point"] != rows[1]["hook_point"]:
+        return None
     models = [rows[0]["model"], rows[1]["model"]]
     for side, (parent, child) in enumerate((models, models[::-1])):
-        found = wh.crosscoders.newest(parent, child)
+        found = wh.crosscoders.for_models(parent, child, rows[0]["hook_point"])
         if found is not None:
             return found, side
     return None
@@ -130,9 +132,6 @@ def _crosscoder_evidence(wh: Warehouse, rows: list[dict], tensors: list[dict], d
 
     crosscoder_id, side_a = _crosscoder_of(wh, rows)
     xc = load(wh, crosscoder_id)
-    if rows[0]["hook_point"] != xc.cfg.hook_name or rows[1]["hook_point"] != xc.cfg.hook_name:
-        raise FeatstoreError(f"crosscoder {crosscoder_id!r} reads {xc.cfg.hook_name}; SAEs {rows[0]['id']!r} and "
-                             f"{rows[1]['id']!r} read {rows[0]['hook_point']} and {rows[1]['hook_point']}")
     shared = wh.crosscoders.latents(crosscoder_id).column("class").to_numpy(zero_copy_only=False) == "shared"
     decoders = xc.W_dec.detach()
     return crosscoder_pairs(tensors[0]["W_dec"], tensors[1]["W_dec"], decoders[:, side_a], decoders[:, 1 - side_a],
@@ -148,8 +147,8 @@ def _check(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str], method
         raise FeatstoreError(f"SAE {sae_a!r} would be matched with itself; give two different SAEs")
     rows = [get_sae(wh, sae_a), get_sae(wh, sae_b)]
     if "crosscoder" in methods and _crosscoder_of(wh, rows) is None:
-        raise FeatstoreError(f"models {rows[0]['model']!r} and {rows[1]['model']!r} have no crosscoder; train one with "
-                             f"`featstore crosscoder train {rows[0]['model']} {rows[1]['model']}`")
+        raise FeatstoreError(f"models {rows[0]['model']!r} and {rows[1]['model']!r} have no crosscoder at the SAEs' hook; "
+                             f"train one with `featstore crosscoder train {rows[0]['model']} {rows[1]['model']}`")
     if any(METHODS[m].source in DATA_FREE for m in methods) and rows[0]["d_in"] != rows[1]["d_in"]:
         raise FeatstoreError(
             f"SAEs {sae_a!r} (d_in {rows[0]['d_in']}, {rows[0]['hook_point']}) and {sae_b!r} (d_in {rows[1]['d_in']}, "

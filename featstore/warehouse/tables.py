@@ -315,9 +315,10 @@ class Crosscoders(Table):
     def drop_evidence(self, con: duckdb.DuckDBPyConnection, parent: str, child: str) -> None:
         run(con, "crosscoders/drop_evidence", parent=parent, child=child)
 
-    def newest(self, parent: str, child: str) -> str | None:
-        """The id of the newest crosscoder of `parent` and `child`, or None."""
-        return self._value("crosscoders/for_models", parent=parent, child=child)
+    def for_models(self, parent: str, child: str, hook: str) -> str | None:
+        """The id of the crosscoder of `parent` and `child` at `hook` that gives their evidence (the newest
+        BatchTopK one, else the newest L1 one), or None."""
+        return self._value("crosscoders/for_models", parent=parent, child=child, hook=hook)
 
     def latents(self, sae: str) -> pa.Table:
         return self._arrow("crosscoders/latents", sae=sae)

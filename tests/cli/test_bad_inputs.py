@@ -367,7 +367,7 @@ CASES = [
     ("crosscoder ingest unknown", ["crosscoder", "ingest", "nosuch", "--corpus", "c1"], 1, r"unknown crosscoder 'nosuch'"),
     ("crosscoder ingest without corpus", ["crosscoder", "ingest", "nosuch"], 2, r"Missing option '--corpus'"),
     ("match crosscoder without one", ["match", "s1", "s2", "--method", "crosscoder"], 1,
-     r"models 'm' and 'm2' have no crosscoder; train one with `featstore crosscoder train m m2`"),
+     r"models 'm' and 'm2' have no crosscoder at the SAEs' hook; train one with `featstore crosscoder train m m2`"),
     # -- model zoo
     ("finetune unknown parent", ["finetune", "x", "--from", "nosuch"], 1, r"unknown model 'nosuch'"),
     ("train unknown preset", ["train", "x", "--preset", "huge"], 1, r"unknown preset 'huge'"),

@@ -174,7 +174,7 @@ def test_a_crosscoder_is_registered_ingested_matched_and_dropped(lineage):
     wh.saes.drop(row["sae"])
     assert wh.scalar(runs) == 0 and wh.scalar("SELECT count(*) FROM crosscoder_latents") == 0
     assert wh.scalar("SELECT count(*) FROM crosscoders") == 0
-    with pytest.raises(FeatstoreError, match="have no crosscoder; train one"):
+    with pytest.raises(FeatstoreError, match="have no crosscoder at the SAEs. hook; train one"):
         build_evidence(wh, "m-sae", "child-sae", methods=["crosscoder"], device="cpu")
     assert "crosscoder" not in build_evidence(wh, "m-sae", "child-sae", device="cpu")
 
