@@ -60,8 +60,11 @@ def train(wh: Warehouse, parent: str, child: str, *, settings: CrosscoderSetting
 
     crosscoder_id = crosscoder_id or default_id(parent, child, settings)
     check_name("crosscoder", crosscoder_id)
-    if wh.saes.exists(crosscoder_id) and not replace:
-        raise FeatstoreError(f"SAE {crosscoder_id!r} already exists; pick another --id or pass --replace")
+    if wh.saes.exists(crosscoder_id):
+        if not wh.crosscoders.exists(crosscoder_id):
+            raise FeatstoreError(f"SAE {crosscoder_id!r} exists and is not a crosscoder; pick another --id")
+        if not replace:
+            raise FeatstoreError(f"crosscoder {crosscoder_id!r} already exists; pick another --id or pass --replace")
     rows, width = _check_models(wh, parent, child, settings.layer)
     if settings.sparsity == "batchtopk" and settings.k > width * settings.expansion:
         raise FeatstoreError(f"a BatchTopK crosscoder needs 0 < k <= d_sae ({width * settings.expansion}); got k={settings.k}")

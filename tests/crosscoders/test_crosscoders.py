@@ -189,6 +189,9 @@ def test_the_cli_trains_and_ingests_and_refuses_bad_pairs(lineage):
     assert "m-child-crosscoder-l1 on c:" in done.output
     again = run_cli(wh, "crosscoder", "train", "m", "child", *small, "--sparsity", "l1")
     assert again.exit_code == 1 and "already exists; pick another --id or pass --replace" in error_line(again)
+    taken = run_cli(wh, "crosscoder", "train", "m", "child", *small, "--id", "m-sae", "--replace")
+    assert taken.exit_code == 1 and "SAE 'm-sae' exists and is not a crosscoder" in error_line(taken)
+    assert wh.saes.get("m-sae")["architecture"] == "relu"
     same = run_cli(wh, "crosscoder", "train", "m", "m", *small)
     assert same.exit_code == 1 and "reads two different models" in error_line(same)
     missing = run_cli(wh, "crosscoder", "ingest", "nope", "--corpus", "c")
