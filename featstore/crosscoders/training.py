@@ -12,6 +12,7 @@ Decoders are not normalised: their norms per model are what classifies a latent.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterator
@@ -56,6 +57,8 @@ def paired_stream(models: tuple, blocks: np.ndarray, hook: str, device: torch.de
 
 def activation_scales(sample: torch.Tensor) -> tuple[float, float]:
     """Per model, the factor that brings its mean squared norm to d_in."""
+    if not bool(torch.isfinite(sample).all()):
+        raise FeatstoreError("NaN or inf activations from a model at this hook; check its weights")
     mean_sq = sample.pow(2).sum(dim=-1).mean(dim=0)
     if not bool((mean_sq > 0).all()):
         raise FeatstoreError("one model's activations are all zero at this hook; a crosscoder cannot scale them")
@@ -82,7 +85,7 @@ def train_crosscoder(models: tuple, blocks: np.ndarray, *, hook: str, names: tup
     silent = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
     with tqdm(total=steps * settings.batch_tokens, unit="tok", unit_scale=True, disable=not progress,
               desc=f"crosscoder {names[0]} x {names[1]}") as bar:
-        for step, x in zip(range(steps), _chain(first, stream)):
+        for step, x in zip(range(steps), itertools.chain([first], stream)):
             x = xc.scaled(x)
             pre = xc.pre_activation(x)
             feats = xc.activation(pre, training=True)
@@ -98,6 +101,8 @@ def train_crosscoder(models: tuple, blocks: np.ndarray, *, hook: str, names: tup
             if step % 50 == 0 or step == steps - 1:
                 log = {"mse": round(float(mse.detach()), 5), "l0": round(float((feats > 0).sum(dim=1).float().mean()), 2)}
                 bar.set_postfix(log)
+    if not all(bool(torch.isfinite(t).all()) for t in xc.tensors().values()):
+        raise FeatstoreError(f"crosscoder training diverged (NaN weights) at lr {settings.lr}; nothing was saved: lower --lr")
     cfg.extra.update({"settings": settings.__dict__, "train_seconds": round(time.perf_counter() - start, 2), "final": log})
     return xc.eval()
 
@@ -114,8 +119,3 @@ def _aux_loss(xc: Crosscoder, x: torch.Tensor, recon: torch.Tensor, pre: torch.T
     aux = torch.zeros_like(pre[:, dead]).scatter(1, indices, values)
     aux_recon = torch.einsum("nl,lmd->nmd", aux, xc.W_dec[dead])
     return (aux_recon - error).pow(2).sum() / error.pow(2).sum().clamp_min(1e-12)
-
-
-def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
-    yield first
-    yield from rest

@@ -109,6 +109,15 @@ def test_crosscoder_evidence_pairs_the_shared_features_and_only_those(planted):
     assert paired == {(i, i) for i in shared} and float(score.min()) > 0.9
 
 
+def test_a_diverging_run_is_refused_and_nothing_is_returned(planted):
+    lineage, _, _ = planted
+    settings = CrosscoderSettings(expansion=1, k=2, tokens=2048, batch_tokens=512, lr=1e30, block_len=64)
+    blocks = np.random.default_rng(2).integers(0, 512, size=(40, 64))
+    with pytest.raises(FeatstoreError, match="diverged .NaN weights. at lr 1e.30; nothing was saved"):
+        train_crosscoder((lineage.parent, lineage.child), blocks, hook=HOOK, names=("p", "c"), settings=settings,
+                         device=CPU, progress=False)
+
+
 def test_the_folder_loads_back_exactly_and_bad_folders_are_refused(planted, tmp_path):
     _, xc, sample = planted
     folder = save_crosscoder(xc, tmp_path / "xc")
