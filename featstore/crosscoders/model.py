@@ -17,6 +17,7 @@ b_dec (2, d_in) and threshold (a scalar; 0 for L1). Index 0 is the parent, 1 the
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from featstore.errors import FeatstoreError
 
 FORMAT, VERSION = "featstore.crosscoder", 1
 CONFIG_FILE, WEIGHTS_FILE = "cfg.json", "crosscoder_weights.safetensors"
-SIDES = ("parent", "child")
 
 
 @dataclass
@@ -163,10 +163,32 @@ def read_config(folder: str | Path) -> CrosscoderConfig:
     unknown = sorted(set(raw) - known - {"format", "version"})
     if unknown:
         raise FeatstoreError(f"{path}: unknown key {unknown[0]!r}; refusing rather than ignoring it")
+    _check_types(path, raw)
     try:
         return CrosscoderConfig(**{k: v for k, v in raw.items() if k in known})
     except TypeError as exc:
         raise FeatstoreError(f"{path}: {exc}") from None
+
+
+def _check_types(path: Path, raw: dict) -> None:
+    """Sizes are positive integers, the models two names, the scales two finite positive numbers."""
+    def integer(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    for key in ("d_in", "d_sae"):
+        if not integer(raw.get(key)) or raw[key] < 1:
+            raise FeatstoreError(f"{path}: {key} must be a positive integer (got {raw.get(key)!r})")
+    for key in ("k", "seed", "training_tokens"):
+        if raw.get(key) is not None and not integer(raw[key]):
+            raise FeatstoreError(f"{path}: {key} must be an integer (got {raw[key]!r})")
+    models, scales = raw.get("models"), raw.get("activation_scale", [1.0, 1.0])
+    if not (isinstance(models, list) and len(models) == 2 and all(isinstance(m, str) for m in models)):
+        raise FeatstoreError(f"{path}: models must be [parent, child], two names (got {models!r})")
+    if not (isinstance(scales, list) and len(scales) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in scales)):
+        raise FeatstoreError(f"{path}: activation_scale must be two positive numbers (got {scales!r})")
+    if not isinstance(raw.get("hook_name"), str):
+        raise FeatstoreError(f"{path}: hook_name must be a string such as blocks.0.mlp.hook_post (got {raw.get('hook_name')!r})")
 
 
 def load_crosscoder(folder: str | Path, device: str | torch.device = "cpu") -> Crosscoder:

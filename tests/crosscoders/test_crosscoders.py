@@ -132,6 +132,13 @@ def test_the_folder_loads_back_exactly_and_bad_folders_are_refused(planted, tmp_
     (folder / "cfg.json").write_text(json.dumps({**cfg, "d_sae": cfg["d_sae"] + 1}))
     with pytest.raises(FeatstoreError, match=r"W_dec has shape \(128, 2, 64\), expected \(129, 2, 64\)"):
         load_crosscoder(folder)
+    for key, value, message in (("d_in", "64", "d_in must be a positive integer"), ("k", 2.5, "k must be an integer"),
+                                ("models", ["p"], r"models must be \[parent, child\]"),
+                                ("activation_scale", [1.0, float("nan")], "activation_scale must be two positive numbers"),
+                                ("hook_name", 3, "hook_name must be a string")):
+        (folder / "cfg.json").write_text(json.dumps({**cfg, key: value}))
+        with pytest.raises(FeatstoreError, match=message):
+            load_crosscoder(folder)
     (folder / "cfg.json").write_text(json.dumps({**cfg, "format": "sae_lens"}))
     with pytest.raises(FeatstoreError, match="not a featstore.crosscoder version 1 config"):
         load_crosscoder(folder)
