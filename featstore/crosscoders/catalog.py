@@ -58,6 +58,8 @@ def train(wh: Warehouse, parent: str, child: str, *, settings: CrosscoderSetting
     models' training corpora half and half (train part; held out: their validation part)."""
     from featstore.text.tokenizer import load_tokenizer
 
+    if source is not None and corpus is not None:
+        raise FeatstoreError("give the training text as --source SPEC or --corpus NAME, not both")
     crosscoder_id = crosscoder_id or default_id(parent, child, settings)
     check_name("crosscoder", crosscoder_id)
     if wh.saes.exists(crosscoder_id):

@@ -358,6 +358,8 @@ CASES = [
     ("crosscoder k above d_sae", ["crosscoder", "train", "m", "m2", "--k", "100000", "--expansion", "1"], 1, r"a BatchTopK crosscoder needs 0 < k <= d_sae \(64\); got k=100000"),
     ("crosscoder text under one batch", ["crosscoder", "train", "m", "m2", "--corpus", "c1", "--device", "cpu"], 1,
      r"the training text holds [\d,]+ tokens, fewer than one batch \(512\)"),
+    ("crosscoder source and corpus", ["crosscoder", "train", "m", "m2", "--source", "generated:lua", "--corpus", "c1"], 1,
+     r"give the training text as --source SPEC or --corpus NAME, not both"),
     ("crosscoder lr negative", ["crosscoder", "train", "m", "m2", "--lr", "-1"], 1, r"lr and l1_coefficient must be positive"),
     ("crosscoder sparsity", ["crosscoder", "train", "m", "m2", "--sparsity", "l2"], 2, r"Invalid value for '--sparsity'"),
     ("crosscoder unknown corpus", ["crosscoder", "train", "m", "m2", "--corpus", "nosuch", "--device", "cpu"], 1,
