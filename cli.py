@@ -18,6 +18,7 @@ from featstore.crosscoders.settings import CrosscoderSettings
 from featstore.errors import FeatstoreError
 from featstore.export.tables import FORMATS
 from featstore.interpret.backends import BACKENDS
+from featstore.matching.causal import CausalSettings
 from featstore.models.catalog import MODEL_KINDS, RELATIONS
 from featstore.models.presets import MODEL_PRESETS
 from featstore.saes.presets import SAE_PRESETS, TrainSettings
@@ -650,6 +651,25 @@ def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, co
                         same_init_as=same_init_as, is_primary=is_primary, device=device)
     click.echo(f"SAE {row['id']} ({row['d_in']} -> {row['d_sae']}, {row['architecture']}) at {row['path']}")
     _echo_sae_metrics(row["id"], row["metrics"])
+
+
+@main.command("causal")
+@click.argument("sae_a")
+@click.argument("sae_b")
+@click.option("--corpus", required=True, help="Corpus slice whose tokens both models read.")
+@settings_options(CausalSettings, default_is="")
+@click.option("--device", default=None, help="[default: cuda when available]")
+@pass_warehouse
+def causal_command(wh: Warehouse, sae_a: str, sae_b: str, corpus: str, device, **settings) -> None:
+    """Check SAE_A's best matches in SAE_B causally: ablate each pair's features in their models and store
+    whether they change the next-token distribution alike (match method `causal`, view causal_checks)."""
+    from featstore.matching.causal import causal_evidence
+
+    chosen = CausalSettings(**{k: v for k, v in settings.items() if v is not None})
+    done = causal_evidence(wh, sae_a, sae_b, corpus, settings=chosen, device=device)
+    click.echo(f"causal ({corpus}): {done['pairs']} pairs of {chosen.method} matches checked, {done['tested']} with a "
+               f"position to read, {done['agreeing']} acting alike, {done['seconds']:.1f} s")
+    echo_table(wh.named("matching/causal_summary", sae_a=sae_a, sae_b=sae_b, corpus=corpus))
 
 
 # --- crosscoders ------------------------------------------------------------------------------------

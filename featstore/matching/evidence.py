@@ -68,7 +68,7 @@ def build_evidence(
         for name in (m for m in methods if METHODS[m].source == "activations"):
             summary.setdefault(name, {})[corpus] = {"pairs": _store_sql_run(wh, sae_a, sae_b, corpus, name)}
     for corpus in ([None] if weight_methods else []) + list(corpora):  # the weights' evidence changes with their runs only
-        for name, assigned in _assign(wh, sae_a, sae_b, corpus).items():
+        for name, assigned in assign(wh, sae_a, sae_b, corpus).items():
             summary.setdefault(name, {}).setdefault(corpus or "weights", {})["one_to_one"] = assigned
     return summary
 
@@ -195,13 +195,14 @@ def _key(sae_a: str, sae_b: str, corpus: str | None, method: str) -> dict:
     return {"sae_a": sae_a, "sae_b": sae_b, "corpus": corpus, "method": method}
 
 
-def _assign(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None) -> dict[str, int]:
-    """Solve and store the one-to-one assignment of every method with evidence for the pair on `corpus`."""
+def assign(wh: Warehouse, sae_a: str, sae_b: str, corpus: str | None, methods: Sequence[str] | None = None) -> dict[str, int]:
+    """Solve and store the one-to-one assignment of every method (of `methods`, when given) with evidence
+    for the pair on `corpus`."""
     evidence = wh.named("matching/pair_evidence", sae_a=sae_a, sae_b=sae_b, corpus=corpus)
     names = evidence.column("method").to_numpy(zero_copy_only=False)
     assigned = {}
     with wh.transaction() as con:
-        for name in sorted(set(names.tolist())):
+        for name in sorted(set(names.tolist()) & set(methods or names.tolist())):
             mask = names == name
             fa, fb, score = (evidence.column(c).to_numpy()[mask] for c in ("feature_x", "feature_y", "score"))
             picked = pa.table(dict(zip(("feature_a", "feature_b", "score"), one_to_one(fa, fb, score))))

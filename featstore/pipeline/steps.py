@@ -382,8 +382,8 @@ def evidence_exists(sae_a: str, sae_b: str, methods: list[str] | None) -> Callab
     def check(ctx: RunContext) -> bool:
         from featstore.matching.evidence import applicable_methods
 
-        found = ctx.wh.named_scalar("pipeline/evidence_methods", sae_a=sae_a, sae_b=sae_b)
-        return found == len(methods or applicable_methods(ctx.wh, sae_a, sae_b))
+        asked = list(methods or applicable_methods(ctx.wh, sae_a, sae_b))
+        return ctx.wh.named_scalar("pipeline/evidence_methods", sae_a=sae_a, sae_b=sae_b, methods=asked) == len(asked)
 
     return check
 

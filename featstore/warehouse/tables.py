@@ -404,7 +404,8 @@ class CorrelationRuns(Table):
 
 
 class MatchRuns(Table):
-    """`match_runs` with their candidate pairs (`match_pairs`), and the one-to-one `match_assignments`.
+    """`match_runs` with their candidate pairs (`match_pairs`) and causal checks (`causal_effects`), and the
+    one-to-one `match_assignments`.
 
     A run's key is (sae_a, sae_b, corpus, method) in either orientation; corpus is NULL for weight methods.
     """
@@ -421,6 +422,10 @@ class MatchRuns(Table):
     def add_pairs(self, con: duckdb.DuckDBPyConnection, run_id: int, pairs: pa.Table) -> None:
         """Candidate pairs (feature_a, feature_b, score) of a run."""
         run_arrow(con, "matching/insert_pairs", pairs=pairs, run_id=run_id)
+
+    def add_effects(self, con: duckdb.DuckDBPyConnection, run_id: int, match_method: str, effects: pa.Table) -> None:
+        """The causal_effects rows of a causal run, its pairs chosen from `match_method`'s best matches."""
+        run_arrow(con, "matching/insert_effects", effects=effects, run_id=run_id, match_method=match_method)
 
     def finish(self, con: duckdb.DuckDBPyConnection, run_id: int, seconds: float) -> int:
         """Record a run's pair count and time; returns the count."""

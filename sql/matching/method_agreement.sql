@@ -1,7 +1,8 @@
 -- Do the match methods agree on which features persist? Per compared pair (lineage edges and seed
 -- pairs), corpus and pair of methods stored for it: the parent side's live features, how many each
 -- method calls persisting at its match_methods.default_threshold, how many both do (and with the
--- same partner), and the Jaccard index of the two persisting sets.
+-- same partner), and the Jaccard index of the two persisting sets. Beside the causal method, only the
+-- features it checked count.
 --   SELECT * FROM method_agreement(policy := 'one_to_one') WHERE method_a = 'all_tokens';
 CREATE OR REPLACE MACRO method_agreement(policy := 'best', stat := 'all_tokens') AS TABLE
 WITH verdicts AS (
@@ -10,6 +11,7 @@ WITH verdicts AS (
     FROM method_matches(stat := stat, policy := policy) m
     JOIN match_methods t ON t.name = m.method
     WHERE m.side = 'parent' AND m.fires
+      AND (t.source <> 'causal' OR m.match IS NOT NULL)  -- the causal check reads the features it was run on only
 )
 SELECT a.parent, a.child, a.relation, a.corpus, a.method AS method_a, b.method AS method_b,
        count(*) AS live_features,

@@ -9,6 +9,7 @@ WITH verdicts AS (
     FROM method_matches(stat := stat, policy := policy) m
     JOIN match_methods t ON t.name = m.method
     WHERE m.side = 'parent' AND m.fires
+      AND (t.source <> 'causal' OR m.match IS NOT NULL)  -- the causal check reads the features it was run on only
 ), disagreements AS (
     SELECT a.parent, a.child, a.relation, a.corpus, a.sae, a.feature, a.method AS method_a, b.method AS method_b,
            a.match AS match_a, a.score AS score_a, b.match AS match_b, b.score AS score_b,

@@ -54,6 +54,18 @@ def fill_rest(wh: Warehouse) -> None:
                     " ('toy@synth-1a2b', 0, 2, 'toy', 'synth', 'staging/shards/toy@synth-1a2b/part-00000-of-00002.parquet', 10)")
         fill_matching(con)
         fill_crosscoder(con)
+        fill_causal(con)
+
+
+def fill_causal(con) -> None:
+    """A causal check of toy -> toy_child on synth: a pair acting alike, one with an inert child feature, one
+    sampled pair that never fires in the blocks read."""
+    con.execute("INSERT INTO match_runs (id, sae_a, sae_b, corpus, method, top_k, floor, n_pairs)"
+                " VALUES (5, 'toy', 'toy_child', 'synth', 'causal', 2, -1.0, 2)")
+    con.execute("INSERT INTO match_pairs VALUES (5, 0, 10, 0.9), (5, 1, 11, 0.0)")
+    con.execute("INSERT INTO causal_effects VALUES (5, 0, 10, 'all_tokens', 0.95, 'top', 20, 12, 15, 0.9, 0.8, 0.1, 0.12, 0.02, 0.03),"
+                " (5, 1, 11, 'all_tokens', 0.9, 'top', 8, 8, 0, 0.0, NULL, 0.05, NULL, 0.01, 0.0),"
+                " (5, 6, 16, 'all_tokens', 0.3, 'sample', 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL)")
 
 
 def fill_crosscoder(con) -> None:
