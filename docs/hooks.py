@@ -18,6 +18,7 @@ logged as a warning, which `mkdocs build --strict` turns into a failed build.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import logging
 import re
@@ -123,7 +124,8 @@ def probe_experiment(preset: str) -> dict:
         },
         "saes": {m["train"]: {"probe_entry": {}}},
         "slices": {"probe_slice": {"corpus": "probe_short"}},
-        "analyses": {"sweeps": {"probe_sweep": {"models": [m["train"], m["finetune"]]}}},
+        "analyses": {"sweeps": {"probe_sweep": {"models": [m["train"], m["finetune"]]}},
+                     "causal": {"slices": ["probe_slice"]}},
         "crosscoders": {"probe_crosscoder": {"parent": m["train"], "child": m["finetune"], "source": "probe_short",
                                              "slices": ["probe_slice"]}},
     }
@@ -215,6 +217,7 @@ NOTES = {
     "slices.NAME.doc_tokens": ("no cap", "at most this many tokens per document, so one long file cannot fill a slice"),
     "slices.NAME.min_docs": ("none", "fail with fewer documents"),
     "slices.NAME.models": (None, "models ingested on it"),
+    "analyses.causal.slices": ("each edge's child's home slice", "slices the causal checks run on (both SAEs correlated there)"),
     "crosscoders.NAME.parent": (None, "the model whose decoder is index 0 (`parent_only` latents write to it alone)"),
     "crosscoders.NAME.child": (None, "the model whose decoder is index 1 (`child_only` latents write to it alone)"),
     "crosscoders.NAME.source": ("the two models' training corpora, half each", "the declared corpus (or mixture) it trains on"),
@@ -230,6 +233,7 @@ def _section_classes():
             "family.finetune.": (Schedule, ""), "tokenizer.": (ModelPreset, ""), "corpora.NAME.": (ex.Corpus, ""),
             "models.NAME.": (ex.Model, ""), "saes.default.": (ex.SAE, ""), "saes.MODEL.ENTRY.": (ex.SAE, ""),
             "slices.NAME.": (ex.Slice, ""), "analyses.": (ex.Analyses, ""), "analyses.explain.": (ex.Analyses, "explain_"),
+            "analyses.causal.": (ex.Analyses, "causal_"),
             "analyses.sweeps.NAME.": (ex.Sweep, ""), "crosscoders.NAME.": (ex.CrosscoderEntry, "")}
 
 
@@ -337,7 +341,10 @@ def experiment_keys() -> str:
         header = ["key", "type", "default", *(["kinds"] if has_kinds else []), "meaning"]
         out.append(f"### {title}\n\n{_table(header, rows)}\n")
     out.append(sae_settings())
-    out.append(crosscoder_settings())
+    out.append(settings_table("featstore.crosscoders.settings", "CrosscoderSettings", "Crosscoder training fields",
+                              "`[crosscoders.NAME]`", "`featstore crosscoder train`"))
+    out.append(settings_table("featstore.matching.causal", "CausalSettings", "Causal check fields", "`[analyses.causal]`",
+                              "`featstore causal`"))
     return "\n".join(out)
 
 
@@ -370,16 +377,15 @@ def sae_settings() -> str:
             + hyper + "\n")
 
 
-def crosscoder_settings() -> str:
-    """The crosscoder training fields the parser accepts in [crosscoders.NAME]."""
-    from featstore.crosscoders.settings import CrosscoderSettings
-
-    helps = field_help(CrosscoderSettings)
+def settings_table(module: str, name: str, title: str, where: str, command: str) -> str:
+    """The fields of a settings dataclass (`module`.`name`) the parser accepts in `where`."""
+    cls = getattr(importlib.import_module(module), name)
+    helps = field_help(cls)
     rows = [[f"`{f.name}`", TYPE_NAMES.get(type(f.default), type(f.default).__name__), _code(f.default), _cell(helps.get(f.name, ""))]
-            for f in dataclasses.fields(CrosscoderSettings)]
-    return ("### Crosscoder training fields\n\nAccepted in `[crosscoders.NAME]` beside the keys above: every field of "
-            "`featstore.crosscoders.settings.CrosscoderSettings` (`seed` defaults to the experiment's `seed`), the "
-            "options of `featstore crosscoder train`:\n\n" + _table(["key", "type", "default", "meaning"], rows) + "\n")
+            for f in dataclasses.fields(cls)]
+    return (f"### {title}\n\nAccepted in {where} beside the keys above: every field of `{module}.{name}` (`seed` "
+            f"defaults to the experiment's `seed`), the options of {command}:\n\n"
+            + _table(["key", "type", "default", "meaning"], rows) + "\n")
 
 
 # -- warehouse schema --------------------------------------------------------------------------------

@@ -9,10 +9,13 @@ p ablated, the child with c ablated. At every position where p fires in the pare
 
 - the change in next-token loss, ablated − clean (positive: the feature helped predict the text);
 - KL(P_clean ‖ P_ablated) of the next-token distribution: the feature's effect whatever the text;
-- the cosine of the two models' changes in log-probability over the vocabulary, each centred (logits
-  are defined up to a constant): near 1 when the two features do the same thing, 0 when one does nothing
-  where the other acts, negative when they push opposite ways. Its mean over the positions is the
-  pair's score, `effect_cosine`.
+- the cosine of the two models' changes in log-probability over the vocabulary, in the geometry KL
+  measures (the Fisher metric of the next-token distribution): each token weighted by its clean
+  probability (the mean of the two models'), each change centred under those weights (logits are
+  defined up to a constant), so tokens neither model would predict do not count. Pooled over the
+  positions (the cosine of the two whole effects, so a position weighs as much as the features act
+  there), it is the pair's score `effect_cosine`: near 1 when the two features do the same thing, 0 when
+  one does nothing where the other acts, negative when they push opposite ways.
 
 Per feature, the mean loss change and KL where it fires are its own effect size, so a matched feature
 that does nothing is visible. Each pair reads at most `pair_blocks` blocks, those where either fires.
@@ -30,10 +33,10 @@ from tqdm.auto import tqdm
 from featstore.models.capture import capture_mlp_hidden, mlp_activations, splice_mlp_hidden
 from featstore.saes.base import SAE
 
-QUIET = 1e-4  # a centred change in log-probabilities smaller than this (L2 over the vocabulary) is no effect
+QUIET = 1e-4  # a change in log-probabilities smaller than this (Fisher norm, about √(2·KL)) is no effect
 STEADY = 1e-5  # loss changes spread less than this (nats, standard deviation) have no correlation
 SCORES = 1 << 25  # log-probabilities held per ablated forward: rows × block length × vocabulary
-SUMS = ("n", "cos", "x", "y", "xx", "yy", "xy", "n_a", "loss_a", "kl_a", "n_b", "loss_b", "kl_b")
+SUMS = ("n", "ab", "aa", "bb", "x", "y", "xx", "yy", "xy", "n_a", "loss_a", "kl_a", "n_b", "loss_b", "kl_b")
 COLUMNS = ("tokens", "tokens_a", "tokens_b", "effect_cosine", "loss_correlation", "loss_change_a", "loss_change_b",
            "kl_a", "kl_b")
 
@@ -117,18 +120,18 @@ def _ablated(model, sae: SAE, hook: str, ids: torch.Tensor, features: torch.Tens
 def _position_sums(ids: torch.Tensor, side_a: tuple, side_b: tuple) -> np.ndarray:
     """Per row, the SUMS over the positions (with a next token) where either row's feature fires."""
     losses, kls, centred, fires = [], [], [], []
+    weights = (side_a[1][:-1].exp() + side_b[1][:-1].exp()) / 2  # (L - 1, V), each row sums to 1
     for delta, log_p, fired in (side_a, side_b):
         delta = delta[:, :-1]
         losses.append(-delta.gather(-1, ids[1:].view(1, -1, 1).expand(len(delta), -1, 1)).squeeze(-1))
         kls.append(-(log_p[:-1].exp() * delta).sum(dim=-1))
-        centred.append(delta - delta.mean(dim=-1, keepdim=True))
+        centred.append(delta - (weights * delta).sum(dim=-1, keepdim=True))
         fires.append(fired[:, :-1].float())
-    norms = [c.norm(dim=-1) for c in centred]
-    cos = (centred[0] * centred[1]).sum(dim=-1) / (norms[0] * norms[1]).clamp_min(QUIET ** 2)
-    cos = torch.where((norms[0] < QUIET) | (norms[1] < QUIET), 0.0, cos)
+    products = [(weights * u * v).sum(dim=-1) for u, v in ((centred[0], centred[1]), (centred[0], centred[0]),
+                                                            (centred[1], centred[1]))]
     either = torch.maximum(*fires)
     x, y = losses
-    columns = [either, cos * either, x * either, y * either, x * x * either, y * y * either, x * y * either,
+    columns = [either, *(p * either for p in products), x * either, y * either, x * x * either, y * y * either, x * y * either,
                fires[0], x * fires[0], kls[0] * fires[0], fires[1], y * fires[1], kls[1] * fires[1]]
     return torch.stack([c.double().sum(dim=-1) for c in columns], dim=1).cpu().numpy()
 
@@ -140,7 +143,9 @@ def _table(pairs: np.ndarray, sums: np.ndarray) -> pa.Table:
         cov = s["xy"] / n - s["x"] * s["y"] / n ** 2
         spread = [np.sqrt(np.maximum(s[sq] / n - (s[m] / n) ** 2, 0)) for sq, m in (("xx", "x"), ("yy", "y"))]
         moving = (spread[0] > STEADY) & (spread[1] > STEADY)
-        means = {"effect_cosine": s["cos"] / n,
+        quiet = (s["aa"] < QUIET ** 2 * n) | (s["bb"] < QUIET ** 2 * n)
+        cosine = np.where(quiet, 0.0, s["ab"] / np.sqrt(s["aa"] * s["bb"]))
+        means = {"effect_cosine": np.where(n > 0, cosine, np.nan),
                  "loss_correlation": np.where(moving, cov / (spread[0] * spread[1]), np.nan).clip(-1, 1),
                  "loss_change_a": s["loss_a"] / s["n_a"], "loss_change_b": s["loss_b"] / s["n_b"],
                  "kl_a": np.maximum(s["kl_a"] / s["n_a"], 0), "kl_b": np.maximum(s["kl_b"] / s["n_b"], 0)}

@@ -126,6 +126,8 @@ class Analyses:
     explain_top: int = 24
     explain_sample: int = 48
     sweeps: tuple[Sweep, ...] = ()
+    causal: dict | None = None          # [analyses.causal]: CausalSettings fields; None: no causal checks
+    causal_slices: tuple[str, ...] = ()  # where they run (default: each edge's child's home slice)
 
 
 @dataclass(frozen=True)
@@ -315,7 +317,7 @@ class Reader:
             if m.home is not None and m.home not in slices:
                 raise self.fail(f"models.{m.name}.home", f"unknown slice {m.home!r}; declare it under [slices]")
         saes = self.saes(self.table(data, "saes", ""), models, slices, seed, preset)
-        analyses = self.analyses(self.table(data, "analyses", ""), models)
+        analyses = self.analyses(self.table(data, "analyses", ""), models, slices, seed)
         crosscoders = self.crosscoders(self.table(data, "crosscoders", ""), corpora, models, slices, saes, seed)
         self.done(data, "")
         experiment = Experiment(name, self.label, seed, preset, family_overrides, tokenizer, tokenizer_overrides,
@@ -592,7 +594,7 @@ class Reader:
             raise self.fail(where.rstrip("."), str(exc)) from None
         return asdict(independent_init(settings, init_name) if init_name else settings)
 
-    def analyses(self, data: dict, models: dict[str, Model]) -> Analyses:
+    def analyses(self, data: dict, models: dict[str, Model], slices: dict[str, Slice], seed: int) -> Analyses:
         from featstore.correlation.statistics import statistic_names
 
         lineage = tuple((p, m.name) for m in models.values() for p in m.parents)
@@ -621,8 +623,30 @@ class Reader:
         self.done(explain, "analyses.explain.")
         sweeps = self.table(data, "sweeps", "analyses.")
         fields["sweeps"] = tuple(self.sweep(name, value, models) for name, value in sweeps.items())
+        if "causal" in data:
+            fields["causal"], fields["causal_slices"] = self.causal(self.table(data, "causal", "analyses."), slices, seed)
         self.done(data, "analyses.")
         return Analyses(**fields)
+
+    def causal(self, spec: dict, slices: dict[str, Slice], seed: int) -> tuple[dict, tuple[str, ...]]:
+        """[analyses.causal]: CausalSettings' keys and the slices the checks run on."""
+        from dataclasses import fields
+
+        from featstore.matching.causal import CausalSettings
+
+        where = "analyses.causal."
+        on = self.strings(spec, "slices", where, [])
+        for name in on:
+            if name not in slices:
+                raise self.fail(f"{where}slices", f"unknown slice {name!r}; declare it under [slices]")
+        types = {f.name: type(f.default) for f in fields(CausalSettings)}
+        settings = {"seed": seed} | {key: self.take(spec, key, where, types[key]) for key in [k for k in spec if k in types]}
+        self.done(spec, where)
+        try:
+            CausalSettings(**settings)
+        except FeatstoreError as exc:
+            raise self.fail("analyses.causal", str(exc)) from None
+        return settings, tuple(on)
 
     def crosscoders(self, data: dict, corpora: dict[str, Corpus], models: dict[str, Model], slices: dict[str, Slice],
                     saes: tuple[SAE, ...], seed: int) -> tuple[CrosscoderEntry, ...]:

@@ -388,6 +388,24 @@ def evidence_exists(sae_a: str, sae_b: str, methods: list[str] | None) -> Callab
     return check
 
 
+def check_causally(ctx: RunContext, *, sae_a: str, sae_b: str, slices: list[str], settings: dict) -> dict:
+    """The causal check of the edge's best matches on each slice (featstore.matching.causal)."""
+    from featstore.matching.causal import CausalSettings, causal_evidence
+
+    done = {}
+    for corpus in slices:
+        result = causal_evidence(ctx.wh, sae_a, sae_b, corpus, settings=CausalSettings(**settings), device=ctx.device)
+        done[corpus] = {k: result[k] for k in ("pairs", "tested", "agreeing", "seconds")}
+    return done
+
+
+def causal_runs_exist(sae_a: str, sae_b: str, slices: list[str]) -> Callable[[RunContext], bool]:
+    def check(ctx: RunContext) -> bool:
+        return ctx.wh.matches.between(sae_a, sae_b, "causal", slices) == len(slices)
+
+    return check
+
+
 def train_crosscoder(ctx: RunContext, *, crosscoder: str, parent: str, child: str, settings: dict, source: str | None,
                      slices: list[str]) -> dict:
     """Train (again) a crosscoder of the experiment, classify its latents and store its activations on its slices."""
@@ -442,6 +460,7 @@ ZOO_CODE = ("featstore.models.lm", "featstore.text.mixtures", "featstore.text.to
 SAE_CODE = ("featstore.saes.training", "featstore.saes", "featstore.models.capture", "featstore.text.mixtures")
 MATCH_CODE = ("featstore.matching.evidence", "featstore.matching.cosine", "featstore.matching.policies", "featstore.matching.methods",
               "featstore.matching.crosscoder")
+CAUSAL_CODE = ("featstore.matching.causal", "featstore.matching.effects", "featstore.models.capture")
 CROSSCODER_CODE = ("featstore.crosscoders", "featstore.models.capture", "featstore.activations.ingest")
 INGEST_CODE = ("featstore.activations.ingest", "featstore.models.capture", "featstore.saes")
 CORRELATE_CODE = ("featstore.correlation.correlate", "featstore.correlation.statistics", "featstore.correlation.inputs",
@@ -575,6 +594,16 @@ def match_step(exp: Experiment, label: str, a: SAE, b: SAE) -> Step:
                 code=MATCH_CODE, sql=MATCH_SQL, queries=("matching",), outputs_exist=evidence_exists(a.id, b.id, params.get("methods")))
 
 
+def causal_step(exp: Experiment, label: str, a: SAE, b: SAE) -> Step:
+    """The causal check of an edge: on [analyses.causal] slices both SAEs are correlated on, else the child's home."""
+    correlated = [s for s in sae_slices(exp, a) if s in sae_slices(exp, b)]
+    home = home_slice(exp, exp.models[b.model])
+    slices = [s for s in exp.analyses.causal_slices if s in correlated] or [home if home in correlated else correlated[0]]
+    params = {"sae_a": a.id, "sae_b": b.id, "slices": slices, "settings": exp.analyses.causal}
+    return Step(f"causal-{label}", check_causally, params, after=(f"correlate-{label}",), code=CAUSAL_CODE,
+                sql=MATCH_SQL, queries=("matching",), outputs_exist=causal_runs_exist(a.id, b.id, slices))
+
+
 def home_slice(exp: Experiment, model: Model) -> str:
     """Where a model's features are explained: its `home`, else the slice of its own training corpus,
     else its first parent's home, else the first slice it is ingested on."""
@@ -603,6 +632,8 @@ def build_steps(exp: Experiment) -> list[Step]:
     steps += [correlate_step(exp, f"correlate-{label}", a, b) for label, a, b in pairs]
     steps += [crosscoder_step(exp, c) for c in exp.crosscoders]
     steps += [match_step(exp, label, a, b) for label, a, b in pairs]
+    if analyses.causal is not None:
+        steps += [causal_step(exp, f"{p}-{c}", main[p], main[c]) for p, c in edges]
     for model, sae in main.items():
         touching = tuple(f"correlate-{p}-{c}" for p, c in edges if model in (p, c))
         steps.append(Step(f"explain-{model}", explain_sae,
@@ -684,6 +715,11 @@ def _prune_outputs(wh: Warehouse, params: dict, steps: Sequence[Step]) -> str:
         with wh.transaction() as con:
             run_query(con, "pipeline/forget_correlations", sae_a=params["parent_sae"], sae_b=params["child_sae"])
         return f"correlations of {params['parent_sae']} x {params['child_sae']}"
+    if "sae_a" in params and "settings" in params:
+        with wh.transaction() as con:
+            for corpus in params["slices"]:
+                wh.matches.drop_run(con, {"sae_a": params["sae_a"], "sae_b": params["sae_b"], "corpus": corpus, "method": "causal"})
+        return f"causal checks of {params['sae_a']} x {params['sae_b']}"
     if "crosscoder" in params:
         wh.saes.drop(params["crosscoder"])
         return f"crosscoder {params['crosscoder']}"

@@ -189,12 +189,12 @@ def agreement_section(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int
     worst = _named_rows(db, "report/disagreements", n=per_edge, method="decoder_cosine")
     return ("<p>Per edge (and seed pair) and slice: how many of the parent's live features each match method calls "
             "persisting at its default threshold (<code>match_methods</code>: r ≥ 0.8, cosine ≥ 0.7, Jaccard ≥ 0.5, "
-            "crosscoder ≥ 0.5), how many both do and with the same partner; best match, all pairs with "
+            "crosscoder ≥ 0.5, causal ≥ 0.5 over the pairs it checked), how many both do and with the same partner; best match, all pairs with "
             "<code>all_tokens</code> (<code>method_agreement(policy := …)</code> for the others).</p>" + html_table(agreement)
             + "<h3>Where activation r and decoder cosine disagree most</h3>"
             "<p>Parent features one method calls persisting and the other not, farthest apart "
             "(<code>method_disagreements</code>), with their top tokens on the slice.</p>" + html_table(worst)
-            + crosscoder_part(db, per_edge))
+            + crosscoder_part(db, per_edge) + causal_part(db, per_edge))
 
 
 def crosscoder_part(db: duckdb.DuckDBPyConnection, per_edge: int) -> str:
@@ -207,6 +207,19 @@ def crosscoder_part(db: duckdb.DuckDBPyConnection, per_edge: int) -> str:
             "≤ 0.1, child-only ≥ 0.9), exclusive latents Latent Scaling flags as artefacts, and its fraction of "
             "variance unexplained per model (view <code>crosscoder_summary</code>).</p>" + html_table(summary)
             + "<h3>Where activation r and the crosscoder disagree most</h3>" + html_table(worst))
+
+
+def causal_part(db: duckdb.DuckDBPyConnection, per_edge: int) -> str:
+    """The causal checks per edge and where activation r and the causal check disagree (nothing without them)."""
+    summary = _table(db, "report/causal")
+    if not summary.num_rows:
+        return ""
+    worst = _named_rows(db, "report/disagreements", n=per_edge, method="causal")
+    return ("<h3>Causal checks</h3><p>Each edge's best matches (<code>top</code>) and a sample of the rest, each pair's "
+            "features ablated in their models on the same tokens: how many change the next-token distribution alike "
+            "(effect cosine ≥ 0.5), how many hold a feature that barely acts (KL under 1e-4 nats), the median scores, and "
+            "the correlation of match score with causal score (view <code>causal_summary</code>).</p>" + html_table(summary)
+            + "<h3>Where activation r and the causal check disagree most</h3>" + html_table(worst))
 
 
 def sweep_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:

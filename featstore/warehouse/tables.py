@@ -412,9 +412,13 @@ class MatchRuns(Table):
 
     name, key, what = "match_runs", ("id",), "match run"
 
+    def drop_run(self, con: duckdb.DuckDBPyConnection, key: dict) -> None:
+        """The run of `key` in either orientation, with its pairs and causal checks."""
+        run(con, "matching/drop_run", **key)
+
     def new_run(self, con: duckdb.DuckDBPyConnection, key: dict, *, top_k: int | None, floor: float) -> int:
         """Replace the run of `key` (and its pairs) by an empty one; returns its id."""
-        run(con, "matching/drop_run", **key)
+        self.drop_run(con, key)
         run_id = run(con, "matching/next_run_id").fetchone()[0]
         self.insert({"id": run_id, **key, "top_k": top_k, "floor": floor, "n_pairs": 0}, con)
         return run_id
@@ -438,6 +442,10 @@ class MatchRuns(Table):
         run(con, "matching/drop_assignments", **key)
         run_arrow(con, "matching/insert_assignments", picked=picked, sae_a=key["sae_a"], sae_b=key["sae_b"],
                   corpus=key["corpus"], method=key["method"])
+
+    def between(self, sae_a: str, sae_b: str, method: str, corpora: Sequence[str]) -> int:
+        """How many of `corpora` have a run of (sae_a, sae_b, method)."""
+        return self._value("matching/count_between", sae_a=sae_a, sae_b=sae_b, method=method, corpora=list(corpora))
 
     def methods_by_slice(self, sae_a: str, sae_b: str, top_k: int) -> dict[str | None, list[str]]:
         """The weights (None) and every corpus slice both SAEs have partitions on -> the methods with a run there

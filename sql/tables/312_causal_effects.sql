@@ -12,7 +12,7 @@ CREATE TABLE IF NOT EXISTS causal_effects (
     tokens           BIGINT NOT NULL,    -- positions compared: where either feature fires
     tokens_a         BIGINT NOT NULL,    -- of which feature_a fires on
     tokens_b         BIGINT NOT NULL,
-    effect_cosine    DOUBLE,             -- mean cosine of the two centred changes in log-probabilities
+    effect_cosine    DOUBLE,             -- cosine of the two changes in log-probabilities (Fisher metric, pooled)
     loss_correlation DOUBLE,             -- Pearson r of the two loss changes (NULL: one does not move)
     loss_change_a    DOUBLE,             -- mean next-token loss change, ablated - clean, where feature_a fires
     loss_change_b    DOUBLE,

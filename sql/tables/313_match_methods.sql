@@ -7,4 +7,4 @@ CREATE TABLE IF NOT EXISTS match_methods (
     description       VARCHAR NOT NULL
 );
 INSERT OR IGNORE INTO match_methods VALUES
-    ('causal', 'causal', 0.5, 'mean cosine of the two features'' ablation effects on the next-token log-probabilities, where either fires');
+    ('causal', 'causal', 0.5, 'cosine of the two features'' ablation effects on the next-token distribution (Fisher metric), where either fires');

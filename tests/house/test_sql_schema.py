@@ -253,3 +253,13 @@ def test_every_column_entry_has_only_name_description_and_tests():
              for obj, entry in schema.load_docs(sql_dir()).items() for column in entry.get("columns", [])
              if set(column) - {"name", "description", "tests"}}
     assert not stray, f"schema.yml column entries with stray keys (quote their descriptions): {stray}"
+
+
+def test_the_report_and_a_feature_page_show_the_crosscoder_and_the_causal_checks(filled):
+    from featstore.browser.app import create_app
+    from featstore.report.build import build_report
+
+    report = build_report(filled).read_text()
+    assert "<h3>Crosscoders</h3>" in report and "<h3>Causal checks</h3>" in report
+    page = create_app(filled).test_client().get("/sae/toy/feature/1").get_data(as_text=True)
+    assert "<h3>Causal checks</h3>" in page and '"sae/toy_child/feature/11"' in page

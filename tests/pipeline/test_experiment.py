@@ -137,6 +137,12 @@ BAD = [
     (["crosscoders.x.parent=base", "crosscoders.x.child=lua", 'crosscoders.x.slices=["nowhere"]'], "crosscoders.x.slices",
      "'nowhere' is not a slice both base and lua are ingested on"),
     (["crosscoders.base-sae.parent=base", "crosscoders.base-sae.child=lua"], "crosscoders.base-sae", "an SAE of the experiment"),
+    (["analyses.causal=3"], "analyses.causal", "expected a table, got an integer"),
+    (["analyses.causal.top=-1"], "analyses.causal", "causal top must be at least 0"),
+    (['analyses.causal.top="x"'], "analyses.causal.top", "expected an integer"),
+    (["analyses.causal.method=pearson"], "analyses.causal", "not a match method to check"),
+    (['analyses.causal.slices=["nowhere"]'], "analyses.causal.slices", "unknown slice 'nowhere'"),
+    (["analyses.causal.width=3"], "analyses.causal.width", "unknown key"),
 ]
 
 
@@ -162,8 +168,9 @@ def test_bad_experiment_files_fail_in_one_line_naming_file_and_key(tmp_path, cha
 
 
 def test_a_file_extends_another_table_by_table(tmp_path):
-    """methods-tiny.toml is paper-tiny plus crosscoders: the same steps with the same hashes, three crosscoder
-    steps, and the match steps of their edges after them with the crosscoder method."""
+    """methods-tiny.toml is paper-tiny plus crosscoders and causal checks: the same steps with the same hashes,
+    three crosscoder steps, the match steps of their edges after them with the crosscoder method, and a causal
+    step per lineage edge."""
     tiny = build_steps(load_experiment(experiments_dir() / "paper-tiny.toml"))
     methods = load_experiment(experiments_dir() / "methods-tiny.toml")
     assert methods.name == "methods-tiny" and methods.models == load_experiment().models
@@ -172,7 +179,9 @@ def test_a_file_extends_another_table_by_table(tmp_path):
     changed = {name for name in old if old[name] != new[name]}
     assert changed == {"match-base-lua", "match-base-tinystories", "report"}
     assert [n for n in new if n not in old] == ["crosscoder-base-lua-crosscoder", "crosscoder-base-tinystories-crosscoder",
-                                                "crosscoder-base-lua-crosscoder-l1"]
+                                                "crosscoder-base-lua-crosscoder-l1", "causal-base-lua", "causal-base-tinystories",
+                                                "causal-lua-luastories", "causal-tinystories-luastories"]
+    assert steps["causal-base-lua"].params["slices"] == ["eval-lua"] and steps["causal-base-lua"].after == ("correlate-base-lua",)
     assert steps["match-base-lua"].after == ("correlate-base-lua", "crosscoder-base-lua-crosscoder", "crosscoder-base-lua-crosscoder-l1")
     assert "crosscoder" in steps["match-base-lua"].params["methods"] and "methods" not in steps["match-lua-luastories"].params
     assert steps["crosscoder-base-lua-crosscoder-l1"].params["settings"] == {"seed": 0, "sparsity": "l1"}

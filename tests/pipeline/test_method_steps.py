@@ -1,5 +1,6 @@
-"""An experiment's [crosscoders.NAME]: its step trains, classifies and ingests the crosscoder, the match
-step of its edge adds the crosscoder method, a rerun skips both, and removing it prunes the crosscoder."""
+"""An experiment's analyses beyond correlation. [crosscoders.NAME]: its step trains, classifies and ingests the
+crosscoder, the match step of its edge adds the crosscoder method. [analyses.causal]: a step per edge checks
+its best matches causally. A rerun skips them all, and removing them prunes what they made."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ tokens = 2048
 batch_tokens = 256
 block_len = 32
 eval_tokens = 512
+
+[analyses.causal]
+top = 3
+sample = 2
+blocks = 6
+block_len = 32
 """
 
 
@@ -37,17 +44,24 @@ def run(warehouse, file) -> dict[str, str]:
     return {r["step"]: r["status"] for r in records}
 
 
-def test_a_crosscoder_step_feeds_the_match_step_and_reruns_skip_it(warehouse, micro_experiment):
+def test_crosscoder_and_causal_steps_feed_the_evidence_and_reruns_skip_them(warehouse, micro_experiment):
     file = micro_experiment(EDGE)
     first = run(warehouse, file)
-    assert first["crosscoder-base-lua-xc"] == "ran" and first["match-base-lua"] == "ran"
+    assert first["crosscoder-base-lua-xc"] == first["match-base-lua"] == first["causal-base-lua"] == "ran"
     row = warehouse.query("SELECT * FROM crosscoder_summary").to_pylist()
     assert len(row) == 1 and row[0]["crosscoder"] == "base-lua-xc" and row[0]["d_sae"] == 64
     assert warehouse.scalar("SELECT count(*) FROM activation_partitions WHERE sae = 'base-lua-xc' AND corpus = 'eval-lua'") == 1
     methods = warehouse.query("SELECT DISTINCT method FROM match_runs WHERE sae_a = 'base-sae'").column(0).to_pylist()
     assert "crosscoder" in methods
+    checked = warehouse.query("SELECT corpus, pairs FROM causal_summary WHERE sae_a = 'base-sae' ORDER BY selected DESC").to_pylist()
+    assert checked == [{"corpus": "eval-lua", "pairs": 3}, {"corpus": "eval-lua", "pairs": 2}]
     again = run(warehouse, file)
-    assert again["crosscoder-base-lua-xc"] == again["match-base-lua"] == "skipped"
+    assert again["crosscoder-base-lua-xc"] == again["match-base-lua"] == again["causal-base-lua"] == "skipped"
+
+    file.write_text(file.read_text().split("[analyses.causal]")[0])
+    assert prune_removed(warehouse, build_steps(load_experiment(file))) == [
+        "pruned causal-base-lua: causal checks of base-sae x lua-sae"]
+    assert warehouse.scalar("SELECT count(*) FROM causal_effects") == 0
 
     file.write_text(file.read_text().split("[crosscoders.base-lua-xc]")[0])
     steps = build_steps(load_experiment(file))
