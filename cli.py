@@ -627,6 +627,9 @@ def _hyperparameter_options() -> list[click.Option]:
 @click.option("--preset", type=click.Choice(list(SAE_PRESETS)), default="tiny", show_default=True)
 @settings_options(TrainSettings)
 @click.option("--same-init-as", default=None, help="Start from another SAE's saved initial weights.")
+@click.option("--init-from", default=None,
+              help="Start from another SAE's trained weights, e.g. the parent model's (a lineage-initialised SAE; "
+                   "its drift is in view lineage_drift; not primary unless --primary).")
 @click.option("--seed-of", default=None, help="Train a seed replica of this SAE: its settings and text, this --seed.")
 @click.option("--id", "sae_id", default=None, help="[default: MODEL-ARCH-xEXPANSION-sSEED]")
 @click.option("--source", default=None, help="Training text spec [default: the model's train_corpus].")
@@ -634,21 +637,22 @@ def _hyperparameter_options() -> list[click.Option]:
 @click.option("--primary/--secondary", "is_primary", default=None, help="[default: primary unless the model has one]")
 @click.option("--device", default=None, help="[default: cuda when available]")
 @pass_warehouse
-def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, corpus, same_init_as, seed_of, is_primary,
-                      device, **settings) -> None:
+def sae_train_command(wh: Warehouse, model: str, preset: str, sae_id, source, corpus, same_init_as, init_from, seed_of,
+                      is_primary, device, **settings) -> None:
     """Train an SAE on MODEL's MLP hidden activation, evaluate it and register it."""
     from featstore.saes.presets import sae_preset
     from featstore.saes.training import train_sae, train_seed_replica
 
     if seed_of:
-        taken = [k for k, v in {**settings, "source": source, "corpus": corpus, "same_init_as": same_init_as}.items()
+        taken = [k for k, v in {**settings, "source": source, "corpus": corpus, "same_init_as": same_init_as,
+                                "init_from": init_from}.items()
                  if v is not None and k != "seed"]
         if taken:
             raise FeatstoreError(f"--seed-of takes every setting from that SAE; drop --{taken[0].replace('_', '-')}")
         row = train_seed_replica(wh, seed_of, model=model, seed=settings["seed"], replica_id=sae_id, device=device)
     else:
         row = train_sae(wh, model, settings=sae_preset(preset, **settings), sae_id=sae_id, source=source, corpus=corpus,
-                        same_init_as=same_init_as, is_primary=is_primary, device=device)
+                        same_init_as=same_init_as, init_from=init_from, is_primary=is_primary, device=device)
     click.echo(f"SAE {row['id']} ({row['d_in']} -> {row['d_sae']}, {row['architecture']}) at {row['path']}")
     _echo_sae_metrics(row["id"], row["metrics"])
 

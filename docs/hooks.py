@@ -122,7 +122,7 @@ def probe_experiment(preset: str) -> dict:
             m["merge"]: {"parents": [m["train"], m["finetune"]]},
             m["import"]: {"path": "probe-org/probe-model"},
         },
-        "saes": {m["train"]: {"probe_entry": {}}},
+        "saes": {m["train"]: {"probe_entry": {}}, m["finetune"]: {"probe_lineage": {"init": "parent"}}},
         "slices": {"probe_slice": {"corpus": "probe_short"}},
         "analyses": {"sweeps": {"probe_sweep": {"models": [m["train"], m["finetune"]]}},
                      "causal": {"slices": ["probe_slice"]}},
@@ -203,6 +203,9 @@ NOTES = {
                                  "order); `shared`: every SAE from `seed` itself")),
     "saes.MODEL.ENTRY.preset": ("`[saes.default] preset`", "SAE preset of this SAE"),
     "saes.MODEL.ENTRY.path": (None, "import this SAELens folder instead of training"),
+    "saes.MODEL.ENTRY.init": ("a seed replica of the main SAE",
+                              "`parent`: start from the parent model's trained main SAE (lineage-initialised; not for `main`)"),
+    "saes.MODEL.ENTRY.init_fraction": ("`0.25`", "with `init = \"parent\"`: the share of its `tokens` it trains for"),
     "saes.MODEL.ENTRY.slices": ("every slice the model is on", "slices to ingest it on"),
     "analyses.edges": ("every lineage edge", "pairs `[parent, child]` to correlate"),
     "analyses.stats": (None, "correlation statistics (featstore.correlation.statistics)"),
@@ -262,8 +265,8 @@ def experiment_keys() -> str:
         log.warning("experiment keys: the probe declares no model of kind %s; add it to KIND_PROBES in docs/hooks.py",
                     ", ".join(sorted(missing)))
     kind_of = {name: kind for kind, name in KIND_PROBES.items()}
-    probe_names = set(kind_of) | {"probe_short", "probe_table", "probe_entry", "probe_slice", "probe_sweep", "probe_crosscoder",
-                                  "main"}
+    probe_names = set(kind_of) | {"probe_short", "probe_table", "probe_entry", "probe_lineage", "probe_slice", "probe_sweep",
+                                  "probe_crosscoder", "main"}
     all_models = list(probe_experiment("tiny")["models"])
 
     keys: dict[str, dict] = {}

@@ -109,6 +109,7 @@ def feature_page(store: Store, con: duckdb.DuckDBPyConnection, sae: str, feature
         "evidence": rows(con, "feature_evidence", sae=sae, feature=feature),
         "latent": next(iter(rows(con, "crosscoder_latent", sae=sae, feature=feature)), None),
         "causal": rows(con, "feature_causal", sae=sae, feature=feature),
+        "drift": next(iter(rows(con, "feature_drift", sae=sae, feature=feature)), None),
         "family": snap.family(row["model"], feature),
         "neighbours": neighbours(store, con, snap, row, feature, corpus),
     }

@@ -30,7 +30,11 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from featstore.models.capture import capture_mlp_hidden, mlp_activations, splice_mlp_hidden
+from featstore.models.capture import (
+    capture_mlp_hidden,
+    mlp_activations,
+    splice_mlp_hidden,
+)
 from featstore.saes.base import SAE
 
 QUIET = 1e-4  # a change in log-probabilities smaller than this (Fisher norm, about √(2·KL)) is no effect

@@ -28,6 +28,8 @@ SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_ke
               "block_size", "rope_theta", "max_position_embeddings", "eval_tokens")
 KINDS = ("train", "finetune", "merge", "import")
 INITS = ("independent", "shared")  # [saes.default] init: each SAE from its own seed, or all from `seed`
+LINEAGE_INIT = "parent"  # [saes.MODEL.ENTRY] init: start from the parent model's main SAE, trained
+INIT_FRACTION = 0.25     # ... for this share of the tokens its settings give, unless `init_fraction` says otherwise
 MAIN_SAE = "main"  # the entry name of a model's primary SAE: id `<model>-sae`, step `sae-<model>`
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 WEIGHTED = re.compile(r"^(?P<name>.+?)(?P<weight>=(\d+(\.\d*)?|\.\d+))?$")
@@ -76,6 +78,7 @@ class SAE:
     settings: dict = field(default_factory=dict)  # TrainSettings fields
     path: str | None = None         # import a SAELens folder instead of training
     slices: tuple[str, ...] = ()
+    init_from: str | None = None    # `init = "parent"`: the parent's main SAE it starts from (lineage-initialised)
 
     @property
     def id(self) -> str:
@@ -539,17 +542,18 @@ class Reader:
         out = []
         for model in models:
             entries = self.table(data, model, "saes.")
-            main = self.sae(model, MAIN_SAE, entries.pop(MAIN_SAE, {}), base, preset, slices, init)
+            parents = models[model].parents
+            main = self.sae(model, MAIN_SAE, entries.pop(MAIN_SAE, {}), base, preset, slices, init, parents)
             text_seed = TrainSettings(**main.settings).text_seed  # a replica reads the main SAE's text and batch order
             out.append(main)
             for entry, value in entries.items():
-                out.append(self.sae(model, entry, value, {**base, "data_seed": text_seed}, preset, slices, init))
-                if out[-1].settings == {**main.settings, "data_seed": text_seed}:
+                out.append(self.sae(model, entry, value, {**base, "data_seed": text_seed}, preset, slices, init, parents))
+                if out[-1].init_from is None and out[-1].settings == {**main.settings, "data_seed": text_seed}:
                     raise self.fail(f"saes.{model}.{entry}", "trains exactly like the main SAE; give it another seed")
         return tuple(out)
 
     def sae(self, model: str, entry: str, value: Any, base: dict, preset: str, slices: dict[str, Slice],
-            init: str) -> SAE:
+            init: str, parents: tuple[str, ...] = ()) -> SAE:
         where = f"saes.{model}.{entry}."
         if not isinstance(value, dict):
             raise self.fail(f"saes.{model}.{entry}", f"expected a table of SAE settings, got {_kind(value)}")
@@ -562,11 +566,30 @@ class Reader:
             if s not in slices:
                 raise self.fail(f"{where}slices", f"unknown slice {s!r}")
         own_preset = self.take(spec, "preset", where, str, preset)
-        sae = SAE(model, entry, path=path, slices=tuple(on))
+        init_from = self.lineage_init(spec, where, model, entry, parents)
+        fraction = self.bounded(spec, "init_fraction", where, float, 1e-9, 1.0) if init_from else None
+        sae = SAE(model, entry, path=path, slices=tuple(on), init_from=init_from)
         own_init = sae.id if init == "independent" else None
         settings = self.sae_settings(own_preset, {**base, **self.settings(spec, where)}, where, own_init)
+        if init_from:
+            settings["tokens"] = max(1, round(settings["tokens"] * (fraction or INIT_FRACTION)))
         self.done(spec, where)
         return replace(sae, settings=settings)
+
+    def lineage_init(self, spec: dict, where: str, model: str, entry: str, parents: tuple[str, ...]) -> str | None:
+        """`init = "parent"`: the id of the parent's main SAE this SAE starts from; None without the key."""
+        init = self.take(spec, "init", where, str)
+        if init is None:
+            return None
+        if init != LINEAGE_INIT:
+            raise self.fail(f"{where}init", f"use {LINEAGE_INIT!r} (start from the parent's main SAE), got {init!r}; "
+                                            "[saes.default] init sets independent or shared")
+        if entry == MAIN_SAE:
+            raise self.fail(f"{where}init", "the main SAE stands for its model in persistence and trains on its own; "
+                                            f"declare the lineage-initialised one as another entry, e.g. [saes.{model}.lineage]")
+        if not parents:
+            raise self.fail(f"{where}init", f"model {model!r} has no parent to start from")
+        return SAE(parents[0], MAIN_SAE).id
 
     def settings(self, spec: dict, where: str) -> dict:
         """SAE training fields and architecture hyperparameters (k, l1_coefficient, ...), type-checked."""

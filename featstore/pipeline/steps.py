@@ -297,21 +297,23 @@ def forget_model(wh: Warehouse, model: str) -> None:
         shutil.rmtree(path[0]["path"], ignore_errors=True)
 
 
-def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, seed_of: str | None = None) -> dict:
+def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, seed_of: str | None = None,
+                    init_from: str | None = None) -> dict:
     """One SAE's step run alone: its group's call with it as the only member."""
-    return train_model_saes(ctx, [{"model": model, "sae": sae, "settings": settings, "seed_of": seed_of}])[0]
+    return train_model_saes(ctx, [{"model": model, "sae": sae, "settings": settings, "seed_of": seed_of,
+                                   "init_from": init_from}])[0]
 
 
 def train_model_saes(ctx: RunContext, steps: list[dict]) -> list[dict]:
     """Train SAEs of one model (the params of their steps) in one pass over its activations
-    (featstore.saes.training.train_saes); a replica is never primary."""
+    (featstore.saes.training.train_saes); a replica or a lineage-initialised SAE is never primary."""
     from featstore.saes.presets import TrainSettings
     from featstore.saes.training import SAERun, train_saes
 
     for step in steps:  # with everything computed from them, so they can be trained again under their ids
         ctx.wh.saes.drop(step["sae"])
-    runs = [SAERun(s["sae"], TrainSettings(**s["settings"]), is_primary=s.get("seed_of") is None, seed_of=s.get("seed_of"))
-            for s in steps]
+    runs = [SAERun(s["sae"], TrainSettings(**s["settings"]), is_primary=s.get("seed_of") is None and not s.get("init_from"),
+                   seed_of=s.get("seed_of"), init_from=s.get("init_from")) for s in steps]
     keep = ("mse", "fvu", "l0", "dead_fraction", "ce_loss_recovered")
     return [{"sae": row["id"], "d_sae": row["d_sae"], "metrics": {k: row["metrics"].get(k) for k in keep}}
             for row in train_saes(ctx.wh, steps[0]["model"], runs, device=ctx.device)]
@@ -539,8 +541,12 @@ def sae_steps(exp: Experiment, sae: SAE, ingest_batch: int) -> list[Step]:
     if sae.path is not None:
         train = Step(f"sae-{sae.label}", import_sae, {"model": sae.model, "sae": sae.id, "path": sae.path,
                      "primary": primary}, after=(model.step,), code=("featstore.saes.catalog",), outputs_exist=sae_exists(sae.id))
+    elif sae.init_from is not None:  # lineage-initialised: from the parent's trained main SAE, in a pass of its own
+        params = {"model": sae.model, "sae": sae.id, "settings": sae.settings, "init_from": sae.init_from}
+        train = Step(f"sae-{sae.label}", train_model_sae, params, after=(model.step, f"sae-{model.parents[0]}"),
+                     code=SAE_CODE, outputs_exist=sae_exists(sae.id))
     else:
-        # an SAE besides the model's main one is its seed replica: same text and batch order (data_seed), other seed
+        # any other SAE besides the model's main one is its seed replica: same text and batch order (data_seed), other seed
         params = {"model": sae.model, "sae": sae.id, "settings": sae.settings} | (
             {} if primary else {"seed_of": f"{sae.model}-sae"})
         train = Step(f"sae-{sae.label}", train_model_sae, params, after=(model.step if primary else f"sae-{sae.model}",),
@@ -624,8 +630,9 @@ def build_steps(exp: Experiment) -> list[Step]:
     steps += [sweep_step(exp, s) for s in analyses.sweeps]
     steps.append(slices_step(exp))
     main = {s.model: s for s in exp.saes if s.entry == MAIN_SAE}
-    replicas = [s for s in exp.saes if s.entry != MAIN_SAE]
-    for sae in [*main.values(), *replicas]:
+    others = [s for s in exp.saes if s.entry != MAIN_SAE]
+    replicas = [s for s in others if s.init_from is None]  # lineage-initialised SAEs are read by their drift, not matched
+    for sae in [*main.values(), *others]:
         steps += sae_steps(exp, sae, analyses.ingest_batch)
     edges = [(p, c) for p, c in analyses.edges if p in main and c in main]
     pairs = [(f"{p}-{c}", main[p], main[c]) for p, c in edges] + [(s.label, main[s.model], s) for s in replicas]

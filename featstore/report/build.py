@@ -194,7 +194,7 @@ def agreement_section(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int
             + "<h3>Where activation r and decoder cosine disagree most</h3>"
             "<p>Parent features one method calls persisting and the other not, farthest apart "
             "(<code>method_disagreements</code>), with their top tokens on the slice.</p>" + html_table(worst)
-            + crosscoder_part(db, per_edge) + causal_part(db, per_edge))
+            + crosscoder_part(db, per_edge) + causal_part(db, per_edge) + drift_part(db))
 
 
 def crosscoder_part(db: duckdb.DuckDBPyConnection, per_edge: int) -> str:
@@ -220,6 +220,18 @@ def causal_part(db: duckdb.DuckDBPyConnection, per_edge: int) -> str:
             "(effect cosine ≥ 0.5), how many hold a feature that barely acts (KL under 1e-4 nats), the median scores, and "
             "the correlation of match score with causal score (view <code>causal_summary</code>).</p>" + html_table(summary)
             + "<h3>Where activation r and the causal check disagree most</h3>" + html_table(worst))
+
+
+def drift_part(db: duckdb.DuckDBPyConnection) -> str:
+    """The lineage-initialised SAEs' drift beside the independent SAEs' matches (nothing without them)."""
+    summary = _table(db, "report/drift")
+    if not summary.num_rows:
+        return ""
+    return ("<h3>Lineage-initialised SAEs</h3><p>SAEs of a child started from its parent's trained SAE: of the parent "
+            "SAE's live features, how many persist by drift (decoder cosine ≥ 0.9 with the vector they started as, "
+            "still firing), moved (cosine < 0.5) or fell silent, the median cosine and firing-rate ratio, and beside "
+            "them how many persist by correlation into the child's independent SAE (r ≥ 0.8) and by both (view "
+            "<code>drift_summary</code>; per feature <code>lineage_drift</code>).</p>" + html_table(summary))
 
 
 def sweep_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:

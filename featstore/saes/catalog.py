@@ -36,6 +36,8 @@ def register_sae(
     metrics: dict | None = None,
     is_primary: bool = True,
     seed_of: str | None = None,
+    init_from: str | None = None,
+    drift: pa.Table | None = None,
     replace: bool = False,
 ) -> dict:
     """Register an SAE of `model`. Its d_in must be the width of `hook_point` in the model's config.
@@ -43,7 +45,8 @@ def register_sae(
     Replacing an SAE drops everything computed from the old weights (`featstore.warehouse.tables.Saes.drop`).
     A primary SAE (the one that stands for its model in persistence) demotes the others.
     A seed replica (`seed_of`: an SAE of the same model and shape it differs from only by seed) is
-    never primary.
+    never primary. A lineage-initialised SAE (`init_from`: the trained SAE it started from) comes with
+    the `drift` of its features from their initial vectors (featstore.saes.training.feature_drift).
     """
     from featstore.saes import get_architecture
 
@@ -60,9 +63,11 @@ def register_sae(
         _check_seed_of(get_sae(wh, seed_of), sae_id, model, hook_point, d_in, d_sae, architecture, seed, is_primary)
     record = {"id": sae_id, "model": model, "hook_point": hook_point, "layer": layer, "d_in": d_in, "d_sae": d_sae,
               "architecture": architecture, "l1_coeff": l1_coeff, "k": k, "seed": seed, "train_tokens": train_tokens,
-              "path": location, "is_primary": is_primary, "metrics": metrics, "seed_of": seed_of}
+              "path": location, "is_primary": is_primary, "metrics": metrics, "seed_of": seed_of, "init_from": init_from}
     with wh.transaction() as con:
         stale = wh.saes.replace(con, record, replace=replace)
+        if drift is not None:
+            wh.saes.add_drift(con, sae_id, drift)
     remove_files(stale)
     return get_sae(wh, sae_id)
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
@@ -122,13 +123,18 @@ def geometric_median(points: torch.Tensor, iterations: int = 100, tol: float = 1
     return median
 
 
-def init_sae(cfg: SAEConfig, sample: torch.Tensor, seed: int, same_init_as: Path | None = None) -> SAE:
+def init_sae(cfg: SAEConfig, sample: torch.Tensor, seed: int, same_init_as: Path | None = None,
+             init_from: Path | None = None) -> SAE:
     """Seeded random dictionary (or another SAE's saved initial weights); b_dec = geometric median of
-    `sample`, then the architecture's own data-dependent start."""
+    `sample`, then the architecture's own data-dependent start. With `init_from`, every weight of that
+    trained SAE instead: a lineage-initialised SAE continues the parent's dictionary."""
     from featstore.saes.architectures import sae_class
 
     torch.manual_seed(seed)
     sae = sae_class(cfg)(cfg)
+    if init_from is not None:
+        _load_trained(sae, init_from)
+        return sae
     if same_init_as is not None:
         _load_init(sae, same_init_as)
     with torch.no_grad():
@@ -150,6 +156,31 @@ def _load_init(sae: SAE, folder: Path) -> None:
                 f"--same-init-as: {name} of {folder} is {tuple(init[name].shape)}, this SAE needs {tuple(getattr(sae, name).shape)}"
             )
         getattr(sae, name).data.copy_(init[name])
+
+
+def _load_trained(sae: SAE, folder: Path) -> None:
+    trained = load_sae(folder)
+    if trained.architecture != sae.architecture:
+        raise FeatstoreError(f"--init-from: {folder} is a {trained.architecture} SAE; train with --arch {trained.architecture}")
+    ours = sae.state_dict()
+    for name, tensor in trained.state_dict().items():
+        if name in ours and tuple(tensor.shape) != tuple(ours[name].shape):
+            raise FeatstoreError(f"--init-from: {name} of {folder} is {tuple(tensor.shape)}, this SAE needs "
+                                 f"{tuple(ours[name].shape)} (same hook width and --expansion)")
+    sae.load_state_dict(trained.state_dict())
+
+
+def feature_drift(sae: SAE, folder: Path) -> pa.Table:
+    """Per feature, the cosine of its decoder row and of its encoder column with their initial values (the
+    folder's INIT_FILE): how far a lineage-initialised SAE's features moved from the parent's."""
+    from safetensors.torch import load_file
+
+    start = load_file(str(folder / INIT_FILE))
+    cos = torch.nn.functional.cosine_similarity
+    decoder = cos(sae.W_dec.detach().cpu().float(), start["W_dec"].float(), dim=1)
+    encoder = cos(sae.W_enc.detach().cpu().float(), start["W_enc"].float(), dim=0)
+    return pa.table({"feature": pa.array(np.arange(sae.cfg.d_sae), pa.uint32()),
+                     "decoder_cosine": pa.array(decoder.double().numpy()), "encoder_cosine": pa.array(encoder.double().numpy())})
 
 
 def save_init(sae: SAE, folder: Path) -> None:
@@ -330,6 +361,7 @@ class SAERun:
     is_primary: bool | None = None  # None: primary when the model has none yet
     seed_of: str | None = None      # a seed replica is never primary
     same_init_as: str | None = None  # start from that SAE's saved initial weights
+    init_from: str | None = None     # start from that SAE's trained weights (lineage-initialised; never primary by default)
 
 
 def train_sae(
@@ -341,13 +373,14 @@ def train_sae(
     source: str | None = None,
     corpus: str | None = None,
     same_init_as: str | None = None,
+    init_from: str | None = None,
     is_primary: bool | None = None,
     seed_of: str | None = None,
     device: str | None = None,
     progress: bool = True,
 ) -> dict:
     """Train, evaluate and register one SAE (see `train_saes`); returns its registry row."""
-    run = SAERun(sae_id or _default_id(model_name, settings), settings, is_primary, seed_of, same_init_as)
+    run = SAERun(sae_id or _default_id(model_name, settings), settings, is_primary, seed_of, same_init_as, init_from)
     return train_saes(wh, model_name, [run], source=source, corpus=corpus, device=device, progress=progress)[0]
 
 
@@ -390,11 +423,16 @@ def _checked_runs(wh, model_name: str, runs: list[SAERun]) -> list[SAERun]:
     out, has_primary = [], wh.saes.has_primary(model_name)
     for run in runs:
         check_name("SAE", run.sae_id)
-        if run.same_init_as is not None:
-            get_sae(wh, run.same_init_as)
+        if run.same_init_as is not None and run.init_from is not None:
+            raise FeatstoreError("--same-init-as starts from another SAE's initial weights, --init-from from its trained "
+                                 "ones; give one")
+        for other in (run.same_init_as, run.init_from):
+            if other is not None:
+                get_sae(wh, other)
         if wh.saes.exists(run.sae_id) or run.sae_id in [r.sae_id for r in out]:
             raise FeatstoreError(f"SAE {run.sae_id!r} already exists; pick another --id")
-        primary = False if run.seed_of is not None else (not has_primary if run.is_primary is None else run.is_primary)
+        first = not has_primary and run.init_from is None  # a lineage-initialised SAE does not stand for its model unasked
+        primary = False if run.seed_of is not None else (first if run.is_primary is None else run.is_primary)
         has_primary = has_primary or primary
         out.append(replace(run, is_primary=primary))
     return out
@@ -426,8 +464,9 @@ def _train_pass(
         for run in runs:
             cfg = config_for(run.settings, width, hook_name=hook_name(settings.layer), hook_layer=settings.layer,
                              model_name=model_name, extra={"settings": asdict(run.settings), "source": source})
-            init_folder = Path(get_sae(wh, run.same_init_as)["path"]) if run.same_init_as else None
-            sae = init_sae(cfg, sample, run.settings.seed, init_folder).to(device)
+            init_folder, trained = (Path(get_sae(wh, other)["path"]) if other else None
+                                    for other in (run.same_init_as, run.init_from))
+            sae = init_sae(cfg, sample, run.settings.seed, init_folder, trained).to(device)
             scale = float((sample.to(device) - sae.b_dec.detach()).pow(2).sum(dim=-1).mean())
             tmps.append(wh.root / "saes" / f".{run.sae_id}.{uuid.uuid4().hex[:8]}.tmp")
             tmps[-1].mkdir(parents=True)
@@ -467,7 +506,8 @@ def _register(wh, model_name: str, run: SAERun, sae: SAE, metrics: dict) -> dict
         wh, run.sae_id, model_name, str(wh.root / "saes" / run.sae_id), hook_point=cfg.hook_name, layer=run.settings.layer,
         d_in=cfg.d_in, d_sae=cfg.d_sae, architecture=run.settings.architecture, l1_coeff=getattr(cfg, "l1_coefficient", None),
         k=getattr(cfg, "k", None), seed=run.settings.seed, train_tokens=metrics["train_tokens"], metrics=metrics,
-        is_primary=run.is_primary, seed_of=run.seed_of,
+        is_primary=run.is_primary, seed_of=run.seed_of, init_from=run.init_from,
+        drift=feature_drift(sae, wh.root / "saes" / run.sae_id) if run.init_from else None,
     )
 
 

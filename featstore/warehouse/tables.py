@@ -284,6 +284,10 @@ class Saes(Table):
         self.insert(record, con)
         return stale
 
+    def add_drift(self, con: duckdb.DuckDBPyConnection, sae: str, drift: pa.Table) -> None:
+        """The sae_drift rows (feature, decoder_cosine, encoder_cosine) of a lineage-initialised SAE."""
+        run_arrow(con, "saes/insert_drift", drift=drift, sae=sae)
+
     def drop(self, sae: str, con: duckdb.DuckDBPyConnection | None = None) -> list[Path]:
         """The SAE and everything computed from it: partitions, correlation and match runs (either side),
         explanation samples, explanations, scores and simulations (transfer rows naming it on either side),

@@ -55,6 +55,18 @@ def fill_rest(wh: Warehouse) -> None:
         fill_matching(con)
         fill_crosscoder(con)
         fill_causal(con)
+    fill_lineage_init(wh)
+
+
+def fill_lineage_init(wh: Warehouse) -> None:
+    """A lineage-initialised SAE of child started from toy, firing like toy_child, with its features' drift."""
+    with wh.transaction() as con:
+        con.execute("INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture, is_primary, init_from)"
+                    " SELECT 'toy_lineage', model, hook_point, layer, d_in, d_sae, architecture, false, 'toy' FROM saes WHERE id = 'toy_child'")
+        con.execute("INSERT INTO sae_drift SELECT 'toy_lineage', f, CASE WHEN f % 3 = 0 THEN 0.95 ELSE 0.4 END, 0.8"
+                    " FROM range((SELECT d_sae FROM saes WHERE id = 'toy_child')) t(f)")
+    rows = wh.query("SELECT tok, feature, act FROM activations WHERE sae = 'toy_child' AND corpus = 'synth'")
+    wh.write_partition("toy_lineage", "synth", [rows], wh.partitions.get("toy_child", "synth")["n_tokens"], origin="import")
 
 
 def fill_causal(con) -> None:
@@ -255,11 +267,14 @@ def test_every_column_entry_has_only_name_description_and_tests():
     assert not stray, f"schema.yml column entries with stray keys (quote their descriptions): {stray}"
 
 
-def test_the_report_and_a_feature_page_show_the_crosscoder_and_the_causal_checks(filled):
+def test_the_report_and_a_feature_page_show_the_crosscoder_the_causal_checks_and_the_drift(filled):
     from featstore.browser.app import create_app
     from featstore.report.build import build_report
 
     report = build_report(filled).read_text()
     assert "<h3>Crosscoders</h3>" in report and "<h3>Causal checks</h3>" in report
+    assert "<h3>Lineage-initialised SAEs</h3>" in report and "toy_lineage" in report
     page = create_app(filled).test_client().get("/sae/toy/feature/1").get_data(as_text=True)
     assert "<h3>Causal checks</h3>" in page and '"sae/toy_child/feature/11"' in page
+    page = create_app(filled).test_client().get("/sae/toy_lineage/feature/3").get_data(as_text=True)
+    assert "Lineage-initialised: this feature started as" in page and '"sae/toy/feature/3"' in page

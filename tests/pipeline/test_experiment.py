@@ -137,6 +137,12 @@ BAD = [
     (["crosscoders.x.parent=base", "crosscoders.x.child=lua", 'crosscoders.x.slices=["nowhere"]'], "crosscoders.x.slices",
      "'nowhere' is not a slice both base and lua are ingested on"),
     (["crosscoders.base-sae.parent=base", "crosscoders.base-sae.child=lua"], "crosscoders.base-sae", "an SAE of the experiment"),
+    (["saes.lua.main.init=parent"], "saes.lua.main.init", "the main SAE stands for its model in persistence"),
+    (["saes.base.lineage.init=parent"], "saes.base.lineage.init", "model 'base' has no parent to start from"),
+    (["saes.lua.lineage.init=child"], "saes.lua.lineage.init", "use 'parent' (start from the parent's main SAE), got 'child'"),
+    (["saes.lua.lineage.init=parent", "saes.lua.lineage.init_fraction=0"], "saes.lua.lineage.init_fraction", "must be from"),
+    (["saes.lua.lineage.init=parent", "saes.lua.lineage.init_fraction=1.5"], "saes.lua.lineage.init_fraction", "must be from"),
+    (["saes.lua.replica.init_fraction=0.5"], "saes.lua.replica.init_fraction", "unknown key"),
     (["analyses.causal=3"], "analyses.causal", "expected a table, got an integer"),
     (["analyses.causal.top=-1"], "analyses.causal", "causal top must be at least 0"),
     (['analyses.causal.top="x"'], "analyses.causal.top", "expected an integer"),
@@ -168,9 +174,10 @@ def test_bad_experiment_files_fail_in_one_line_naming_file_and_key(tmp_path, cha
 
 
 def test_a_file_extends_another_table_by_table(tmp_path):
-    """methods-tiny.toml is paper-tiny plus crosscoders and causal checks: the same steps with the same hashes,
-    three crosscoder steps, the match steps of their edges after them with the crosscoder method, and a causal
-    step per lineage edge."""
+    """methods-tiny.toml is paper-tiny plus crosscoders, causal checks and lineage-initialised SAEs: the same
+    steps with the same hashes, two lineage-initialised SAEs (trained and ingested, neither correlated nor
+    matched), three crosscoder steps, the match steps of their edges after them with the crosscoder method,
+    and a causal step per lineage edge."""
     tiny = build_steps(load_experiment(experiments_dir() / "paper-tiny.toml"))
     methods = load_experiment(experiments_dir() / "methods-tiny.toml")
     assert methods.name == "methods-tiny" and methods.models == load_experiment().models
@@ -178,10 +185,14 @@ def test_a_file_extends_another_table_by_table(tmp_path):
     old, new = hashes(tiny), hashes(list(steps.values()))
     changed = {name for name in old if old[name] != new[name]}
     assert changed == {"match-base-lua", "match-base-tinystories", "report"}
-    assert [n for n in new if n not in old] == ["crosscoder-base-lua-crosscoder", "crosscoder-base-tinystories-crosscoder",
+    assert [n for n in new if n not in old] == ["sae-lua-lineage", "ingest-lua-lineage", "sae-tinystories-lineage",
+                                                "ingest-tinystories-lineage", "crosscoder-base-lua-crosscoder", "crosscoder-base-tinystories-crosscoder",
                                                 "crosscoder-base-lua-crosscoder-l1", "causal-base-lua", "causal-base-tinystories",
                                                 "causal-lua-luastories", "causal-tinystories-luastories"]
     assert steps["causal-base-lua"].params["slices"] == ["eval-lua"] and steps["causal-base-lua"].after == ("correlate-base-lua",)
+    lineage = steps["sae-lua-lineage"]
+    assert lineage.params["init_from"] == "base-sae" and lineage.after == ("finetune-lua", "sae-base")
+    assert lineage.params["settings"]["tokens"] == steps["sae-lua"].params["settings"]["tokens"] // 4
     assert steps["match-base-lua"].after == ("correlate-base-lua", "crosscoder-base-lua-crosscoder", "crosscoder-base-lua-crosscoder-l1")
     assert "crosscoder" in steps["match-base-lua"].params["methods"] and "methods" not in steps["match-lua-luastories"].params
     assert steps["crosscoder-base-lua-crosscoder-l1"].params["settings"] == {"seed": 0, "sparsity": "l1"}

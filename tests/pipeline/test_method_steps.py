@@ -1,6 +1,7 @@
 """An experiment's analyses beyond correlation. [crosscoders.NAME]: its step trains, classifies and ingests the
 crosscoder, the match step of its edge adds the crosscoder method. [analyses.causal]: a step per edge checks
-its best matches causally. A rerun skips them all, and removing them prunes what they made."""
+its best matches causally. `init = "parent"`: the child's SAE starts from the parent's and its drift is
+measured. A rerun skips them all, and removing them prunes what they made."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ corpus = "english=0.5+lua=0.5"
 [models.lua]
 parent = "base"
 corpus = "lua"
+
+[saes.lua.lineage]
+init = "parent"
 
 [slices.eval-lua]
 corpus = "lua"
@@ -53,10 +57,15 @@ def test_crosscoder_and_causal_steps_feed_the_evidence_and_reruns_skip_them(ware
     assert warehouse.scalar("SELECT count(*) FROM activation_partitions WHERE sae = 'base-lua-xc' AND corpus = 'eval-lua'") == 1
     methods = warehouse.query("SELECT DISTINCT method FROM match_runs WHERE sae_a = 'base-sae'").column(0).to_pylist()
     assert "crosscoder" in methods
+    [drift] = warehouse.query("SELECT * FROM drift_summary").to_pylist()
+    assert (drift["sae"], drift["init_from"], drift["corpus"]) == ("lua-sae-lineage", "base-sae", "eval-lua")
+    assert drift["live_features"] > 0 and not warehouse.saes.get("lua-sae-lineage")["is_primary"]
+    assert "correlate-lua-lineage" not in first
     checked = warehouse.query("SELECT corpus, pairs FROM causal_summary WHERE sae_a = 'base-sae' ORDER BY selected DESC").to_pylist()
     assert checked == [{"corpus": "eval-lua", "pairs": 3}, {"corpus": "eval-lua", "pairs": 2}]
     again = run(warehouse, file)
     assert again["crosscoder-base-lua-xc"] == again["match-base-lua"] == again["causal-base-lua"] == "skipped"
+    assert again["sae-lua-lineage"] == "skipped"
 
     file.write_text(file.read_text().split("[analyses.causal]")[0])
     assert prune_removed(warehouse, build_steps(load_experiment(file))) == [
