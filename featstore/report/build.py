@@ -194,44 +194,42 @@ def agreement_section(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int
             + "<h3>Where activation r and decoder cosine disagree most</h3>"
             "<p>Parent features one method calls persisting and the other not, farthest apart "
             "(<code>method_disagreements</code>), with their top tokens on the slice.</p>" + html_table(worst)
-            + crosscoder_part(db, per_edge) + causal_part(db, per_edge) + drift_part(db))
+            + analysis_parts(db, per_edge))
 
 
-def crosscoder_part(db: duckdb.DuckDBPyConnection, per_edge: int) -> str:
-    """The crosscoders' classes and where the crosscoder method and activation r disagree (nothing without crosscoders)."""
-    summary = _table(db, "report/crosscoders")
-    if not summary.num_rows:
-        return ""
-    worst = _named_rows(db, "report/disagreements", n=per_edge, method="crosscoder")
-    return ("<h3>Crosscoders</h3><p>Each crosscoder's latents by relative decoder norm (shared 0.4–0.6, parent-only "
-            "≤ 0.1, child-only ≥ 0.9), exclusive latents Latent Scaling flags as artefacts, and its fraction of "
-            "variance unexplained per model (view <code>crosscoder_summary</code>).</p>" + html_table(summary)
-            + "<h3>Where activation r and the crosscoder disagree most</h3>" + html_table(worst))
+# The analyses beyond correlation, each shown only where the warehouse has it: (summary query, title, what it
+# shows, the match method whose disagreements with activation r follow it, or None).
+ANALYSES = (
+    ("report/crosscoders", "Crosscoders",
+     ("Each crosscoder's latents by relative decoder norm (shared 0.4–0.6, parent-only ≤ 0.1, child-only ≥ 0.9), exclusive "
+      "latents Latent Scaling flags as artefacts, and its fraction of variance unexplained per model (view "
+      "<code>crosscoder_summary</code>)."), "crosscoder"),
+    ("report/causal", "Causal checks",
+     ("Each edge's best matches (<code>top</code>) and a sample of the rest, each pair's features ablated in their models "
+      "on the same tokens: how many change the next-token distribution alike (effect cosine ≥ 0.5), how many hold a "
+      "feature that barely acts (KL under 1e-4 nats), the median scores, and the correlation of match score with causal "
+      "score (view <code>causal_summary</code>)."), "causal"),
+    ("report/drift", "Lineage-initialised SAEs",
+     ("SAEs of a child started from its parent's trained SAE: of the parent SAE's live features, how many persist by "
+      "drift (decoder cosine ≥ 0.9 with the vector they started as, still firing), moved (cosine < 0.5) or fell silent, "
+      "the median cosine and firing-rate ratio, and beside them how many persist by correlation into the child's "
+      "independent SAE (r ≥ 0.8) and by both (view <code>drift_summary</code>; per feature <code>lineage_drift</code>)."),
+     None),
+)
 
 
-def causal_part(db: duckdb.DuckDBPyConnection, per_edge: int) -> str:
-    """The causal checks per edge and where activation r and the causal check disagree (nothing without them)."""
-    summary = _table(db, "report/causal")
-    if not summary.num_rows:
-        return ""
-    worst = _named_rows(db, "report/disagreements", n=per_edge, method="causal")
-    return ("<h3>Causal checks</h3><p>Each edge's best matches (<code>top</code>) and a sample of the rest, each pair's "
-            "features ablated in their models on the same tokens: how many change the next-token distribution alike "
-            "(effect cosine ≥ 0.5), how many hold a feature that barely acts (KL under 1e-4 nats), the median scores, and "
-            "the correlation of match score with causal score (view <code>causal_summary</code>).</p>" + html_table(summary)
-            + "<h3>Where activation r and the causal check disagree most</h3>" + html_table(worst))
-
-
-def drift_part(db: duckdb.DuckDBPyConnection) -> str:
-    """The lineage-initialised SAEs' drift beside the independent SAEs' matches (nothing without them)."""
-    summary = _table(db, "report/drift")
-    if not summary.num_rows:
-        return ""
-    return ("<h3>Lineage-initialised SAEs</h3><p>SAEs of a child started from its parent's trained SAE: of the parent "
-            "SAE's live features, how many persist by drift (decoder cosine ≥ 0.9 with the vector they started as, "
-            "still firing), moved (cosine < 0.5) or fell silent, the median cosine and firing-rate ratio, and beside "
-            "them how many persist by correlation into the child's independent SAE (r ≥ 0.8) and by both (view "
-            "<code>drift_summary</code>; per feature <code>lineage_drift</code>).</p>" + html_table(summary))
+def analysis_parts(db: duckdb.DuckDBPyConnection, per_edge: int) -> str:
+    """Each analysis of ANALYSES the warehouse holds: its summary, and where its method and activation r disagree most."""
+    parts = []
+    for query, title, intro, method in ANALYSES:
+        summary = _table(db, query)
+        if not summary.num_rows:
+            continue
+        parts.append(f"<h3>{title}</h3><p>{intro}</p>" + html_table(summary))
+        if method is not None:
+            worst = _named_rows(db, "report/disagreements", n=per_edge, method=method)
+            parts.append(f"<h3>Where activation r and the {method} method disagree most</h3>" + html_table(worst))
+    return "".join(parts)
 
 
 def sweep_section(db: duckdb.DuckDBPyConnection, folder: Path) -> str:
