@@ -28,7 +28,7 @@ SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_ke
               "block_size", "rope_theta", "max_position_embeddings", "eval_tokens")
 KINDS = ("train", "finetune", "merge", "import")
 INITS = ("independent", "shared")  # [saes.default] init: each SAE from its own seed, or all from `seed`
-LINEAGE_INIT = "parent"  # [saes.MODEL.ENTRY] init: start from the parent model's main SAE, trained
+LINEAGE_INIT = "parent"  # [saes.MODEL.ENTRY] init: also this, start from the parent model's main SAE, trained
 INIT_FRACTION = 0.25     # ... for this share of the tokens its settings give, unless `init_fraction` says otherwise
 MAIN_SAE = "main"  # the entry name of a model's primary SAE: id `<model>-sae`, step `sae-<model>`
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -78,6 +78,7 @@ class SAE:
     settings: dict = field(default_factory=dict)  # TrainSettings fields
     path: str | None = None         # import a SAELens folder instead of training
     slices: tuple[str, ...] = ()
+    init: str | None = None         # an entry's own `init` (independent, shared, parent): a control of initialisation
     init_from: str | None = None    # `init = "parent"`: the parent's main SAE it starts from (lineage-initialised)
 
     @property
@@ -548,7 +549,7 @@ class Reader:
             out.append(main)
             for entry, value in entries.items():
                 out.append(self.sae(model, entry, value, {**base, "data_seed": text_seed}, preset, slices, init, parents))
-                if out[-1].init_from is None and out[-1].settings == {**main.settings, "data_seed": text_seed}:
+                if out[-1].init is None and out[-1].settings == {**main.settings, "data_seed": text_seed}:
                     raise self.fail(f"saes.{model}.{entry}", "trains exactly like the main SAE; give it another seed")
         return tuple(out)
 
@@ -566,30 +567,31 @@ class Reader:
             if s not in slices:
                 raise self.fail(f"{where}slices", f"unknown slice {s!r}")
         own_preset = self.take(spec, "preset", where, str, preset)
-        init_from = self.lineage_init(spec, where, model, entry, parents)
+        own = self.entry_init(spec, where, model, entry, parents)
+        init_from = SAE(parents[0], MAIN_SAE).id if own == LINEAGE_INIT else None
         fraction = self.bounded(spec, "init_fraction", where, float, 1e-9, 1.0) if init_from else None
-        sae = SAE(model, entry, path=path, slices=tuple(on), init_from=init_from)
-        own_init = sae.id if init == "independent" else None
+        sae = SAE(model, entry, path=path, slices=tuple(on), init=own, init_from=init_from)
+        own_init = sae.id if (own or init) == "independent" else None
         settings = self.sae_settings(own_preset, {**base, **self.settings(spec, where)}, where, own_init)
         if init_from:
             settings["tokens"] = max(1, round(settings["tokens"] * (fraction or INIT_FRACTION)))
         self.done(spec, where)
         return replace(sae, settings=settings)
 
-    def lineage_init(self, spec: dict, where: str, model: str, entry: str, parents: tuple[str, ...]) -> str | None:
-        """`init = "parent"`: the id of the parent's main SAE this SAE starts from; None without the key."""
+    def entry_init(self, spec: dict, where: str, model: str, entry: str, parents: tuple[str, ...]) -> str | None:
+        """An entry's own `init`: independent or shared (a control of [saes.default] init, matched along the
+        lineage with the same entry of the other models) or parent (lineage-initialised); None without the key."""
         init = self.take(spec, "init", where, str)
         if init is None:
             return None
-        if init != LINEAGE_INIT:
-            raise self.fail(f"{where}init", f"use {LINEAGE_INIT!r} (start from the parent's main SAE), got {init!r}; "
-                                            "[saes.default] init sets independent or shared")
+        if init not in (*INITS, LINEAGE_INIT):
+            raise self.fail(f"{where}init", f"use {', '.join(INITS)} or {LINEAGE_INIT}, got {init!r}")
         if entry == MAIN_SAE:
-            raise self.fail(f"{where}init", "the main SAE stands for its model in persistence and trains on its own; "
-                                            f"declare the lineage-initialised one as another entry, e.g. [saes.{model}.lineage]")
-        if not parents:
+            raise self.fail(f"{where}init", "the main SAE stands for its model in persistence and follows [saes.default] "
+                                            f"init; declare this one as another entry, e.g. [saes.{model}.{init}]")
+        if init == LINEAGE_INIT and not parents:
             raise self.fail(f"{where}init", f"model {model!r} has no parent to start from")
-        return SAE(parents[0], MAIN_SAE).id
+        return init
 
     def settings(self, spec: dict, where: str) -> dict:
         """SAE training fields and architecture hyperparameters (k, l1_coefficient, ...), type-checked."""

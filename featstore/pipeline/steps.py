@@ -19,6 +19,7 @@ from pathlib import Path
 
 from featstore.errors import FeatstoreError
 from featstore.pipeline.experiment import (
+    INITS,
     MAIN_SAE,
     SAE,
     CrosscoderEntry,
@@ -298,22 +299,24 @@ def forget_model(wh: Warehouse, model: str) -> None:
 
 
 def train_model_sae(ctx: RunContext, *, model: str, sae: str, settings: dict, seed_of: str | None = None,
-                    init_from: str | None = None) -> dict:
+                    init_from: str | None = None, primary: bool | None = None) -> dict:
     """One SAE's step run alone: its group's call with it as the only member."""
     return train_model_saes(ctx, [{"model": model, "sae": sae, "settings": settings, "seed_of": seed_of,
-                                   "init_from": init_from}])[0]
+                                   "init_from": init_from, "primary": primary}])[0]
 
 
 def train_model_saes(ctx: RunContext, steps: list[dict]) -> list[dict]:
     """Train SAEs of one model (the params of their steps) in one pass over its activations
-    (featstore.saes.training.train_saes); a replica or a lineage-initialised SAE is never primary."""
+    (featstore.saes.training.train_saes); only a model's main SAE is primary (`primary` False marks the others
+    that are neither seed replicas nor lineage-initialised)."""
     from featstore.saes.presets import TrainSettings
     from featstore.saes.training import SAERun, train_saes
 
     for step in steps:  # with everything computed from them, so they can be trained again under their ids
         ctx.wh.saes.drop(step["sae"])
-    runs = [SAERun(s["sae"], TrainSettings(**s["settings"]), is_primary=s.get("seed_of") is None and not s.get("init_from"),
-                   seed_of=s.get("seed_of"), init_from=s.get("init_from")) for s in steps]
+    main = [s.get("seed_of") is None and not s.get("init_from") and s.get("primary") is not False for s in steps]
+    runs = [SAERun(s["sae"], TrainSettings(**s["settings"]), is_primary=primary, seed_of=s.get("seed_of"),
+                   init_from=s.get("init_from")) for s, primary in zip(steps, main)]
     keep = ("mse", "fvu", "l0", "dead_fraction", "ce_loss_recovered")
     return [{"sae": row["id"], "d_sae": row["d_sae"], "metrics": {k: row["metrics"].get(k) for k in keep}}
             for row in train_saes(ctx.wh, steps[0]["model"], runs, device=ctx.device)]
@@ -546,9 +549,10 @@ def sae_steps(exp: Experiment, sae: SAE, ingest_batch: int) -> list[Step]:
         train = Step(f"sae-{sae.label}", train_model_sae, params, after=(model.step, f"sae-{model.parents[0]}"),
                      code=SAE_CODE, outputs_exist=sae_exists(sae.id))
     else:
-        # any other SAE besides the model's main one is its seed replica: same text and batch order (data_seed), other seed
+        # another SAE of the model reads the main one's text in its batch order (data_seed): a seed replica, or with
+        # its own `init` a control of initialisation (matched along the lineage, not with the main SAE)
         params = {"model": sae.model, "sae": sae.id, "settings": sae.settings} | (
-            {} if primary else {"seed_of": f"{sae.model}-sae"})
+            {} if primary else {"primary": False} if sae.init else {"seed_of": f"{sae.model}-sae"})
         train = Step(f"sae-{sae.label}", train_model_sae, params, after=(model.step if primary else f"sae-{sae.model}",),
                      code=SAE_CODE, outputs_exist=sae_exists(sae.id), group=f"train-saes-{sae.model}", together=train_model_saes)
     slices = sae_slices(exp, sae)
@@ -560,10 +564,11 @@ def sae_steps(exp: Experiment, sae: SAE, ingest_batch: int) -> list[Step]:
 
 def sae_slices(exp: Experiment, sae: SAE) -> list[str]:
     """The slices an SAE is ingested on: its `slices`, else every slice of its model (main SAE) or the
-    model's home slice (a seed replica, whose only use is the noise floor there)."""
+    model's home slice (a seed replica, whose only use is the noise floor there, or a lineage-initialised SAE).
+    A control of initialisation is ingested where the main SAE is, to be matched along the lineage there."""
     if sae.slices:
         return list(sae.slices)
-    if sae.entry == MAIN_SAE:
+    if sae.entry == MAIN_SAE or sae.init in INITS:
         return [s.name for s in exp.slices.values() if sae.model in s.models]
     return [home_slice(exp, exp.models[sae.model])]
 
@@ -610,6 +615,20 @@ def causal_step(exp: Experiment, label: str, a: SAE, b: SAE) -> Step:
                 sql=MATCH_SQL, queries=("matching",), outputs_exist=causal_runs_exist(a.id, b.id, slices))
 
 
+def initialisation_pairs(exp: Experiment, edges: list[tuple[str, str]], main: dict[str, SAE]) -> list[tuple[str, SAE, SAE]]:
+    """The controls of initialisation along each edge, labelled `<parent>-<child>-<entry>`: an entry with its own
+    `init` (independent or shared) against the parent's entry of the same name, a lineage-initialised SAE against
+    the parent's main SAE it started from."""
+    controls = {(s.model, s.entry): s for s in exp.saes if s.init in INITS}
+    out = []
+    for p, c in edges:
+        for sae in (s for s in exp.saes if s.model == c and s.init):
+            start = main[p] if sae.init_from == main[p].id else controls.get((p, sae.entry))
+            if start is not None:
+                out.append((f"{p}-{c}-{sae.entry}", start, sae))
+    return out
+
+
 def home_slice(exp: Experiment, model: Model) -> str:
     """Where a model's features are explained: its `home`, else the slice of its own training corpus,
     else its first parent's home, else the first slice it is ingested on."""
@@ -631,16 +650,16 @@ def build_steps(exp: Experiment) -> list[Step]:
     steps.append(slices_step(exp))
     main = {s.model: s for s in exp.saes if s.entry == MAIN_SAE}
     others = [s for s in exp.saes if s.entry != MAIN_SAE]
-    replicas = [s for s in others if s.init_from is None]  # lineage-initialised SAEs are read by their drift, not matched
     for sae in [*main.values(), *others]:
         steps += sae_steps(exp, sae, analyses.ingest_batch)
     edges = [(p, c) for p, c in analyses.edges if p in main and c in main]
-    pairs = [(f"{p}-{c}", main[p], main[c]) for p, c in edges] + [(s.label, main[s.model], s) for s in replicas]
+    lineage = [(f"{p}-{c}", main[p], main[c]) for p, c in edges] + initialisation_pairs(exp, edges, main)
+    pairs = lineage + [(s.label, main[s.model], s) for s in others if s.init is None]  # and each seed replica
     steps += [correlate_step(exp, f"correlate-{label}", a, b) for label, a, b in pairs]
     steps += [crosscoder_step(exp, c) for c in exp.crosscoders]
     steps += [match_step(exp, label, a, b) for label, a, b in pairs]
     if analyses.causal is not None:
-        steps += [causal_step(exp, f"{p}-{c}", main[p], main[c]) for p, c in edges]
+        steps += [causal_step(exp, label, a, b) for label, a, b in lineage]
     for model, sae in main.items():
         touching = tuple(f"correlate-{p}-{c}" for p, c in edges if model in (p, c))
         steps.append(Step(f"explain-{model}", explain_sae,

@@ -215,6 +215,11 @@ ANALYSES = (
       "the median cosine and firing-rate ratio, and beside them how many persist by correlation into the child's "
       "independent SAE (r ≥ 0.8) and by both (view <code>drift_summary</code>; per feature <code>lineage_drift</code>)."),
      None),
+    ("report/init_control", "The initialisation control",
+     ("Per edge, slice and method compared under at least two initialisations: the share of the parent SAE's live "
+      "features each method calls persisting when the two SAEs start from independent random weights, from the same "
+      "random weights (shared), or the child's from the parent's trained SAE (lineage), beside the parent model's seed "
+      "floor under the same method (view <code>init_control</code>)."), None),
 )
 
 

@@ -59,12 +59,16 @@ def fill_rest(wh: Warehouse) -> None:
 
 
 def fill_lineage_init(wh: Warehouse) -> None:
-    """A lineage-initialised SAE of child started from toy, firing like toy_child, with its features' drift."""
+    """A lineage-initialised SAE of child started from toy, firing like toy_child, with its features' drift and
+    decoder-cosine evidence against toy (features 0-3 kept)."""
     with wh.transaction() as con:
         con.execute("INSERT INTO saes (id, model, hook_point, layer, d_in, d_sae, architecture, is_primary, init_from)"
                     " SELECT 'toy_lineage', model, hook_point, layer, d_in, d_sae, architecture, false, 'toy' FROM saes WHERE id = 'toy_child'")
         con.execute("INSERT INTO sae_drift SELECT 'toy_lineage', f, CASE WHEN f % 3 = 0 THEN 0.95 ELSE 0.4 END, 0.8"
                     " FROM range((SELECT d_sae FROM saes WHERE id = 'toy_child')) t(f)")
+        con.execute("INSERT INTO match_runs (id, sae_a, sae_b, corpus, method, top_k, floor, n_pairs)"
+                    " VALUES (6, 'toy', 'toy_lineage', NULL, 'decoder_cosine', 5, 0.5, 7)")
+        con.execute("INSERT INTO match_pairs SELECT 6, f, f, CASE WHEN f < 4 THEN 0.95 ELSE 0.2 END FROM range(7) t(f)")
     rows = wh.query("SELECT tok, feature, act FROM activations WHERE sae = 'toy_child' AND corpus = 'synth'")
     wh.write_partition("toy_lineage", "synth", [rows], wh.partitions.get("toy_child", "synth")["n_tokens"], origin="import")
 
@@ -274,7 +278,17 @@ def test_the_report_and_a_feature_page_show_the_crosscoder_the_causal_checks_and
     report = build_report(filled).read_text()
     assert "<h3>Crosscoders</h3>" in report and "<h3>Causal checks</h3>" in report
     assert "<h3>Lineage-initialised SAEs</h3>" in report and "toy_lineage" in report
+    assert "<h3>The initialisation control</h3>" in report
     page = create_app(filled).test_client().get("/sae/toy/feature/1").get_data(as_text=True)
     assert "<h3>Causal checks</h3>" in page and '"sae/toy_child/feature/11"' in page
     page = create_app(filled).test_client().get("/sae/toy_lineage/feature/3").get_data(as_text=True)
     assert "Lineage-initialised: this feature started as" in page and '"sae/toy/feature/3"' in page
+
+
+def test_the_initialisation_control_sets_each_pair_beside_the_floor(filled):
+    rows = filled.query("SELECT * FROM init_control WHERE method = 'decoder_cosine' ORDER BY init").to_pylist()
+    assert [(r["init"], r["child_sae"]) for r in rows] == [("independent", "toy_child"), ("lineage", "toy_lineage")]
+    live = filled.query("SELECT feature FROM feature_stats WHERE sae = 'toy' AND corpus = 'synth' AND n_firing > 0").column(0).to_pylist()
+    lineage = rows[1]
+    assert lineage["live_features"] == len(live) and lineage["persisting"] == len([f for f in live if f < 4])
+    assert lineage["floor_share"] == rows[0]["floor_share"] is not None  # toy's seed replica, decoder cosine

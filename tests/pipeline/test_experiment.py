@@ -139,10 +139,11 @@ BAD = [
     (["crosscoders.base-sae.parent=base", "crosscoders.base-sae.child=lua"], "crosscoders.base-sae", "an SAE of the experiment"),
     (["saes.lua.main.init=parent"], "saes.lua.main.init", "the main SAE stands for its model in persistence"),
     (["saes.base.lineage.init=parent"], "saes.base.lineage.init", "model 'base' has no parent to start from"),
-    (["saes.lua.lineage.init=child"], "saes.lua.lineage.init", "use 'parent' (start from the parent's main SAE), got 'child'"),
+    (["saes.lua.lineage.init=child"], "saes.lua.lineage.init", "use independent, shared or parent, got 'child'"),
     (["saes.lua.lineage.init=parent", "saes.lua.lineage.init_fraction=0"], "saes.lua.lineage.init_fraction", "must be from"),
     (["saes.lua.lineage.init=parent", "saes.lua.lineage.init_fraction=1.5"], "saes.lua.lineage.init_fraction", "must be from"),
     (["saes.lua.replica.init_fraction=0.5"], "saes.lua.replica.init_fraction", "unknown key"),
+    (["saes.lua.x.init=shared", "saes.lua.x.init_fraction=0.5"], "saes.lua.x.init_fraction", "unknown key"),
     (["analyses.causal=3"], "analyses.causal", "expected a table, got an integer"),
     (["analyses.causal.top=-1"], "analyses.causal", "causal top must be at least 0"),
     (['analyses.causal.top="x"'], "analyses.causal.top", "expected an integer"),
@@ -174,10 +175,10 @@ def test_bad_experiment_files_fail_in_one_line_naming_file_and_key(tmp_path, cha
 
 
 def test_a_file_extends_another_table_by_table(tmp_path):
-    """methods-tiny.toml is paper-tiny plus crosscoders, causal checks and lineage-initialised SAEs: the same
-    steps with the same hashes, two lineage-initialised SAEs (trained and ingested, neither correlated nor
-    matched), three crosscoder steps, the match steps of their edges after them with the crosscoder method,
-    and a causal step per lineage edge."""
+    """methods-tiny.toml is paper-tiny plus crosscoders, causal checks and the initialisation control: the same
+    steps with the same hashes; two lineage-initialised SAEs and a shared-init SAE per model, each compared
+    along its edges (correlate, match, causal); three crosscoder steps, the match steps of their edges after
+    them with the crosscoder method; and a causal step per lineage edge."""
     tiny = build_steps(load_experiment(experiments_dir() / "paper-tiny.toml"))
     methods = load_experiment(experiments_dir() / "methods-tiny.toml")
     assert methods.name == "methods-tiny" and methods.models == load_experiment().models
@@ -185,10 +186,19 @@ def test_a_file_extends_another_table_by_table(tmp_path):
     old, new = hashes(tiny), hashes(list(steps.values()))
     changed = {name for name in old if old[name] != new[name]}
     assert changed == {"match-base-lua", "match-base-tinystories", "report"}
-    assert [n for n in new if n not in old] == ["sae-lua-lineage", "ingest-lua-lineage", "sae-tinystories-lineage",
-                                                "ingest-tinystories-lineage", "crosscoder-base-lua-crosscoder", "crosscoder-base-tinystories-crosscoder",
-                                                "crosscoder-base-lua-crosscoder-l1", "causal-base-lua", "causal-base-tinystories",
-                                                "causal-lua-luastories", "causal-tinystories-luastories"]
+    controls = ["base-lua-lineage", "base-lua-shared", "base-tinystories-lineage", "base-tinystories-shared",
+                "lua-luastories-shared", "tinystories-luastories-shared"]
+    saes = [f"{kind}-{m}-{e}" for m, e in (("base", "shared"), ("lua", "lineage"), ("lua", "shared"), ("tinystories", "lineage"),
+                                          ("tinystories", "shared"), ("luastories", "shared")) for kind in ("sae", "ingest")]
+    edges = ["base-lua", "base-tinystories", "lua-luastories", "tinystories-luastories"]
+    assert [n for n in new if n not in old] == [
+        *saes, *(f"correlate-{c}" for c in controls), "crosscoder-base-lua-crosscoder", "crosscoder-base-tinystories-crosscoder",
+        "crosscoder-base-lua-crosscoder-l1", *(f"match-{c}" for c in controls), *(f"causal-{e}" for e in edges + controls)]
+    shared = steps["sae-lua-shared"]
+    assert shared.params["primary"] is False and shared.group == "train-saes-lua" and "seed_of" not in shared.params
+    assert shared.params["settings"]["seed"] == methods.seed != steps["sae-lua"].params["settings"]["seed"]
+    assert (steps["correlate-base-lua-shared"].params["parent_sae"], steps["correlate-base-lua-lineage"].params["parent_sae"]) == (
+        "base-sae-shared", "base-sae")
     assert steps["causal-base-lua"].params["slices"] == ["eval-lua"] and steps["causal-base-lua"].after == ("correlate-base-lua",)
     lineage = steps["sae-lua-lineage"]
     assert lineage.params["init_from"] == "base-sae" and lineage.after == ("finetune-lua", "sae-base")

@@ -1,7 +1,8 @@
 """An experiment's analyses beyond correlation. [crosscoders.NAME]: its step trains, classifies and ingests the
 crosscoder, the match step of its edge adds the crosscoder method. [analyses.causal]: a step per edge checks
 its best matches causally. `init = "parent"`: the child's SAE starts from the parent's and its drift is
-measured. A rerun skips them all, and removing them prunes what they made."""
+measured; `init = "shared"` entries are matched along the edge, so init_control has all three
+initialisations. A rerun skips them all, and removing them prunes what they made."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ corpus = "lua"
 
 [saes.lua.lineage]
 init = "parent"
+
+[saes.lua.shared]
+init = "shared"
+
+[saes.base.shared]
+init = "shared"
 
 [slices.eval-lua]
 corpus = "lua"
@@ -60,7 +67,11 @@ def test_crosscoder_and_causal_steps_feed_the_evidence_and_reruns_skip_them(ware
     [drift] = warehouse.query("SELECT * FROM drift_summary").to_pylist()
     assert (drift["sae"], drift["init_from"], drift["corpus"]) == ("lua-sae-lineage", "base-sae", "eval-lua")
     assert drift["live_features"] > 0 and not warehouse.saes.get("lua-sae-lineage")["is_primary"]
-    assert "correlate-lua-lineage" not in first
+    assert first["correlate-base-lua-lineage"] == first["causal-base-lua-shared"] == "ran"
+    control = warehouse.query("SELECT init, child_sae FROM init_control WHERE method = 'all_tokens' AND corpus = 'eval-lua'"
+                              " ORDER BY init").to_pylist()
+    assert control == [{"init": "independent", "child_sae": "lua-sae"}, {"init": "lineage", "child_sae": "lua-sae-lineage"},
+                       {"init": "shared", "child_sae": "lua-sae-shared"}]
     checked = warehouse.query("SELECT corpus, pairs FROM causal_summary WHERE sae_a = 'base-sae' ORDER BY selected DESC").to_pylist()
     assert checked == [{"corpus": "eval-lua", "pairs": 3}, {"corpus": "eval-lua", "pairs": 2}]
     again = run(warehouse, file)
