@@ -204,7 +204,8 @@ NOTES = {
     "saes.MODEL.ENTRY.preset": ("`[saes.default] preset`", "SAE preset of this SAE"),
     "saes.MODEL.ENTRY.path": (None, "import this SAELens folder instead of training"),
     "saes.MODEL.ENTRY.init": ("a seed replica of the main SAE",
-                              "`parent`: start from the parent model's trained main SAE (lineage-initialised; not for `main`)"),
+                              ("`independent` or `shared`: a control of `[saes.default] init`, matched along each edge with the "
+                               "parent's entry of the same name; `parent`: start from the parent's trained main SAE (not for `main`)")),
     "saes.MODEL.ENTRY.init_fraction": ("`0.25`", "with `init = \"parent\"`: the share of its `tokens` it trains for"),
     "saes.MODEL.ENTRY.slices": ("every slice the model is on", "slices to ingest it on"),
     "analyses.edges": ("every lineage edge", "pairs `[parent, child]` to correlate"),

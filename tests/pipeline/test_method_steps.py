@@ -72,15 +72,16 @@ def test_crosscoder_and_causal_steps_feed_the_evidence_and_reruns_skip_them(ware
                               " ORDER BY init").to_pylist()
     assert control == [{"init": "independent", "child_sae": "lua-sae"}, {"init": "lineage", "child_sae": "lua-sae-lineage"},
                        {"init": "shared", "child_sae": "lua-sae-shared"}]
-    checked = warehouse.query("SELECT corpus, pairs FROM causal_summary WHERE sae_a = 'base-sae' ORDER BY selected DESC").to_pylist()
+    checked = warehouse.query("SELECT corpus, pairs FROM causal_summary WHERE sae_b = 'lua-sae' ORDER BY selected DESC").to_pylist()
     assert checked == [{"corpus": "eval-lua", "pairs": 3}, {"corpus": "eval-lua", "pairs": 2}]
     again = run(warehouse, file)
     assert again["crosscoder-base-lua-xc"] == again["match-base-lua"] == again["causal-base-lua"] == "skipped"
     assert again["sae-lua-lineage"] == "skipped"
 
     file.write_text(file.read_text().split("[analyses.causal]")[0])
-    assert prune_removed(warehouse, build_steps(load_experiment(file))) == [
-        "pruned causal-base-lua: causal checks of base-sae x lua-sae"]
+    assert sorted(prune_removed(warehouse, build_steps(load_experiment(file)))) == sorted(
+        f"pruned causal-base-lua{label}: causal checks of {a} x {b}" for label, a, b in (
+            ("", "base-sae", "lua-sae"), ("-lineage", "base-sae", "lua-sae-lineage"), ("-shared", "base-sae-shared", "lua-sae-shared")))
     assert warehouse.scalar("SELECT count(*) FROM causal_effects") == 0
 
     file.write_text(file.read_text().split("[crosscoders.base-lua-xc]")[0])
