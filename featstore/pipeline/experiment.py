@@ -655,8 +655,6 @@ class Reader:
 
     def causal(self, spec: dict, slices: dict[str, Slice], seed: int) -> tuple[dict, tuple[str, ...]]:
         """[analyses.causal]: CausalSettings' keys and the slices the checks run on."""
-        from dataclasses import fields
-
         from featstore.matching.causal import CausalSettings
 
         where = "analyses.causal."
@@ -664,24 +662,28 @@ class Reader:
         for name in on:
             if name not in slices:
                 raise self.fail(f"{where}slices", f"unknown slice {name!r}; declare it under [slices]")
-        types = {f.name: type(f.default) for f in fields(CausalSettings)}
+        return self.settings_of(CausalSettings, spec, where, seed), tuple(on)
+
+    def settings_of(self, cls: type, spec: dict, where: str, seed: int) -> dict:
+        """The fields of settings dataclass `cls` that `spec` gives, type-checked, with `seed` defaulting to the
+        experiment's; the rest of `spec` must be empty, and `cls` must accept them."""
+        from dataclasses import fields
+
+        types = {f.name: type(f.default) for f in fields(cls)}
         settings = {"seed": seed} | {key: self.take(spec, key, where, types[key]) for key in [k for k in spec if k in types]}
         self.done(spec, where)
         try:
-            CausalSettings(**settings)
+            cls(**settings)
         except FeatstoreError as exc:
-            raise self.fail("analyses.causal", str(exc)) from None
-        return settings, tuple(on)
+            raise self.fail(where.rstrip("."), str(exc)) from None
+        return settings
 
     def crosscoders(self, data: dict, corpora: dict[str, Corpus], models: dict[str, Model], slices: dict[str, Slice],
                     saes: tuple[SAE, ...], seed: int) -> tuple[CrosscoderEntry, ...]:
         """[crosscoders.NAME]: parent, child, source, slices and CrosscoderSettings' keys."""
-        from dataclasses import fields
-
         from featstore.crosscoders.settings import CrosscoderSettings
 
         self.names(data, "crosscoders.")
-        types = {f.name: type(f.default) for f in fields(CrosscoderSettings)}
         out = []
         for name, value in data.items():
             where = f"crosscoders.{name}."
@@ -702,12 +704,7 @@ class Reader:
             for s in on:
                 if s not in slices or not set(pair) <= set(slices[s].models):
                     raise self.fail(f"{where}slices", f"{s!r} is not a slice both {pair[0]} and {pair[1]} are ingested on")
-            settings = {"seed": seed} | {key: self.take(spec, key, where, types[key]) for key in [k for k in spec if k in types]}
-            self.done(spec, where)
-            try:
-                CrosscoderSettings(**settings)
-            except FeatstoreError as exc:
-                raise self.fail(f"crosscoders.{name}", str(exc)) from None
+            settings = self.settings_of(CrosscoderSettings, spec, where, seed)
             out.append(CrosscoderEntry(name, pair[0], pair[1], settings,
                                        self.resolve(corpora, source, f"{where}source") if source else None, tuple(on)))
         return tuple(out)
