@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from featstore.errors import FeatstoreError
 from featstore.matching.evidence import assign
@@ -122,7 +123,7 @@ def _blocks(blocks: np.ndarray, settings: CausalSettings) -> np.ndarray:
 def _store(wh: Warehouse, sae_a: str, sae_b: str, corpus: str, settings: CausalSettings, chosen: pa.Table,
            effects: pa.Table, seconds: float) -> dict:
     key = {"sae_a": sae_a, "sae_b": sae_b, "corpus": corpus, "method": METHOD}
-    tested = effects.filter(pa.compute.greater(effects.column("tokens"), 0))
+    tested = effects.filter(pc.greater(effects.column("tokens"), 0))
     pairs = tested.select(["feature_a", "feature_b", "effect_cosine"]).rename_columns(["feature_a", "feature_b", "score"])
     rows = effects.append_column("match_score", chosen.column("score").cast(pa.float64()))
     rows = rows.append_column("selected", chosen.column("selected"))
