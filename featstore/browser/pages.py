@@ -208,9 +208,13 @@ def edge_page(store: Store, con, parent: str, child: str, corpus: str | None, st
         r["tokens"] = _tokens_of(store, con, snap, r["sae"], corpus, r["feature"])
         r["match_tokens"] = _tokens_of(store, con, snap, r["match_sae"], corpus, r["match"])
         features.append(r)
+    where = {"parent": parent, "child": child, "corpus": corpus}
     return {"parent": parent, "child": child, "corpus": corpus, "corpora": corpora, "status": status,
             "sort": key, "descending": descending, "offset": offset, "total": len(found), "rows": features,
-            "counts": counts, "page_rows": EDGE_PAGE_ROWS, "threshold": threshold}
+            "counts": counts, "page_rows": EDGE_PAGE_ROWS, "threshold": threshold,
+            "saes": (snap.primary_sae(parent), snap.primary_sae(child)),
+            "methods": rows(con, "edge_methods", **where) if corpus else [],
+            "disagreements": rows(con, "edge_disagreements", **where) if corpus else []}
 
 
 def _tokens_of(store: Store, con, snap: Snapshot, sae: str | None, corpus: str, feature) -> list[str]:

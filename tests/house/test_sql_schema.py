@@ -281,6 +281,10 @@ def test_the_report_and_a_feature_page_show_the_crosscoder_the_causal_checks_and
     assert "<h3>The initialisation control</h3>" in report
     page = create_app(filled).test_client().get("/sae/toy/feature/1").get_data(as_text=True)
     assert "<h3>Causal checks</h3>" in page and '"sae/toy_child/feature/11"' in page
+    edge = create_app(filled).test_client().get("/edge/base/child?corpus=synth").get_data(as_text=True)
+    assert "<h2>Match methods</h2>" in edge and "<td>causal</td>" in edge and "<td>decoder_cosine</td>" in edge
+    worst = filled.query("SELECT feature FROM method_disagreements() WHERE child = 'child' AND method_b = 'decoder_cosine'").column(0)
+    assert all(f'"sae/toy/feature/{f}"' in edge for f in worst.to_pylist()) and len(worst) > 0
     page = create_app(filled).test_client().get("/sae/toy_lineage/feature/3").get_data(as_text=True)
     assert "Lineage-initialised: this feature started as" in page and '"sae/toy/feature/3"' in page
 
