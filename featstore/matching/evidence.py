@@ -141,7 +141,9 @@ def _crosscoder_evidence(wh: Warehouse, rows: list[dict], tensors: list[dict], d
 def _check(wh: Warehouse, sae_a: str, sae_b: str, corpora: Sequence[str], methods: Sequence[str]) -> list[dict]:
     unknown = [m for m in methods if m not in COMPUTED]
     if unknown:
-        hint = " (correlation statistics come from `featstore correlate`)" if unknown[0] in METHODS else ""
+        hints = {"correlation": " (correlation statistics come from `featstore correlate`)",
+                 "causal": " (the causal check runs with `featstore causal`)"}
+        hint = hints.get(METHODS[unknown[0]].source, "") if unknown[0] in METHODS else ""
         raise FeatstoreError(f"unknown match method {unknown[0]!r}{hint}; use one of {', '.join(COMPUTED)}")
     if sae_a == sae_b:
         raise FeatstoreError(f"SAE {sae_a!r} would be matched with itself; give two different SAEs")

@@ -386,6 +386,8 @@ CASES = [
      r"causal method 'pearson' is not a match method to check; use one of all_tokens"),
     ("causal no matches there", ["causal", "s1", "s2", "--corpus", "c2"], 1,
      r"SAEs 's1' and 's2' have no all_tokens matches on corpus 'c2' to check; run `featstore correlate s1 s2 --corpus c2 --stat all_tokens` first"),
+    ("match causal", ["match", "s1", "s2", "--method", "causal"], 1,
+     r"unknown match method 'causal' \(the causal check runs with `featstore causal`\); use one of"),
     ("causal device gpu0", ["causal", "s1", "s2", "--corpus", "c1", "--device", "gpu0"], 1, r"unknown device 'gpu0'"),
     ("match crosscoder without one", ["match", "s1", "s2", "--method", "crosscoder"], 1,
      r"models 'm' and 'm2' have no crosscoder at the SAEs' hook; train one with `featstore crosscoder train m m2`"),
