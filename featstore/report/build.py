@@ -27,6 +27,7 @@ from featstore.report.figures import (
     threshold_figure,
 )
 from featstore.report.markup import (
+    Markup,
     feature_page_path,
     highlighted_contexts,
     html_table,
@@ -186,15 +187,34 @@ def agreement_section(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int
     agreement = _table(db, "report/agreement")
     if not agreement.num_rows:
         return _missing("match evidence beside the correlations", "featstore match PARENT_SAE CHILD_SAE --corpus SLICE")
-    worst = _named_rows(db, "report/disagreements", n=per_edge, method="decoder_cosine")
     return ("<p>Per edge (and seed pair) and slice: how many of the parent's live features each match method calls "
             "persisting at its default threshold (<code>match_methods</code>: r ≥ 0.8, cosine ≥ 0.7, Jaccard ≥ 0.5, "
             "crosscoder ≥ 0.5, causal ≥ 0.5 over the pairs it checked), how many both do and with the same partner; best match, all pairs with "
             "<code>all_tokens</code> (<code>method_agreement(policy := …)</code> for the others).</p>" + html_table(agreement)
             + "<h3>Where activation r and decoder cosine disagree most</h3>"
             "<p>Parent features one method calls persisting and the other not, farthest apart "
-            "(<code>method_disagreements</code>), with their top tokens on the slice.</p>" + html_table(worst)
-            + analysis_parts(db, per_edge))
+            "(<code>method_disagreements</code>), with their top tokens on the slice; a feature links to its page "
+            "where <code>featstore report --features N</code> wrote one.</p>"
+            + disagreement_table(db, folder, per_edge, "decoder_cosine") + analysis_parts(db, folder, per_edge))
+
+
+def disagreement_table(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int, method: str) -> str:
+    """Where activation r and `method` disagree most per edge and slice, each feature and partner linked to
+    its page when the report folder has one."""
+    rows = _named_rows(db, "report/disagreements", n=per_edge, method=method)
+    for row in rows:
+        parent_sae, child_sae = row.pop("parent_sae"), row.pop("child_sae")
+        for column, sae in (("feature", parent_sae), ("match_a", child_sae), ("match_b", child_sae)):
+            if row[column] is not None:
+                row[column] = Markup(_linked(folder, sae, row[column], str(row[column])))
+    return html_table(rows)
+
+
+def _linked(folder: Path, sae: str, feature: int, label: str) -> str:
+    """`label` (escaped), linked to the feature's page when one was written into `folder`."""
+    label = html.escape(label)
+    path = feature_page_path(sae, feature)
+    return f"<a href='{path}'>{label}</a>" if (folder / path).exists() else label
 
 
 # The analyses beyond correlation, each shown only where the warehouse has it: (summary query, title, what it
@@ -223,7 +243,7 @@ ANALYSES = (
 )
 
 
-def analysis_parts(db: duckdb.DuckDBPyConnection, per_edge: int) -> str:
+def analysis_parts(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int) -> str:
     """Each analysis of ANALYSES the warehouse holds: its summary, and where its method and activation r disagree most."""
     parts = []
     for query, title, intro, method in ANALYSES:
@@ -232,8 +252,8 @@ def analysis_parts(db: duckdb.DuckDBPyConnection, per_edge: int) -> str:
             continue
         parts.append(f"<h3>{title}</h3><p>{intro}</p>" + html_table(summary))
         if method is not None:
-            worst = _named_rows(db, "report/disagreements", n=per_edge, method=method)
-            parts.append(f"<h3>Where activation r and the {method} method disagree most</h3>" + html_table(worst))
+            parts.append(f"<h3>Where activation r and the {method} method disagree most</h3>"
+                         + disagreement_table(db, folder, per_edge, method))
     return "".join(parts)
 
 
@@ -294,9 +314,7 @@ def showcase_section(db: duckdb.DuckDBPyConnection, folder: Path, per_edge: int 
 
 def _feature_heading(db: duckdb.DuckDBPyConnection, folder: Path, model: str, sae: str, feature: int) -> str:
     """A feature's name (linked to its page when one was written) and its best-scored explanation."""
-    label = f"{html.escape(model)} feature {feature}"
-    if (folder / feature_page_path(sae, feature)).exists():
-        label = f"<a href='{feature_page_path(sae, feature)}'>{label}</a>"
+    label = _linked(folder, sae, feature, f"{model} feature {feature}")
     explained = _named_rows(db, "report/feature_explanation", sae=sae, feature=feature)
     text = (f"<p class='note'>{html.escape(explained[0]['explanation'])}"
             + (f" (score {explained[0]['score']:.2f})" if explained[0]["score"] is not None else "") + "</p>"

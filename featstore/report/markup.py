@@ -20,12 +20,17 @@ def _cell(value) -> str:
     return html.escape("" if value is None else str(value))
 
 
+class Markup(str):
+    """A table cell that is HTML already (a link), written as it is."""
+
+
 def html_table(table: pa.Table | Sequence[dict], limit: int = 200) -> str:
     rows = table.to_pylist() if isinstance(table, pa.Table) else list(table)
     if not rows:
         return "<p class='empty'>no rows</p>"
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row.values()) + "</tr>" for row in rows[:limit])
+    body = "".join("<tr>" + "".join(f"<td>{v if isinstance(v, Markup) else _cell(v)}</td>" for v in row.values()) + "</tr>"
+                   for row in rows[:limit])
     more = f"<p class='note'>{len(rows) - limit} more rows not shown</p>" if len(rows) > limit else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
 

@@ -285,6 +285,12 @@ def test_the_report_and_a_feature_page_show_the_crosscoder_the_causal_checks_and
     assert "<h2>Match methods</h2>" in edge and "<td>causal</td>" in edge and "<td>decoder_cosine</td>" in edge
     worst = filled.query("SELECT feature FROM method_disagreements() WHERE child = 'child' AND method_b = 'decoder_cosine'").column(0)
     assert all(f'"sae/toy/feature/{f}"' in edge for f in worst.to_pylist()) and len(worst) > 0
+    from featstore.browser.export import report_with_pages
+
+    linked = report_with_pages(filled, most_frequent=1).read_text()
+    worst = filled.query("SELECT feature FROM method_disagreements(n := 2) WHERE child = 'child' AND method_b = 'causal'"
+                         " AND method_a = 'all_tokens'").column(0).to_pylist()
+    assert worst and all(f"<a href='sae/toy/feature/{f}.html'>{f}</a>" in linked for f in worst)
     page = create_app(filled).test_client().get("/sae/toy_lineage/feature/3").get_data(as_text=True)
     assert "Lineage-initialised: this feature started as" in page and '"sae/toy/feature/3"' in page
 

@@ -1,5 +1,9 @@
 -- The $n lineage-edge features per edge and slice on which activation r (all_tokens) and method
--- $method disagree most, with their top tokens: the report's agreement section.
-SELECT parent, child, corpus, method_a, method_b, rank, feature, match_a, score_a, match_b, score_b, top_tokens
-FROM method_disagreements(n := $n)
-WHERE relation <> 'seed' AND method_a = 'all_tokens' AND method_b = $method;
+-- $method disagree most, with their top tokens and the two primary SAEs (for links to feature pages):
+-- the report's agreement section.
+SELECT d.parent, d.child, d.corpus, d.method_a, d.method_b, d.rank, d.feature, d.match_a, d.score_a, d.match_b,
+       d.score_b, d.top_tokens, p.sae AS parent_sae, c.sae AS child_sae
+FROM method_disagreements(n := $n) d
+JOIN primary_saes p ON p.model = d.parent
+JOIN primary_saes c ON c.model = d.child
+WHERE d.relation <> 'seed' AND d.method_a = 'all_tokens' AND d.method_b = $method;
