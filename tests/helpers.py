@@ -169,6 +169,19 @@ def copy_interp(warehouse, interp_template):
     return warehouse
 
 
+# A parent and its fine-tune on the generated corpora, with one small slice: the micro pipeline tests' lineage edge.
+BASE_LUA_EDGE = """
+[models.base]
+corpus = "english=0.5+lua=0.5"
+
+[models.lua]
+parent = "base"
+corpus = "lua"
+
+[slices.eval-lua]
+corpus = "lua"
+tokens = 400
+"""
 REPORT_VOCAB = ["local", " x", " =", " 1", "\n", "end", " the", " cat", ".", "(", ")", " print"]
 REPORT_MODELS = {"base": "base", "lua": "finetune", "tinystories": "finetune", "luastories": "merge"}
 REPORT_EDGES = [("base", "lua"), ("base", "tinystories"), ("lua", "luastories"), ("tinystories", "luastories")]

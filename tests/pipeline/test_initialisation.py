@@ -4,6 +4,7 @@ matches across a lineage edge are no longer index-aligned; `init = "shared"` bri
 from __future__ import annotations
 
 import pytest
+from helpers import BASE_LUA_EDGE
 from safetensors.torch import load_file
 
 from featstore.errors import FeatstoreError
@@ -11,20 +12,9 @@ from featstore.pipeline.experiment import load_experiment
 from featstore.pipeline.steps import RunContext, build_steps, run_steps
 from featstore.saes.presets import init_seed
 
-EDGE = """
-[models.base]
-corpus = "english=0.5+lua=0.5"
-
-[models.lua]
-parent = "base"
-corpus = "lua"
-
+EDGE = BASE_LUA_EDGE + """
 [saes.base.seed1]
 seed = 1
-
-[slices.eval-lua]
-corpus = "lua"
-tokens = 400
 """
 SHARED = ['saes.default.init="shared"']
 

@@ -6,17 +6,12 @@ initialisations. A rerun skips them all, and removing them prunes what they made
 
 from __future__ import annotations
 
+from helpers import BASE_LUA_EDGE
+
 from featstore.pipeline.experiment import load_experiment
 from featstore.pipeline.steps import RunContext, build_steps, prune_removed, run_steps
 
-EDGE = """
-[models.base]
-corpus = "english=0.5+lua=0.5"
-
-[models.lua]
-parent = "base"
-corpus = "lua"
-
+EDGE = BASE_LUA_EDGE + """
 [saes.lua.lineage]
 init = "parent"
 
@@ -25,10 +20,6 @@ init = "shared"
 
 [saes.base.shared]
 init = "shared"
-
-[slices.eval-lua]
-corpus = "lua"
-tokens = 400
 
 [crosscoders.base-lua-xc]
 parent = "base"
