@@ -170,12 +170,15 @@ def _parquet(path: Path, text_key: str) -> Iterator[tuple[str, str]]:
         raise FeatstoreError(f"{path} is not a readable Parquet file ({str(exc).splitlines()[0]}); give a valid one") from exc
 
 
-def _stdlib_files() -> Iterator[tuple[str, str]]:
-    """The interpreter's own standard library: about 12 MB of real Python that every install has."""
+def stdlib_paths() -> tuple[Path, list[Path]]:
+    """(root, .py files) of the interpreter's own standard library: about 12 MB of real Python that every install has."""
     root = Path(sysconfig.get_paths()["stdlib"])
     skip = {"site-packages", "dist-packages", "__pycache__"}
-    paths = sorted(p for p in root.rglob("*.py") if not skip & set(p.relative_to(root).parts))
-    return _files(paths)
+    return root, sorted(p for p in root.rglob("*.py") if not skip & set(p.relative_to(root).parts))
+
+
+def _stdlib_files() -> Iterator[tuple[str, str]]:
+    return _files(stdlib_paths()[1])
 
 
 def parse_generated(spec: str) -> tuple[str, int, int]:
