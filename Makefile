@@ -8,7 +8,8 @@ export HF_DATASETS_OFFLINE := 1
 
 ORACLES := .oracles
 LAKE := .ducklake
-.PHONY: run test install
+REAL_CORPORA ?= $(HOME)/.local/share/featstore/real-corpora
+.PHONY: run test install real
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,6 +21,11 @@ install: $(VENV)/.installed
 
 run: install
 	$(VENV)/bin/featstore run --preset $(PRESET)
+
+# The real-data experiment (docs/real-data.md): corpora from this Debian/Ubuntu machine's packages, then the run.
+real: install
+	test -d $(REAL_CORPORA) || $(VENV)/bin/featstore corpus debian --out $(REAL_CORPORA)
+	$(VENV)/bin/featstore --warehouse warehouse-real run experiments/real-lua.toml
 
 # Test oracles (tests/oracles.txt): other tools' own readers, installed apart from the venv, without their deps.
 $(ORACLES)/.installed: tests/oracles.txt | install

@@ -22,6 +22,8 @@ from featstore.matching.causal import CausalSettings
 from featstore.models.catalog import MODEL_KINDS, RELATIONS
 from featstore.models.presets import MODEL_PRESETS
 from featstore.saes.presets import SAE_PRESETS, TrainSettings
+from featstore.text.debian import DEFAULT_OUT as DEFAULT_REAL_CORPORA
+from featstore.text.debian import ENGLISH_PACKAGES, LUA_PACKAGES
 from featstore.text.mixtures import PARTS
 from featstore.warehouse import Warehouse, disk_full_error, is_disk_full
 
@@ -163,6 +165,28 @@ def corpus_add_command(wh: Warehouse, name: str, source: str, tokenizer_path: st
                      text_key=text_key, doc_tokens=doc_tokens, min_docs=min_docs, replace=replace)
     click.echo(f"corpus {row['name']}: {row['n_documents']:,} documents, {row['n_tokens']:,} tokens "
                f"(tok {row['tok_start']:,}..{row['tok_start'] + row['n_tokens'] - 1:,}), tokenizer {row['tokenizer']}")
+
+
+@corpus_group.command("debian")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=str(DEFAULT_REAL_CORPORA), show_default=True,
+              help="Folder to write: python/, lua/, english.jsonl, licenses/, manifest.json.")
+@click.option("--debs", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of .deb files to use (missing ones are downloaded into it) [default: a temporary folder].")
+@click.option("--lua-package", "lua_packages", multiple=True, help=f"Package of Lua sources (repeat) [default: {', '.join(LUA_PACKAGES)}].")
+@click.option("--english-package", "english_packages", multiple=True,
+              help=f"Package of English prose (repeat) [default: {', '.join(ENGLISH_PACKAGES)}].")
+@click.option("--replace", is_flag=True, help="Rebuild an existing --out folder.")
+def corpus_debian_command(out: Path, debs: Path | None, lua_packages: tuple[str, ...], english_packages: tuple[str, ...],
+                          replace: bool) -> None:
+    """Build real Python, Lua and English corpora from this Debian or Ubuntu machine's packages (no hub needed)."""
+    from featstore.text.debian import build_real_corpora
+
+    manifest = build_real_corpora(out, debs=debs, lua_packages=lua_packages or LUA_PACKAGES,
+                                  english_packages=english_packages or ENGLISH_PACKAGES, replace=replace)
+    for name, corpus in manifest.items():
+        packages = ", ".join(p["name"] for p in corpus["packages"])
+        click.echo(f"{name}: {corpus['documents']:,} documents, {corpus['bytes'] / 1e6:.1f} MB in {out.expanduser() / corpus['path']} ({packages})")
+    click.echo(f"licences and versions: {out.expanduser() / 'manifest.json'}, {out.expanduser() / 'licenses'}/")
 
 
 @main.command("corpora")

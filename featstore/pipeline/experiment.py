@@ -22,6 +22,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from featstore.errors import FeatstoreError
+from featstore.text.debian import DEFAULT_OUT as DEFAULT_REAL_CORPORA
 
 SCHEDULE_KEYS = ("lr", "weight_decay", "warmup_steps", "batch_size", "max_tokens", "epochs", "grad_clip")
 SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers",
@@ -383,7 +384,13 @@ class Reader:
 
     def check_source(self, source: str, key: str) -> None:
         from featstore.text.mixtures import parse_spec
-        from featstore.text.sources import GENERATED_PREFIX, HUB_ID, HUB_PREFIX, STDLIB, parse_generated
+        from featstore.text.sources import (
+            GENERATED_PREFIX,
+            HUB_ID,
+            HUB_PREFIX,
+            STDLIB,
+            parse_generated,
+        )
 
         try:
             components = parse_spec(source)
@@ -400,7 +407,8 @@ class Reader:
                 continue
             if HUB_ID.match(c.source) and not c.source.startswith((".", "/", "~")):
                 continue  # a hub dataset id: checked when it is read
-            raise self.fail(key, f"{c.source} does not exist; point it at a file, folder or glob (e.g. --set {key}=PATH)")
+            build = " or build it with `featstore corpus debian`" if path.is_relative_to(DEFAULT_REAL_CORPORA.expanduser()) else ""
+            raise self.fail(key, f"{c.source} does not exist; point it at a file, folder or glob (e.g. --set {key}=PATH){build}")
 
     def check_tokenizer(self, tokenizer: str) -> None:
         if tokenizer in ("bpe", "mistral"):

@@ -178,6 +178,7 @@ CASES = [
     ("bad jsonl", ["corpus", "add", "x", "--source", f"{IN}/bad.jsonl", "--tokenizer", T], 1, r"bad\.jsonl:2 is not valid JSON"),
     ("jsonl without key", ["corpus", "add", "x", "--source", f"{IN}/nokey.jsonl", "--tokenizer", T], 1, r"no .*text"),
     ("empty source", ["corpus", "add", "x", "--source", f"{IN}/empty.txt", "--tokenizer", T], 1, r"gave no tokens"),
+    ("real corpora folder exists", ["corpus", "debian", "--out", IN], 1, r"in already exists; pass --replace to rebuild it"),
     ("missing source", ["corpus", "add", "x", "--source", f"{IN}/nothere.txt", "--tokenizer", T], 1, r"nothere\.txt"),
     ("glob matches nothing", ["corpus", "add", "x", "--source", f"{IN}/*.nothing", "--tokenizer", T], 1, r"no files match"),
     ("unknown generator", ["corpus", "add", "x", "--source", "generated:nosuch", "--tokenizer", T], 1, r"unknown generator 'nosuch'"),

@@ -9,7 +9,11 @@ import pytest
 from helpers import FIXTURES, invoke, run_cli
 
 from featstore.errors import FeatstoreError
-from featstore.pipeline.experiment import experiments_dir, load_experiment
+from featstore.pipeline.experiment import (
+    DEFAULT_REAL_CORPORA,
+    experiments_dir,
+    load_experiment,
+)
 from featstore.pipeline.steps import build_steps, downstream, input_hash
 
 # What the derived steps add to the parameters build_steps(preset) had before experiment files: the
@@ -238,9 +242,11 @@ def write_folder(folder: Path, suffix: str, text: str, n: int = 30) -> Path:
 
 def test_plan_of_the_real_lua_experiment_on_a_folder(tmp_path):
     lua = write_folder(tmp_path / "lua", ".lua", "local function f{i}(x)\n  return x + {i}\nend\n")
+    english = write_folder(tmp_path / "english", ".txt", "It was a truth {i} universally acknowledged.")
     warehouse = tmp_path / "wh"
-    result = run_cli(warehouse, "run", "--plan", str(experiments_dir() / "real-lua.toml"), "--set",
-                     f"corpora.lua.source={lua}")
+    sets = [f"corpora.lua.source={lua}", f"corpora.english.source={english}", "corpora.python.source=python-stdlib"]
+    result = run_cli(warehouse, "run", "--plan", str(experiments_dir() / "real-lua.toml"),
+                     *(arg for s in sets for arg in ("--set", s)))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     for step in ("train-base", "finetune-lua", "finetune-english", "merge-luaenglish", "eval-slices",
@@ -248,9 +254,23 @@ def test_plan_of_the_real_lua_experiment_on_a_folder(tmp_path):
         assert any(line.split()[:3] == ["run", step, "new"] for line in lines), (step, result.output)
     assert lines[-1] == f"{len(lines) - 1} of {len(lines) - 1} steps would run"
     assert not warehouse.exists()
-    experiment = load_experiment(experiments_dir() / "real-lua.toml", [f"corpora.lua.source={lua}"])
+    experiment = load_experiment(experiments_dir() / "real-lua.toml", sets)
     assert experiment.slices["eval-lua"].doc_tokens == 1000 and experiment.models["lua"].corpus == str(lua)
 
     missing = invoke("run", "--plan", str(experiments_dir() / "real-lua.toml"), "--set",
                      f"corpora.lua.source={tmp_path / 'nope'}")
-    assert missing.exit_code == 1 and "corpora.lua.source:" in missing.output and "does not exist" in missing.output
+    assert missing.exit_code == 1 and "corpora." in missing.output and "does not exist" in missing.output
+
+
+def test_the_real_lua_experiment_reads_the_debian_corpora_by_default(tmp_path, monkeypatch):
+    """Without --set it points at `featstore corpus debian`'s output, and says how to build it when absent."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    missing = invoke("run", "--plan", str(experiments_dir() / "real-lua.toml"))
+    assert missing.exit_code == 1 and "build it with `featstore corpus debian`" in missing.output, missing.output
+    real = DEFAULT_REAL_CORPORA.expanduser()
+    write_folder(real / "lua", ".lua", "return {i}\n")
+    write_folder(real / "python", ".py", "x = {i}\n")
+    (real / "english.jsonl").write_text("".join(f'{{"text": "Chapter {i}."}}\n' for i in range(30)))
+    experiment = load_experiment(experiments_dir() / "real-lua.toml", [])
+    assert Path(experiment.models["lua"].corpus).expanduser() == real / "lua"
+    assert experiment.family == "real"
