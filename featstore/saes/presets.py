@@ -61,6 +61,11 @@ SAE_PRESETS = {
     "tiny": TrainSettings(
         expansion=4, lr=1e-3, beta2=0.999, batch_blocks=32, tokens=1_200_000, resample_every=500, eval_tokens=20_000,
     ),
+    # The real family (hidden 256 / MLP 512, real text): the tiny settings trained twice as long, which on
+    # real-lua.toml lowers FVU and raises the seed floors (docs/real-data.md).
+    "real": TrainSettings(
+        expansion=4, lr=1e-3, beta2=0.999, batch_blocks=32, tokens=2_400_000, resample_every=500, eval_tokens=20_000,
+    ),
 }
 
 
