@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import parse_args, settings_of, write_record
 
 TARGET_S = 600
-KINDS = {"train-": "models", "finetune-": "models", "merge": "models", "eval-slices": "models", "sae-": "SAEs",
-         "ingest-": "ingest", "correlate-": "correlate", "match-": "match", "explain-": "explain", "report": "report"}
+KINDS = {"train-": "models", "finetune-": "models", "merge": "models", "sweep-": "models", "eval-slices": "models",
+         "sae-": "SAEs", "ingest-": "ingest", "correlate-": "correlate", "match-": "match", "explain-": "explain",
+         "report": "report"}
 # micro sizes of every stage, on the shipped experiment (smoke: the whole job in about a minute)
 SMOKE = ["family.hidden_size=32", "family.intermediate_size=64", "family.num_attention_heads=2",
          "family.num_key_value_heads=1", "family.block_size=32", "family.eval_tokens=256", "tokenizer.vocab_size=512",
@@ -40,7 +41,7 @@ SMOKE = ["family.hidden_size=32", "family.intermediate_size=64", "family.num_att
 
 
 def kind(step: str) -> str:
-    return next(k for prefix, k in KINDS.items() if step.startswith(prefix))
+    return next((k for prefix, k in KINDS.items() if step.startswith(prefix)), "other")
 
 
 def read_run(db: Path) -> tuple[dict[str, float], float]:
@@ -53,19 +54,29 @@ def read_run(db: Path) -> tuple[dict[str, float], float]:
 
 
 def by_kind(seconds: dict[str, float]) -> dict[str, float]:
-    out = dict.fromkeys(dict.fromkeys(KINDS.values()), 0.0)
+    out = dict.fromkeys([*dict.fromkeys(KINDS.values()), "other"], 0.0)
     for step, s in seconds.items():
         out[kind(step)] += s
     return out
 
 
-def run_job(folder: Path, overrides: list[str]) -> float:
-    """Wall seconds of `featstore run` (the built-in experiment, `overrides` applied) into `folder`."""
+def run_job(folder: Path, overrides: list[str], experiment: Path | None = None) -> float:
+    """Wall seconds of `featstore run` (`experiment`, default the built-in one, `overrides` applied) into `folder`."""
     from featstore.pipeline.experiment import load_experiment
     from featstore.pipeline.steps import run_pipeline
     from featstore.warehouse import Warehouse
 
-    return run_pipeline(Warehouse(folder), load_experiment(None, overrides), log=print)["seconds"]
+    return run_pipeline(Warehouse(folder), load_experiment(experiment, overrides), log=print)["seconds"]
+
+
+def job_folder(warehouse: Path | None, finished: bool, prefix: str) -> Path:
+    """The warehouse folder of a run: --warehouse or a fresh temporary one; with --finished it must hold a
+    warehouse, without it it must not."""
+    folder = warehouse or Path(tempfile.mkdtemp(prefix=prefix)) / "warehouse"
+    if (folder / "featstore.duckdb").exists() != finished:
+        raise SystemExit(f"{folder} {'holds no' if finished else 'already holds a'} warehouse;"
+                         f" give {'a finished run' if finished else 'an empty --warehouse'}")
+    return folder
 
 
 def main() -> None:
@@ -77,10 +88,7 @@ def main() -> None:
                         " (its steps' seconds; no wall time)")
     args = parse_args(parser, smoke={})
     overrides = (SMOKE if args.smoke else []) + args.overrides
-    folder = args.warehouse or Path(tempfile.mkdtemp(prefix="featstore-main-job-")) / "warehouse"
-    if (folder / "featstore.duckdb").exists() != args.finished:
-        raise SystemExit(f"{folder} {'holds no' if args.finished else 'already holds a'} warehouse;"
-                         f" give {'a finished run' if args.finished else 'an empty --warehouse'}")
+    folder = job_folder(args.warehouse, args.finished, "featstore-main-job-")
     wall = None if args.finished else run_job(folder, overrides)
     steps, span = read_run(folder / "featstore.duckdb")
     old, old_span = read_run(args.baseline / "featstore.duckdb") if args.baseline else ({}, None)

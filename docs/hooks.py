@@ -10,6 +10,8 @@ A page asks for a generated part with a marker line; `on_page_markdown` replaces
   from a fresh warehouse (`DESCRIBE` of each object, after every migration), joined with the
   descriptions and declared tests of the `schema.yml` files under sql/.
 - `<!-- generated: benchmarks -->`: the records of `docs/benchmarks/*.json` that `benchmarks/*.py` write.
+- `<!-- generated: real-budgets -->`: the candidates of the budget measurement (docs/benchmarks/real_budgets.json).
+- `<!-- generated: real-run -->`: the tables of the real-data run's record (docs/benchmarks/real_run.json).
 
 Anything the two sides disagree on (a column without a description, an object without an entry) is
 logged as a warning, which `mkdocs build --strict` turns into a failed build.
@@ -536,6 +538,21 @@ def _number(value) -> str:
     return _cell(value)
 
 
+def _provenance(r: dict) -> str:
+    """The command, time, machine, load average, versions and commit of a record, as two lines."""
+    m, v, c = r["machine"], r["versions"], r.get("commit") or {}
+    load = " → ".join(" ".join(f"{x:.2f}" for x in r["load_average"][k]) for k in ("start", "end"))
+    commit = f"`{c['sha'][:12]}`" + (" (uncommitted changes)" if c.get("dirty") else "") if c.get("sha") else "—"
+    return (f"`{_cell(r['command'])}`, {r['timestamp'][:16].replace('T', ' ')} UTC\n\n"
+            f"{m['cpu_count']} cores, {m.get('memory_gb', '?')} GB, GPU {m.get('gpu') or 'none'}; load average {load}; "
+            f"torch {v.get('torch')}, duckdb {v.get('duckdb')}; commit {commit}\n")
+
+
+def _record_tables(r: dict, level: str = "###") -> list[str]:
+    return [f"{level} {title}\n\n" + _table(list(rows[0]), [[_number(v) for v in row.values()] for row in rows]) + "\n"
+            for title, rows in r.get("tables", {}).items() if rows]
+
+
 def benchmark_records() -> str:
     """Each full-size record's command, machine, versions and commit, its ratios and its figures."""
     records = _load_records()
@@ -543,18 +560,39 @@ def benchmark_records() -> str:
         return "No full-size record yet: run a script of `benchmarks/` without `--smoke` to write one."
     out = []
     for r in records:
-        m, v, c = r["machine"], r["versions"], r.get("commit") or {}
-        load = " → ".join(" ".join(f"{x:.2f}" for x in r["load_average"][k]) for k in ("start", "end"))
-        commit = f"`{c['sha'][:12]}`" + (" (uncommitted changes)" if c.get("dirty") else "") if c.get("sha") else "—"
-        out += [f"## `{r['name']}`\n", f"`{_cell(r['command'])}`, {r['timestamp'][:16].replace('T', ' ')} UTC\n",
-                f"{m['cpu_count']} cores, {m.get('memory_gb', '?')} GB, GPU {m.get('gpu') or 'none'}; load average {load}; "
-                f"torch {v.get('torch')}, duckdb {v.get('duckdb')}; commit {commit}\n",
+        out += [f"## `{r['name']}`\n", _provenance(r),
                 _table(["ratio", "value"], [[f"`{k}`", _number(x)] for k, x in r["ratios"].items()]) + "\n",
-                _table(["figure", "value"], [[f"`{k}`", _number(x)] for k, x in r["figures"].items()]) + "\n"]
-        for title, rows in r.get("tables", {}).items():
-            if rows:
-                out += [f"### {title}\n", _table(list(rows[0]), [[_number(v) for v in row.values()] for row in rows]) + "\n"]
+                _table(["figure", "value"], [[f"`{k}`", _number(x)] for k, x in r["figures"].items()]) + "\n",
+                *_record_tables(r)]
     return "\n".join(out)
+
+
+OWN_DOMAINS = (("base", "python"), ("base", "english"), ("lua", "lua"), ("english", "english"))
+
+
+def real_budget_table() -> str:
+    """One row per candidate of benchmarks/real_budgets.py: its models' accuracy (bits per byte) on their own
+    domains and the seconds of training."""
+    record = next((r for r in _load_records() if r["name"] == "real_budgets"), None)
+    if record is None:
+        return "No record of the budget measurement yet: run `python benchmarks/real_budgets.py`."
+    f = record["figures"]
+    candidates = [k.removesuffix("_reference_tokens_per_s") for k in f if k.endswith("_reference_tokens_per_s")]
+    rows = []
+    for c in candidates:
+        cells = [f"{f[f'{c}_{m}_{d}_val_accuracy']:.3f} ({f[f'{c}_{m}_{d}_val_bits_per_byte']:.2f})" for m, d in OWN_DOMAINS]
+        seconds = sum(f[f"{c}_{m}_seconds"] for m in ("base", "lua", "english"))
+        rows.append([f"`{c}`", f"{f[f'{c}_base_tokens']:,}", f"{f[f'{c}_lua_tokens']:,}", *cells, f"{seconds:,.0f}"])
+    header = ["candidate", "base tokens", "fine-tune tokens", *(f"{m} on {d}" for m, d in OWN_DOMAINS), "training s"]
+    return "\n".join([_table(header, rows), "", _provenance(record)])
+
+
+def real_run_tables() -> str:
+    """The tables of the real-data run's record (benchmarks/real_run.py), under the page's own headings."""
+    record = next((r for r in _load_records() if r["name"] == "real_run"), None)
+    if record is None:
+        return "No record of the real-data run yet: `python benchmarks/real_run.py --warehouse warehouse-real` writes it."
+    return "\n".join(["The run these tables come from:\n", _provenance(r=record), *_record_tables(record, "####")])
 
 
 def gpu_records() -> str:
@@ -573,4 +611,6 @@ GENERATORS = {
     "<!-- generated: schema -->": schema_reference,
     "<!-- generated: benchmarks -->": benchmark_records,
     "<!-- generated: gpu-records -->": gpu_records,
+    "<!-- generated: real-run -->": real_run_tables,
+    "<!-- generated: real-budgets -->": real_budget_table,
 }

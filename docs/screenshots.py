@@ -2,10 +2,12 @@
 
     python docs/screenshots.py WAREHOUSE                  # lua-sae feature 2025, into docs/
     python docs/screenshots.py WAREHOUSE --sae base-sae --feature 7 --out /tmp/shots
+    python docs/screenshots.py warehouse-real --prefix real --pages base-sae:12 lua-sae:40   # real-data.md
 
 Starts `featstore serve` on a free loopback port and drives Debian's Chromium through Playwright (no
 browser download): browser-lineage.png is the lineage page, browser-feature.png the feature page as it
-opens, on the slice of its strongest activations. The warehouse is only read.
+opens, on the slice of its strongest activations. With --pages SAE:FEATURE ..., each of those feature
+pages instead, as PREFIX-SAE-FEATURE.png. The warehouse is only read.
 """
 
 from __future__ import annotations
@@ -41,12 +43,22 @@ def wait_until_up(server: subprocess.Popen, port: int, seconds: float = 120) -> 
             time.sleep(0.2)
 
 
+def shots(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(file name part, URL path) of each screenshot to take."""
+    if args.pages:
+        return [(page.replace(":", "-"), "/sae/{}/feature/{}".format(*page.split(":"))) for page in args.pages]
+    return [("lineage", "/"), ("feature", f"/sae/{args.sae}/feature/{args.feature}")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("warehouse", type=Path)
     parser.add_argument("--sae", default="lua-sae")
     parser.add_argument("--feature", type=int, default=2025)
     parser.add_argument("--out", type=Path, default=REPO / "docs")
+    parser.add_argument("--prefix", default="browser", help="start of each file name")
+    parser.add_argument("--pages", nargs="+", default=None, metavar="SAE:FEATURE",
+                        help="feature pages to take instead of the lineage page and --sae/--feature")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -58,10 +70,10 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport=VIEWPORT)
-            for name, path in (("lineage", "/"), ("feature", f"/sae/{args.sae}/feature/{args.feature}")):
+            for name, path in shots(args):
                 page.goto(f"http://127.0.0.1:{port}{path}")
-                page.screenshot(path=args.out / f"browser-{name}.png")
-                print(args.out / f"browser-{name}.png")
+                page.screenshot(path=args.out / f"{args.prefix}-{name}.png")
+                print(args.out / f"{args.prefix}-{name}.png")
             browser.close()
     finally:
         server.terminate()
