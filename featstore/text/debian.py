@@ -90,8 +90,8 @@ def build_real_corpora(
             "python": write_python(staged),
         }
         (staged / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
+        if out.exists():  # moved aside, not deleted, until the new folder is in place
+            out.rename(work / "previous")
         staged.rename(out)
     return manifest
 
