@@ -29,13 +29,15 @@ TARGET_S = 600
 KINDS = {"train-": "models", "finetune-": "models", "merge": "models", "sweep-": "models", "eval-slices": "models",
          "sae-": "SAEs", "ingest-": "ingest", "correlate-": "correlate", "match-": "match", "explain-": "explain",
          "report": "report"}
-# micro sizes of every stage, on the shipped experiment (smoke: the whole job in about a minute)
-SMOKE = ["family.hidden_size=32", "family.intermediate_size=64", "family.num_attention_heads=2",
+# micro sizes of the models and SAEs of any experiment on the tiny family's shape
+MICRO = ["family.hidden_size=32", "family.intermediate_size=64", "family.num_attention_heads=2",
          "family.num_key_value_heads=1", "family.block_size=32", "family.eval_tokens=256", "tokenizer.vocab_size=512",
-         "family.base.max_tokens=4096", "family.finetune.max_tokens=1024", 'corpora.english="generated:childes?docs=80"',
-         'corpora.lua="generated:lua?docs=60"', 'corpora.tinystories="generated:stories?docs=80"',
-         "saes.default.expansion=2", "saes.default.tokens=3072", "saes.default.batch_blocks=8",
-         "saes.default.eval_tokens=480", "saes.default.resample_every=100", "slices.eval-python.tokens=600",
+         "family.base.max_tokens=4096", "family.finetune.max_tokens=1024", "saes.default.expansion=2",
+         "saes.default.tokens=3072", "saes.default.batch_blocks=8", "saes.default.eval_tokens=480",
+         "saes.default.resample_every=100"]
+# micro sizes of every stage, on the shipped experiment (smoke: the whole job in about a minute)
+SMOKE = [*MICRO, 'corpora.english="generated:childes?docs=80"', 'corpora.lua="generated:lua?docs=60"',
+         'corpora.tinystories="generated:stories?docs=80"', "slices.eval-python.tokens=600",
          "slices.eval-lua.tokens=600", "slices.eval-stories.tokens=600", "analyses.explain.top=4",
          "analyses.explain.sample=4", "analyses.sweeps.merge-sweep.steps=3"]
 

@@ -8,7 +8,7 @@ measured in the same run, each candidate's raw training speed on random tokens i
 (benchmarks/train_family.py), so the seconds can be read against what the machine gave at that moment.
 
     python benchmarks/real_budgets.py                            # every candidate
-    python benchmarks/real_budgets.py --candidates real-small     # one
+    python benchmarks/real_budgets.py --candidates real           # one
     python benchmarks/real_budgets.py --smoke                     # micro budgets: seconds
 
 The record (benchmarks/record.py) goes to docs/benchmarks/real_budgets.json at full size.

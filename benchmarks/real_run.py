@@ -21,22 +21,18 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from main_job import by_kind, job_folder, read_run, run_job
+from main_job import MICRO, by_kind, job_folder, read_run, run_job
 from record import REPO, parse_args, settings_of, write_record
 
 TARGET_S = 1800
 TARGET_ACCURACY = 0.30
 THRESHOLD = 0.8  # the paper's
 OWN_DOMAINS = {"base": ("python", "english"), "lua": ("lua",), "english": ("english",), "luaenglish": ("lua", "english")}
-SMOKE = ["family.hidden_size=32", "family.intermediate_size=64", "family.num_attention_heads=2",
-         "family.num_key_value_heads=1", "family.block_size=32", "family.eval_tokens=256", "tokenizer.vocab_size=512",
-         "family.base.max_tokens=8192", "family.finetune.max_tokens=2048", "family.base.epochs=1",
-         "family.finetune.epochs=1", "corpora.python.source=python-stdlib",
+# micro sizes (main_job's), the real family's epochs cut to one, generated corpora in place of the real ones
+SMOKE = [*MICRO, "family.base.epochs=1", "family.finetune.epochs=1", "corpora.python.source=python-stdlib",
          'corpora.english.source="generated:childes?docs=80"', 'corpora.lua.source="generated:lua?docs=60"',
-         "saes.default.expansion=2", "saes.default.tokens=3072", "saes.default.batch_blocks=8",
-         "saes.default.eval_tokens=480", "saes.default.resample_every=100", "slices.eval-python.tokens=600",
-         "slices.eval-lua.tokens=600", "slices.eval-english.tokens=600", "slices.eval-python.min_docs=1",
-         "slices.eval-lua.min_docs=1", "slices.eval-english.min_docs=1", "analyses.sweeps.sweep-lua-english.steps=3"]
+         *(f"slices.eval-{s}.{key}" for s in ("python", "lua", "english") for key in ("tokens=600", "min_docs=1")),
+         "analyses.sweeps.sweep-lua-english.steps=3"]
 
 QUERIES = {
     "validation": "SELECT model, domain, val_loss, val_accuracy FROM model_validation ORDER BY model, domain",
